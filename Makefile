@@ -1,0 +1,54 @@
+# stickyws: the two commands are `make synth` and `make test` (see README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+CDK := npx --no-install cdk
+
+# jsii prints an end-of-life banner on Node 20 in every process; the CLI stays offline.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_CLI_TELEMETRY := true
+export PATH := $(BIN):$(PATH)
+
+.PHONY: help setup synth test lint format pytest system-deps clean
+
+help:  ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[cdk,server,dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.installed node_modules/.installed  ## Create .venv (pinned deps) and the local CDK CLI.
+
+synth: setup  ## Synthesize cdk.out/StickyWebSocketStack.template.json offline (settings: -c via CDK_ARGS).
+	$(CDK) synth --quiet $(CDK_ARGS)
+	@echo "wrote cdk.out/StickyWebSocketStack.template.json"
+
+system-deps:  ## Install redis-server and haproxy (Debian packages) when missing.
+	@scripts/install-system-deps.sh
+
+lint: setup  ## ruff (lint + format check) and mypy.
+	$(BIN)/ruff check stickyws constructs_lib stacks tests scripts app.py
+	$(BIN)/ruff format --check stickyws constructs_lib stacks tests scripts app.py
+	$(BIN)/mypy
+
+format: setup  ## Apply ruff's fixes and formatting.
+	$(BIN)/ruff check --fix stickyws constructs_lib stacks tests scripts app.py
+	$(BIN)/ruff format stickyws constructs_lib stacks tests scripts app.py
+
+pytest: setup system-deps  ## The test suite alone.
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: setup system-deps lint pytest  ## Everything CI runs: setup, Debian packages, lint, types, tests.
+
+clean:  ## Remove cdk.out and caches (keeps .venv and node_modules).
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

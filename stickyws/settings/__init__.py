@@ -1,0 +1,60 @@
+"""The one settings model of stickyws, its named rules and its text renderings.
+
+>>> from stickyws.settings import Settings
+>>> s = Settings().with_overrides({"idle_timeout_s": "300"})
+>>> s["idle_timeout_s"]
+300
+>>> [f.rule for f in s.validate() if f.severity.value == "error"]
+[]
+"""
+
+from stickyws.settings.codec import (
+    CONTEXT_SETTINGS_FILE,
+    ENV_JWT_SECRET,
+    ENV_REDIS_URL,
+    ENV_SERVER_ID,
+    env_name,
+    from_env,
+    load_file,
+    render_value,
+    resolve,
+    to_env,
+)
+from stickyws.settings.errors import SettingsError, SettingValueError, UnknownSettingError
+from stickyws.settings.model import (
+    FIELDS,
+    ClientSettings,
+    LoadBalancerSettings,
+    ServerSettings,
+    Settings,
+    TargetGroupSettings,
+    TaskSettings,
+)
+from stickyws.settings.rules import RULES, Finding, Severity, validate
+
+__all__ = [
+    "CONTEXT_SETTINGS_FILE",
+    "ENV_JWT_SECRET",
+    "ENV_REDIS_URL",
+    "ENV_SERVER_ID",
+    "FIELDS",
+    "RULES",
+    "ClientSettings",
+    "Finding",
+    "LoadBalancerSettings",
+    "ServerSettings",
+    "SettingValueError",
+    "Settings",
+    "SettingsError",
+    "Severity",
+    "TargetGroupSettings",
+    "TaskSettings",
+    "UnknownSettingError",
+    "env_name",
+    "from_env",
+    "load_file",
+    "render_value",
+    "resolve",
+    "to_env",
+    "validate",
+]

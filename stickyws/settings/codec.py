@@ -1,0 +1,176 @@
+"""Reading and writing settings as text: CDK context, JSON/TOML files and the container environment.
+
+The environment rendering is the contract between the CDK stack and the server: the task
+definition carries ``to_env(settings)`` and the server rebuilds the same object with
+``from_env(os.environ)``. Every setting ``name`` travels as ``STICKYWS_<NAME>`` (upper case).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from stickyws.settings.errors import SettingsError, SettingValueError
+from stickyws.settings.model import FIELDS, FieldInfo, Settings
+
+ENV_PREFIX = "STICKYWS_"
+#: Environment variable that carries the HS256 token signing key (a secret, never a setting).
+ENV_JWT_SECRET = "STICKYWS_JWT_SECRET"
+#: Environment variable with the registry URL (``redis://`` or ``rediss://``); unset: in-memory registry.
+ENV_REDIS_URL = "REDIS_URL"
+#: Environment variable that overrides the server id (default: ECS task id, else hostname-pid).
+ENV_SERVER_ID = "STICKYWS_SERVER_ID"
+#: CDK context key naming a JSON or TOML settings file.
+CONTEXT_SETTINGS_FILE = "settings_file"
+
+_OFF = {"", "none", "off", "null", "disabled"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def env_name(name: str) -> str:
+    """The environment variable that carries setting ``name``."""
+    return ENV_PREFIX + name.upper()
+
+
+def parse_value(info: FieldInfo, raw: Any) -> Any:
+    """``raw`` (a string from the command line or environment, or a JSON/TOML value) as the field's type."""
+    kind = info.type
+    nullable = _is_optional(kind)
+    if nullable:
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    if raw is None or (nullable and isinstance(raw, str) and raw.strip().lower() in _OFF):
+        if nullable:
+            return None
+        raise SettingValueError(info.name, raw, _expected(info))
+    try:
+        if kind is bool:
+            return _parse_bool(raw)
+        if kind is int:
+            if isinstance(raw, bool):
+                raise ValueError
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError
+            return int(raw)
+        if kind is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+        if kind is str:
+            if not isinstance(raw, (str, int)) or isinstance(raw, bool):
+                raise ValueError
+            return str(raw)
+        if typing.get_origin(kind) is tuple:
+            if isinstance(raw, str):
+                return tuple(part.strip() for part in raw.split(",") if part.strip())
+            if isinstance(raw, (list, tuple)) and all(isinstance(x, str) for x in raw):
+                return tuple(raw)
+            raise ValueError
+    except (TypeError, ValueError):
+        raise SettingValueError(info.name, raw, _expected(info)) from None
+    raise TypeError(f"no parser for {info.name}: {kind!r}")
+
+
+def render_value(value: Any) -> str:
+    """A setting value as environment/context text; :func:`parse_value` reads it back unchanged."""
+    if value is None:
+        return "off"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def to_env(settings: Settings) -> dict[str, str]:
+    """Every setting as ``{STICKYWS_NAME: text}``, sorted by name: the container's environment."""
+    return {env_name(name): render_value(value) for name, value in sorted(settings.items())}
+
+
+def from_env(env: Mapping[str, str], base: Settings | None = None) -> Settings:
+    """Settings from ``STICKYWS_*`` variables over ``base`` (defaults); other variables are ignored."""
+    overrides = {name: env[env_name(name)] for name in FIELDS if env_name(name) in env}
+    return (base or Settings()).with_overrides(overrides)
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """Flat ``{name: value}`` overrides from a JSON or TOML file (by extension).
+
+    Unknown names raise :class:`UnknownSettingError`; an unreadable file raises
+    :class:`SettingsError` naming the file.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data: Any = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (OSError, ValueError) as exc:
+        from stickyws.settings.rules import Finding, Severity
+
+        raise SettingsError(
+            [
+                Finding(
+                    rule="settings-file",
+                    severity=Severity.ERROR,
+                    message=f"cannot read settings file {path}: {exc}",
+                    fix="pass a JSON or TOML file of flat setting names (see README.md)",
+                    settings=(CONTEXT_SETTINGS_FILE,),
+                )
+            ]
+        ) from None
+    if not isinstance(data, dict):
+        raise SettingValueError(CONTEXT_SETTINGS_FILE, str(path), "a JSON object or TOML table")
+    Settings().with_overrides(data)  # raises on unknown names and unparsable values
+    return data
+
+
+def resolve(context: Mapping[str, Any], base: Settings | None = None) -> Settings:
+    """Settings from CDK-style context: a ``settings_file`` first, then flat names on top.
+
+    Context keys that are not setting names are ignored (CDK context holds feature flags and
+    lookups too); the settings file is strict.
+    """
+    settings = base or Settings()
+    file_name = context.get(CONTEXT_SETTINGS_FILE)
+    if file_name:
+        settings = settings.with_overrides(load_file(str(file_name)))
+    flat = {name: value for name, value in context.items() if name in FIELDS and value is not None}
+    return settings.with_overrides(flat)
+
+
+def _is_optional(kind: Any) -> bool:
+    origin = typing.get_origin(kind)
+    return origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(kind)
+
+
+def _parse_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(raw)
+
+
+def _expected(info: FieldInfo) -> str:
+    kind = info.type
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+    if _is_optional(kind):
+        base = "a number or off"
+    elif typing.get_origin(kind) is tuple:
+        base = "a comma-separated list"
+    else:
+        base = names.get(kind, "text")
+    if info.spec.choices:
+        base = " | ".join(info.spec.choices)
+    elif info.spec.lo is not None or info.spec.hi is not None:
+        base = f"{base} ({info.spec.describe_range()})"
+    return base

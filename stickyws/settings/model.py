@@ -1,0 +1,413 @@
+"""The settings model: one frozen object that the CDK stack, the container environment, the
+HAProxy twin and the auditor all render or read.
+
+Settings are grouped by what they configure (load balancer, target group, server, client,
+task). Every field name is unique across the groups, so a setting has one flat name that is
+used everywhere: CDK context (``cdk synth -c idle_timeout_s=300``), settings files, the
+container environment (``STICKYWS_IDLE_TIMEOUT_S``) and the auditor's report.
+
+Ranges are *not* enforced on construction: a live load balancer may well be out of range and
+the auditor must still describe it. :meth:`Settings.validate` runs the named rules in
+:mod:`stickyws.settings.rules` and returns findings; :meth:`Settings.check` raises on errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from stickyws.settings.spec import Spec, setting, spec_of
+
+if TYPE_CHECKING:
+    from stickyws.settings.rules import Finding
+
+DAY_S = 86_400
+WEEK_S = 7 * DAY_S
+
+STICKINESS_TYPES = ("lb_cookie", "app_cookie")
+DESYNC_MODES = ("monitor", "defensive", "strictest")
+CONNECTION_POLICIES = ("takeover", "reject")
+REGISTRY_DOWN_POLICIES = ("reject", "accept")
+FARGATE_CPU_UNITS = ("256", "512", "1024", "2048", "4096", "8192", "16384")
+
+
+@dataclass(frozen=True)
+class LoadBalancerSettings:
+    """Attributes of the Application Load Balancer itself."""
+
+    idle_timeout_s: int = setting(
+        120,
+        "ALB idle timeout (`idle_timeout.timeout_seconds`): a connection with no data in either "
+        "direction for this long is closed. WebSocket pings count as data.",
+        unit="s",
+        lo=1,
+        hi=4000,
+    )
+    http2_enabled: bool = setting(
+        False,
+        "`routing.http2.enabled`. Must stay off: WebSocket upgrades are HTTP/1.1 and clients that "
+        "negotiate h2 cannot upgrade.",
+    )
+    client_keep_alive_s: int = setting(
+        3600,
+        "`client_keep_alive.seconds`: how long the ALB keeps a client's HTTP connection before it "
+        "asks the client to reconnect.",
+        unit="s",
+        lo=60,
+        hi=604_800,
+    )
+    drop_invalid_header_fields: bool = setting(
+        True,
+        "`routing.http.drop_invalid_header_fields.enabled`: drop headers that are not valid tokens.",
+    )
+    desync_mitigation_mode: str = setting(
+        "defensive",
+        "`routing.http.desync_mitigation_mode`: how the ALB treats requests that may smuggle.",
+        choices=DESYNC_MODES,
+    )
+
+
+@dataclass(frozen=True)
+class TargetGroupSettings:
+    """Attributes and health check of the target group that holds the server tasks."""
+
+    deregistration_delay_s: int = setting(
+        60,
+        "`deregistration_delay.timeout_seconds`: how long the ALB drains a deregistering task "
+        "before it cuts the connections still open.",
+        unit="s",
+        lo=0,
+        hi=3600,
+    )
+    stickiness_enabled: bool = setting(True, "`stickiness.enabled`: route a client back to its task.")
+    stickiness_type: str = setting(
+        "lb_cookie",
+        "`stickiness.type`: `lb_cookie` (the ALB issues `AWSALB`) or `app_cookie` (the ALB follows "
+        "the application's cookie named by `app_cookie_name`).",
+        choices=STICKINESS_TYPES,
+    )
+    app_cookie_name: str = setting(
+        "",
+        "`stickiness.app_cookie.cookie_name`, required with `app_cookie`; names starting with "
+        "AWSALB, AWSALBAPP or AWSALBTG are reserved.",
+    )
+    stickiness_duration_s: int = setting(
+        DAY_S,
+        "`stickiness.lb_cookie.duration_seconds` (or `app_cookie.duration_seconds`): how long the "
+        "cookie pins a client to a task.",
+        unit="s",
+        lo=1,
+        hi=WEEK_S,
+    )
+    health_check_path: str = setting("/health", "Path the ALB polls on each task.")
+    health_check_interval_s: int = setting(30, "Health check interval.", unit="s", lo=5, hi=300)
+    health_check_timeout_s: int = setting(
+        5, "Health check timeout; must be below the interval.", unit="s", lo=2, hi=120
+    )
+    healthy_threshold_count: int = setting(
+        2, "Consecutive successes before a task is healthy.", unit="checks", lo=2, hi=10
+    )
+    unhealthy_threshold_count: int = setting(
+        3, "Consecutive failures before a task is unhealthy.", unit="checks", lo=2, hi=10
+    )
+    health_check_matcher: str = setting(
+        "200",
+        "HTTP codes that mean healthy: codes or ranges within 200-499, e.g. `200` or `200-299`.",
+    )
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The reference server: keepalive, drain, registry and limits."""
+
+    port: int = setting(8080, "Port the server listens on inside the task.", lo=1, hi=65535)
+    ping_interval_s: float | None = setting(
+        30.0,
+        "Server WebSocket ping interval; keeps idle connections inside the ALB idle timeout.",
+        unit="s",
+        lo=0.1,
+        hi=3600,
+        source="stickyws",
+        nullable=True,
+    )
+    ping_timeout_s: float = setting(
+        10.0,
+        "How long the server waits for a pong before it closes the connection with 1011.",
+        unit="s",
+        lo=0.1,
+        hi=600,
+        source="stickyws",
+    )
+    drain_window_s: float = setting(
+        45.0,
+        "Window over which a draining server spreads its reconnect instructions (with jitter).",
+        unit="s",
+        lo=0,
+        hi=3600,
+        source="stickyws",
+    )
+    shutdown_timeout_s: float = setting(
+        10.0,
+        "Hard deadline the server needs after SIGTERM to close what is left and exit.",
+        unit="s",
+        lo=0,
+        hi=120,
+        source="stickyws",
+    )
+    routing_ttl_s: int = setting(
+        3600,
+        "TTL of the routing key `ws:user:{id}`, refreshed on activity.",
+        unit="s",
+        lo=1,
+        hi=30 * DAY_S,
+        source="stickyws",
+    )
+    session_ttl_s: int = setting(
+        3600,
+        "TTL of resumable session state in the registry, refreshed on activity.",
+        unit="s",
+        lo=1,
+        hi=30 * DAY_S,
+        source="stickyws",
+    )
+    heartbeat_interval_s: float = setting(
+        10.0,
+        "How often each server writes `ws:server:{id}:heartbeat`.",
+        unit="s",
+        lo=0.1,
+        hi=3600,
+        source="stickyws",
+    )
+    heartbeat_ttl_s: int = setting(
+        30,
+        "TTL of the heartbeat key: a server silent for this long counts as gone.",
+        unit="s",
+        lo=1,
+        hi=DAY_S,
+        source="stickyws",
+    )
+    max_connections: int = setting(
+        10_000,
+        "Connection limit per task; handshakes above it get 503 + Retry-After.",
+        unit="connections",
+        lo=1,
+        hi=1_000_000,
+        source="stickyws",
+    )
+    max_message_bytes: int = setting(
+        65_536,
+        "Largest accepted message; larger ones close with 1009.",
+        unit="bytes",
+        lo=128,
+        hi=16 * 1024 * 1024,
+        source="stickyws",
+    )
+    permessage_deflate: bool = setting(
+        False,
+        "Negotiate permessage-deflate. Off by default: it costs memory on every connection.",
+    )
+    connection_policy: str = setting(
+        "takeover",
+        "A user already connected on another live server: `takeover` (that server closes the old "
+        "connection) or `reject` (409).",
+        choices=CONNECTION_POLICIES,
+    )
+    registry_down_policy: str = setting(
+        "reject",
+        "New handshakes while the registry (Redis) is unreachable: `reject` (503 + Retry-After) "
+        "or `accept` (serve with a fresh session, re-registered when Redis returns).",
+        choices=REGISTRY_DOWN_POLICIES,
+    )
+    allowed_origins: tuple[str, ...] = setting(
+        (),
+        "Origins allowed to open a WebSocket (comma-separated in the environment). Empty: only "
+        "clients that send no Origin (non-browser). `*` allows any origin.",
+    )
+    jwt_audience: str = setting("stickyws", "Required `aud` claim of connection tokens.")
+    drain_poll_target_health: bool = setting(
+        False,
+        "Also poll `elbv2:DescribeTargetHealth` and start draining when this task is `draining`.",
+    )
+    target_health_poll_interval_s: float = setting(
+        15.0,
+        "Mean interval between DescribeTargetHealth polls (jittered).",
+        unit="s",
+        lo=1,
+        hi=600,
+        source="stickyws",
+    )
+    metrics_namespace: str = setting(
+        "StickyWebSocket", "CloudWatch namespace of the server's embedded-metric-format lines."
+    )
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What the reference client does when it has to reconnect."""
+
+    reconnect_base_ms: int = setting(
+        1000, "First reconnect backoff (full jitter).", unit="ms", lo=1, hi=600_000, source="stickyws"
+    )
+    reconnect_cap_s: float = setting(30.0, "Largest reconnect backoff.", unit="s", lo=0.01, hi=DAY_S, source="stickyws")
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """The ECS Fargate task and service."""
+
+    task_cpu: int = setting(512, "Fargate task CPU units (1024 = 1 vCPU).", unit="units", choices=FARGATE_CPU_UNITS)
+    task_memory_mib: int = setting(
+        1024, "Fargate task memory; must be a valid pairing with `task_cpu`.", unit="MiB", lo=512, hi=122_880
+    )
+    stop_timeout_s: int = setting(
+        30,
+        "Container stopTimeout: time between SIGTERM and SIGKILL (Fargate maximum 120 s).",
+        unit="s",
+        lo=2,
+        hi=120,
+    )
+    health_check_grace_s: int = setting(
+        60,
+        "ECS health-check grace period after a task starts.",
+        unit="s",
+        lo=0,
+        hi=2_147_483_647,
+    )
+    desired_count: int = setting(2, "Tasks at deploy time.", unit="tasks", lo=0, hi=5000)
+    min_count: int = setting(2, "Autoscaling minimum.", unit="tasks", lo=0, hi=5000)
+    max_count: int = setting(10, "Autoscaling maximum.", unit="tasks", lo=1, hi=5000)
+    min_healthy_percent: int = setting(
+        100,
+        "Deployment minimum healthy percent; 100 keeps every connection's capacity during deploys.",
+        unit="%",
+        lo=0,
+        hi=100,
+    )
+    max_percent: int = setting(200, "Deployment maximum percent.", unit="%", lo=100, hi=200)
+    target_connections_per_task: int = setting(
+        5000,
+        "Autoscaling target for the server's ActiveConnections metric per task.",
+        unit="connections",
+        lo=1,
+        hi=1_000_000,
+        source="stickyws",
+    )
+    target_cpu_percent: int = setting(60, "Autoscaling target for CPU.", unit="%", lo=1, hi=100)
+    scale_in_cooldown_s: int = setting(
+        600,
+        "Cooldown after a scale-in; long, since each scale-in moves every client of a task.",
+        unit="s",
+        lo=0,
+        hi=86_400,
+    )
+    scale_out_cooldown_s: int = setting(60, "Cooldown after a scale-out.", unit="s", lo=0, hi=86_400)
+
+
+GROUPS: tuple[tuple[str, type[Any]], ...] = (
+    ("load_balancer", LoadBalancerSettings),
+    ("target_group", TargetGroupSettings),
+    ("server", ServerSettings),
+    ("client", ClientSettings),
+    ("task", TaskSettings),
+)
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """Where a flat setting name lives and how it is described."""
+
+    name: str
+    group: str
+    spec: Spec
+    default: Any
+    type: Any
+
+
+def _index() -> dict[str, FieldInfo]:
+    import typing
+
+    index: dict[str, FieldInfo] = {}
+    for group_name, cls in GROUPS:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in index:
+                raise TypeError(f"setting {f.name!r} is declared in two groups")
+            index[f.name] = FieldInfo(f.name, group_name, spec_of(f), f.default, hints[f.name])
+    return index
+
+
+FIELDS: Mapping[str, FieldInfo] = _index()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration of one sticky WebSocket deployment.
+
+    Build one with defaults (``Settings()``), with groups (``Settings(server=ServerSettings(...))``)
+    or from flat names (``Settings().with_overrides({"idle_timeout_s": 300})``).
+    """
+
+    load_balancer: LoadBalancerSettings = dataclasses.field(default_factory=LoadBalancerSettings)
+    target_group: TargetGroupSettings = dataclasses.field(default_factory=TargetGroupSettings)
+    server: ServerSettings = dataclasses.field(default_factory=ServerSettings)
+    client: ClientSettings = dataclasses.field(default_factory=ClientSettings)
+    task: TaskSettings = dataclasses.field(default_factory=TaskSettings)
+
+    fields_index: ClassVar[Mapping[str, FieldInfo]] = FIELDS
+
+    def __getitem__(self, name: str) -> Any:
+        """The value of the setting with this flat name."""
+        info = _info(name)
+        return getattr(getattr(self, info.group), name)
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        """Every ``(flat name, value)`` pair, in declaration order."""
+        for name in FIELDS:
+            yield name, self[name]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Flat ``{name: value}`` of every setting."""
+        return dict(self.items())
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
+        """A copy with the named settings replaced; string values are parsed by the field's type.
+
+        Raises :class:`stickyws.settings.errors.SettingsError` for an unknown name or a value
+        that cannot be parsed (the message lists the valid names or the expected type).
+        """
+        from stickyws.settings.codec import parse_value
+
+        per_group: dict[str, dict[str, Any]] = {}
+        for name, raw in overrides.items():
+            info = _info(name)
+            per_group.setdefault(info.group, {})[name] = parse_value(info, raw)
+        changes = {group: dataclasses.replace(getattr(self, group), **values) for group, values in per_group.items()}
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> list[Finding]:
+        """Findings of every named rule, errors first; an empty list means nothing to report."""
+        from stickyws.settings.rules import validate
+
+        return validate(self)
+
+    def check(self) -> list[Finding]:
+        """Raise :class:`SettingsError` if any rule reports an error; else return the other findings."""
+        from stickyws.settings.errors import SettingsError
+        from stickyws.settings.rules import Severity
+
+        findings = self.validate()
+        errors = [f for f in findings if f.severity is Severity.ERROR]
+        if errors:
+            raise SettingsError(errors)
+        return findings
+
+
+def _info(name: str) -> FieldInfo:
+    try:
+        return FIELDS[name]
+    except KeyError:
+        from stickyws.settings.errors import UnknownSettingError
+
+        raise UnknownSettingError(name) from None

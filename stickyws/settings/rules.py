@@ -1,0 +1,360 @@
+"""Named cross-setting rules: the one place where settings are judged.
+
+Each rule is a small pure function of :class:`Settings` that yields :class:`Finding` objects.
+The CDK constructs run them before synthesis (errors stop the synth), the server runs them at
+start-up, and the auditor runs the very same rules on settings read back from a live load
+balancer or a template. Add a rule with the :func:`rule` decorator; its id is its public name.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from stickyws.settings.model import FIELDS, Settings
+
+
+class Severity(enum.Enum):
+    """How much a finding matters: errors stop a synth, warnings are printed, info is reported."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing a rule has to say: what is wrong (or worth knowing) and how to fix it."""
+
+    rule: str
+    severity: Severity
+    message: str
+    fix: str = ""
+    settings: tuple[str, ...] = ()
+
+    def render(self) -> str:
+        """One line: ``[rule] message -> fix``."""
+        text = f"[{self.rule}] {self.message}"
+        return f"{text} -> {self.fix}" if self.fix else text
+
+
+CheckFn = Callable[[Settings], Iterable[Finding]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A named check over the whole settings object."""
+
+    id: str
+    summary: str
+    check: CheckFn
+
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(rule_id: str, summary: str) -> Callable[[CheckFn], CheckFn]:
+    """Register ``fn`` as the rule ``rule_id``."""
+
+    def register(fn: CheckFn) -> CheckFn:
+        if rule_id in RULES:
+            raise ValueError(f"rule {rule_id!r} registered twice")
+        RULES[rule_id] = Rule(rule_id, summary, fn)
+        return fn
+
+    return register
+
+
+_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
+
+
+def validate(settings: Settings, rule_ids: Iterable[str] | None = None) -> list[Finding]:
+    """Run the named rules (default: all) and return their findings, errors first."""
+    chosen = RULES.values() if rule_ids is None else [RULES[r] for r in rule_ids]
+    findings = [f for r in chosen for f in r.check(settings)]
+    return sorted(findings, key=lambda f: _ORDER[f.severity])
+
+
+def _error(rule_id: str, message: str, fix: str, *names: str) -> Finding:
+    return Finding(rule_id, Severity.ERROR, message, fix, names)
+
+
+def _warning(rule_id: str, message: str, fix: str, *names: str) -> Finding:
+    return Finding(rule_id, Severity.WARNING, message, fix, names)
+
+
+def _info(rule_id: str, message: str, *names: str) -> Finding:
+    return Finding(rule_id, Severity.INFO, message, "", names)
+
+
+@rule("in-range", "Every setting lies inside its AWS (or stickyws) range.")
+def _in_range(s: Settings) -> Iterator[Finding]:
+    for name, value in s.items():
+        spec = FIELDS[name].spec
+        if value is None:
+            if not spec.nullable:
+                yield _error("in-range", f"{name} is unset", f"set {name} ({spec.describe_range()})", name)
+            continue
+        if spec.choices:
+            if str(value) not in spec.choices:
+                yield _error(
+                    "in-range",
+                    f"{name}={value!r} is not one of {spec.describe_range()} ({spec.source})",
+                    f"set {name} to one of {spec.describe_range()}",
+                    name,
+                )
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if (spec.lo is not None and value < spec.lo) or (spec.hi is not None and value > spec.hi):
+            yield _error(
+                "in-range",
+                f"{name}={value:g} is outside the {spec.source} range {spec.describe_range()}",
+                f"set {name} within {spec.describe_range()}",
+                name,
+            )
+
+
+@rule("http2-off", "HTTP/2 is off on a load balancer that serves WebSockets.")
+def _http2_off(s: Settings) -> Iterator[Finding]:
+    if s.load_balancer.http2_enabled:
+        yield _error(
+            "http2-off",
+            "http2_enabled=true: clients that negotiate h2 cannot upgrade to WebSocket",
+            "set http2_enabled=false (routing.http2.enabled=false)",
+            "http2_enabled",
+        )
+
+
+@rule("ping-within-idle-timeout", "The server pings at most every half idle timeout.")
+def _ping_within_idle(s: Settings) -> Iterator[Finding]:
+    ping, idle = s.server.ping_interval_s, s.load_balancer.idle_timeout_s
+    if ping is None:
+        yield _warning(
+            "ping-within-idle-timeout",
+            f"server pings are off: idle connections are cut after idle_timeout_s={idle}",
+            f"set ping_interval_s to at most {idle / 2:g}",
+            "ping_interval_s",
+            "idle_timeout_s",
+        )
+    elif ping > idle / 2:
+        yield _error(
+            "ping-within-idle-timeout",
+            f"ping_interval_s={ping:g} > idle_timeout_s/2={idle / 2:g}: one missed ping costs the connection",
+            f"set ping_interval_s <= {idle / 2:g} or idle_timeout_s >= {2 * ping:g}",
+            "ping_interval_s",
+            "idle_timeout_s",
+        )
+
+
+@rule("drain-within-deregistration-delay", "Clients are migrated before the ALB cuts them.")
+def _drain_within_dereg(s: Settings) -> Iterator[Finding]:
+    drain, dereg = s.server.drain_window_s, s.target_group.deregistration_delay_s
+    if drain > dereg:
+        yield _error(
+            "drain-within-deregistration-delay",
+            f"drain_window_s={drain:g} > deregistration_delay_s={dereg}: the ALB cuts clients "
+            "that have not been told to reconnect yet",
+            f"set drain_window_s <= {dereg} or deregistration_delay_s >= {drain:g}",
+            "drain_window_s",
+            "deregistration_delay_s",
+        )
+
+
+@rule("stop-timeout-covers-shutdown", "stopTimeout leaves the server the time it needs after SIGTERM.")
+def _stop_timeout(s: Settings) -> Iterator[Finding]:
+    stop, need = s.task.stop_timeout_s, s.server.shutdown_timeout_s
+    if stop < need:
+        yield _error(
+            "stop-timeout-covers-shutdown",
+            f"stop_timeout_s={stop} < shutdown_timeout_s={need:g}: SIGKILL arrives before the server is done",
+            f"set stop_timeout_s >= {need:g} (Fargate allows 2-120) or lower shutdown_timeout_s",
+            "stop_timeout_s",
+            "shutdown_timeout_s",
+        )
+    yield _info(
+        "stop-timeout-covers-shutdown",
+        f"worst-case task stop: deregistration_delay_s + stop_timeout_s = "
+        f"{s.target_group.deregistration_delay_s + stop} s",
+        "deregistration_delay_s",
+        "stop_timeout_s",
+    )
+
+
+@rule("health-check-timing", "Health-check timeout is below the interval; time to healthy is known.")
+def _health_check(s: Settings) -> Iterator[Finding]:
+    tg = s.target_group
+    if tg.health_check_timeout_s >= tg.health_check_interval_s:
+        yield _error(
+            "health-check-timing",
+            f"health_check_timeout_s={tg.health_check_timeout_s} >= "
+            f"health_check_interval_s={tg.health_check_interval_s}",
+            "make health_check_timeout_s smaller than health_check_interval_s",
+            "health_check_timeout_s",
+            "health_check_interval_s",
+        )
+    if not re.fullmatch(r"\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*", tg.health_check_matcher) or any(
+        not 200 <= int(code) <= 499 for code in re.findall(r"\d{3}", tg.health_check_matcher)
+    ):
+        yield _error(
+            "health-check-timing",
+            f"health_check_matcher={tg.health_check_matcher!r} is not codes or ranges within 200-499",
+            "use e.g. 200 or 200-299",
+            "health_check_matcher",
+        )
+    if not tg.health_check_path.startswith("/"):
+        yield _error(
+            "health-check-timing",
+            f"health_check_path={tg.health_check_path!r} does not start with /",
+            "use an absolute path such as /health",
+            "health_check_path",
+        )
+    yield _info(
+        "health-check-timing",
+        f"a new task is healthy after about {tg.health_check_interval_s * tg.healthy_threshold_count} s "
+        f"(interval x healthy threshold); a failed one is out after about "
+        f"{tg.health_check_interval_s * tg.unhealthy_threshold_count} s",
+        "health_check_interval_s",
+        "healthy_threshold_count",
+    )
+
+
+@rule("stickiness", "Stickiness is on, of a valid type, and outlives the client's reconnect backoff.")
+def _stickiness(s: Settings) -> Iterator[Finding]:
+    tg = s.target_group
+    if not tg.stickiness_enabled:
+        yield _error(
+            "stickiness",
+            "stickiness_enabled=false: reconnects land on any task",
+            "set stickiness_enabled=true",
+            "stickiness_enabled",
+        )
+    if tg.stickiness_type == "app_cookie":
+        name = tg.app_cookie_name
+        if not name:
+            yield _error(
+                "stickiness",
+                "stickiness_type=app_cookie needs app_cookie_name",
+                "set app_cookie_name to the cookie your application issues",
+                "app_cookie_name",
+            )
+        elif name.startswith(("AWSALB", "AWSALBAPP", "AWSALBTG")):
+            yield _error(
+                "stickiness",
+                f"app_cookie_name={name!r} uses a prefix the ALB reserves",
+                "pick a name that does not start with AWSALB",
+                "app_cookie_name",
+            )
+    if tg.stickiness_duration_s < s.client.reconnect_cap_s:
+        yield _error(
+            "stickiness",
+            f"stickiness_duration_s={tg.stickiness_duration_s} < reconnect_cap_s={s.client.reconnect_cap_s:g}: "
+            "a client backing off loses its task",
+            f"set stickiness_duration_s >= {s.client.reconnect_cap_s:g}",
+            "stickiness_duration_s",
+            "reconnect_cap_s",
+        )
+
+
+@rule("registry-ttl-order", "routing TTL > heartbeat TTL > heartbeat interval.")
+def _ttl_order(s: Settings) -> Iterator[Finding]:
+    sv = s.server
+    if not sv.routing_ttl_s > sv.heartbeat_ttl_s:
+        yield _error(
+            "registry-ttl-order",
+            f"routing_ttl_s={sv.routing_ttl_s} <= heartbeat_ttl_s={sv.heartbeat_ttl_s}: routes expire "
+            "while their server is still alive",
+            f"set routing_ttl_s > {sv.heartbeat_ttl_s}",
+            "routing_ttl_s",
+            "heartbeat_ttl_s",
+        )
+    if not sv.heartbeat_ttl_s > sv.heartbeat_interval_s:
+        yield _error(
+            "registry-ttl-order",
+            f"heartbeat_ttl_s={sv.heartbeat_ttl_s} <= heartbeat_interval_s={sv.heartbeat_interval_s:g}: "
+            "a live server looks dead between beats",
+            f"set heartbeat_ttl_s > {sv.heartbeat_interval_s:g} (3 x is usual)",
+            "heartbeat_ttl_s",
+            "heartbeat_interval_s",
+        )
+
+
+# Fargate CPU units -> allowed memory (MiB): (lowest, highest, step).
+_FARGATE_MEMORY = {
+    256: ((512, 512, 1), (1024, 2048, 1024)),
+    512: ((1024, 4096, 1024),),
+    1024: ((2048, 8192, 1024),),
+    2048: ((4096, 16384, 1024),),
+    4096: ((8192, 30720, 1024),),
+    8192: ((16384, 61440, 4096),),
+    16384: ((32768, 122880, 8192),),
+}
+
+
+@rule("fargate-task-size", "Task CPU and memory form a pairing Fargate accepts.")
+def _fargate_size(s: Settings) -> Iterator[Finding]:
+    cpu, mem = s.task.task_cpu, s.task.task_memory_mib
+    ranges = _FARGATE_MEMORY.get(cpu)
+    if ranges is None:
+        return  # in-range reports the CPU value itself
+    if not any(lo <= mem <= hi and (mem - lo) % step == 0 for lo, hi, step in ranges):
+        allowed = ", ".join(f"{lo}-{hi} step {step}" if lo != hi else str(lo) for lo, hi, step in ranges)
+        yield _error(
+            "fargate-task-size",
+            f"task_memory_mib={mem} is not valid with task_cpu={cpu}",
+            f"with task_cpu={cpu} use task_memory_mib in {allowed}",
+            "task_cpu",
+            "task_memory_mib",
+        )
+
+
+@rule("task-counts", "min_count <= desired_count <= max_count.")
+def _task_counts(s: Settings) -> Iterator[Finding]:
+    t = s.task
+    if not t.min_count <= t.desired_count <= t.max_count:
+        yield _error(
+            "task-counts",
+            f"min_count={t.min_count}, desired_count={t.desired_count}, max_count={t.max_count} are out of order",
+            "keep min_count <= desired_count <= max_count",
+            "min_count",
+            "desired_count",
+            "max_count",
+        )
+
+
+@rule("deployment-keeps-capacity", "Deployments start replacements before old tasks drain.")
+def _deployment(s: Settings) -> Iterator[Finding]:
+    t = s.task
+    if t.min_healthy_percent < 100:
+        yield _warning(
+            "deployment-keeps-capacity",
+            f"min_healthy_percent={t.min_healthy_percent}: deployments stop tasks before replacements "
+            "exist, so their clients reconnect into reduced capacity",
+            "set min_healthy_percent=100 and max_percent=200",
+            "min_healthy_percent",
+        )
+    if t.min_healthy_percent >= 100 and t.max_percent <= 100:
+        yield _error(
+            "deployment-keeps-capacity",
+            f"min_healthy_percent={t.min_healthy_percent} with max_percent={t.max_percent}: "
+            "a deployment can neither stop nor start a task",
+            "set max_percent above 100 (200 is usual)",
+            "min_healthy_percent",
+            "max_percent",
+        )
+
+
+@rule("scaling-below-limit", "The autoscaling target per task is below the connection limit.")
+def _scaling(s: Settings) -> Iterator[Finding]:
+    target, limit = s.task.target_connections_per_task, s.server.max_connections
+    if target > limit:
+        yield _error(
+            "scaling-below-limit",
+            f"target_connections_per_task={target} > max_connections={limit}: tasks reject handshakes "
+            "before autoscaling reacts",
+            f"set target_connections_per_task below {limit} (about 70 % of it)",
+            "target_connections_per_task",
+            "max_connections",
+        )

@@ -1,0 +1,88 @@
+"""Each named settings rule passes the defaults and reports one deliberately broken setting."""
+
+from __future__ import annotations
+
+import pytest
+
+from stickyws.settings import RULES, Settings, Severity, validate
+
+DEFAULTS = Settings()
+
+
+def errors(settings: Settings, rule_id: str) -> list[str]:
+    return [f.message for f in validate(settings, [rule_id]) if f.severity is Severity.ERROR]
+
+
+def test_defaults_have_no_errors_or_warnings() -> None:
+    """The default settings pass every rule with info findings only."""
+    assert {f.severity for f in DEFAULTS.validate()} == {Severity.INFO}
+
+
+BROKEN = [
+    ("in-range", {"idle_timeout_s": 4001}, "idle_timeout_s=4001 is outside the AWS range 1-4000 s"),
+    ("in-range", {"deregistration_delay_s": 3601}, "deregistration_delay_s=3601 is outside"),
+    ("in-range", {"stop_timeout_s": 150}, "stop_timeout_s=150 is outside the AWS range 2-120 s"),
+    ("in-range", {"stickiness_duration_s": 604_801}, "stickiness_duration_s=604801 is outside"),
+    ("in-range", {"health_check_interval_s": 400}, "health_check_interval_s=400 is outside"),
+    ("in-range", {"stickiness_type": "source_ip"}, "stickiness_type='source_ip' is not one of"),
+    ("in-range", {"task_cpu": 300}, "task_cpu=300 is not one of"),
+    ("http2-off", {"http2_enabled": True}, "http2_enabled=true"),
+    ("ping-within-idle-timeout", {"ping_interval_s": 61}, "ping_interval_s=61 > idle_timeout_s/2=60"),
+    ("drain-within-deregistration-delay", {"drain_window_s": 61}, "drain_window_s=61 > deregistration_delay_s=60"),
+    ("stop-timeout-covers-shutdown", {"stop_timeout_s": 5}, "stop_timeout_s=5 < shutdown_timeout_s=10"),
+    ("health-check-timing", {"health_check_timeout_s": 30}, "health_check_timeout_s=30 >= health_check_interval_s=30"),
+    ("health-check-timing", {"health_check_matcher": "500"}, "health_check_matcher='500' is not codes"),
+    ("stickiness", {"stickiness_enabled": False}, "stickiness_enabled=false"),
+    ("stickiness", {"stickiness_type": "app_cookie"}, "stickiness_type=app_cookie needs app_cookie_name"),
+    ("stickiness", {"stickiness_type": "app_cookie", "app_cookie_name": "AWSALBAPP-x"}, "reserves"),
+    ("stickiness", {"stickiness_duration_s": 20}, "stickiness_duration_s=20 < reconnect_cap_s=30"),
+    ("registry-ttl-order", {"routing_ttl_s": 30}, "routing_ttl_s=30 <= heartbeat_ttl_s=30"),
+    ("registry-ttl-order", {"heartbeat_ttl_s": 10}, "heartbeat_ttl_s=10 <= heartbeat_interval_s=10"),
+    ("fargate-task-size", {"task_memory_mib": 512}, "task_memory_mib=512 is not valid with task_cpu=512"),
+    ("task-counts", {"min_count": 3}, "min_count=3, desired_count=2, max_count=10 are out of order"),
+    ("deployment-keeps-capacity", {"max_percent": 100}, "a deployment can neither stop nor start a task"),
+    ("scaling-below-limit", {"target_connections_per_task": 20_000}, "target_connections_per_task=20000 >"),
+]
+
+
+@pytest.mark.parametrize(("rule_id", "overrides", "expected"), BROKEN)
+def test_rule_reports_broken_setting(rule_id: str, overrides: dict[str, object], expected: str) -> None:
+    """The rule reports exactly one error, naming the broken setting, and the defaults pass it."""
+    assert errors(DEFAULTS, rule_id) == []
+    found = errors(DEFAULTS.with_overrides(overrides), rule_id)
+    assert len(found) == 1
+    assert expected in found[0]
+
+
+def test_every_rule_has_a_failing_case() -> None:
+    """No rule goes untested: each registered rule appears in BROKEN."""
+    assert {rule_id for rule_id, _, _ in BROKEN} == set(RULES)
+
+
+def test_pings_off_is_a_warning_not_an_error() -> None:
+    """Disabled pings warn that idle connections will be cut, without stopping a deployment."""
+    findings = validate(DEFAULTS.with_overrides({"ping_interval_s": "off"}), ["ping-within-idle-timeout"])
+    assert [(f.severity, f.settings) for f in findings] == [(Severity.WARNING, ("ping_interval_s", "idle_timeout_s"))]
+
+
+def test_min_healthy_below_100_warns() -> None:
+    """A deployment that may stop tasks before replacements exist is a warning."""
+    findings = validate(DEFAULTS.with_overrides({"min_healthy_percent": 50}), ["deployment-keeps-capacity"])
+    assert [f.severity for f in findings] == [Severity.WARNING]
+
+
+def test_time_to_healthy_is_reported() -> None:
+    """The health-check rule reports interval x healthy threshold as information."""
+    infos = [f.message for f in validate(DEFAULTS, ["health-check-timing"]) if f.severity is Severity.INFO]
+    assert infos == [
+        "a new task is healthy after about 60 s (interval x healthy threshold); a failed one is out after about 90 s"
+    ]
+
+
+def test_every_fix_names_a_setting() -> None:
+    """Every error says how to fix it and names the settings it is about."""
+    for _, overrides, _ in BROKEN:
+        for finding in DEFAULTS.with_overrides(overrides).validate():
+            if finding.severity is Severity.ERROR:
+                assert finding.fix
+                assert finding.settings
