@@ -1,0 +1,63 @@
+"""``stickyws`` command line: one entry point, one module per command group.
+
+Each module in :data:`COMMAND_MODULES` exposes ``register(subparsers)``, which adds its
+sub-commands with ``set_defaults(run=callable)``; ``callable(args) -> int`` is the exit code.
+Modules keep heavy imports inside their ``run`` functions so ``stickyws --help`` stays fast.
+Errors the user can fix are printed as one line (``stickyws: ...``), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from stickyws.settings import SettingsError
+
+#: Modules that add sub-commands, in the order ``--help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+class CommandError(Exception):
+    """An error the user can act on; printed as ``stickyws: <message>`` with exit code ``code``."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every registered command."""
+    parser = argparse.ArgumentParser(
+        prog="stickyws", description="Sticky WebSocket services behind an AWS Application Load Balancer."
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``stickyws``; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run = getattr(args, "run", None)
+    if run is None:
+        parser.print_help()
+        return 2
+    try:
+        code: int = run(args)
+    except CommandError as exc:
+        print(f"stickyws: {exc}", file=sys.stderr)
+        return exc.code
+    except SettingsError as exc:
+        print(f"stickyws: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
