@@ -1,0 +1,15 @@
+"""Reusable AWS CDK constructs for sticky WebSocket services behind an Application Load Balancer.
+
+Every construct takes the one :class:`stickyws.settings.Settings` object where settings matter
+and checks it with :func:`apply_settings`. The reference stack (``stacks/``) composes them; your
+own stack can use any of them alone (see docs/iac.md, "Reuse in your own stack").
+"""
+
+from constructs_lib.load_balancer import StickyWebSocketLoadBalancer, load_balancer_attributes
+from constructs_lib.settings_check import apply_settings
+
+__all__ = [
+    "StickyWebSocketLoadBalancer",
+    "apply_settings",
+    "load_balancer_attributes",
+]

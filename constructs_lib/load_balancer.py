@@ -1,0 +1,492 @@
+"""An Application Load Balancer set up for sticky WebSocket traffic, new or reused.
+
+Three ways to use :class:`StickyWebSocketLoadBalancer`:
+
+* **New load balancer** (default): the ALB with the settings' attributes, an encrypted log bucket
+  for access and connection logs, an HTTPS listener (TLS 1.3 policy) with an HTTP->HTTPS
+  redirect, the ``Upgrade: websocket`` rule and the target group.
+* **Existing load balancer** (``load_balancer=``): the listeners, rule and target group are added
+  to it. When it is an ``ApplicationLoadBalancer`` built in the same app its attributes are set
+  from the settings; an imported one is left alone and a warning lists the values it needs.
+* **Existing listener** (``listener=``): only the target group and the ``Upgrade: websocket``
+  listener rule are created; the listener's default action and certificates stay the owner's.
+
+Routing decision: on a listener this construct creates, BOTH the ``Upgrade: websocket`` rule
+(priority 1) and the default action forward to the target group. Plain HTTP requests (the health
+path, polling fallbacks, a first request that primes the ``AWSALB`` cookie before the upgrade)
+must reach the same tasks with the same stickiness, so a fixed 426 default would break them. The
+rule keeps WebSocket routing explicit and is what makes the construct work on a shared listener
+whose default action belongs to another application.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aws_cdk import Annotations, Aws, CfnCondition, CfnMapping, Duration, Fn, RemovalPolicy, Stack, Token, region_info
+from aws_cdk import aws_certificatemanager as acm
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_route53 as route53
+from aws_cdk import aws_route53_targets as route53_targets
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from constructs_lib.settings_check import apply_settings
+from stickyws.protocol import WS_PATH
+from stickyws.settings import Settings
+
+#: Annotation id of the synth warning that HTTP-only mode adds.
+HTTP_ONLY_WARNING_ID: Final = "stickyws:load-balancer:http-only"
+#: Annotation id of the warning about an imported load balancer whose attributes are not managed.
+UNMANAGED_ATTRIBUTES_WARNING_ID: Final = "stickyws:load-balancer:unmanaged-attributes"
+#: Header condition of the WebSocket listener rule (ALB header matching is case-insensitive).
+UPGRADE_HEADER: Final = ("Upgrade", "websocket")
+#: Prefixes of the two log streams in the log bucket.
+ACCESS_LOG_PREFIX: Final = "access"
+CONNECTION_LOG_PREFIX: Final = "connection"
+
+#: Service principal that delivers ALB logs in the regions opened since August 2022.
+LOG_DELIVERY_SERVICE_PRINCIPAL: Final = "logdelivery.elasticloadbalancing.amazonaws.com"
+
+HTTPS_PORT: Final = 443
+HTTP_PORT: Final = 80
+
+
+def load_balancer_attributes(settings: Settings) -> dict[str, str]:
+    """The ALB attributes the settings require, as ``{attribute key: value}`` (CloudFormation names).
+
+    Used for a load balancer this construct does not create (set on it, or listed in a warning);
+    a new ALB gets the same values through its typed props.
+    """
+    lb = settings.load_balancer
+    return {
+        "routing.http2.enabled": "true" if lb.http2_enabled else "false",
+        "idle_timeout.timeout_seconds": str(lb.idle_timeout_s),
+        "client_keep_alive.seconds": str(lb.client_keep_alive_s),
+        "routing.http.drop_invalid_header_fields.enabled": "true" if lb.drop_invalid_header_fields else "false",
+        "routing.http.desync_mitigation_mode": lb.desync_mitigation_mode,
+    }
+
+
+class StickyWebSocketLoadBalancer(Construct):
+    """An ALB, listener(s), ``Upgrade: websocket`` rule and sticky target group built from :class:`Settings`.
+
+    Every load-balancer and target-group value comes from ``settings`` (see the settings table in
+    docs/iac.md); the props below only choose the topology.
+
+    :param vpc: VPC of the target group (and of the new ALB).
+    :param settings: the deployment's settings; checked with :func:`apply_settings` (errors raise).
+    :param load_balancer: reuse this ALB instead of creating one. Default: a new ALB.
+    :param listener: reuse this listener: only the target group and the listener rule are created.
+        Needs ``load_balancer`` or ``domain_name`` so that :attr:`url` is known.
+    :param internet_facing: new ALB in public subnets open to the internet (default ``True``), or an
+        internal one in private subnets that admits the VPC's CIDR.
+    :param certificate_arn: ACM certificate of the HTTPS listener.
+    :param domain_name: DNS name clients use; with ``hosted_zone`` a DNS-validated certificate and
+        an alias record are created. Also the host of :attr:`url`.
+    :param hosted_zone: Route 53 zone of ``domain_name``.
+    :param http_only: demo mode without TLS: one HTTP listener on port 80, and a synth warning.
+        Default ``False``; without it a certificate (ARN, or domain + zone) is required.
+    :param log_bucket: bucket for access and connection logs. Default: a new bucket, S3-managed
+        encryption (ALB log delivery does not support KMS), TLS enforced, public access blocked.
+    :param upgrade_rule_priority: priority of the ``Upgrade: websocket`` rule; 1-50000, default 1.
+    :param target_port: container port of the targets. Default: the ``port`` setting.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        vpc: ec2.IVpc,
+        settings: Settings,
+        load_balancer: elbv2.IApplicationLoadBalancer | None = None,
+        listener: elbv2.IApplicationListener | None = None,
+        internet_facing: bool = True,
+        certificate_arn: str | None = None,
+        domain_name: str | None = None,
+        hosted_zone: route53.IHostedZone | None = None,
+        http_only: bool = False,
+        log_bucket: s3.IBucket | None = None,
+        upgrade_rule_priority: int = 1,
+        target_port: int | None = None,
+    ) -> None:
+        super().__init__(scope, id_)
+        _check_props(
+            listener=listener,
+            load_balancer=load_balancer,
+            certificate_arn=certificate_arn,
+            domain_name=domain_name,
+            hosted_zone=hosted_zone,
+            http_only=http_only,
+            upgrade_rule_priority=upgrade_rule_priority,
+        )
+        apply_settings(self, settings)
+        self._settings = settings
+        self._http_only = http_only
+        self._target_port = target_port if target_port is not None else settings.server.port
+
+        self._target_group = self._create_target_group(vpc)
+        self._log_bucket: s3.IBucket | None = None
+        self._load_balancer: elbv2.IApplicationLoadBalancer | None = load_balancer
+
+        if load_balancer is None and listener is None:
+            alb = self._create_load_balancer(vpc, internet_facing)
+            self._log_bucket = log_bucket or self._create_log_bucket()
+            enable_logs(self, alb, self._log_bucket)
+            self._load_balancer = alb
+        elif load_balancer is not None:
+            self._adopt_load_balancer(load_balancer, log_bucket)
+
+        if listener is None:
+            assert self._load_balancer is not None
+            listener = self._create_listeners(
+                self._load_balancer, vpc, internet_facing, certificate_arn, domain_name, hosted_zone
+            )
+        self._listener = listener
+
+        self._upgrade_rule = elbv2.ApplicationListenerRule(
+            self,
+            "WebSocketUpgradeRule",
+            listener=listener,
+            priority=upgrade_rule_priority,
+            conditions=[elbv2.ListenerCondition.http_header(UPGRADE_HEADER[0], [UPGRADE_HEADER[1]])],
+            action=elbv2.ListenerAction.forward([self._target_group]),
+        )
+
+        host = domain_name or (self._load_balancer.load_balancer_dns_name if self._load_balancer else "")
+        if domain_name and hosted_zone is not None and self._load_balancer is not None:
+            route53.ARecord(
+                self,
+                "AliasRecord",
+                zone=hosted_zone,
+                record_name=domain_name,
+                target=route53.RecordTarget.from_alias(route53_targets.LoadBalancerTarget(self._load_balancer)),
+            )
+        http_scheme, ws_scheme = ("http", "ws") if http_only else ("https", "wss")
+        self._url = f"{http_scheme}://{host}"
+        self._websocket_url = f"{ws_scheme}://{host}{WS_PATH}"
+
+    # -- public read-only attributes -------------------------------------------------------------
+
+    @property
+    def load_balancer(self) -> elbv2.IApplicationLoadBalancer | None:
+        """The ALB (new or the one passed in); ``None`` when only a listener was passed."""
+        return self._load_balancer
+
+    @property
+    def listener(self) -> elbv2.IApplicationListener:
+        """The listener that carries the ``Upgrade: websocket`` rule (HTTPS, or HTTP in HTTP-only mode)."""
+        return self._listener
+
+    @property
+    def target_group(self) -> elbv2.ApplicationTargetGroup:
+        """The sticky target group (IP targets, HTTP/1.1) that receives the WebSocket traffic."""
+        return self._target_group
+
+    @property
+    def upgrade_rule(self) -> elbv2.ApplicationListenerRule:
+        """The listener rule that forwards ``Upgrade: websocket`` requests to :attr:`target_group`."""
+        return self._upgrade_rule
+
+    @property
+    def security_group(self) -> ec2.ISecurityGroup | None:
+        """Security group of the ALB (or of the listener passed in); ``None`` when it has none."""
+        groups = self._connectable().connections.security_groups
+        return groups[0] if groups else None
+
+    @property
+    def log_bucket(self) -> s3.IBucket | None:
+        """Bucket of the access and connection logs; ``None`` for a load balancer this construct did not log."""
+        return self._log_bucket
+
+    @property
+    def url(self) -> str:
+        """``https://HOST`` (``http://`` in HTTP-only mode); HOST is ``domain_name`` or the ALB's DNS name."""
+        return self._url
+
+    @property
+    def websocket_url(self) -> str:
+        """``wss://HOST/ws`` (``ws://`` in HTTP-only mode): the URL clients connect to."""
+        return self._websocket_url
+
+    @property
+    def http_only(self) -> bool:
+        """Whether this is the demo mode without TLS."""
+        return self._http_only
+
+    # -- wiring ----------------------------------------------------------------------------------
+
+    def attach(
+        self,
+        target: ecs.BaseService | elbv2.IApplicationLoadBalancerTarget,
+        *,
+        container_name: str | None = None,
+        container_port: int | None = None,
+    ) -> None:
+        """Register ``target`` with :attr:`target_group`.
+
+        An ECS service registers its container (default: the task definition's default container,
+        on :attr:`target_port`'s port) and its security group admits the ALB on that port; any other
+        ``IApplicationLoadBalancerTarget`` (an IP target, a Lambda-less custom target) is added as is.
+        """
+        if isinstance(target, ecs.BaseService):
+            port = container_port if container_port is not None else self._target_port
+            name = container_name or _default_container_name(target)
+            self._target_group.add_target(target.load_balancer_target(container_name=name, container_port=port))
+            target.connections.allow_from(self._connectable(), ec2.Port.tcp(port), "from the WebSocket load balancer")
+        else:
+            self._target_group.add_target(target)
+
+    @property
+    def target_port(self) -> int:
+        """Container port the target group sends traffic to."""
+        return self._target_port
+
+    # -- building blocks -------------------------------------------------------------------------
+
+    def _connectable(self) -> ec2.IConnectable:
+        if self._load_balancer is not None:
+            return self._load_balancer
+        return self._listener
+
+    def _create_target_group(self, vpc: ec2.IVpc) -> elbv2.ApplicationTargetGroup:
+        tg = self._settings.target_group
+        sticky_duration = Duration.seconds(tg.stickiness_duration_s) if tg.stickiness_enabled else None
+        cookie_name = tg.app_cookie_name if tg.stickiness_enabled and tg.stickiness_type == "app_cookie" else None
+        return elbv2.ApplicationTargetGroup(
+            self,
+            "TargetGroup",
+            vpc=vpc,
+            target_type=elbv2.TargetType.IP,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            protocol_version=elbv2.ApplicationProtocolVersion.HTTP1,
+            port=self._target_port,
+            deregistration_delay=Duration.seconds(tg.deregistration_delay_s),
+            stickiness_cookie_duration=sticky_duration,
+            stickiness_cookie_name=cookie_name,
+            health_check=elbv2.HealthCheck(
+                enabled=True,
+                protocol=elbv2.Protocol.HTTP,
+                port="traffic-port",
+                path=tg.health_check_path,
+                interval=Duration.seconds(tg.health_check_interval_s),
+                timeout=Duration.seconds(tg.health_check_timeout_s),
+                healthy_threshold_count=tg.healthy_threshold_count,
+                unhealthy_threshold_count=tg.unhealthy_threshold_count,
+                healthy_http_codes=tg.health_check_matcher,
+            ),
+        )
+
+    def _create_load_balancer(self, vpc: ec2.IVpc, internet_facing: bool) -> elbv2.ApplicationLoadBalancer:
+        lb = self._settings.load_balancer
+        subnet_type = ec2.SubnetType.PUBLIC if internet_facing else ec2.SubnetType.PRIVATE_WITH_EGRESS
+        return elbv2.ApplicationLoadBalancer(
+            self,
+            "LoadBalancer",
+            vpc=vpc,
+            internet_facing=internet_facing,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=subnet_type),
+            http2_enabled=lb.http2_enabled,
+            idle_timeout=Duration.seconds(lb.idle_timeout_s),
+            client_keep_alive=Duration.seconds(lb.client_keep_alive_s),
+            drop_invalid_header_fields=lb.drop_invalid_header_fields,
+            desync_mitigation_mode=elbv2.DesyncMitigationMode[lb.desync_mitigation_mode.upper()],
+        )
+
+    def _create_log_bucket(self) -> s3.Bucket:
+        # S3-managed keys: ALB access and connection log delivery does not support SSE-KMS.
+        return s3.Bucket(
+            self,
+            "LogBucket",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            versioned=False,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+    def _adopt_load_balancer(self, alb: elbv2.IApplicationLoadBalancer, log_bucket: s3.IBucket | None) -> None:
+        """Apply the settings' attributes to a load balancer built in this app; warn about an imported one."""
+        attributes = load_balancer_attributes(self._settings)
+        if isinstance(alb, elbv2.ApplicationLoadBalancer):
+            for key, value in attributes.items():
+                alb.set_attribute(key, value)
+            if log_bucket is not None:
+                self._log_bucket = log_bucket
+                enable_logs(self, alb, log_bucket)
+            return
+        wanted = ", ".join(f"{key}={value}" for key, value in attributes.items())
+        Annotations.of(self).add_warning_v2(
+            UNMANAGED_ATTRIBUTES_WARNING_ID,
+            f"the load balancer was imported, so its attributes are not managed here; set {wanted} "
+            "on it (the auditor checks them)",
+        )
+
+    def _create_listeners(
+        self,
+        alb: elbv2.IApplicationLoadBalancer,
+        vpc: ec2.IVpc,
+        internet_facing: bool,
+        certificate_arn: str | None,
+        domain_name: str | None,
+        hosted_zone: route53.IHostedZone | None,
+    ) -> elbv2.ApplicationListener:
+        forward = elbv2.ListenerAction.forward([self._target_group])
+        if self._http_only:
+            Annotations.of(self).add_warning_v2(
+                HTTP_ONLY_WARNING_ID,
+                "HTTP-only demo mode: clients connect with ws:// and http:// in clear text. For anything "
+                "but a demo pass certificate_arn, or domain_name with a hosted zone (see docs/iac.md).",
+            )
+            listener = elbv2.ApplicationListener(
+                self,
+                "HttpListener",
+                load_balancer=alb,
+                port=HTTP_PORT,
+                protocol=elbv2.ApplicationProtocol.HTTP,
+                default_action=forward,
+                open=internet_facing,
+            )
+            self._admit_vpc(listener, vpc, internet_facing)
+            return listener
+
+        if certificate_arn is not None:
+            certificate: elbv2.IListenerCertificate = elbv2.ListenerCertificate.from_arn(certificate_arn)
+        else:
+            assert domain_name is not None  # _check_props
+            assert hosted_zone is not None
+            certificate = acm.Certificate(
+                self,
+                "Certificate",
+                domain_name=domain_name,
+                validation=acm.CertificateValidation.from_dns(hosted_zone),
+            )
+        https = elbv2.ApplicationListener(
+            self,
+            "HttpsListener",
+            load_balancer=alb,
+            port=HTTPS_PORT,
+            protocol=elbv2.ApplicationProtocol.HTTPS,
+            certificates=[certificate],
+            ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
+            default_action=forward,
+            open=internet_facing,
+        )
+        redirect = elbv2.ApplicationListener(
+            self,
+            "HttpRedirectListener",
+            load_balancer=alb,
+            port=HTTP_PORT,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            default_action=elbv2.ListenerAction.redirect(protocol="HTTPS", port=str(HTTPS_PORT), permanent=True),
+            open=internet_facing,
+        )
+        self._admit_vpc(https, vpc, internet_facing)
+        self._admit_vpc(redirect, vpc, internet_facing)
+        return https
+
+    @staticmethod
+    def _admit_vpc(listener: elbv2.ApplicationListener, vpc: ec2.IVpc, internet_facing: bool) -> None:
+        """An internal load balancer admits its VPC's CIDR on the listener port instead of the internet."""
+        if not internet_facing:
+            listener.connections.allow_default_port_from(ec2.Peer.ipv4(vpc.vpc_cidr_block), "from the VPC")
+
+
+def enable_logs(scope: Construct, alb: elbv2.ApplicationLoadBalancer, bucket: s3.IBucket) -> None:
+    """Send ``alb``'s access logs and connection logs to ``bucket`` and grant log delivery in its policy.
+
+    CDK's ``log_access_logs`` needs a concrete region to pick the principal, which an env-agnostic
+    stack does not have. This writes the same grants so they resolve in whatever region the
+    template is deployed to: the log-delivery service principal (regions opened since August 2022)
+    and, in the regions that have one, the regional Elastic Load Balancing account (older regions),
+    chosen at deploy time by a condition over a region mapping. In other regions that second grant
+    names the stack's own account, which owns the bucket anyway.
+    """
+    prefixes = {"access_logs": ACCESS_LOG_PREFIX, "connection_logs": CONNECTION_LOG_PREFIX}
+    for kind, prefix in prefixes.items():
+        alb.set_attribute(f"{kind}.s3.enabled", "true")
+        alb.set_attribute(f"{kind}.s3.bucket", bucket.bucket_name)
+        alb.set_attribute(f"{kind}.s3.prefix", prefix)
+    resources = [bucket.arn_for_objects(f"{prefix}/AWSLogs/{Aws.ACCOUNT_ID}/*") for prefix in prefixes.values()]
+    bucket.add_to_resource_policy(
+        iam.PolicyStatement(
+            actions=["s3:PutObject"],
+            principals=[iam.ServicePrincipal(LOG_DELIVERY_SERVICE_PRINCIPAL)],
+            resources=resources,
+        )
+    )
+    bucket.add_to_resource_policy(
+        iam.PolicyStatement(actions=["s3:PutObject"], principals=[_regional_elb_account(scope)], resources=resources)
+    )
+    if isinstance(bucket, s3.Bucket) and bucket.policy is not None:
+        alb.node.add_dependency(bucket.policy)
+
+
+def _regional_elb_account(scope: Construct) -> iam.IPrincipal:
+    """The Elastic Load Balancing account of the stack's region, decided at synth when the region is known."""
+    accounts = {r.name: r.elbv2_account for r in region_info.RegionInfo.regions if r.elbv2_account}
+    own_root = iam.AccountRootPrincipal()
+    region = Stack.of(scope).region
+    if not Token.is_unresolved(region):
+        account = accounts.get(region)
+        return iam.AccountPrincipal(account) if account else own_root
+    mapping = CfnMapping(scope, "ElbLogAccounts", mapping={name: {"account": acct} for name, acct in accounts.items()})
+    equals = [Fn.condition_equals(Aws.REGION, name) for name in accounts]
+    chunks = [equals[i : i + 10] for i in range(0, len(equals), 10)]
+    groups = [Fn.condition_or(*chunk) if len(chunk) > 1 else chunk[0] for chunk in chunks]
+    condition = CfnCondition(
+        scope, "RegionHasElbLogAccount", expression=Fn.condition_or(*groups) if len(groups) > 1 else groups[0]
+    )
+    arn = Fn.condition_if(
+        condition.logical_id,
+        Fn.sub("arn:${AWS::Partition}:iam::${Account}:root", {"Account": mapping.find_in_map(Aws.REGION, "account")}),
+        Fn.sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root"),
+    )
+    return iam.ArnPrincipal(Token.as_string(arn))
+
+
+def _default_container_name(service: ecs.BaseService) -> str:
+    container = service.task_definition.default_container
+    if container is None:
+        raise ValueError("the service's task definition has no container: pass container_name= to attach()")
+    return container.container_name
+
+
+def _check_props(
+    *,
+    listener: elbv2.IApplicationListener | None,
+    load_balancer: elbv2.IApplicationLoadBalancer | None,
+    certificate_arn: str | None,
+    domain_name: str | None,
+    hosted_zone: route53.IHostedZone | None,
+    http_only: bool,
+    upgrade_rule_priority: int,
+) -> None:
+    """Refuse impossible combinations of props with a message that says how to fix them."""
+    if not (Token.is_unresolved(upgrade_rule_priority) or 1 <= upgrade_rule_priority <= 50_000):
+        raise ValueError(f"upgrade_rule_priority={upgrade_rule_priority} is outside 1-50000: pick a free priority")
+    if listener is not None:
+        if certificate_arn is not None or hosted_zone is not None:
+            raise ValueError(
+                "an existing listener keeps its own certificates: drop certificate_arn/hosted_zone, "
+                "or add the certificate to that listener"
+            )
+        if load_balancer is None and domain_name is None:
+            raise ValueError(
+                "with an existing listener pass load_balancer= (or domain_name=) so the construct knows its URL"
+            )
+        return
+    if http_only:
+        if certificate_arn is not None or hosted_zone is not None:
+            raise ValueError("http_only=True creates no HTTPS listener: drop certificate_arn/hosted_zone or http_only")
+        return
+    if certificate_arn is None and (domain_name is None or hosted_zone is None):
+        raise ValueError(
+            "an HTTPS listener needs a certificate: pass certificate_arn=, or domain_name= with hosted_zone= "
+            "(a DNS-validated certificate is created), or http_only=True for a demo without TLS"
+        )
