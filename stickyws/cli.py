@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from stickyws.settings import SettingsError
 
 #: Modules that add sub-commands, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("stickyws.server.cli", "stickyws.audit.cli")
 
 
 class CommandError(Exception):

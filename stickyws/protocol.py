@@ -27,6 +27,18 @@ Server -> client
 
 Close codes the client acts on: reconnect after 1001, 1006, 1011, 1012, 1013; never after
 :data:`CLOSE_TAKEN_OVER` (another connection of the same user replaced this one) or 1008.
+
+Added by the server (issue 3); nothing above changed meaning
+    * Handshake rejections: HTTP status with JSON body ``{"error": <code>, "message": <text>}``;
+      the codes are the ``REJECT_*`` constants: 401 :data:`REJECT_MISSING_TOKEN`, 403
+      :data:`REJECT_INVALID_TOKEN` / :data:`REJECT_ORIGIN` / :data:`REJECT_INVALID_RESUME`, 409
+      :data:`REJECT_CONFLICT`, 503 + ``Retry-After`` :data:`REJECT_DRAINING` /
+      :data:`REJECT_AT_CAPACITY` / :data:`REJECT_REGISTRY_DOWN`, 426 :data:`REJECT_UPGRADE_REQUIRED`
+      (a plain GET on ``/ws``). A client retries 503 after ``Retry-After`` and gives up on 401/403/409.
+    * Error codes :data:`ERR_BINARY` (binary frame, then close 1003), :data:`ERR_TOO_BIG` (message
+      over the size limit, close 1009), :data:`ERR_HANDLER` (the application handler failed on that
+      message; it was not handled and not acknowledged, so the client may resend it).
+    * The server closes with 1011 (:data:`CLOSE_INTERNAL_ERROR`) when pongs stop arriving.
 """
 
 from __future__ import annotations
@@ -65,6 +77,20 @@ CLIENT_TYPES = ("send", "subscribe", "unsubscribe")
 ERR_BAD_JSON = "bad_json"
 ERR_BAD_MESSAGE = "bad_message"
 ERR_UNKNOWN_TYPE = "unknown_type"
+ERR_BINARY = "binary_frame"
+ERR_TOO_BIG = "message_too_big"
+ERR_HANDLER = "handler_failed"
+
+# Handshake rejection codes (the ``error`` field of the JSON body of a refused upgrade).
+REJECT_MISSING_TOKEN = "missing_token"
+REJECT_INVALID_TOKEN = "invalid_token"
+REJECT_ORIGIN = "origin_not_allowed"
+REJECT_INVALID_RESUME = "invalid_resume_token"
+REJECT_CONFLICT = "connected_elsewhere"
+REJECT_DRAINING = "draining"
+REJECT_AT_CAPACITY = "at_capacity"
+REJECT_REGISTRY_DOWN = "registry_unavailable"
+REJECT_UPGRADE_REQUIRED = "upgrade_required"
 
 
 class ProtocolError(ValueError):

@@ -1,0 +1,17 @@
+"""The reference sticky WebSocket server (``stickyws serve``).
+
+Modules, pure core first:
+
+* :mod:`~stickyws.server.auth`: JWT verification, resume tokens, token/origin extraction.
+* :mod:`~stickyws.server.session`: session state, duplicate detection, seq.
+* :mod:`~stickyws.server.drain`: the drain planner (jittered schedule, deadline).
+* :mod:`~stickyws.server.registry`: the registry interface and the in-memory registry.
+* :mod:`~stickyws.server.redis_registry`: the registry on Redis (Lua scripts, blocking pool).
+* :mod:`~stickyws.server.handler`: the application handler interface (plug your own here).
+* :mod:`~stickyws.server.core`: handshake decisions, messages, heartbeat, drain, reconcile.
+* :mod:`~stickyws.server.metrics`: EMF lines and the audit log.
+* :mod:`~stickyws.server.identity`: the server id (ECS task id).
+* :mod:`~stickyws.server.triggers`: drain triggers (task metadata, DescribeTargetHealth).
+* :mod:`~stickyws.server.ws_adapter`: the aiohttp adapter (the only module importing aiohttp).
+* :mod:`~stickyws.server.app`: assembly from the environment; :mod:`~stickyws.server.cli`: commands.
+"""

@@ -1,0 +1,67 @@
+"""``stickyws serve`` and ``stickyws token``: the reference server's commands.
+
+Heavy imports (aiohttp, redis, jwt) happen inside the ``run`` functions so ``stickyws --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+#: Default bind address: loopback, so local runs are not exposed; the Dockerfile passes ``--host 0.0.0.0``.
+DEFAULT_HOST = "127.0.0.1"
+
+
+def register(subparsers: Any) -> None:
+    """Add ``serve`` and ``token`` to the ``stickyws`` parser."""
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the reference sticky WebSocket server",
+        description="Run the reference server. Settings come from STICKYWS_* variables; the signing key from "
+        "STICKYWS_JWT_SECRET; the registry from REDIS_URL (unset: in-memory, one instance).",
+    )
+    serve.add_argument("--host", default=DEFAULT_HOST, help=f"bind address (default {DEFAULT_HOST})")
+    serve.add_argument("--port", type=int, default=None, help="port (default: the `port` setting, 8080)")
+    serve.add_argument("--dev", action="store_true", help="without STICKYWS_JWT_SECRET, sign with a throwaway key")
+    serve.add_argument("--handler", default=None, metavar="MODULE:ATTR", help="application handler to load")
+    serve.set_defaults(run=run_serve)
+
+    token = subparsers.add_parser(
+        "token", help="print a connection token", description="Print a JWT signed with STICKYWS_JWT_SECRET."
+    )
+    token.add_argument("--user", required=True, help="user id (the token's sub)")
+    token.add_argument("--ttl-s", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    token.set_defaults(run=run_token)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """``stickyws serve``."""
+    from stickyws.cli import CommandError
+    from stickyws.server.app import StartupError, run
+    from stickyws.server.handler import echo_handler, load_handler
+
+    try:
+        handler = load_handler(args.handler) if args.handler else echo_handler
+        return run(args.host, args.port, dev=args.dev, handler=handler)
+    except (StartupError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+def run_token(args: argparse.Namespace) -> int:
+    """``stickyws token``."""
+    from stickyws.cli import CommandError
+    from stickyws.server.auth import TokenVerifier
+    from stickyws.settings import ENV_JWT_SECRET, SettingsError, from_env
+
+    secret = os.environ.get(ENV_JWT_SECRET, "")
+    if not secret:
+        raise CommandError(f"{ENV_JWT_SECRET} is not set: export the server's signing key first")
+    if args.ttl_s <= 0:
+        raise CommandError("--ttl-s must be a positive number of seconds")
+    try:
+        audience = from_env(os.environ)["jwt_audience"]
+    except SettingsError as exc:
+        raise CommandError(str(exc).replace("\n", " ")) from None
+    print(TokenVerifier(secret, audience).issue(args.user, args.ttl_s))
+    return 0

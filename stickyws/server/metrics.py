@@ -1,0 +1,122 @@
+"""CloudWatch Embedded Metric Format lines and the JSON audit log, both on stdout.
+
+EMF: one JSON object per line with an ``_aws`` block; CloudWatch Logs turns it into metrics in
+namespace ``metrics_namespace``. Counters are emitted as deltas since the last flush (the server
+flushes with every heartbeat, never per message). Dimension ``ServiceName`` (from
+``STICKYWS_SERVICE_NAME``) is added when that variable is set, so the autoscaling policy can
+target ``ActiveConnections`` of one service; ``HandshakesRejected`` is also split by ``Reason``.
+
+Audit log: one JSON object per routing decision, ``{"log":"audit","event","decision","reason",
+"user","server","remote",...}``. It never carries a token.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
+
+#: Environment variable naming the ECS service, used as the ``ServiceName`` dimension.
+ENV_SERVICE_NAME = "STICKYWS_SERVICE_NAME"
+
+COUNTERS = ("HandshakesAccepted", "SessionsResumed", "MessagesIn", "MessagesOut")
+
+
+def emf_line(
+    namespace: str,
+    values: Mapping[str, float],
+    *,
+    dimensions: Mapping[str, str],
+    units: Mapping[str, str],
+    timestamp_ms: int,
+) -> str:
+    """One EMF document with ``values`` under ``dimensions`` (an empty mapping: no dimensions)."""
+    doc: dict[str, Any] = {
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": namespace,
+                    "Dimensions": [sorted(dimensions)],
+                    "Metrics": [{"Name": name, "Unit": units.get(name, "Count")} for name in values],
+                }
+            ],
+        },
+        **dimensions,
+        **values,
+    }
+    return json.dumps(doc, separators=(",", ":"))
+
+
+class Metrics:
+    """Counters between flushes, and the writer of EMF and audit lines."""
+
+    def __init__(
+        self,
+        namespace: str,
+        *,
+        service_name: str | None = None,
+        out: TextIO | None = None,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.namespace = namespace
+        self.service_name = service_name
+        self.out = out
+        self._clock_ms = clock_ms
+        self.counters: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()
+
+    def _write(self, line: str) -> None:
+        out = self.out or sys.stdout
+        out.write(line + "\n")
+        out.flush()
+
+    def _dims(self, **extra: str) -> dict[str, str]:
+        dims = {"ServiceName": self.service_name} if self.service_name else {}
+        return {**dims, **extra}
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to counter ``name`` (one of :data:`COUNTERS`)."""
+        self.counters[name] += n
+
+    def reject(self, reason: str) -> None:
+        """Count one rejected handshake with ``reason``."""
+        self.rejected[reason] += 1
+
+    def flush(self, active_connections: int) -> None:
+        """Write the gauge and every counter's delta since the last flush, then reset the counters."""
+        values: dict[str, float] = {"ActiveConnections": active_connections}
+        values.update({name: self.counters[name] for name in COUNTERS})
+        self._write(emf_line(self.namespace, values, dimensions=self._dims(), units={}, timestamp_ms=self._clock_ms()))
+        for reason, n in sorted(self.rejected.items()):
+            self._write(
+                emf_line(
+                    self.namespace,
+                    {"HandshakesRejected": n},
+                    dimensions=self._dims(Reason=reason),
+                    units={},
+                    timestamp_ms=self._clock_ms(),
+                )
+            )
+        self.counters.clear()
+        self.rejected.clear()
+
+    def drain_seconds(self, seconds: float) -> None:
+        """Write how long a drain took."""
+        self._write(
+            emf_line(
+                self.namespace,
+                {"DrainSeconds": round(seconds, 3)},
+                dimensions=self._dims(),
+                units={"DrainSeconds": "Seconds"},
+                timestamp_ms=self._clock_ms(),
+            )
+        )
+
+    def audit(self, event: str, **fields: Any) -> None:
+        """One audit line (``event`` plus fields; callers never pass tokens)."""
+        body = {"log": "audit", "ts": self._clock_ms(), "event": event, **fields}
+        self._write(json.dumps(body, separators=(",", ":"), default=str))

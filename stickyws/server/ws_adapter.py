@@ -1,0 +1,216 @@
+"""The aiohttp adapter: HTTP routes, the upgrade, keepalive pings, and the process lifecycle.
+
+The only module that imports aiohttp. It turns requests into
+:class:`~stickyws.server.core.HandshakeRequest`, upgrades accepted ones, and feeds frames to the core.
+
+Deliberate choices
+    * ``compress`` follows ``permessage_deflate`` (off by default: memory per connection).
+    * Keepalive is ours, not aiohttp's ``heartbeat``: aiohttp's closes a silent peer with 1006 and
+      no close frame (aiohttp 3.14 ``_handle_ping_pong_exception``), while stickyws.v1 promises 1011.
+      Every ``ping_interval_s`` (``None``: no pings) the server pings; no pong within
+      ``ping_timeout_s`` closes with 1011. ``autoping`` is off so pongs reach us (pings are answered here).
+    * Oversized messages: aiohttp stops reading at ``max_message_bytes`` and closes with 1009; the
+      close is preceded by an ``error`` frame (:data:`stickyws.protocol.ERR_TOO_BIG`) and carries a reason.
+    * One frame at a time per connection: a handler that blocks delays that connection's pongs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from stickyws import protocol
+from stickyws.server.core import Admission, Connection, HandshakeRequest, Rejection, ServerCore
+
+#: How long a close handshake waits for the peer's close frame.
+CLOSE_TIMEOUT_S = 2.0
+#: How long aiohttp waits for request handlers when the runner is cleaned up.
+RUNNER_SHUTDOWN_TIMEOUT_S = 2.0
+_CORE: web.AppKey[ServerCore] = web.AppKey("stickyws_core", ServerCore)
+_ACCEPTING: web.AppKey[Callable[[], bool]] = web.AppKey("stickyws_accepting", Callable[[], bool])  # type: ignore[arg-type]
+
+
+class _WebSocket(web.WebSocketResponse):
+    """A WebSocketResponse that explains a 1009 close with an ``error`` frame and a reason."""
+
+    limit_bytes = 0
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
+        if code == WSCloseCode.MESSAGE_TOO_BIG and not message and not self.closed:
+            text = f"message larger than {self.limit_bytes} bytes"
+            with contextlib.suppress(Exception):
+                await self.send_str(protocol.error(protocol.ERR_TOO_BIG, text))
+            message = text.encode()
+        return await super().close(code=code, message=message, drain=drain)
+
+
+class AiohttpTransport:
+    """:class:`~stickyws.server.core.Transport` over an aiohttp WebSocketResponse."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.pong = asyncio.Event()
+
+    async def send_text(self, text: str) -> None:
+        await self.ws.send_str(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.ws.close(code=code, message=reason.encode()[:123])
+
+
+def _rejection_response(rejection: Rejection) -> web.Response:
+    headers = {"Retry-After": str(rejection.retry_after_s)} if rejection.retry_after_s is not None else {}
+    return web.Response(
+        status=rejection.status, text=rejection.body(), content_type="application/json", headers=headers
+    )
+
+
+async def _keepalive(core: ServerCore, conn: Connection, transport: AiohttpTransport) -> None:
+    interval = core.sv.ping_interval_s
+    if interval is None:
+        return
+    while not transport.ws.closed:
+        await asyncio.sleep(interval)
+        transport.pong.clear()
+        try:
+            await transport.ws.ping()
+        except (ConnectionError, RuntimeError):
+            return
+        try:
+            async with asyncio.timeout(core.sv.ping_timeout_s):
+                await transport.pong.wait()
+        except TimeoutError:
+            await core.on_violation(
+                conn, protocol.CLOSE_INTERNAL_ERROR, "ping_timeout", f"no pong within {core.sv.ping_timeout_s:g} s"
+            )
+            return
+
+
+async def ws_handler(request: web.Request) -> web.StreamResponse:
+    """``GET /ws``: 426 without an upgrade, else admit, upgrade and run the connection."""
+    core = request.app[_CORE]
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        rejection = Rejection(426, protocol.REJECT_UPGRADE_REQUIRED, "send a WebSocket upgrade (Upgrade: websocket)")
+        return web.Response(
+            status=426, text=rejection.body(), content_type="application/json", headers={"Upgrade": "websocket"}
+        )
+    offered = tuple(p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip())
+    req = HandshakeRequest(request.query, request.headers, offered, request.remote)
+    decision = await core.admit(req)
+    if isinstance(decision, Rejection):
+        return _rejection_response(decision)
+    assert isinstance(decision, Admission)
+    ws = _WebSocket(
+        protocols=(protocol.SUBPROTOCOL,),
+        compress=core.sv.permessage_deflate,
+        max_msg_size=core.sv.max_message_bytes,
+        autoping=False,
+        heartbeat=None,
+        timeout=CLOSE_TIMEOUT_S,
+    )
+    ws.limit_bytes = core.sv.max_message_bytes
+    try:
+        await ws.prepare(request)
+    except BaseException:
+        await core.abandon(decision)
+        raise
+    transport = AiohttpTransport(ws)
+    conn = await core.open(decision, transport)
+    keepalive = asyncio.create_task(_keepalive(core, conn, transport))
+    try:
+        while True:
+            msg = await ws.receive()
+            if msg.type is WSMsgType.TEXT:
+                await core.on_text(conn, msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                await core.on_violation(
+                    conn, protocol.CLOSE_UNSUPPORTED_DATA, protocol.ERR_BINARY,
+                    "binary frames are not supported: send JSON text frames",
+                )  # fmt: skip
+                break
+            elif msg.type is WSMsgType.PING:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.pong(msg.data)
+            elif msg.type is WSMsgType.PONG:
+                transport.pong.set()
+            else:  # CLOSE, CLOSING, CLOSED, ERROR
+                break
+    finally:
+        keepalive.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keepalive
+        await core.on_closed(conn)
+    return ws
+
+
+async def health_handler(request: web.Request) -> web.Response:
+    """``/health``: 200 while serving and accepting, 503 otherwise; JSON body from the core."""
+    status, body = request.app[_CORE].health(request.app[_ACCEPTING]())
+    return web.json_response(body, status=status)
+
+
+def build_app(core: ServerCore, accepting: Callable[[], bool] = lambda: True) -> web.Application:
+    """The aiohttp application: ``GET /ws`` and ``GET <health_check_path>``."""
+    app = web.Application()
+    app[_CORE] = core
+    app[_ACCEPTING] = accepting
+    app.router.add_get(protocol.WS_PATH, ws_handler)
+    app.router.add_get(core.settings["health_check_path"], health_handler)
+    return app
+
+
+class RunningServer:
+    """A server core bound to ``host:port``: ``await start()``, ``await stop()`` (idempotent)."""
+
+    def __init__(self, core: ServerCore, host: str, port: int) -> None:
+        self.core = core
+        self.host = host
+        self.port = port
+        self._site: web.TCPSite | None = None
+        self._runner: web.AppRunner | None = None
+        self._stopped = False
+
+    def _accepting(self) -> bool:
+        server: Any = getattr(self._site, "_server", None)
+        return bool(server is not None and server.is_serving())
+
+    async def start(self) -> RunningServer:
+        """Bind, start accepting, then start the core (raises ``OSError`` when the port is taken)."""
+        self._runner = web.AppRunner(
+            build_app(self.core, self._accepting),
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=RUNNER_SHUTDOWN_TIMEOUT_S,
+        )
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, self.host, self.port)
+        try:
+            await self._site.start()
+        except BaseException:
+            await self._runner.cleanup()
+            raise
+        await self.core.start()
+        return self
+
+    async def stop(self) -> None:
+        """Close the core (1001 to whatever is left) and the listener."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self.core.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT start a drain whose window fits in ``shutdown_timeout_s``."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig.name.lower())
+
+    def _on_signal(self, name: str) -> None:
+        self.core.begin_drain(name, sigterm=True)
