@@ -126,3 +126,71 @@ class RedisServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+# --- Generic child processes (added for the local twin: reference servers and HAProxy) ---
+
+
+def start_process(
+    args: list[str], *, env: dict[str, str] | None = None, log_path: str | Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``args`` in its own session (so a Ctrl-C in the terminal reaches only its owner).
+
+    stdout and stderr go to ``log_path`` (appended) or are discarded; stdin is closed. Raises
+    :class:`LocalProcessError` naming the program when it cannot be executed.
+    """
+    out = open(log_path, "ab") if log_path is not None else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        return subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    except OSError as exc:
+        raise LocalProcessError(f"cannot start {args[0]}: {exc}") from exc
+    finally:
+        if not isinstance(out, int):
+            out.close()
+
+
+def kill_pid(proc: subprocess.Popen[bytes], timeout_s: float = 5.0) -> None:
+    """SIGKILL ``proc`` (a crash, not a shutdown) and reap it; idempotent."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    proc.wait(timeout=timeout_s)
+
+
+def http_status(port: int, path: str, timeout_s: float = 1.0, host: str = "127.0.0.1") -> int | None:
+    """Status of ``GET path`` on ``host:port``, or ``None`` when nothing answers."""
+    import http.client
+
+    conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    try:
+        conn.request("GET", path, headers={"Host": "localhost"})
+        return conn.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def wait_for_http(
+    port: int,
+    path: str,
+    timeout_s: float,
+    *,
+    status: int = 200,
+    proc: subprocess.Popen[bytes] | None = None,
+    host: str = "127.0.0.1",
+) -> None:
+    """Block until ``GET path`` answers ``status``; raise after ``timeout_s`` or when ``proc`` exits."""
+    deadline = time.monotonic() + timeout_s
+    last: int | None = None
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise LocalProcessError(f"process {proc.pid} exited with {proc.returncode} before {path} answered")
+        last = http_status(port, path, host=host)
+        if last == status:
+            return
+        if time.monotonic() > deadline:
+            raise LocalProcessError(f"GET {host}:{port}{path} answered {last} (wanted {status}) after {timeout_s:g} s")
+        time.sleep(0.03)

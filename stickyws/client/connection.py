@@ -1,0 +1,414 @@
+"""The reference client: an aiohttp WebSocket that keeps its session across reconnects.
+
+Thin adapter around the pure core (:mod:`~stickyws.client.backoff`, :mod:`~stickyws.client.cookies`,
+:mod:`~stickyws.client.outbox`, :mod:`~stickyws.client.policy`)::
+
+    async with StickyClient("ws://127.0.0.1:8000/ws", token) as client:
+        await client.wait_connected(timeout_s=10)
+        msg_id = client.send({"text": "hello"})
+        await client.wait_confirmed(timeout_s=10)
+        async for event in client.events():   # or StickyClient(..., on_event=callback)
+            print(event.kind, event.detail)
+
+Each connection: handshake with the token, the resume token (after the first ``connected``) and
+the endpoint's cookies (``AWSALB``...); store the cookies the answer sets; on ``connected``,
+retransmit the outbox above ``lastClientId``; then read frames until the connection ends and ask
+:mod:`~stickyws.client.policy` what to do. ``close()`` is idempotent: it stops reconnecting, closes
+the socket with 1000 and waits for the loop to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import aiohttp
+
+from stickyws import protocol
+from stickyws.client import policy
+from stickyws.client.backoff import Backoff, parse_retry_after
+from stickyws.client.cookies import CookieJar
+from stickyws.client.outbox import Outbox
+from stickyws.settings import Settings
+
+#: Event kinds, in the order a connection produces them.
+EVENT_KINDS = (
+    "connecting",
+    "connected",
+    "ack",
+    "message",
+    "error",
+    "reconnect_requested",
+    "closed",
+    "rejected",
+    "backoff",
+    "stopped",
+)
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the client saw: ``kind`` is one of :data:`EVENT_KINDS`; ``at`` is ``time.monotonic()``."""
+
+    kind: str
+    detail: dict[str, Any]
+    at: float
+
+
+@dataclass
+class ClientStats:
+    """Counters a test or an operator reads after (or during) a run."""
+
+    handshakes: int = 0
+    connects: int = 0
+    #: ``time.monotonic()`` of every ``connected`` after the first: the reconnect timeline.
+    reconnect_times: list[float] = field(default_factory=list)
+    resumed: int = 0
+    not_resumed_reconnects: int = 0
+    close_codes: Counter[int] = field(default_factory=Counter)
+    handshake_statuses: Counter[int] = field(default_factory=Counter)
+    reconnect_frames: int = 0
+    connect_errors: int = 0
+    #: Server id of every connection, in order.
+    servers: list[str] = field(default_factory=list)
+    session_ids: set[str] = field(default_factory=set)
+    messages: list[Any] = field(default_factory=list)
+    #: Longest time between losing a connection and the next ``connected``.
+    max_outage_s: float = 0.0
+
+
+def with_query(url: str, params: dict[str, str]) -> str:
+    """``url`` with ``params`` set in its query (existing keys replaced)."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    query.update(params)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class ClientStopped(RuntimeError):
+    """The client stopped for good (a rejected handshake or a final close code); ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class StickyClient:
+    """A ``stickyws.v1`` client that reconnects, resumes and resends; see the module doc.
+
+    ``session``: an ``aiohttp.ClientSession`` to share between clients; it must use
+    ``aiohttp.DummyCookieJar()`` because cookies are per client (each holds its own stickiness).
+    ``connect_timeout_s`` bounds each handshake. ``rng`` makes the jitter reproducible.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        backoff: Backoff | None = None,
+        settings: Settings | None = None,
+        session: aiohttp.ClientSession | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        connect_timeout_s: float = 10.0,
+        use_cookies: bool = True,
+        rng: random.Random | None = None,
+        max_events: int = 10_000,
+    ) -> None:
+        if session is not None and not isinstance(session.cookie_jar, aiohttp.DummyCookieJar):
+            raise ValueError("a shared aiohttp.ClientSession must use cookie_jar=aiohttp.DummyCookieJar()")
+        self.url = url
+        self.token = token
+        self.backoff = backoff or Backoff.from_settings(settings or Settings())
+        self.jar = CookieJar()
+        self.outbox = Outbox()
+        self.stats = ClientStats()
+        self.use_cookies = use_cookies
+        self.connect_timeout_s = connect_timeout_s
+        self.server_id: str | None = None
+        self.session_id: str | None = None
+        self.resume_token: str | None = None
+        self.stop_reason: str | None = None
+        self._session = session
+        self._own_session = session is None
+        self._on_event = on_event
+        self._rng = rng or random.Random()
+        self._events: asyncio.Queue[Event] = asyncio.Queue(maxsize=max_events)
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._connected = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._wake_writer = asyncio.Event()
+        self._lost_at: float | None = None
+
+    # Lifecycle
+
+    async def __aenter__(self) -> StickyClient:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def start(self) -> None:
+        """Start connecting in the background (idempotent)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"stickyws-client-{id(self):x}")
+
+    async def close(self) -> None:
+        """Stop reconnecting, close the socket with 1000 and wait for the loop (idempotent)."""
+        self._closing = True
+        self._changed.set()
+        if self._ws is not None and not self._ws.closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._ws.close(code=protocol.CLOSE_NORMAL), 2.0)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def connected(self) -> bool:
+        """True between a ``connected`` frame and the end of that connection."""
+        return self._connected.is_set()
+
+    # Sending
+
+    def send(self, data: Any) -> int:
+        """Queue ``data`` for the server and return its id; it is retransmitted until confirmed."""
+        msg = self.outbox.add(data)
+        self._wake_writer.set()
+        return msg.id
+
+    def subscribe(self, topic: str) -> int:
+        """Queue a subscription to ``topic``; returns its id."""
+        msg = self.outbox.add_control("subscribe", topic)
+        self._wake_writer.set()
+        return msg.id
+
+    # Waiting
+
+    async def wait_connected(self, timeout_s: float) -> None:
+        """Wait for a live connection; raises ``TimeoutError`` or :class:`ClientStopped`."""
+        async with asyncio.timeout(timeout_s):
+            while not self._connected.is_set():
+                self._raise_if_stopped()
+                await self._wait_change()
+
+    async def wait_confirmed(self, timeout_s: float) -> None:
+        """Wait until every queued message is confirmed; raises ``TimeoutError`` or :class:`ClientStopped`."""
+        async with asyncio.timeout(timeout_s):
+            while self.outbox.pending:
+                self._raise_if_stopped()
+                await self._wait_change()
+
+    async def wait_for(self, predicate: Callable[[StickyClient], bool], timeout_s: float) -> None:
+        """Wait until ``predicate(self)`` holds (re-checked after every event)."""
+        async with asyncio.timeout(timeout_s):
+            while not predicate(self):
+                self._raise_if_stopped()
+                await self._wait_change()
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Every event from now on, until the client stops."""
+        while True:
+            event = await self._events.get()
+            yield event
+            if event.kind == "stopped":
+                return
+
+    def _raise_if_stopped(self) -> None:
+        if self.stop_reason is not None:
+            raise ClientStopped(self.stop_reason)
+
+    async def _wait_change(self) -> None:
+        self._changed.clear()
+        await self._changed.wait()
+
+    def _emit(self, kind: str, **detail: Any) -> None:
+        event = Event(kind, detail, time.monotonic())
+        if self._on_event is not None:
+            self._on_event(event)
+        if self._events.full():
+            self._events.get_nowait()  # keep the newest events; callbacks saw every one
+        self._events.put_nowait(event)
+        self._changed.set()
+
+    # The connection loop
+
+    async def _run(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        attempt = 0
+        try:
+            while not self._closing:
+                decision, was_connected = await self._connect_once()
+                if self._closing:
+                    break
+                if not decision.reconnect:
+                    self.stop_reason = decision.reason
+                    break
+                if was_connected or decision.reset_attempts:
+                    attempt = 0
+                delay = self.backoff.delay_s(attempt, decision.hint_s, self._rng)
+                self._emit("backoff", reason=decision.reason, delay_s=delay, attempt=attempt)
+                attempt += 1
+                await asyncio.sleep(delay)
+        finally:
+            self._connected.clear()
+            self._emit("stopped", reason=self.stop_reason or "closed by the application")
+
+    def _handshake_url(self) -> str:
+        params = {"token": self.token}
+        if self.resume_token:
+            params[protocol.RESUME_QUERY] = self.resume_token
+        return with_query(self.url, params)
+
+    async def _connect_once(self) -> tuple[policy.Decision, bool]:
+        """One connection from handshake to close; returns the decision and whether it got ``connected``."""
+        assert self._session is not None
+        headers: dict[str, str] = {}
+        cookie = self.jar.header(self.url) if self.use_cookies else None
+        if cookie:
+            headers["Cookie"] = cookie
+        self.stats.handshakes += 1
+        self._emit("connecting", resume=bool(self.resume_token), cookies=sorted(self.jar.cookies(self.url)))
+        try:
+            ws = await asyncio.wait_for(
+                self._session.ws_connect(
+                    self._handshake_url(),
+                    protocols=(protocol.SUBPROTOCOL,),
+                    headers=headers,
+                    autoping=True,
+                    heartbeat=None,
+                ),
+                self.connect_timeout_s,
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            status = exc.status or 0
+            self.stats.handshake_statuses[status] += 1
+            hdrs = exc.headers
+            if self.use_cookies and hdrs is not None:
+                self.jar.update(self.url, hdrs.getall("Set-Cookie", []))
+            retry_after = parse_retry_after(hdrs.get("Retry-After") if hdrs is not None else None)
+            self._emit("rejected", status=status, retry_after_s=retry_after)
+            return policy.on_handshake_status(status, retry_after), False
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            self.stats.connect_errors += 1
+            return policy.on_connect_error(f"{type(exc).__name__}: {exc}".rstrip(": ")), False
+        self._ws = ws
+        response = getattr(ws, "_response", None)  # aiohttp keeps the 101 response only here
+        if self.use_cookies and response is not None:
+            self.jar.update(self.url, response.headers.getall("Set-Cookie", []))
+        return await self._serve(ws)
+
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> tuple[policy.Decision, bool]:
+        writer: asyncio.Task[None] | None = None
+        decision: policy.Decision | None = None
+        was_connected = False
+        try:
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                try:
+                    frame = json.loads(msg.data)
+                except ValueError:
+                    continue
+                kind = frame.get("type") if isinstance(frame, dict) else None
+                if kind == "connected":
+                    was_connected = True
+                    to_send = self._on_connected(frame)
+                    writer = asyncio.create_task(self._writer(ws, to_send))
+                elif kind == "ack":
+                    self.outbox.on_ack(int(frame["id"]), duplicate=bool(frame.get("duplicate")))
+                    self._emit("ack", id=frame["id"], duplicate=bool(frame.get("duplicate")))
+                elif kind == "message":
+                    self.stats.messages.append(frame.get("data"))
+                    self._emit("message", seq=frame.get("seq"), data=frame.get("data"))
+                elif kind == "error":
+                    self._emit("error", code=frame.get("code"), message=frame.get("message"), id=frame.get("id"))
+                elif kind == "reconnect":
+                    self.stats.reconnect_frames += 1
+                    decision = policy.on_reconnect_frame(frame)
+                    self._emit(
+                        "reconnect_requested", reason=frame.get("reason"), retry_after_ms=frame.get("retryAfterMs")
+                    )
+                    await ws.close(code=protocol.CLOSE_GOING_AWAY)
+                    break
+        except (aiohttp.ClientError, OSError):
+            pass
+        finally:
+            if writer is not None:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await writer
+            self._ws = None
+            if self._connected.is_set():
+                self._lost_at = time.monotonic()
+            self._connected.clear()
+        code = ws.close_code
+        if decision is None:
+            self.stats.close_codes[code if code is not None else protocol.CLOSE_ABNORMAL] += 1
+            decision = policy.on_close(code)
+        self._emit("closed", code=code, reason=decision.reason)
+        return decision, was_connected
+
+    def _on_connected(self, frame: dict[str, Any]) -> list[protocol.ClientMessage]:
+        first = self.stats.connects == 0
+        self.stats.connects += 1
+        resumed = bool(frame.get("resumed"))
+        now = time.monotonic()
+        if not first:
+            self.stats.reconnect_times.append(now)
+            if resumed:
+                self.stats.resumed += 1
+            else:
+                self.stats.not_resumed_reconnects += 1
+        if self._lost_at is not None:
+            self.stats.max_outage_s = max(self.stats.max_outage_s, now - self._lost_at)
+            self._lost_at = None
+        self.server_id = str(frame.get("serverId"))
+        self.session_id = str(frame.get("sessionId"))
+        self.resume_token = str(frame.get("resumeToken")) or None
+        self.stats.servers.append(self.server_id)
+        self.stats.session_ids.add(self.session_id)
+        to_send = self.outbox.on_connected(int(frame.get("lastClientId") or 0), resumed=resumed)
+        self._connected.set()
+        self._emit(
+            "connected",
+            server=self.server_id,
+            session=self.session_id,
+            resumed=resumed,
+            last_client_id=frame.get("lastClientId"),
+            resending=len(to_send),
+        )
+        return to_send
+
+    async def _writer(self, ws: aiohttp.ClientWebSocketResponse, first: list[protocol.ClientMessage]) -> None:
+        """Write ``first`` then every newly queued message, in id order, on this connection only."""
+        watermark = 0
+        batch = first
+        while True:
+            for msg in batch:
+                if msg.id <= watermark or msg.id not in self.outbox.pending:
+                    continue
+                await ws.send_str(msg.to_json())
+                self.outbox.transmitted(msg.id)
+                watermark = msg.id
+            self._wake_writer.clear()
+            batch = self.outbox.to_transmit(watermark)
+            if not batch:
+                await self._wake_writer.wait()
+                batch = self.outbox.to_transmit(watermark)

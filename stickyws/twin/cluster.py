@@ -1,0 +1,401 @@
+"""The local twin: a real redis-server, N reference servers and a real HAProxy on loopback.
+
+Everything is rendered from ONE :class:`~stickyws.settings.Settings`: HAProxy's configuration
+(:mod:`stickyws.twin.haproxy_config`), every server's environment (``to_env``), and the timing of
+the operations below. Every process is started by this object and stopped by its PID
+(:mod:`stickyws.localproc`); :meth:`TwinCluster.stop` leaves nothing behind.
+
+Operations, in the order AWS performs them:
+
+``add()``
+    Start a server process, wait for its own ``/health`` (ECS: the container is running), then
+    register it (``set server addr`` + ``state ready``) and wait until HAProxy's checks report it
+    UP (the ALB: ``healthy`` after ``healthy_threshold_count`` checks). HAProxy takes a server it
+    leaves maintenance for UP at once, so the twin registers it only once it answers.
+``deregister(name)``
+    The ECS stop sequence: (1) publish the drain notice exactly as the AWS drain notifier does
+    (``SET`` + ``PUBLISH`` on ``keys.drain_key``), (2) ``state maint`` (DeregisterTargets: sticky
+    clients are redispatched, open tunnels stay up), (3) wait ``deregistration_delay_s``, ending
+    early once the server holds no connection (as the ALB does), (4) ``shutdown sessions`` (the ALB
+    cuts what is left), (5) SIGTERM, and SIGKILL after ``stop_timeout_s``. ``drain_notice=False``
+    skips (1): the server learns of its end only from SIGTERM, after its clients were cut.
+``kill(name)``
+    SIGKILL (a crashed task); HAProxy's checks take it out after ``unhealthy_threshold_count``.
+``rolling_deploy()``
+    Replace every running server, one at a time, minimum healthy 100 %: start the replacement,
+    wait until it is healthy, then deregister the old server.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stickyws import protocol
+from stickyws.keys import DrainNotice
+from stickyws.localproc import (
+    LocalProcessError,
+    RedisServer,
+    free_port,
+    http_status,
+    kill_pid,
+    start_process,
+    stop_pid,
+    wait_for_http,
+    wait_for_port,
+)
+from stickyws.settings import ENV_JWT_SECRET, ENV_REDIS_URL, ENV_SERVER_ID, Settings, to_env
+from stickyws.twin import haproxy_config
+from stickyws.twin.haproxy_config import BACKEND, Layout, Slot
+from stickyws.twin.runtime_api import RuntimeApi, RuntimeApiError, ServerState
+
+#: ``DrainNotice.source`` of the notices the twin publishes.
+DRAIN_SOURCE = "twin"
+#: Seconds a server process gets to answer ``/health`` after it starts.
+SERVER_START_TIMEOUT_S = 20.0
+#: Extra slots beyond what the twin starts with: each ``add`` uses a fresh slot (see haproxy_config).
+MIN_CAPACITY = 16
+
+
+class TwinError(RuntimeError):
+    """A twin operation failed; the message says which server and what to look at (its log)."""
+
+
+@dataclass
+class ServerProcess:
+    """One reference server: its slot name (also its server id and cookie value), port and process."""
+
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    #: ``starting`` | ``serving`` | ``deregistering`` | ``stopped`` | ``killed``
+    phase: str = "starting"
+    exit_code: int | None = None
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.proc.poll() is None
+
+
+@dataclass(frozen=True)
+class DeregisterReport:
+    """What one deregistration did: how long the drain took and how many connections were cut."""
+
+    name: str
+    drain_notice: bool
+    drained_s: float
+    connections_cut: int
+    exit_code: int | None
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """One line of ``twin status``."""
+
+    name: str
+    pid: int | None
+    port: int
+    phase: str
+    target: str
+    connections: int
+
+    def render(self) -> str:
+        """``s1  pid 4242  127.0.0.1:40001  serving  healthy  3 connections``."""
+        pid = f"pid {self.pid}" if self.pid else "exited"
+        return (
+            f"{self.name:<4} {pid:<10} 127.0.0.1:{self.port:<5}  {self.phase:<13} {self.target:<9} "
+            f"{self.connections} connection{'s' if self.connections != 1 else ''}"
+        )
+
+
+@dataclass
+class TwinCluster:
+    """See the module doc. ``time_scale`` shortens health-check intervals only (haproxy_config).
+
+    ``server_env`` adds environment variables to every server (tests use it for per-run knobs);
+    ``log`` receives one line per operation step (the CLI prints them).
+    """
+
+    settings: Settings
+    servers: int = 3
+    time_scale: float = 1.0
+    capacity: int | None = None
+    jwt_secret: str | None = None
+    server_env: dict[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    log: Callable[[str], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.settings.check()
+        if self.servers < 1:
+            raise ValueError("a twin needs at least one server")
+        self.capacity = self.capacity or max(MIN_CAPACITY, 4 * self.servers)
+        self.jwt_secret = self.jwt_secret or os.environ.get(ENV_JWT_SECRET) or secrets.token_urlsafe(32)
+        self._own_workdir = self.workdir is None
+        self.dir = Path(self.workdir or tempfile.mkdtemp(prefix="stickyws-twin-"))
+        self.redis = RedisServer()
+        self.frontend_port = free_port()
+        self.stats_socket = str(self.dir / "haproxy.sock")
+        self.config_path = self.dir / "haproxy.cfg"
+        self.api = RuntimeApi(self.stats_socket)
+        self.procs: dict[str, ServerProcess] = {}
+        self.haproxy: subprocess.Popen[bytes] | None = None
+        self._slots = haproxy_config.slot_names(self.capacity)
+        self._lock = threading.RLock()
+
+    # Addresses
+
+    @property
+    def url(self) -> str:
+        """The WebSocket endpoint: ``ws://127.0.0.1:PORT/ws``."""
+        return f"ws://127.0.0.1:{self.frontend_port}{protocol.WS_PATH}"
+
+    @property
+    def http_url(self) -> str:
+        """The same endpoint as ``http://`` (plain requests through HAProxy)."""
+        return f"http://127.0.0.1:{self.frontend_port}"
+
+    def token(self, user_id: str, ttl_s: int = 3600) -> str:
+        """A connection token for ``user_id`` signed with the twin's key (what ``stickyws token`` prints)."""
+        from stickyws.server.auth import TokenVerifier
+
+        assert self.jwt_secret is not None
+        return TokenVerifier(self.jwt_secret, self.settings["jwt_audience"]).issue(user_id, ttl_s)
+
+    # Lifecycle
+
+    def start(self) -> TwinCluster:
+        """Start redis, the servers and HAProxy; returns once every server is healthy behind HAProxy."""
+        try:
+            self.redis.start()
+            for name in self._slots[: self.servers]:
+                self._spawn(name)
+            for proc in self.procs.values():
+                self._wait_own_health(proc)
+            layout = Layout(
+                frontend_port=self.frontend_port,
+                stats_socket=self.stats_socket,
+                slots=[Slot(n, self.procs[n].port if n in self.procs else None) for n in self._slots],
+                time_scale=self.time_scale,
+            )
+            self.config_path.write_text(haproxy_config.render(self.settings, layout), encoding="utf-8")
+            binary = shutil.which("haproxy")
+            if binary is None:
+                raise LocalProcessError("haproxy not found: install the Debian package haproxy (make system-deps)")
+            self.haproxy = start_process(
+                [binary, "-db", "-f", str(self.config_path)], log_path=self.dir / "haproxy.log"
+            )
+            wait_for_port(self.frontend_port, 10.0)
+            for name in list(self.procs):
+                self._wait_target(name, healthy=True)
+                self.procs[name].phase = "serving"
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop HAProxy, every server and redis by PID, and remove the work directory (idempotent)."""
+        with self._lock:
+            if self.haproxy is not None:
+                stop_pid(self.haproxy, timeout_s=3.0)
+            for proc in self.procs.values():
+                stop_pid(proc.proc, timeout_s=3.0)
+                proc.exit_code = proc.proc.returncode
+            self.redis.__exit__(None, None, None)
+            if self._own_workdir and os.environ.get("STICKYWS_TWIN_KEEP") is None:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> TwinCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def pids(self) -> list[int]:
+        """PIDs of every process the twin started that is still running."""
+        procs = [self.haproxy, self.redis.proc, *(p.proc for p in self.procs.values())]
+        return [p.pid for p in procs if p is not None and p.poll() is None]
+
+    # Operations
+
+    def add(self, name: str | None = None) -> ServerProcess:
+        """Start a server in the next free slot and register it once it is healthy (see the module doc)."""
+        with self._lock:
+            name = name or self._next_slot()
+            proc = self._spawn(name)
+        self._wait_own_health(proc)
+        self.api.set_address(BACKEND, name, "127.0.0.1", proc.port)
+        self.api.set_state(BACKEND, name, "ready")
+        self._wait_target(name, healthy=True)
+        proc.phase = "serving"
+        self._say(f"{name}: registered and healthy on 127.0.0.1:{proc.port}")
+        return proc
+
+    def deregister(self, name: str, *, drain_notice: bool = True) -> DeregisterReport:
+        """The ECS stop sequence for ``name`` (see the module doc); returns what it measured."""
+        proc = self._server(name)
+        proc.phase = "deregistering"
+        delay_s = float(self.settings["deregistration_delay_s"])
+        started = time.monotonic()
+        if drain_notice:
+            self.publish_drain_notice(name)
+            self._say(f"{name}: drain notice published")
+        self.api.set_state(BACKEND, name, "maint")
+        self._say(f"{name}: deregistered (maint); waiting up to {delay_s:g} s for its connections to drain")
+        deadline = started + delay_s
+        remaining = self.connections(name)
+        while remaining > 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            remaining = self.connections(name)
+        drained_s = time.monotonic() - started
+        self.api.shutdown_sessions(BACKEND, name)
+        self._say(f"{name}: deregistration delay over after {drained_s:.2f} s, {remaining} connection(s) cut")
+        stop_pid(proc.proc, timeout_s=float(self.settings["stop_timeout_s"]))
+        proc.exit_code = proc.proc.returncode
+        proc.phase = "stopped"
+        self._say(f"{name}: SIGTERM, exited with {proc.exit_code}")
+        return DeregisterReport(name, drain_notice, drained_s, remaining, proc.exit_code)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL ``name``: its connections drop at once; HAProxy's checks mark it down later."""
+        proc = self._server(name)
+        kill_pid(proc.proc)
+        proc.exit_code = proc.proc.returncode
+        proc.phase = "killed"
+        self._say(f"{name}: SIGKILL")
+
+    def rolling_deploy(self, *, drain_notice: bool = True) -> list[DeregisterReport]:
+        """Replace every running server one at a time, minimum healthy 100 % (see the module doc)."""
+        old = [p.name for p in self.procs.values() if p.phase == "serving"]
+        reports = []
+        for name in old:
+            new = self.add()
+            self._say(f"deploy: {new.name} replaces {name}")
+            reports.append(self.deregister(name, drain_notice=drain_notice))
+        return reports
+
+    def publish_drain_notice(self, name: str) -> int:
+        """SET + PUBLISH the drain notice for ``name`` as the AWS drain notifier does; returns subscribers."""
+        import redis
+
+        from stickyws.drain_notifier import publish
+
+        client = redis.Redis.from_url(self.redis.url, socket_timeout=3)
+        try:
+            return publish(client, DrainNotice(server_id=name, source=DRAIN_SOURCE, reason="twin deregister"))
+        finally:
+            client.close()
+
+    # Observation
+
+    def targets(self) -> dict[str, ServerState]:
+        """HAProxy's view of every slot in use, by name."""
+        return {s.name: s for s in self.api.servers_state(BACKEND) if s.name in self.procs}
+
+    def connections(self, name: str) -> int:
+        """Open connections HAProxy holds to ``name``."""
+        return self.api.current_sessions(BACKEND).get(name, 0)
+
+    def status(self) -> list[ServerStatus]:
+        """One :class:`ServerStatus` per server the twin started, in start order."""
+        try:
+            targets = self.targets()
+            sessions = self.api.current_sessions(BACKEND)
+        except RuntimeApiError:
+            targets, sessions = {}, {}
+        out = []
+        for p in self.procs.values():
+            target = targets[p.name].status if p.name in targets else "unknown"
+            phase = p.phase if p.alive or p.phase in ("stopped", "killed") else "exited"
+            out.append(
+                ServerStatus(p.name, p.proc.pid if p.alive else None, p.port, phase, target, sessions.get(p.name, 0))
+            )
+        return out
+
+    def serving(self) -> list[str]:
+        """Names of the servers that are up and registered."""
+        return [p.name for p in self.procs.values() if p.phase == "serving" and p.alive]
+
+    def wait_target(self, name: str, *, healthy: bool, timeout_s: float | None = None) -> float:
+        """Wait until HAProxy reports ``name`` (un)healthy; returns the seconds it took."""
+        return self._wait_target(name, healthy=healthy, timeout_s=timeout_s)
+
+    # Internals
+
+    def _say(self, line: str) -> None:
+        if self.log is not None:
+            self.log(line)
+
+    def _server(self, name: str) -> ServerProcess:
+        proc = self.procs.get(name)
+        if proc is None:
+            raise TwinError(f"no server named {name!r}; the twin runs {', '.join(self.procs) or 'none'}")
+        if not proc.alive:
+            raise TwinError(f"server {name} is not running ({proc.phase}); see {proc.log_path}")
+        return proc
+
+    def _next_slot(self) -> str:
+        for name in self._slots:
+            if name not in self.procs:
+                return name
+        raise TwinError(
+            f"all {self.capacity} server slots were used: restart the twin with a larger capacity "
+            "(HAProxy 2.6 cannot add servers with a cookie at run time)"
+        )
+
+    def _spawn(self, name: str) -> ServerProcess:
+        port = free_port()
+        assert self.jwt_secret is not None
+        env = {
+            **os.environ,
+            **to_env(self.settings),
+            ENV_REDIS_URL: self.redis.url,
+            ENV_JWT_SECRET: self.jwt_secret,
+            ENV_SERVER_ID: name,
+            **self.server_env,
+        }
+        log_path = self.dir / f"server-{name}.log"
+        args = [sys.executable, "-m", "stickyws.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        proc = ServerProcess(name, port, start_process(args, env=env, log_path=log_path), log_path)
+        self.procs[name] = proc
+        return proc
+
+    def _wait_own_health(self, proc: ServerProcess) -> None:
+        try:
+            wait_for_http(
+                proc.port, self.settings["health_check_path"], SERVER_START_TIMEOUT_S, status=200, proc=proc.proc
+            )
+        except LocalProcessError as exc:
+            raise TwinError(f"server {proc.name} did not become healthy: {exc}; see {proc.log_path}") from None
+
+    def _wait_target(self, name: str, *, healthy: bool, timeout_s: float | None = None) -> float:
+        """Wait for HAProxy's checks; the default bound is twice the checks' own detection time."""
+        if timeout_s is None:
+            inter = haproxy_config.health_check_interval_s(self.settings, self.time_scale)
+            checks = max(self.settings["healthy_threshold_count"], self.settings["unhealthy_threshold_count"])
+            timeout_s = max(5.0, 2 * inter * (checks + 1))
+        started = time.monotonic()
+        while True:
+            state = {s.name: s for s in self.api.servers_state(BACKEND)}.get(name)
+            if state is not None and state.healthy == healthy:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout_s:
+                path = self.settings["health_check_path"]
+                own = http_status(self.procs[name].port, path) if name in self.procs else None
+                raise TwinError(
+                    f"HAProxy did not report {name} {'healthy' if healthy else 'unhealthy'} within {timeout_s:g} s "
+                    f"(its own {self.settings['health_check_path']} answers {own}); see {self.dir / 'haproxy.log'}"
+                )
+            time.sleep(0.02)
