@@ -5,11 +5,20 @@ and checks it with :func:`apply_settings`. The reference stack (``stacks/``) com
 own stack can use any of them alone (see docs/iac.md, "Reuse in your own stack").
 """
 
+from constructs_lib.drain_notifier import DrainNotifier
 from constructs_lib.load_balancer import StickyWebSocketLoadBalancer, load_balancer_attributes
+from constructs_lib.observability import WebSocketObservability
+from constructs_lib.registry import ConnectionRegistry
+from constructs_lib.service import CONTAINER_NAME, WebSocketFargateService
 from constructs_lib.settings_check import apply_settings
 
 __all__ = [
+    "CONTAINER_NAME",
+    "ConnectionRegistry",
+    "DrainNotifier",
     "StickyWebSocketLoadBalancer",
+    "WebSocketFargateService",
+    "WebSocketObservability",
     "apply_settings",
     "load_balancer_attributes",
 ]

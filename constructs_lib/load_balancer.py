@@ -283,13 +283,14 @@ class StickyWebSocketLoadBalancer(Construct):
 
     def _create_load_balancer(self, vpc: ec2.IVpc, internet_facing: bool) -> elbv2.ApplicationLoadBalancer:
         lb = self._settings.load_balancer
-        subnet_type = ec2.SubnetType.PUBLIC if internet_facing else ec2.SubnetType.PRIVATE_WITH_EGRESS
+        # Internet-facing: public subnets. Internal: the VPC's default selection (private, else isolated).
+        subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC) if internet_facing else None
         return elbv2.ApplicationLoadBalancer(
             self,
             "LoadBalancer",
             vpc=vpc,
             internet_facing=internet_facing,
-            vpc_subnets=ec2.SubnetSelection(subnet_type=subnet_type),
+            vpc_subnets=subnets,
             http2_enabled=lb.http2_enabled,
             idle_timeout=Duration.seconds(lb.idle_timeout_s),
             client_keep_alive=Duration.seconds(lb.client_keep_alive_s),

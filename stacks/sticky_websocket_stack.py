@@ -14,7 +14,13 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_route53 as route53
 from constructs import Construct
 
-from constructs_lib import StickyWebSocketLoadBalancer
+from constructs_lib import (
+    ConnectionRegistry,
+    DrainNotifier,
+    StickyWebSocketLoadBalancer,
+    WebSocketFargateService,
+    WebSocketObservability,
+)
 from constructs_lib.nag import acknowledge_reference_stack
 from stickyws.settings import Settings
 
@@ -101,11 +107,44 @@ class StickyWebSocketStack(Stack):
             hosted_zone=zone,
             http_only=http_only,
         )
+        self.registry = ConnectionRegistry(self, "Registry", vpc=self.vpc, existing_url=registry_url)
+        self.app = WebSocketFargateService(
+            self, "Service", vpc=self.vpc, settings=settings, redis_url=self.registry.url
+        )
+        self.web.attach(self.app.service)
+        self.registry.allow_from(self.app.service)
+        if settings.server.drain_poll_target_health:
+            self.app.grant_describe_target_health()
+        self.drain_notifier = DrainNotifier(
+            self,
+            "DrainNotifier",
+            vpc=self.vpc,
+            cluster=self.app.cluster,
+            service=self.app.service,
+            registry_url=self.registry.url,
+        )
+        self.registry.allow_from(self.drain_notifier.function)
+        assert self.web.load_balancer is not None  # this stack always creates its load balancer
+        self.observability = WebSocketObservability(
+            self,
+            "Observability",
+            settings=settings,
+            load_balancer=self.web.load_balancer,
+            target_group=self.web.target_group,
+            service=self.app.service,
+        )
 
         CfnOutput(self, Outputs.URL, value=self.web.url, description="HTTP(S) URL of the service")
         CfnOutput(self, Outputs.WEBSOCKET_URL, value=self.web.websocket_url, description="URL clients connect to")
-        assert self.web.load_balancer is not None
         CfnOutput(self, Outputs.LOAD_BALANCER_ARN, value=self.web.load_balancer.load_balancer_arn)
         CfnOutput(self, Outputs.TARGET_GROUP_ARN, value=self.web.target_group.target_group_arn)
+        CfnOutput(self, Outputs.CLUSTER_NAME, value=self.app.cluster.cluster_name)
+        CfnOutput(self, Outputs.SERVICE_NAME, value=self.app.service.service_name)
+        CfnOutput(
+            self,
+            Outputs.REGISTRY_ENDPOINT,
+            value=f"{self.registry.endpoint_address}:{self.registry.port}",
+            description="Connection registry (Redis protocol, TLS) host:port",
+        )
 
         acknowledge_reference_stack(self)
