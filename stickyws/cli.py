@@ -16,7 +16,12 @@ from collections.abc import Sequence
 from stickyws.settings import SettingsError
 
 #: Modules that add sub-commands, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("stickyws.server.cli", "stickyws.audit.cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "stickyws.server.cli",
+    "stickyws.audit.cli",
+    "stickyws.client.cli",
+    "stickyws.twin.cli",
+)
 
 
 class CommandError(Exception):

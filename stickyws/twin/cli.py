@@ -1,0 +1,172 @@
+"""``stickyws twin up``: the local twin of the ALB in one terminal, driven by typed commands.
+
+``twin up [--servers N] [--time-scale F] [--set NAME=VALUE ...] [--settings-file F]`` starts
+redis-server, N reference servers and HAProxy, prints the ws:// URL, a token and client command
+per demo user, and one status line per server, then reads commands on stdin (one per line):
+
+``status`` | ``deregister NAME`` | ``kill NAME`` | ``add`` | ``deploy`` | ``deploy-no-drain`` |
+``token USER`` | ``help`` | ``quit``
+
+Ctrl-C, SIGTERM and ``quit`` stop every process the twin started, by PID. The end of stdin
+only stops reading commands: ``stickyws twin up < /dev/null`` keeps running until a signal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+#: Settings the interactive twin uses unless overridden: short enough to watch a deregistration.
+DEMO_OVERRIDES: dict[str, Any] = {
+    "deregistration_delay_s": 10,
+    "drain_window_s": 6,
+    "shutdown_timeout_s": 5,
+    "stop_timeout_s": 10,
+    "reconnect_cap_s": 10,
+    "heartbeat_interval_s": 2,
+    "heartbeat_ttl_s": 6,
+}
+#: Health checks every 30 s x 0.05 = 1.5 s: a new server is healthy after ~3 s.
+DEMO_TIME_SCALE = 0.05
+DEMO_USERS = ("alice", "bob")
+
+HELP = """commands:
+  status               one line per server: pid, port, phase, target health, connections
+  deregister NAME      the ECS stop sequence: drain notice, maint, deregistration delay, cut, SIGTERM
+  kill NAME            SIGKILL (a crashed task)
+  add                  start one more server and register it once healthy
+  deploy               rolling deployment, minimum healthy 100 % (with the drain notice)
+  deploy-no-drain      the same without the drain notice: clients are cut (1006) at the end of the delay
+  token USER           print a connection token for USER
+  quit                 stop everything (also Ctrl-C / SIGTERM)"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``twin up``."""
+    twin = subparsers.add_parser("twin", help="run the local twin of the ALB (HAProxy + servers + redis)")
+    sub = twin.add_subparsers(dest="twin_command", metavar="TWIN_COMMAND", required=True)
+    up = sub.add_parser("up", help="start the twin and read commands on stdin until Ctrl-C")
+    up.add_argument("--servers", type=int, default=3, help="reference servers to start (default 3)")
+    up.add_argument(
+        "--time-scale",
+        type=float,
+        default=DEMO_TIME_SCALE,
+        help=f"multiplies the health-check interval and timeout only (default {DEMO_TIME_SCALE})",
+    )
+    up.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a setting")
+    up.add_argument("--settings-file", help="JSON or TOML file of settings (applied before --set)")
+    up.set_defaults(run=run_up)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from stickyws.cli import CommandError
+    from stickyws.settings import Settings, load_file
+
+    settings = Settings().with_overrides(DEMO_OVERRIDES)
+    if args.settings_file:
+        settings = settings.with_overrides(load_file(args.settings_file))
+    pairs = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise CommandError(f"--set {item!r}: use NAME=VALUE, e.g. --set idle_timeout_s=300")
+        pairs[name.strip()] = value
+    return settings.with_overrides(pairs)
+
+
+def run_up(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | None = None) -> int:
+    """Start the twin, print its endpoint and status, serve commands, stop everything on exit."""
+    from stickyws.cli import CommandError
+    from stickyws.localproc import LocalProcessError
+    from stickyws.twin.cluster import TwinCluster, TwinError
+
+    stdin = stdin or sys.stdin
+    out = out or sys.stdout
+    lock = threading.Lock()
+
+    def say(line: str) -> None:
+        with lock:
+            print(line, file=out, flush=True)
+
+    if args.servers < 1:
+        raise CommandError("--servers must be at least 1")
+    cluster = TwinCluster(_settings(args), servers=args.servers, time_scale=args.time_scale, log=say)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: _interrupt())
+    try:
+        try:
+            cluster.start()
+        except (LocalProcessError, TwinError) as exc:
+            raise CommandError(str(exc), code=1) from None
+        say(f"twin up: {cluster.url}")
+        for status in cluster.status():
+            say(status.render())
+        for user in DEMO_USERS:
+            say(f"client for {user}: stickyws client {cluster.url} --token {cluster.token(user)}")
+        say("type 'help' for commands; Ctrl-C stops everything")
+        reader = threading.Thread(target=_read_commands, args=(cluster, stdin, say, stop), daemon=True)
+        reader.start()
+        while not stop.is_set():
+            stop.wait(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        say("twin: stopping every process it started")
+        cluster.stop()
+        signal.signal(signal.SIGTERM, previous)
+        say("twin: stopped")
+    return 0
+
+
+def _interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+def _read_commands(cluster: Any, stdin: TextIO, say: Callable[[str], None], stop: threading.Event) -> None:
+    for line in stdin:
+        if stop.is_set():
+            return
+        words = line.split()
+        if not words:
+            continue
+        try:
+            if execute(cluster, words, say) == "quit":
+                stop.set()
+                return
+        except Exception as exc:  # an operator typo or a failed step must not kill the twin
+            say(f"error: {exc}")
+
+
+def execute(cluster: Any, words: list[str], say: Callable[[str], None]) -> str:
+    """Run one typed command; returns ``"quit"`` to stop the twin, else ``"ok"``."""
+    command, rest = words[0].lower(), words[1:]
+    if command in ("quit", "exit", "stop"):
+        return "quit"
+    if command == "help":
+        say(HELP)
+    elif command == "status":
+        for status in cluster.status():
+            say(status.render())
+    elif command in ("deregister", "kill") and len(rest) == 1:
+        if command == "deregister":
+            report = cluster.deregister(rest[0])
+            say(f"{report.name}: deregistered in {report.drained_s:.1f} s, {report.connections_cut} cut")
+        else:
+            cluster.kill(rest[0])
+    elif command == "add" and not rest:
+        cluster.add()
+    elif command in ("deploy", "deploy-no-drain") and not rest:
+        started = time.monotonic()
+        reports = cluster.rolling_deploy(drain_notice=command == "deploy")
+        cut = sum(r.connections_cut for r in reports)
+        say(f"deploy: replaced {len(reports)} servers in {time.monotonic() - started:.1f} s, {cut} connections cut")
+    elif command == "token" and len(rest) == 1:
+        say(cluster.token(rest[0]))
+    else:
+        say(f"unknown command {' '.join(words)!r}\n{HELP}")
+    return "ok"
