@@ -39,6 +39,11 @@ Added by the server (issue 3); nothing above changed meaning
       over the size limit, close 1009), :data:`ERR_HANDLER` (the application handler failed on that
       message; it was not handled and not acknowledged, so the client may resend it).
     * The server closes with 1011 (:data:`CLOSE_INTERNAL_ERROR`) when pongs stop arriving.
+    * Replay on resume: a resuming client may add ``lastSeq=<S>`` (:data:`LAST_SEQ_QUERY`, the highest
+      ``message`` seq it has received); right after ``connected`` the server sends again every
+      ``message`` of the session with a higher seq that it still keeps (the last 64). Without
+      ``lastSeq`` nothing is replayed. A client drops any ``message`` whose seq it has already seen.
+    * :func:`dumps_value`: compact JSON of any value (how payloads are stored for replay).
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ SUBPROTOCOL = "stickyws.v1"
 BEARER_SUBPROTOCOL_PREFIX = "stickyws.bearer."
 RESUME_QUERY = "resume"
 RESUME_HEADER = "X-Stickyws-Resume"
+LAST_SEQ_QUERY = "lastSeq"
 WS_PATH = "/ws"
 HEALTH_PATH = "/health"
 
@@ -124,6 +130,11 @@ class ClientMessage:
 def dumps(body: dict[str, Any]) -> str:
     """Compact JSON, as every frame is sent."""
     return json.dumps(body, separators=(",", ":"))
+
+
+def dumps_value(value: Any) -> str:
+    """Compact JSON of any JSON value."""
+    return json.dumps(value, separators=(",", ":"))
 
 
 def parse_client_message(text: str) -> ClientMessage:

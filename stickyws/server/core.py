@@ -47,6 +47,13 @@ log = logging.getLogger("stickyws.server")
 RETRY_AFTER_S = 1
 
 
+def _last_seq(raw: str | None) -> int | None:
+    """The ``lastSeq`` query value as a non-negative int, or ``None`` when absent or not a number."""
+    if raw is None or not raw.isdigit():
+        return None
+    return int(raw)
+
+
 class ServerState(enum.Enum):
     """Where the server is in its life."""
 
@@ -89,6 +96,8 @@ class Admission:
     resumed: bool
     previous_owner: str | None
     remote: str | None
+    #: The client's last seen server seq (``lastSeq`` query) on resume: later outbox messages are replayed.
+    last_seq: int | None = None
 
 
 class Transport(Protocol):
@@ -326,6 +335,7 @@ class ServerCore:
             return self._reject(
                 req, 409, protocol.REJECT_CONFLICT, f"user is connected to live server {result.previous}", user=user_id
             )
+        last_seq = _last_seq(req.query.get(protocol.LAST_SEQ_QUERY)) if result.resumed else None
         reason = "resume" if result.resumed else "new"
         if result.previous not in (None, self.server_id):
             reason += "+takeover"
@@ -333,7 +343,7 @@ class ServerCore:
             "route", decision="accept", reason=reason, user=user_id, server=self.server_id,
             previous=result.previous, remote=req.remote, session=session_id,
         )  # fmt: skip
-        return Admission(user_id, result.session, result.resumed, result.previous, req.remote)
+        return Admission(user_id, result.session, result.resumed, result.previous, req.remote, last_seq)
 
     async def abandon(self, admission: Admission) -> None:
         """The upgrade failed after :meth:`admit`: free the slot and the route."""
@@ -375,6 +385,9 @@ class ServerCore:
                 subscriptions=sorted(s.subscriptions),
             ),
         )
+        if admission.last_seq is not None:
+            for seq, text in s.replay_after(admission.last_seq):
+                await self._send(conn, protocol.message(seq, json.loads(text)))
         if self.state is not ServerState.SERVING:
             self._spawn(self._tell_reconnect(conn, 0))
         return conn
@@ -426,9 +439,9 @@ class ServerCore:
                 log.exception("handler failed on message %s of session %s", msg.id, session.session_id)
                 await self._send(conn, protocol.error(protocol.ERR_HANDLER, "the handler failed", msg.id))
                 return
-            commit = Commit(msg.id, len(outputs))
+            commit = Commit(msg.id, tuple(protocol.dumps_value(data) for data in outputs))
         else:
-            commit = Commit(msg.id, 0, "add" if msg.type == "subscribe" else "remove", msg.topic)
+            commit = Commit(msg.id, (), "add" if msg.type == "subscribe" else "remove", msg.topic)
         result = await self._commit(conn, commit)
         if result.duplicate:
             await self._send(conn, protocol.ack(msg.id, duplicate=True))

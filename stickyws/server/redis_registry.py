@@ -26,7 +26,7 @@ from redis.backoff import NoBackoff
 
 from stickyws import keys
 from stickyws.server.registry import ClaimResult, MessageCallback, RegistryUnavailable, SubscribedCallback
-from stickyws.server.session import Commit, CommitResult, SessionRecord
+from stickyws.server.session import OUTBOX_LIMIT, OUTBOX_MAX_BYTES, Commit, CommitResult, OutboxEntry, SessionRecord
 
 #: Connections in the pool (the settings model has no field for it yet).
 POOL_SIZE = 64
@@ -61,28 +61,31 @@ if ARGV[8] == '1' and owner then
   resumed = 1
 else
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[2], 'user', ARGV[7], 'lastClientId', 0, 'lastServerSeq', 0, 'subs', '[]')
+  redis.call('HSET', KEYS[2], 'user', ARGV[7], 'lastClientId', 0, 'lastServerSeq', 0, 'subs', '[]', 'outbox', '[]')
 end
 redis.call('EXPIRE', KEYS[2], ARGV[6])
-local f = redis.call('HMGET', KEYS[2], 'lastClientId', 'lastServerSeq', 'subs')
-return {1, prev, resumed, tonumber(f[1]), tonumber(f[2]), f[3]}
+local f = redis.call('HMGET', KEYS[2], 'lastClientId', 'lastServerSeq', 'subs', 'outbox')
+return {1, prev, resumed, tonumber(f[1]), tonumber(f[2]), f[3], f[4]}
 """
 
 # KEYS: session key, user key.
-# ARGV: msg id, outputs, topic op, topic, session ttl, server, routing ttl, user, and the caller's
-# lastClientId, lastServerSeq, subs (used when the hash is gone, e.g. after a Redis restart).
-# Returns {duplicate, firstSeq, lastClientId, lastServerSeq, subs}.
+# ARGV: msg id, payload count, topic op, topic, session ttl, server, routing ttl, user, and the caller's
+# lastClientId, lastServerSeq, subs (used when the hash is gone, e.g. after a Redis restart), then the
+# payloads (JSON array of JSON texts), outbox limit, outbox max bytes, the caller's outbox.
+# Returns {duplicate, firstSeq, lastClientId, lastServerSeq, subs, outbox}.
 COMMIT_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'user', ARGV[8], 'lastClientId', ARGV[9], 'lastServerSeq', ARGV[10], 'subs', ARGV[11])
+  redis.call('HSET', KEYS[1], 'user', ARGV[8], 'lastClientId', ARGV[9], 'lastServerSeq', ARGV[10], 'subs', ARGV[11],
+             'outbox', ARGV[15])
 end
-local f = redis.call('HMGET', KEYS[1], 'lastClientId', 'lastServerSeq', 'subs')
+local f = redis.call('HMGET', KEYS[1], 'lastClientId', 'lastServerSeq', 'subs', 'outbox')
 local last = tonumber(f[1]) or 0
 local seq = tonumber(f[2]) or 0
 local subs = f[3] or '[]'
+local outbox = f[4] or '[]'
 local id = tonumber(ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-if id <= last then return {1, seq + 1, last, seq, subs} end
+if id <= last then return {1, seq + 1, last, seq, subs, outbox} end
 if ARGV[3] ~= '' then
   local set = {}
   for _, t in ipairs(cjson.decode(subs)) do set[t] = true end
@@ -92,10 +95,25 @@ if ARGV[3] ~= '' then
   table.sort(list)
   if #list == 0 then subs = '[]' else subs = cjson.encode(list) end
 end
-local newseq = seq + tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'lastClientId', id, 'lastServerSeq', newseq, 'subs', subs)
+local payloads = cjson.decode(ARGV[12])
+if #payloads > 0 then
+  local entries = cjson.decode(outbox)
+  for i, p in ipairs(payloads) do entries[#entries + 1] = {seq + i, p} end
+  local size = 0
+  for _, e in ipairs(entries) do size = size + #e[2] end
+  local limit, maxb, n, first = tonumber(ARGV[13]), tonumber(ARGV[14]), #entries, 1
+  while first <= n and ((n - first + 1) > limit or (size > maxb and (n - first + 1) > 1)) do
+    size = size - #entries[first][2]
+    first = first + 1
+  end
+  local kept = {}
+  for i = first, n do kept[#kept + 1] = entries[i] end
+  outbox = cjson.encode(kept)
+end
+local newseq = seq + #payloads
+redis.call('HSET', KEYS[1], 'lastClientId', id, 'lastServerSeq', newseq, 'subs', subs, 'outbox', outbox)
 if redis.call('GET', KEYS[2]) == ARGV[6] then redis.call('EXPIRE', KEYS[2], ARGV[7]) end
-return {0, seq + 1, id, newseq, subs}
+return {0, seq + 1, id, newseq, subs, outbox}
 """
 
 # KEYS: user key. ARGV: server. Compare-and-delete.
@@ -104,7 +122,8 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# KEYS: user key, session key. ARGV: server, routing ttl, user, lastClientId, lastServerSeq, subs, session ttl.
+# KEYS: user key, session key.
+# ARGV: server, routing ttl, user, lastClientId, lastServerSeq, subs, session ttl, outbox.
 # Returns 1 (re-registered) or 0 (another server owns the user now).
 RECONCILE_LUA = """
 local owner = redis.call('GET', KEYS[1])
@@ -112,7 +131,8 @@ if owner and owner ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 local last = tonumber(redis.call('HGET', KEYS[2], 'lastClientId') or '-1')
 if last < tonumber(ARGV[4]) then
-  redis.call('HSET', KEYS[2], 'user', ARGV[3], 'lastClientId', ARGV[4], 'lastServerSeq', ARGV[5], 'subs', ARGV[6])
+  redis.call('HSET', KEYS[2], 'user', ARGV[3], 'lastClientId', ARGV[4], 'lastServerSeq', ARGV[5], 'subs', ARGV[6],
+             'outbox', ARGV[8])
 end
 redis.call('EXPIRE', KEYS[2], ARGV[7])
 return 1
@@ -129,6 +149,20 @@ def _subs(value: Any) -> tuple[str, ...]:
     except ValueError:
         return ()
     return tuple(sorted(str(t) for t in parsed)) if isinstance(parsed, list) else ()
+
+
+def _outbox(value: Any) -> tuple[OutboxEntry, ...]:
+    try:
+        parsed = json.loads(_text(value)) if value is not None else []
+    except ValueError:
+        return ()
+    if not isinstance(parsed, list):  # cjson encodes an empty array as {}
+        return ()
+    return tuple((int(seq), str(text)) for seq, text in parsed)
+
+
+def _outbox_json(outbox: Sequence[OutboxEntry]) -> str:
+    return json.dumps([[seq, text] for seq, text in outbox], separators=(",", ":"))
 
 
 def _subs_json(subs: Sequence[str]) -> str:
@@ -193,7 +227,7 @@ class RedisRegistry:
         if reply[0] == 0:
             return ClaimResult(False, _text(reply[1]))
         previous = _text(reply[1]) if reply[1] is not None else None
-        record = SessionRecord(session_id, user_id, int(reply[3]), int(reply[4]), _subs(reply[5]))
+        record = SessionRecord(session_id, user_id, int(reply[3]), int(reply[4]), _subs(reply[5]), _outbox(reply[6]))
         return ClaimResult(True, previous, record, bool(reply[2]))
 
     async def release(self, user_id: str, server_id: str) -> bool:
@@ -206,11 +240,14 @@ class RedisRegistry:
         args: list[str | int] = [
             commit.msg_id, commit.outputs, commit.topic_op, commit.topic, session_ttl_s, server_id, routing_ttl_s,
             record.user_id, record.last_client_id, record.last_server_seq, _subs_json(record.subscriptions),
+            json.dumps(list(commit.payloads)), OUTBOX_LIMIT, OUTBOX_MAX_BYTES, _outbox_json(record.outbox),
         ]  # fmt: skip
         reply = await self._call(
             lambda: self._commit(keys=[keys.session_key(record.session_id), keys.user_key(record.user_id)], args=args)
         )
-        new = SessionRecord(record.session_id, record.user_id, int(reply[2]), int(reply[3]), _subs(reply[4]))
+        new = SessionRecord(
+            record.session_id, record.user_id, int(reply[2]), int(reply[3]), _subs(reply[4]), _outbox(reply[5])
+        )
         return CommitResult(bool(reply[0]), int(reply[1]), new)
 
     async def reconcile(
@@ -226,7 +263,7 @@ class RedisRegistry:
                     keys=[keys.user_key(r.user_id), keys.session_key(r.session_id)],
                     args=[
                         server_id, routing_ttl_s, r.user_id, r.last_client_id, r.last_server_seq,
-                        _subs_json(r.subscriptions), session_ttl_s,
+                        _subs_json(r.subscriptions), session_ttl_s, _outbox_json(r.outbox),
                     ],
                     client=pipe,
                 )  # fmt: skip

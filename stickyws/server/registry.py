@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from stickyws import keys
-from stickyws.server.session import Commit, CommitResult, SessionRecord, apply_topic
+from stickyws.server.session import Commit, CommitResult, SessionRecord, append_outbox, apply_topic
 
 #: Called with ``(channel, text)`` for each pub/sub message.
 MessageCallback = Callable[[str, str], Awaitable[None]]
@@ -195,6 +195,7 @@ class InMemoryRegistry:
             commit.msg_id,
             current.last_server_seq + commit.outputs,
             tuple(sorted(subs)),
+            append_outbox(current.outbox, current.last_server_seq + 1, commit.payloads),
         )
         self._sessions[record.session_id] = (new, self._clock() + session_ttl_s)
         route = keys.user_key(record.user_id)

@@ -7,11 +7,25 @@ the registry's atomic commit keeps in step, and that is used alone while the reg
 
 Message ids are positive integers, strictly increasing per session (``stickyws.protocol``): an id at or
 below ``last_client_id`` is a duplicate, acknowledged again but not handled again.
+
+Server messages are kept too: the session's *outbox* holds the last :data:`OUTBOX_LIMIT` messages
+(at most :data:`OUTBOX_MAX_BYTES` of payload) as ``(seq, payload JSON text)``, committed with the
+message that produced them. A client that resumes with ``lastSeq`` gets every later one again, so a
+reply produced just before a connection died is not lost either.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+#: Messages kept per session for replay after a resume.
+OUTBOX_LIMIT = 64
+#: Payload bytes kept per session for replay (the newest message is always kept).
+OUTBOX_MAX_BYTES = 256 * 1024
+
+#: ``(seq, payload JSON text)`` of one server message.
+OutboxEntry = tuple[int, str]
 
 
 @dataclass(frozen=True)
@@ -23,19 +37,25 @@ class SessionRecord:
     last_client_id: int = 0
     last_server_seq: int = 0
     subscriptions: tuple[str, ...] = ()
+    outbox: tuple[OutboxEntry, ...] = ()
 
 
 @dataclass(frozen=True)
 class Commit:
-    """What handling one client message changes: ``outputs`` server messages and a topic change.
+    """What handling one client message changes: server messages (``payloads``, JSON texts) and a topic.
 
     ``topic_op`` is ``""`` (none), ``"add"`` or ``"remove"``.
     """
 
     msg_id: int
-    outputs: int = 0
+    payloads: tuple[str, ...] = ()
     topic_op: str = ""
     topic: str = ""
+
+    @property
+    def outputs(self) -> int:
+        """How many server messages (seqs) this commit uses."""
+        return len(self.payloads)
 
 
 @dataclass(frozen=True)
@@ -56,6 +76,7 @@ class SessionState:
     last_client_id: int = 0
     last_server_seq: int = 0
     subscriptions: set[str] = field(default_factory=set)
+    outbox: tuple[OutboxEntry, ...] = ()
     #: True while local changes have not reached the registry (it was down).
     dirty: bool = False
 
@@ -68,6 +89,7 @@ class SessionState:
             record.last_client_id,
             record.last_server_seq,
             set(record.subscriptions),
+            record.outbox,
         )
 
     def record(self) -> SessionRecord:
@@ -78,6 +100,7 @@ class SessionState:
             self.last_client_id,
             self.last_server_seq,
             tuple(sorted(self.subscriptions)),
+            self.outbox,
         )
 
     def is_duplicate(self, msg_id: int) -> bool:
@@ -91,6 +114,7 @@ class SessionState:
         first = self.last_server_seq + 1
         self.last_client_id = commit.msg_id
         self.last_server_seq += commit.outputs
+        self.outbox = append_outbox(self.outbox, first, commit.payloads)
         apply_topic(self.subscriptions, commit.topic_op, commit.topic)
         self.dirty = True
         return CommitResult(False, first, self.record())
@@ -100,7 +124,30 @@ class SessionState:
         self.last_client_id = record.last_client_id
         self.last_server_seq = record.last_server_seq
         self.subscriptions = set(record.subscriptions)
+        self.outbox = record.outbox
         self.dirty = False
+
+    def replay_after(self, last_seq: int) -> list[OutboxEntry]:
+        """Outbox entries with a seq above ``last_seq`` (what a resuming client has not seen)."""
+        return [entry for entry in self.outbox if entry[0] > last_seq]
+
+
+def append_outbox(
+    outbox: Sequence[OutboxEntry],
+    first_seq: int,
+    payloads: Sequence[str],
+    *,
+    limit: int = OUTBOX_LIMIT,
+    max_bytes: int = OUTBOX_MAX_BYTES,
+) -> tuple[OutboxEntry, ...]:
+    """``outbox`` plus ``payloads`` numbered from ``first_seq``, trimmed oldest first to ``limit``
+    entries and ``max_bytes`` of payload (the newest entry always stays). The Redis commit script
+    trims the same way."""
+    entries = list(outbox) + [(first_seq + i, p) for i, p in enumerate(payloads)]
+    size = sum(len(p.encode()) for _, p in entries)
+    while entries and (len(entries) > limit or (size > max_bytes and len(entries) > 1)):
+        size -= len(entries.pop(0)[1].encode())
+    return tuple(entries)
 
 
 def apply_topic(subscriptions: set[str], op: str, topic: str) -> None:

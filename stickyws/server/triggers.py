@@ -55,34 +55,47 @@ async def watch_task_metadata(
         await asyncio.sleep(jittered(interval_s, rng))
 
 
-def target_state(client: Any, target_group_arn: str, target_ip: str, port: int) -> str | None:
-    """This target's ``TargetHealth.State`` from DescribeTargetHealth, or ``None`` if not listed (blocking)."""
-    reply = client.describe_target_health(TargetGroupArn=target_group_arn, Targets=[{"Id": target_ip, "Port": port}])
+#: Target states that mean "registered in the target group".
+REGISTERED_STATES = frozenset({"initial", "healthy", "unhealthy", "unhealthy.draining", "unavailable"})
+
+
+def target_health(client: Any, target_group_arn: str, target_id: str, port: int) -> tuple[str | None, str | None]:
+    """``(State, Reason)`` of this target from DescribeTargetHealth; ``(None, None)`` if not listed (blocking)."""
+    reply = client.describe_target_health(TargetGroupArn=target_group_arn, Targets=[{"Id": target_id, "Port": port}])
     for desc in reply.get("TargetHealthDescriptions", []):
         target = desc.get("Target", {})
-        if target.get("Id") == target_ip and int(target.get("Port", port)) == port:
-            state = desc.get("TargetHealth", {}).get("State")
-            return str(state) if state is not None else None
-    return None
+        if target.get("Id") == target_id and int(target.get("Port", port)) == port:
+            health = desc.get("TargetHealth", {})
+            state, reason = health.get("State"), health.get("Reason")
+            return (str(state) if state else None), (str(reason) if reason else None)
+    return None, None
 
 
 async def watch_target_health(
-    client: Any, target_group_arn: str, target_ip: str, port: int, on_drain: DrainCallback, *,
+    client: Any, target_group_arn: str, target_id: str, port: int, on_drain: DrainCallback, *,
     interval_s: float, rng: random.Random | None = None,
 ) -> None:  # fmt: skip
-    """Poll DescribeTargetHealth (jittered); fire ``on_drain("target-health", ...)`` on ``draining``.
+    """Poll DescribeTargetHealth (jittered) for this task's target (its IP on Fargate).
 
-    ``client`` is a boto3 ``elbv2`` client (needs ``elasticloadbalancing:DescribeTargetHealth``).
-    API errors are logged and retried at the next poll.
+    Fires ``on_drain("target-health", ...)`` when the target is ``draining``, or when a target seen
+    registered before is now ``Target.NotRegistered`` (the draining state was missed between two
+    polls: the deregistration delay is shorter than the poll interval). ``client`` is a boto3
+    ``elbv2`` client (needs ``elasticloadbalancing:DescribeTargetHealth``); API errors are logged
+    and retried at the next poll.
     """
     rng = rng or random.Random()
+    seen_registered = False
     while True:
         await asyncio.sleep(jittered(interval_s, rng))
         try:
-            state = await asyncio.to_thread(target_state, client, target_group_arn, target_ip, port)
+            state, reason = await asyncio.to_thread(target_health, client, target_group_arn, target_id, port)
         except Exception as exc:  # botocore raises many types; a failed poll must not end the watcher
             log.warning("DescribeTargetHealth failed: %s", exc)
             continue
         if state == "draining":
-            on_drain("target-health", f"target {target_ip}:{port} is draining")
+            on_drain("target-health", f"target {target_id}:{port} is draining")
             return
+        if seen_registered and reason == "Target.NotRegistered":
+            on_drain("target-health", f"target {target_id}:{port} was deregistered")
+            return
+        seen_registered = seen_registered or state in REGISTERED_STATES

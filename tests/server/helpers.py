@@ -1,0 +1,135 @@
+"""Shared helpers for the server tests: fast settings, in-process servers, real aiohttp clients."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+
+from stickyws import protocol
+from stickyws.localproc import free_port
+from stickyws.server.app import ServerConfig, build_core
+from stickyws.server.auth import TokenVerifier
+from stickyws.server.handler import Handler, echo_handler
+from stickyws.server.registry import Registry
+from stickyws.server.ws_adapter import RunningServer
+from stickyws.settings import Settings
+
+SECRET = "test-signing-key-0123456789-abcdefghijklmnop"
+AUDIENCE = "stickyws"
+VERIFIER = TokenVerifier(SECRET, AUDIENCE)
+
+#: Short timings so every test stays well under a second or two.
+FAST: dict[str, Any] = {
+    "drain_window_s": 1,
+    "shutdown_timeout_s": 3,
+    "heartbeat_interval_s": 0.2,
+    "heartbeat_ttl_s": 2,
+    "routing_ttl_s": 60,
+    "session_ttl_s": 60,
+}
+
+
+def fast(**overrides: Any) -> Settings:
+    """Default settings with :data:`FAST` timings and ``overrides`` on top (checked)."""
+    settings = Settings().with_overrides({**FAST, **overrides})
+    settings.check()
+    return settings
+
+
+def token(user: str, ttl_s: int = 600) -> str:
+    """A valid connection token for ``user``."""
+    return VERIFIER.issue(user, ttl_s)
+
+
+def run(coro: Coroutine[Any, Any, Any], timeout_s: float = 15.0) -> Any:
+    """Run ``coro`` on a fresh loop with a hard timeout."""
+
+    async def bounded() -> Any:
+        async with asyncio.timeout(timeout_s):
+            return await coro
+
+    return asyncio.run(bounded())
+
+
+@asynccontextmanager
+async def server(
+    settings: Settings | None = None,
+    *,
+    redis_url: str | None = None,
+    server_id: str = "srv-a",
+    handler: Handler = echo_handler,
+    registry: Registry | None = None,
+) -> AsyncIterator[RunningServer]:
+    """A real server on a free loopback port; metrics go to ``rs.core.metrics.out`` (a StringIO)."""
+    config = ServerConfig(settings or fast(), SECRET, redis_url, server_id, None, False)
+    core = build_core(config, handler=handler, registry=registry)
+    core.metrics.out = io.StringIO()
+    rs = await RunningServer(core, "127.0.0.1", free_port()).start()
+    try:
+        yield rs
+    finally:
+        await rs.stop()
+
+
+def url(rs: RunningServer, path: str = protocol.WS_PATH, **query: str) -> str:
+    """``http://127.0.0.1:PORT/path?query`` of ``rs``."""
+    q = "&".join(f"{k}={v}" for k, v in query.items())
+    return f"http://127.0.0.1:{rs.port}{path}" + (f"?{q}" if q else "")
+
+
+async def connect(
+    http: aiohttp.ClientSession,
+    rs: RunningServer,
+    user: str,
+    *,
+    resume: str | None = None,
+    last_seq: int | None = None,
+    **kw: Any,
+) -> tuple[aiohttp.ClientWebSocketResponse, dict[str, Any]]:
+    """Open a WebSocket as ``user`` (optionally resuming) and read its ``connected`` frame."""
+    query = {"token": token(user)}
+    if resume:
+        query["resume"] = resume
+    if last_seq is not None:
+        query[protocol.LAST_SEQ_QUERY] = str(last_seq)
+    ws = await http.ws_connect(url(rs, **query), protocols=[protocol.SUBPROTOCOL], **kw)
+    first = json.loads(await recv_text(ws))
+    assert first["type"] == "connected"
+    return ws, first
+
+
+async def recv_text(ws: aiohttp.ClientWebSocketResponse, timeout_s: float = 3.0) -> str:
+    """The next text frame (fails on anything else)."""
+    msg = await ws.receive(timeout=timeout_s)
+    assert msg.type is aiohttp.WSMsgType.TEXT, msg
+    text: str = msg.data
+    return text
+
+
+async def recv_json(ws: aiohttp.ClientWebSocketResponse, timeout_s: float = 3.0) -> dict[str, Any]:
+    """The next frame as JSON."""
+    body: dict[str, Any] = json.loads(await recv_text(ws, timeout_s))
+    return body
+
+
+async def send(ws: aiohttp.ClientWebSocketResponse, msg_id: int, data: Any) -> None:
+    """Send a ``send`` frame."""
+    await ws.send_str(protocol.ClientMessage("send", msg_id, data=data).to_json())
+
+
+async def eventually(check: Callable[[], bool | Awaitable[bool]], timeout_s: float = 3.0, step_s: float = 0.02) -> None:
+    """Wait until ``check()`` is true, or fail after ``timeout_s``."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            result = check()
+            if not isinstance(result, bool):
+                result = await result
+            if result:
+                return
+            await asyncio.sleep(step_s)

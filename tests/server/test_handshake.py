@@ -1,0 +1,218 @@
+"""Each handshake outcome of ``GET /ws`` with its exact status, body and headers, on real sockets."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import pytest
+import redis
+
+from stickyws import keys, protocol
+from stickyws.localproc import RedisServer
+from stickyws.server.auth import TokenVerifier
+from tests.server.helpers import SECRET, connect, fast, recv_json, run, server, token, url
+
+
+async def _status(rs, *, headers=None, protocols=(), **query) -> tuple[int, dict, dict]:
+    """Try an upgrade; return (status, JSON body, headers) of the refusal."""
+    async with aiohttp.ClientSession() as http:
+        try:
+            ws = await http.ws_connect(url(rs, **query), headers=headers or {}, protocols=protocols)
+        except aiohttp.WSServerHandshakeError as exc:
+            async with http.get(url(rs, **query), headers={**(headers or {}), **_upgrade_headers()}) as resp:
+                body = json.loads(await resp.text())
+                assert resp.status == exc.status
+                return resp.status, body, dict(resp.headers)
+        await ws.close()
+        return 101, {}, {}
+
+
+def _upgrade_headers() -> dict[str, str]:
+    return {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }
+
+
+def test_missing_token_is_401() -> None:
+    """A handshake without any token is refused with 401 missing_token."""
+
+    async def go() -> None:
+        async with server() as rs:
+            status, body, _ = await _status(rs)
+            assert (status, body["error"]) == (401, protocol.REJECT_MISSING_TOKEN)
+
+    run(go())
+
+
+@pytest.mark.parametrize(
+    ("make", "label"),
+    [
+        (lambda: "not.a.jwt", "garbage"),
+        (lambda: TokenVerifier(SECRET, "stickyws").issue("alice", ttl_s=-60), "expired"),
+        (lambda: TokenVerifier("another-key-0123456789-abcdefghijklmnopq", "stickyws").issue("alice"), "wrong key"),
+        (lambda: TokenVerifier(SECRET, "someone-else").issue("alice"), "wrong audience"),
+    ],
+)
+def test_invalid_token_is_403(make, label) -> None:
+    """A token that is malformed, expired, signed with another key or for another audience gets 403."""
+
+    async def go() -> None:
+        async with server() as rs:
+            status, body, _ = await _status(rs, token=make())
+            assert (status, body["error"]) == (403, protocol.REJECT_INVALID_TOKEN), label
+
+    run(go())
+
+
+def test_disallowed_origin_is_403_and_allowed_origin_connects() -> None:
+    """A browser Origin outside allowed_origins gets 403; a listed one, or none at all, connects."""
+
+    async def go() -> None:
+        async with server(fast(allowed_origins="https://app.example.com")) as rs:
+            status, body, _ = await _status(rs, headers={"Origin": "https://evil.example.net"}, token=token("a"))
+            assert (status, body["error"]) == (403, protocol.REJECT_ORIGIN)
+            status, _, _ = await _status(rs, headers={"Origin": "https://app.example.com"}, token=token("a"))
+            assert status == 101
+            status, _, _ = await _status(rs, token=token("a"))
+            assert status == 101
+
+    run(go())
+
+
+def test_plain_get_is_426() -> None:
+    """A plain GET on /ws (no upgrade) gets 426 with Upgrade: websocket."""
+
+    async def go() -> None:
+        async with server() as rs, aiohttp.ClientSession() as http, http.get(url(rs)) as resp:
+            assert resp.status == 426
+            assert resp.headers["Upgrade"] == "websocket"
+            assert json.loads(await resp.text())["error"] == protocol.REJECT_UPGRADE_REQUIRED
+
+    run(go())
+
+
+def test_token_from_header_and_subprotocol_and_negotiated_protocol() -> None:
+    """Bearer header and stickyws.bearer.* subprotocol both authenticate; the server answers stickyws.v1."""
+
+    async def go() -> None:
+        async with server() as rs, aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(
+                url(rs), headers={"Authorization": f"Bearer {token('bob')}"}, protocols=[protocol.SUBPROTOCOL]
+            )
+            assert ws.protocol == protocol.SUBPROTOCOL
+            first = await recv_json(ws)
+            assert (first["type"], first["protocol"]) == ("connected", protocol.SUBPROTOCOL)
+            await ws.close()
+            ws = await http.ws_connect(
+                url(rs), protocols=[protocol.SUBPROTOCOL, protocol.BEARER_SUBPROTOCOL_PREFIX + token("carol")]
+            )
+            assert ws.protocol == protocol.SUBPROTOCOL
+            first = await recv_json(ws)
+            assert first["type"] == "connected"
+            assert set(first) >= {"serverId", "sessionId", "resumeToken", "protocol", "heartbeatMs", "timestamp"}
+            assert first["heartbeatMs"] == 200
+            await ws.close()
+
+    run(go())
+
+
+def test_draining_is_503_with_retry_after() -> None:
+    """While draining, handshakes get 503 draining with Retry-After."""
+
+    async def go() -> None:
+        async with server() as rs:
+            rs.core.begin_drain("test")
+            status, body, headers = await _status(rs, token=token("a"))
+            assert (status, body["error"], headers["Retry-After"]) == (503, protocol.REJECT_DRAINING, "1")
+
+    run(go())
+
+
+def test_connection_limit_is_503_with_retry_after() -> None:
+    """At max_connections, the next handshake gets 503 at_capacity with Retry-After."""
+
+    async def go() -> None:
+        settings = fast(max_connections=2, target_connections_per_task=1)
+        async with server(settings) as rs, aiohttp.ClientSession() as http:
+            first, _ = await connect(http, rs, "first")
+            second, _ = await connect(http, rs, "second")
+            status, body, headers = await _status(rs, token=token("third"))
+            assert (status, body["error"], headers["Retry-After"]) == (503, protocol.REJECT_AT_CAPACITY, "1")
+            await first.close()
+            await second.close()
+
+    run(go())
+
+
+def test_forged_or_foreign_resume_token_is_403() -> None:
+    """A resume token not signed for this user (forged, or another user's) is refused with 403."""
+
+    async def go() -> None:
+        async with server() as rs, aiohttp.ClientSession() as http:
+            ws, first = await connect(http, rs, "alice")
+            await ws.close()
+            status, body, _ = await _status(rs, token=token("mallory"), resume=first["resumeToken"])
+            assert (status, body["error"]) == (403, protocol.REJECT_INVALID_RESUME)
+            forged = first["sessionId"] + ".AAAA"
+            status, body, _ = await _status(rs, token=token("alice"), resume=forged)
+            assert (status, body["error"]) == (403, protocol.REJECT_INVALID_RESUME)
+
+    run(go())
+
+
+def test_reject_policy_409_when_user_is_on_another_live_server(redis_url: str) -> None:
+    """Under connection_policy=reject a user on another live server gets 409; after it closes, 101."""
+
+    async def go() -> None:
+        settings = fast(connection_policy="reject")
+        async with (
+            server(settings, redis_url=redis_url, server_id="A") as a,
+            server(settings, redis_url=redis_url, server_id="B") as b,
+            aiohttp.ClientSession() as http,
+        ):
+            ws, _ = await connect(http, a, "alice")
+            status, body, _ = await _status(b, token=token("alice"))
+            assert (status, body["error"]) == (409, protocol.REJECT_CONFLICT)
+            await ws.close()
+            status, _, _ = await _status(b, token=token("alice"))
+            assert status == 101
+
+    run(go())
+
+
+def test_takeover_policy_closes_old_connection_with_4001(redis_url: str) -> None:
+    """Under takeover a second connection on another server wins and the old one closes with 4001."""
+
+    async def go() -> None:
+        async with (
+            server(redis_url=redis_url, server_id="A") as a,
+            server(redis_url=redis_url, server_id="B") as b,
+            aiohttp.ClientSession() as http,
+        ):
+            old, _ = await connect(http, a, "alice")
+            new, _ = await connect(http, b, "alice")
+            msg = await old.receive(timeout=3)
+            assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, protocol.CLOSE_TAKEN_OVER)
+            r = redis.Redis.from_url(redis_url)
+            assert r.get(keys.user_key("alice")) == b"B"
+            r.close()
+            await new.close()
+
+    run(go())
+
+
+def test_registry_down_reject_policy_is_503(make_redis) -> None:
+    """With Redis unreachable and registry_down_policy=reject, handshakes get 503 registry_unavailable."""
+    rsrv: RedisServer = make_redis()
+
+    async def go() -> None:
+        async with server(redis_url=rsrv.url) as rs:
+            rsrv.stop()
+            status, body, headers = await _status(rs, token=token("a"))
+            assert (status, body["error"], headers["Retry-After"]) == (503, protocol.REJECT_REGISTRY_DOWN, "1")
+
+    run(go())

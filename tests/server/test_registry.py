@@ -1,0 +1,228 @@
+"""Registry contracts on a real redis-server: atomic claim, compare-and-delete, atomic dedup."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import redis
+
+from stickyws import keys, protocol
+from stickyws.server.redis_registry import RedisRegistry
+from stickyws.server.registry import InMemoryRegistry
+from stickyws.server.session import Commit, SessionRecord
+from tests.server.helpers import fast, run, server, token, url
+
+
+def _live(r: redis.Redis, server_id: str, status: str = "serving") -> None:
+    r.set(keys.heartbeat_key(server_id), json.dumps({"serverId": server_id, "status": status}), ex=30)
+
+
+async def _claim(reg: RedisRegistry, server_id: str, user: str = "alice", *, reject: bool = True):
+    return await reg.handshake(
+        user_id=user, server_id=server_id, session_id=f"s-{server_id}", resume=False,
+        reject_live_owner=reject, routing_ttl_s=60, session_ttl_s=60,
+    )  # fmt: skip
+
+
+def test_twenty_concurrent_claims_have_exactly_one_owner(redis_url: str) -> None:
+    """20 live servers claiming one user at once under reject: exactly one wins, 19 see it as the owner."""
+    r = redis.Redis.from_url(redis_url)
+    for i in range(20):
+        _live(r, f"srv-{i}")
+
+    async def go() -> None:
+        reg = RedisRegistry(redis_url)
+        try:
+            results = await asyncio.gather(*(_claim(reg, f"srv-{i}") for i in range(20)))
+        finally:
+            await reg.close()
+        winners = [i for i, res in enumerate(results) if res.claimed]
+        assert len(winners) == 1
+        owner = f"srv-{winners[0]}"
+        assert r.get(keys.user_key("alice")) == owner.encode()
+        assert {res.previous for res in results if not res.claimed} == {owner}
+        assert r.ttl(keys.user_key("alice")) > 0
+
+    run(go())
+    r.close()
+
+
+def test_concurrent_handshakes_across_servers_leave_one_connection(redis_url: str) -> None:
+    """20 simultaneous WebSocket handshakes of one user over 4 servers (reject): one server holds the user,
+    the others answer 409, and exactly one connection stays open."""
+
+    async def go() -> None:
+        settings = fast(connection_policy="reject")
+        async with (
+            server(settings, redis_url=redis_url, server_id="A") as a,
+            server(settings, redis_url=redis_url, server_id="B") as b,
+            server(settings, redis_url=redis_url, server_id="C") as c,
+            server(settings, redis_url=redis_url, server_id="D") as d,
+            aiohttp.ClientSession() as http,
+        ):
+            servers = [a, b, c, d]
+            await asyncio.sleep(0.3)  # every heartbeat written: all four are live
+
+            async def attempt(i: int):
+                rs = servers[i % 4]
+                try:
+                    return rs, await http.ws_connect(url(rs, token=token("alice")))
+                except aiohttp.WSServerHandshakeError as exc:
+                    return rs, exc.status
+
+            outcomes = await asyncio.gather(*(attempt(i) for i in range(20)))
+            accepted = [(rs, ws) for rs, ws in outcomes if not isinstance(ws, int)]
+            refused = [code for _, code in outcomes if isinstance(code, int)]
+            assert accepted
+            assert set(refused) <= {409}
+            owner_ids = {rs.core.server_id for rs, _ in accepted}
+            assert len(owner_ids) == 1
+            r = redis.Redis.from_url(redis_url)
+            assert r.get(keys.user_key("alice")).decode() in owner_ids
+            r.close()
+            await asyncio.sleep(0.3)
+            assert sum(len(rs.core.connections) for rs in servers) == 1
+            endings = []
+            for _, ws in accepted:
+                first = await ws.receive(timeout=1)
+                assert first.type is aiohttp.WSMsgType.TEXT  # connected
+                try:
+                    msg = await ws.receive(timeout=0.3)
+                    endings.append(msg.data)
+                except TimeoutError:
+                    endings.append("open")
+            assert sorted(endings, key=str) == sorted(
+                [protocol.CLOSE_TAKEN_OVER] * (len(accepted) - 1) + ["open"], key=str
+            )
+            for _, ws in accepted:
+                await ws.close()
+
+    run(go())
+
+
+def test_release_is_compare_and_delete(redis_url: str) -> None:
+    """release() deletes the routing key only while this server owns it."""
+    r = redis.Redis.from_url(redis_url)
+
+    async def go() -> None:
+        reg = RedisRegistry(redis_url)
+        try:
+            await _claim(reg, "A", reject=False)
+            await _claim(reg, "B", reject=False)  # takeover: B owns alice now
+            assert await reg.release("alice", "A") is False
+            assert r.get(keys.user_key("alice")) == b"B"
+            assert await reg.release("alice", "B") is True
+            assert r.get(keys.user_key("alice")) is None
+        finally:
+            await reg.close()
+
+    run(go())
+    r.close()
+
+
+def test_closing_a_taken_over_connection_keeps_the_new_route(redis_url: str) -> None:
+    """When server A's socket closes after B took the user over, A does not delete B's route; B's close does."""
+
+    async def go() -> None:
+        async with (
+            server(redis_url=redis_url, server_id="A") as a,
+            server(redis_url=redis_url, server_id="B") as b,
+            aiohttp.ClientSession() as http,
+        ):
+            r = redis.Redis.from_url(redis_url)
+            old = await http.ws_connect(url(a, token=token("alice")))
+            new = await http.ws_connect(url(b, token=token("alice")))
+            await old.receive(timeout=3)  # 4001
+            await asyncio.sleep(0.1)
+            assert not a.core.connections
+            assert r.get(keys.user_key("alice")) == b"B"
+            await new.close()
+            await asyncio.sleep(0.1)
+            assert r.get(keys.user_key("alice")) is None
+            r.close()
+
+    run(go())
+
+
+def test_draining_owner_does_not_block_reject_policy(redis_url: str) -> None:
+    """Under reject, an owner whose heartbeat says draining (or is gone) does not cause a conflict."""
+    r = redis.Redis.from_url(redis_url)
+
+    async def go() -> None:
+        reg = RedisRegistry(redis_url)
+        try:
+            _live(r, "A")
+            assert (await _claim(reg, "A")).claimed
+            _live(r, "B")
+            assert not (await _claim(reg, "B")).claimed
+            _live(r, "A", status="draining")
+            res = await _claim(reg, "B")
+            assert (res.claimed, res.previous) == (True, "A")
+            r.delete(keys.heartbeat_key("B"))
+            res = await _claim(reg, "C")
+            assert (res.claimed, res.previous) == (True, "B")
+        finally:
+            await reg.close()
+
+    run(go())
+    r.close()
+
+
+def test_commit_is_atomic_with_dedup_across_registries(redis_url: str) -> None:
+    """Ten commits of the same message id from two registries at once: exactly one is not a duplicate."""
+
+    async def go() -> None:
+        regs = [RedisRegistry(redis_url), RedisRegistry(redis_url)]
+        try:
+            claim = await _claim(regs[0], "A", reject=False)
+            record = claim.session
+            assert record is not None
+            results = await asyncio.gather(
+                *(
+                    regs[i % 2].commit(record, Commit(1, ('"x"',)), server_id="A", routing_ttl_s=60, session_ttl_s=60)
+                    for i in range(10)
+                )
+            )
+            assert sum(not res.duplicate for res in results) == 1
+            final = [res for res in results if not res.duplicate][0]
+            assert (final.first_seq, final.record.last_client_id, final.record.last_server_seq) == (1, 1, 1)
+            sub = await regs[1].commit(
+                final.record, Commit(2, (), "add", "news"), server_id="A", routing_ttl_s=60, session_ttl_s=60
+            )
+            assert sub.record.subscriptions == ("news",)
+            r = redis.Redis.from_url(redis_url)
+            stored = r.hgetall(keys.session_key(record.session_id))
+            assert stored == {
+                b"user": b"alice",
+                b"lastClientId": b"2",
+                b"lastServerSeq": b"1",
+                b"subs": b'["news"]',
+                b"outbox": b'[[1,"\\"x\\""]]',
+            }
+            assert sub.record.outbox == ((1, '"x"'),)
+            r.close()
+        finally:
+            for reg in regs:
+                await reg.close()
+
+    run(go())
+
+
+def test_in_memory_registry_keeps_the_same_contracts() -> None:
+    """The in-memory registry claims, compare-and-deletes and dedups like the Redis one."""
+
+    async def go() -> None:
+        reg = InMemoryRegistry()
+        claim = await reg.handshake(user_id="u", server_id="A", session_id="s", resume=False,
+                                    reject_live_owner=True, routing_ttl_s=60, session_ttl_s=60)  # fmt: skip
+        assert claim.claimed and claim.session == SessionRecord("s", "u")
+        assert await reg.release("u", "B") is False
+        commit = Commit(3, ("1", "2"))
+        first = await reg.commit(claim.session, commit, server_id="A", routing_ttl_s=60, session_ttl_s=60)
+        again = await reg.commit(claim.session, commit, server_id="A", routing_ttl_s=60, session_ttl_s=60)
+        assert (first.duplicate, first.first_seq, again.duplicate) == (False, 1, True)
+        assert await reg.release("u", "A") is True
+
+    run(go())
