@@ -1,0 +1,143 @@
+"""Checks on the synthesized output: cdk-nag, cfn-lint, the built-in validation, the docs table, the package split."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_s3 as s3
+
+from constructs_lib import StickyWebSocketLoadBalancer
+from constructs_lib.nag import acknowledge, add_aws_solutions_checks
+from stickyws.settings import Settings
+from tests.cdk.conftest import REFERENCE_CERTIFICATE_ARN, REPO_ROOT, new_app
+
+
+def _report(outdir: Path) -> dict[str, Any]:
+    return json.loads((outdir / "validation-report.json").read_text(encoding="utf-8"))
+
+
+def _aws_solutions(report: dict[str, Any]) -> dict[str, Any]:
+    (plugin,) = [p for p in report["pluginReports"] if p["pluginName"] == "AwsSolutions"]
+    return plugin
+
+
+# -- cdk-nag --------------------------------------------------------------------------------------------
+
+
+def test_reference_app_passes_aws_solutions_checks(reference_outdir: Path) -> None:
+    """The reference synth ran cdk-nag's AwsSolutions pack and it reported no unacknowledged finding."""
+    plugin = _aws_solutions(_report(reference_outdir))
+    assert plugin["conclusion"] == "success"
+    assert plugin["violations"] == []
+
+
+def test_every_acknowledgement_has_a_reason(reference_outdir: Path) -> None:
+    """Each acknowledged AwsSolutions finding carries a reason of at least a sentence, on a named construct."""
+    suppressed = _aws_solutions(_report(reference_outdir))["suppressedViolations"]
+    assert suppressed, "the reference stack acknowledges at least the log bucket's S1"
+    for finding in suppressed:
+        assert len(finding["reason"].split()) >= 8, finding
+        assert finding["acknowledgedAt"].startswith("StickyWebSocketStack/"), finding
+    rules = {f["ruleName"] for f in suppressed}
+    assert {"AwsSolutions-S1", "AwsSolutions-EC23"} <= rules
+
+
+def test_nag_plugin_fails_a_non_compliant_stack(tmp_path: Path) -> None:
+    """The same wiring fails the synth for a bucket without TLS enforcement (so the pass above means something)."""
+    app = new_app(tmp_path)
+    add_aws_solutions_checks(app)
+    stack = Stack(app, "NonCompliant")
+    bucket = s3.Bucket(stack, "Bucket")
+    acknowledge(bucket, "AwsSolutions-S1", "Access logging is out of scope for this negative control test.")
+    with pytest.raises(RuntimeError, match=r"(?s)ValidationFailed.*AwsSolutions-S10"):
+        app.synth()
+    plugin = _aws_solutions(_report(tmp_path))
+    assert plugin["conclusion"] == "failure"
+    assert [v["ruleName"] for v in plugin["violations"]] == ["AwsSolutions-S10"]
+
+
+def test_acknowledge_requires_a_reason(tmp_path: Path) -> None:
+    """An acknowledgement without a reason is refused."""
+    stack = Stack(new_app(tmp_path), "NoReason")
+    with pytest.raises(ValueError, match="needs a reason"):
+        acknowledge(stack, "AwsSolutions-S1", "  ")
+
+
+# -- cfn-lint and the built-in validation -----------------------------------------------------------------
+
+
+def test_cfn_lint_reports_no_error(reference_template_json: dict[str, Any]) -> None:
+    """cfn-lint (as a library) finds no error in the reference template; warnings are CDK's own dependencies."""
+    from cfnlint.api import lint
+
+    matches = lint(json.dumps(reference_template_json))
+    errors = [f"{m.rule.id} {m.message}" for m in matches if m.rule.severity == "error"]
+    assert errors == []
+
+
+def test_builtin_cloudformation_validation_passes(tmp_path: Path) -> None:
+    """With the built-in CloudFormation validation ON, the load balancer construct synthesizes cleanly."""
+    app = new_app(tmp_path, validation=True)
+    stack = Stack(app, "Validated")
+    vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=0)
+    StickyWebSocketLoadBalancer(stack, "Web", vpc=vpc, settings=Settings(), certificate_arn=REFERENCE_CERTIFICATE_ARN)
+    assembly = app.synth()
+    assert assembly.get_stack_by_name("Validated").template["Resources"]
+    report = tmp_path / "validation-report.json"
+    if report.exists():  # written only when a plugin has something to say
+        assert all(p["conclusion"] == "success" for p in _report(tmp_path)["pluginReports"])
+
+
+# -- docs and package boundaries -------------------------------------------------------------------------
+
+
+def _settings_table_module() -> Any:
+    spec = importlib.util.spec_from_file_location("settings_table", REPO_ROOT / "scripts" / "settings_table.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_settings_table_in_docs_is_up_to_date() -> None:
+    """docs/iac.md holds exactly the table scripts/settings_table.py generates from the model."""
+    module = _settings_table_module()
+    doc = (REPO_ROOT / "docs" / "iac.md").read_text(encoding="utf-8")
+    assert module.replace_table(doc, module.render_table()) == doc, (
+        "run: python scripts/settings_table.py --update docs/iac.md"
+    )
+
+
+def test_settings_table_lists_every_setting_with_default_and_range() -> None:
+    """Every setting of the model has a row; idle timeout shows default 120 and the AWS range 1-4000 s."""
+    from stickyws.settings import FIELDS
+
+    table = _settings_table_module().render_table()
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == list(FIELDS)
+    idle = next(row for row in rows if row.startswith("| `idle_timeout_s`"))
+    assert "| `120` | 1-4000 s (AWS) |" in idle
+
+
+def test_stickyws_never_imports_aws_cdk() -> None:
+    """No module under stickyws/ imports aws_cdk, constructs or cdk_nag (the runtime stays CDK-free)."""
+    forbidden = ("aws_cdk", "constructs", "cdk_nag")
+    offenders = []
+    for path in sorted((REPO_ROOT / "stickyws").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offenders += [f"{path.relative_to(REPO_ROOT)}: {n}" for n in names if n.split(".")[0] in forbidden]
+    assert offenders == []
