@@ -31,6 +31,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -40,6 +41,7 @@ from constructs_lib.nag import acknowledge
 from constructs_lib.observability import ACTIVE_CONNECTIONS, SERVICE_NAME_DIMENSION
 from constructs_lib.settings_check import apply_settings
 from stickyws.server.metrics import ENV_SERVICE_NAME
+from stickyws.server.triggers import ENV_TARGET_GROUP_ARN
 from stickyws.settings import ENV_JWT_SECRET, ENV_REDIS_URL, Settings, to_env
 
 #: Name of the server container in the task definition (the load balancer targets it).
@@ -126,6 +128,7 @@ class WebSocketFargateService(Construct):
         super().__init__(scope, id_)
         apply_settings(self, settings)
         self._settings = settings
+        self._describe_target_health_granted = False
         task = settings.task
 
         self._cluster: ecs.ICluster = cluster or ecs.Cluster(
@@ -234,16 +237,24 @@ class WebSocketFargateService(Construct):
                 "ecr:GetAuthorizationToken, which pulling the image asset needs, has no resource-level permissions.",
             )
 
-    def grant_describe_target_health(self) -> None:
-        """Let the tasks call ``elasticloadbalancing:DescribeTargetHealth`` (the server's optional drain trigger)."""
-        self._task_definition.task_role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["elasticloadbalancing:DescribeTargetHealth"], resources=["*"])
-        )
-        acknowledge(
-            self._task_definition.task_role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "elasticloadbalancing:DescribeTargetHealth supports no resource-level permissions.",
-        )
+    def grant_describe_target_health(self, target_group: elbv2.ITargetGroup | None = None) -> None:
+        """Let the tasks call ``elasticloadbalancing:DescribeTargetHealth`` (the server's optional drain trigger).
+
+        With ``target_group`` the container also gets ``STICKYWS_TARGET_GROUP_ARN``, which the server's
+        poller (``drain_poll_target_health=true``) needs to find its own target. Idempotent.
+        """
+        if not self._describe_target_health_granted:
+            self._task_definition.task_role.add_to_principal_policy(
+                iam.PolicyStatement(actions=["elasticloadbalancing:DescribeTargetHealth"], resources=["*"])
+            )
+            acknowledge(
+                self._task_definition.task_role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "elasticloadbalancing:DescribeTargetHealth supports no resource-level permissions.",
+            )
+            self._describe_target_health_granted = True
+        if target_group is not None:
+            self._container.add_environment(ENV_TARGET_GROUP_ARN, target_group.target_group_arn)
 
     def metric(self, metric_name: str, *, statistic: str = "Average") -> cloudwatch.Metric:
         """A server metric (``metrics_namespace``, dimension ``ServiceName``) over one minute."""

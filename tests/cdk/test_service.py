@@ -19,6 +19,7 @@ import pytest
 
 from constructs_lib.service import CONTAINER_NAME, container_environment, health_check_command
 from stickyws.server.metrics import ENV_SERVICE_NAME
+from stickyws.server.triggers import ENV_TARGET_GROUP_ARN
 from stickyws.settings import ENV_JWT_SECRET, ENV_REDIS_URL, Settings, to_env
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
@@ -59,6 +60,7 @@ class Variant:
     notifier: Any
     observability: Any
     topic_id: str
+    target_group_id: str
 
 
 @functools.cache
@@ -97,13 +99,14 @@ def variant() -> Variant:
         environment={"APP_MODE": "variant"},
         service_name=VARIANT_SERVICE_NAME,
     )
-    service.grant_describe_target_health()
     registry.allow_from(service.service)
     alb = elbv2.ApplicationLoadBalancer(stack, "OwnAlb", vpc=vpc, internet_facing=False)
     listener = alb.add_listener("Http", port=80, open=False)
     target_group = listener.add_targets(
         "Ws", port=VARIANT_SETTINGS["port"], protocol=elbv2.ApplicationProtocol.HTTP, targets=[service.service]
     )
+    service.grant_describe_target_health(target_group)
+    service.grant_describe_target_health(target_group)  # idempotent
     notifier = DrainNotifier(
         stack, "Drain", vpc=vpc, cluster=cluster, service=service.service, registry_url=registry.url, retry_attempts=1
     )
@@ -131,6 +134,7 @@ def variant() -> Variant:
         notifier=notifier,
         observability=observability,
         topic_id=stack.get_logical_id(topic.node.default_child),
+        target_group_id=stack.get_logical_id(target_group.node.default_child),
     )
 
 
@@ -394,6 +398,7 @@ def test_user_image_secret_and_extra_environment() -> None:
         **to_env(VARIANT_SETTINGS),
         ENV_REDIS_URL: VARIANT_REDIS_URL,
         ENV_SERVICE_NAME: VARIANT_SERVICE_NAME,
+        ENV_TARGET_GROUP_ARN: {"Ref": v.target_group_id},
         "APP_MODE": "variant",
     }
 
@@ -436,7 +441,7 @@ def test_variant_settings_reach_the_template_by_value() -> None:
 
 
 def test_grant_describe_target_health() -> None:
-    """grant_describe_target_health lets the task role call elasticloadbalancing:DescribeTargetHealth."""
+    """grant_describe_target_health lets the task role call DescribeTargetHealth (once) and names the target group."""
     v = variant()
     _, task = only(v.json, "AWS::ECS::TaskDefinition")
     role_id = task["TaskRoleArn"]["Fn::GetAtt"][0]
