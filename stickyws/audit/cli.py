@@ -1,0 +1,100 @@
+"""``stickyws audit``: check a template or a live load balancer against the settings model's rules.
+
+Exit codes: 0 every check passed (warnings allowed), 1 a check failed, 2 the deployment could
+not be read (unreadable template, bad ARN, missing permission or credentials); the reason is
+printed as one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+EPILOG = """\
+sources (exactly one):
+  --template cdk.out/StickyWebSocketStack.template.json   a synthesized template, offline
+  --stack-name NAME                                       a deployed CloudFormation stack
+  --load-balancer-arn ARN [--target-group-arn ARN]        any Application Load Balancer
+  --target-group-arn ARN                                  a target group and its load balancer
+exit codes: 0 all pass, 1 a check failed, 2 could not read
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add ``stickyws audit`` to the CLI."""
+    parser = subparsers.add_parser(
+        "audit",
+        help="check a template or a live ALB/target group/ECS service against the stickyws rules",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = parser.add_argument_group("source")
+    source.add_argument("--template", metavar="PATH", help="synthesized CloudFormation template (JSON)")
+    source.add_argument("--stack-name", metavar="NAME", help="deployed CloudFormation stack")
+    source.add_argument("--load-balancer-arn", metavar="ARN", help="any Application Load Balancer")
+    source.add_argument("--target-group-arn", metavar="ARN", help="target group (with or without --load-balancer-arn)")
+    aws = parser.add_argument_group("AWS (live sources; credentials and AWS_ENDPOINT_URL as boto3 reads them)")
+    aws.add_argument("--region", help="AWS region (default: from the environment or profile)")
+    aws.add_argument("--profile", help="AWS named profile (default: from the environment)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    parser.add_argument(
+        "--assume",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="application setting to assume when the container does not show it (repeatable)",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read the chosen source, audit it, print the table or JSON; returns the exit code."""
+    from stickyws.audit.checks import audit
+    from stickyws.audit.report import render_table, to_json
+    from stickyws.cli import CommandError
+
+    assume = {}
+    for item in args.assume:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise CommandError(f"--assume wants NAME=VALUE, got {item!r}")
+        assume[name.strip()] = value.strip()
+    result = audit(_read(args), assume)
+    if args.json:
+        print(json.dumps(to_json(result), indent=2))
+    else:
+        print(render_table(result))
+    return result.exit_code
+
+
+def _read(args: argparse.Namespace) -> Any:
+    from stickyws.audit.from_template import TemplateError, load_template, view_from_template
+    from stickyws.cli import CommandError
+
+    live = args.stack_name or args.load_balancer_arn or args.target_group_arn
+    chosen = [bool(args.template), bool(args.stack_name), bool(args.load_balancer_arn or args.target_group_arn)]
+    if sum(chosen) != 1:
+        raise CommandError(
+            "pass exactly one source: --template PATH, --stack-name NAME, or --load-balancer-arn/--target-group-arn ARN"
+        )
+    if args.template:
+        if args.region or args.profile:
+            raise CommandError("--region/--profile apply to live sources, not to --template")
+        try:
+            return view_from_template(load_template(args.template), f"template {args.template}")
+        except TemplateError as exc:
+            raise CommandError(str(exc)) from None
+    assert live
+    from stickyws.audit.from_aws import ReadError, make_session, read_load_balancer, read_stack, read_target_group
+
+    try:
+        session = make_session(args.region, args.profile)
+        if args.stack_name:
+            return read_stack(session, args.stack_name)
+        if args.load_balancer_arn:
+            return read_load_balancer(session, args.load_balancer_arn, args.target_group_arn)
+        return read_target_group(session, args.target_group_arn)
+    except ReadError as exc:
+        raise CommandError(str(exc)) from None

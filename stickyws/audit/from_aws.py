@@ -1,0 +1,407 @@
+"""Read a live deployment through boto3 into a :class:`DeploymentView` (read-only API calls).
+
+Three entry points, all ending in the same reader:
+
+- :func:`read_stack`: a CloudFormation stack; its resources name the load balancer, the ECS
+  service and cluster (``cloudformation:ListStackResources``).
+- :func:`read_load_balancer`: ANY Application Load Balancer by ARN, with an optional target
+  group ARN; without one, the target group is the one the ``Upgrade: websocket`` rule forwards
+  to. The ECS service is found by scanning the account's services for one registered with the
+  target group (bounded, see :data:`MAX_SCAN_CALLS`).
+- :func:`read_target_group`: a target group by ARN; its load balancer is looked up.
+
+Region, profile, endpoint (``AWS_ENDPOINT_URL``) and credentials are resolved the way boto3
+always does; ``region``/``profile`` override the environment. Every failure to read is raised
+as :class:`ReadError` with a one-line reason (``stickyws audit`` exits 2); nothing else escapes.
+
+IAM permissions used (all read-only): ``cloudformation:ListStackResources``,
+``elasticloadbalancing:DescribeLoadBalancers``, ``DescribeLoadBalancerAttributes``,
+``DescribeListeners``, ``DescribeRules``, ``DescribeTargetGroups``,
+``DescribeTargetGroupAttributes``, ``ecs:ListClusters``, ``ecs:ListServices``,
+``ecs:DescribeServices``, ``ecs:DescribeTaskDefinition``, ``ec2:DescribeSecurityGroups``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import boto3
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
+
+from stickyws.audit.view import (
+    Action,
+    Container,
+    DeploymentView,
+    HealthCheck,
+    IngressPermission,
+    Listener,
+    ListenerRule,
+    LoadBalancer,
+    RuleCondition,
+    SecurityGroup,
+    Service,
+    TargetGroup,
+    TaskDefinition,
+    websocket_target_group,
+)
+
+#: Upper bound on ECS list/describe calls when searching the account for the service of a target group.
+MAX_SCAN_CALLS = 200
+
+_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess"}
+_BAD_CREDENTIALS = {
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "AuthFailure",
+}
+
+
+class ReadError(Exception):
+    """The deployment could not be read; the message is one line that says what to do."""
+
+
+@contextlib.contextmanager
+def aws_errors(what: str) -> Iterator[None]:
+    """Turn botocore's errors raised while doing ``what`` into :class:`ReadError`."""
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code, message = str(error.get("Code", "?")), str(error.get("Message", "")).strip()
+        operation = getattr(exc, "operation_name", "?")
+        if code in _DENIED:
+            raise ReadError(f"no permission to {what} ({operation}): {message}; see docs/audit.md for IAM") from None
+        if code in _BAD_CREDENTIALS:
+            raise ReadError(f"AWS rejected the credentials while trying to {what}: {code}: {message}") from None
+        raise ReadError(f"cannot {what}: {code}: {message}") from None
+    except NoCredentialsError:
+        raise ReadError(
+            f"cannot {what}: no AWS credentials found; set AWS_PROFILE (or --profile) or AWS_ACCESS_KEY_ID"
+        ) from None
+    except PartialCredentialsError as exc:
+        raise ReadError(f"cannot {what}: incomplete AWS credentials ({exc})") from None
+    except NoRegionError:
+        raise ReadError(f"cannot {what}: no AWS region; pass --region or set AWS_REGION") from None
+    except EndpointConnectionError as exc:
+        raise ReadError(f"cannot {what}: cannot reach {exc.kwargs.get('endpoint_url', 'the endpoint')}") from None
+    except ParamValidationError as exc:
+        raise ReadError(f"cannot {what}: invalid parameter: {' '.join(str(exc).split())}") from None
+    except BotoCoreError as exc:
+        raise ReadError(f"cannot {what}: {' '.join(str(exc).split())}") from None
+
+
+def make_session(region: str | None = None, profile: str | None = None) -> Any:
+    """A boto3 session from the usual chain, with ``region``/``profile`` overriding the environment."""
+    with aws_errors(f"use profile {profile!r}"):
+        try:
+            return boto3.Session(profile_name=profile, region_name=region)
+        except ProfileNotFound:
+            raise ReadError(f"AWS profile {profile!r} not found; check --profile or AWS_PROFILE") from None
+
+
+def read_stack(session: Any, stack_name: str) -> DeploymentView:
+    """The deployment of CloudFormation stack ``stack_name``."""
+    reader = _Reader(session)
+    resources = reader.stack_resources(stack_name)
+    albs = resources.get("AWS::ElasticLoadBalancingV2::LoadBalancer", [])
+    if not albs:
+        raise ReadError(f"stack {stack_name} has no load balancer (AWS::ElasticLoadBalancingV2::LoadBalancer)")
+    if len(albs) > 1:
+        reader.notes.append(f"stack {stack_name} has {len(albs)} load balancers; auditing {albs[0]}")
+    clusters = resources.get("AWS::ECS::Cluster", [])
+    services = resources.get("AWS::ECS::Service", [])
+    return reader.deployment(f"stack {stack_name}", albs[0], None, services, clusters[0] if clusters else None)
+
+
+def read_load_balancer(session: Any, load_balancer_arn: str, target_group_arn: str | None = None) -> DeploymentView:
+    """The deployment behind load balancer ``load_balancer_arn`` (target group: given, or the WebSocket one)."""
+    return _Reader(session).deployment(f"load balancer {load_balancer_arn}", load_balancer_arn, target_group_arn)
+
+
+def read_target_group(session: Any, target_group_arn: str) -> DeploymentView:
+    """The deployment around target group ``target_group_arn`` and the first load balancer it serves."""
+    reader = _Reader(session)
+    group = reader.describe_target_group(target_group_arn)
+    arns = group.get("LoadBalancerArns") or []
+    if not arns:
+        raise ReadError(f"target group {target_group_arn} is not attached to any load balancer")
+    return reader.deployment(f"target group {target_group_arn}", arns[0], target_group_arn)
+
+
+def _pages(call: Any, token_in: str, token_out: str, key: str, **kwargs: Any) -> Iterator[Any]:
+    """Every item under ``key`` across the pages of ``call``."""
+    while True:
+        page = call(**kwargs)
+        yield from page.get(key) or []
+        token = page.get(token_out)
+        if not token:
+            return
+        kwargs[token_in] = token
+
+
+class _Reader:
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.clients: dict[str, Any] = {}
+        self.notes: list[str] = []
+
+    def client(self, name: str) -> Any:
+        if name not in self.clients:
+            with aws_errors(f"create a {name} client"):
+                self.clients[name] = self.session.client(name)
+        return self.clients[name]
+
+    # -- CloudFormation ---------------------------------------------------------------------
+
+    def stack_resources(self, stack_name: str) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        with aws_errors(f"list the resources of stack {stack_name}"):
+            cfn = self.client("cloudformation")
+            for r in _pages(
+                cfn.list_stack_resources, "NextToken", "NextToken", "StackResourceSummaries", StackName=stack_name
+            ):
+                if r.get("PhysicalResourceId"):
+                    found.setdefault(r["ResourceType"], []).append(r["PhysicalResourceId"])
+        return found
+
+    # -- load balancing ---------------------------------------------------------------------
+
+    def deployment(
+        self,
+        source: str,
+        lb_arn: str,
+        tg_arn: str | None,
+        stack_services: list[str] | None = None,
+        stack_cluster: str | None = None,
+    ) -> DeploymentView:
+        lb = self.load_balancer(lb_arn)
+        tg_arn = tg_arn or websocket_target_group(lb)
+        tg = self.target_group(tg_arn) if tg_arn else None
+        if tg is None:
+            self.notes.append("no target group: no listener of the load balancer forwards")
+        service_data = self.find_service(tg_arn, stack_services, stack_cluster)
+        service = task = None
+        if service_data is not None:
+            service = self.service(service_data, tg_arn)
+            task = self.task_definition(service_data, tg_arn)
+        return DeploymentView(source, lb, tg, service, task, tuple(self.notes))
+
+    def load_balancer(self, arn: str) -> LoadBalancer:
+        elbv2 = self.client("elbv2")
+        with aws_errors(f"describe load balancer {arn}"):
+            data = elbv2.describe_load_balancers(LoadBalancerArns=[arn])["LoadBalancers"][0]
+        if data.get("Type", "application") != "application":
+            raise ReadError(f"{arn} is a {data.get('Type')} load balancer; stickyws audits Application Load Balancers")
+        with aws_errors(f"read the attributes of load balancer {arn}"):
+            attrs = elbv2.describe_load_balancer_attributes(LoadBalancerArn=arn)["Attributes"]
+        with aws_errors(f"list the listeners of load balancer {arn}"):
+            listeners = list(_pages(elbv2.describe_listeners, "Marker", "NextMarker", "Listeners", LoadBalancerArn=arn))
+        return LoadBalancer(
+            id=arn,
+            name=data.get("LoadBalancerName"),
+            type=data.get("Type", "application"),
+            scheme=data.get("Scheme"),
+            security_groups=tuple(data.get("SecurityGroups") or ()),
+            attributes={a["Key"]: a["Value"] for a in attrs},
+            listeners=tuple(self.listener(item) for item in listeners),
+        )
+
+    def listener(self, data: Mapping[str, Any]) -> Listener:
+        arn = data["ListenerArn"]
+        with aws_errors(f"list the rules of listener {arn}"):
+            rules = list(_pages(self.client("elbv2").describe_rules, "Marker", "NextMarker", "Rules", ListenerArn=arn))
+        parsed = [
+            ListenerRule(
+                priority=str(r.get("Priority", "?")),
+                conditions=tuple(_condition(c) for c in r.get("Conditions") or []),
+                actions=tuple(_action(a) for a in r.get("Actions") or []),
+            )
+            for r in rules
+            if not r.get("IsDefault") and r.get("Priority") != "default"
+        ]
+        parsed.sort(key=lambda r: int(r.priority) if r.priority.isdigit() else 1 << 30)
+        default = ListenerRule("default", (), tuple(_action(a) for a in data.get("DefaultActions") or []))
+        return Listener(
+            id=arn,
+            protocol=str(data.get("Protocol", "?")),
+            port=data.get("Port"),
+            ssl_policy=data.get("SslPolicy"),
+            rules=(*parsed, default),
+        )
+
+    def describe_target_group(self, arn: str) -> Mapping[str, Any]:
+        with aws_errors(f"describe target group {arn}"):
+            groups = self.client("elbv2").describe_target_groups(TargetGroupArns=[arn])["TargetGroups"]
+        return dict(groups[0])
+
+    def target_group(self, arn: str) -> TargetGroup:
+        data = self.describe_target_group(arn)
+        with aws_errors(f"read the attributes of target group {arn}"):
+            attrs = self.client("elbv2").describe_target_group_attributes(TargetGroupArn=arn)["Attributes"]
+        return TargetGroup(
+            id=arn,
+            protocol=data.get("Protocol"),
+            protocol_version=data.get("ProtocolVersion"),
+            port=data.get("Port"),
+            target_type=data.get("TargetType"),
+            health_check=HealthCheck(
+                path=data.get("HealthCheckPath"),
+                interval_s=data.get("HealthCheckIntervalSeconds"),
+                timeout_s=data.get("HealthCheckTimeoutSeconds"),
+                healthy_threshold=data.get("HealthyThresholdCount"),
+                unhealthy_threshold=data.get("UnhealthyThresholdCount"),
+                matcher=(data.get("Matcher") or {}).get("HttpCode"),
+            ),
+            attributes={a["Key"]: a["Value"] for a in attrs},
+        )
+
+    # -- ECS --------------------------------------------------------------------------------
+
+    def find_service(
+        self, tg_arn: str | None, stack_services: list[str] | None, stack_cluster: str | None
+    ) -> Mapping[str, Any] | None:
+        """The ECS service registered with ``tg_arn`` (from the stack when given, else by scanning)."""
+        ecs = self.client("ecs")
+        if stack_services is not None:
+            if not stack_services:
+                self.notes.append("the stack has no ECS service")
+                return None
+            cluster = stack_cluster or _cluster_of(stack_services[0]) or "default"
+            with aws_errors(f"describe the ECS services of cluster {cluster}"):
+                described = ecs.describe_services(cluster=cluster, services=stack_services[:10])["services"]
+            for svc in described:
+                if tg_arn and any(m.get("targetGroupArn") == tg_arn for m in svc.get("loadBalancers") or []):
+                    return dict(svc)
+            if len(described) == 1:
+                self.notes.append(
+                    f"the stack's ECS service {described[0].get('serviceName')} is not registered "
+                    "with the target group (its loadBalancers list does not name it)"
+                )
+                return dict(described[0])
+            self.notes.append("no ECS service of the stack is registered with the target group")
+            return None
+        if tg_arn is None:
+            return None
+        return self.scan_services(tg_arn)
+
+    def scan_services(self, tg_arn: str) -> Mapping[str, Any] | None:
+        ecs, calls = self.client("ecs"), 0
+        with aws_errors("search the ECS services for the target group"):
+            for cluster in _pages(ecs.list_clusters, "nextToken", "nextToken", "clusterArns"):
+                arns = list(_pages(ecs.list_services, "nextToken", "nextToken", "serviceArns", cluster=cluster))
+                calls += 2
+                for i in range(0, len(arns), 10):
+                    calls += 1
+                    for svc in ecs.describe_services(cluster=cluster, services=arns[i : i + 10])["services"]:
+                        if any(m.get("targetGroupArn") == tg_arn for m in svc.get("loadBalancers") or []):
+                            return dict(svc)
+                    if calls >= MAX_SCAN_CALLS:
+                        self.notes.append(f"stopped searching ECS services after {calls} calls")
+                        return None
+        self.notes.append("no ECS service in this account and region is registered with the target group")
+        return None
+
+    def service(self, data: Mapping[str, Any], tg_arn: str | None) -> Service:
+        deployment = data.get("deploymentConfiguration") or {}
+        breaker = deployment.get("deploymentCircuitBreaker") or {}
+        network = (data.get("networkConfiguration") or {}).get("awsvpcConfiguration") or {}
+        return Service(
+            id=str(data.get("serviceArn", "?")),
+            desired_count=data.get("desiredCount"),
+            min_healthy_percent=deployment.get("minimumHealthyPercent"),
+            max_percent=deployment.get("maximumPercent"),
+            circuit_breaker_enabled=breaker.get("enable"),
+            circuit_breaker_rollback=breaker.get("rollback"),
+            health_check_grace_s=data.get("healthCheckGracePeriodSeconds"),
+            target_groups=tuple(m["targetGroupArn"] for m in data.get("loadBalancers") or [] if "targetGroupArn" in m),
+            security_groups=self.security_groups(network.get("securityGroups") or []),
+        )
+
+    def security_groups(self, ids: list[str]) -> tuple[SecurityGroup, ...]:
+        if not ids:
+            return ()
+        with aws_errors(f"describe security groups {', '.join(ids)}"):
+            groups = self.client("ec2").describe_security_groups(GroupIds=ids)["SecurityGroups"]
+        return tuple(
+            SecurityGroup(g["GroupId"], tuple(_permission(p) for p in g.get("IpPermissions") or [])) for g in groups
+        )
+
+    def task_definition(self, service: Mapping[str, Any], tg_arn: str | None) -> TaskDefinition | None:
+        arn = service.get("taskDefinition")
+        if not arn:
+            return None
+        with aws_errors(f"describe task definition {arn}"):
+            data = self.client("ecs").describe_task_definition(taskDefinition=arn)["taskDefinition"]
+        wanted = next(
+            (m.get("containerName") for m in service.get("loadBalancers") or [] if m.get("targetGroupArn") == tg_arn),
+            None,
+        )
+        containers = data.get("containerDefinitions") or []
+        chosen = next((c for c in containers if wanted and c.get("name") == wanted), None)
+        if chosen is None:
+            with_settings = [
+                c for c in containers if any(e["name"].startswith("STICKYWS_") for e in c.get("environment") or [])
+            ]
+            chosen = with_settings[0] if with_settings else (containers[0] if containers else None)
+        container = None
+        if chosen is not None:
+            container = Container(
+                name=str(chosen.get("name", "?")),
+                stop_timeout_s=chosen.get("stopTimeout"),
+                environment={e["name"]: str(e.get("value", "")) for e in chosen.get("environment") or []},
+            )
+        return TaskDefinition(id=str(arn), cpu=data.get("cpu"), memory_mib=data.get("memory"), container=container)
+
+
+def _cluster_of(service_arn: str) -> str | None:
+    """The cluster name of a long-format service ARN (``...:service/CLUSTER/NAME``)."""
+    parts = service_arn.split(":")[-1].split("/")
+    return parts[1] if len(parts) == 3 else None
+
+
+def _condition(data: Mapping[str, Any]) -> RuleCondition:
+    field = str(data.get("Field", ""))
+    header = data.get("HttpHeaderConfig")
+    if field == "http-header" and isinstance(header, Mapping):
+        return RuleCondition(field, tuple(header.get("Values") or ()), str(header.get("HttpHeaderName", "")))
+    for key in ("PathPatternConfig", "HostHeaderConfig", "HttpRequestMethodConfig", "SourceIpConfig"):
+        config = data.get(key)
+        if isinstance(config, Mapping) and config.get("Values"):
+            return RuleCondition(field, tuple(config["Values"]))
+    return RuleCondition(field, tuple(data.get("Values") or ()))
+
+
+def _action(data: Mapping[str, Any]) -> Action:
+    groups = [data["TargetGroupArn"]] if data.get("TargetGroupArn") else []
+    forward = data.get("ForwardConfig") or {}
+    groups += [t["TargetGroupArn"] for t in forward.get("TargetGroups") or [] if t.get("TargetGroupArn")]
+    redirect = data.get("RedirectConfig") or {}
+    return Action(str(data.get("Type", "")), tuple(dict.fromkeys(groups)), redirect.get("Protocol"))
+
+
+def _permission(data: Mapping[str, Any]) -> IngressPermission:
+    sources = [f"sg:{p['GroupId']}" for p in data.get("UserIdGroupPairs") or [] if p.get("GroupId")]
+    sources += [f"cidr:{r['CidrIp']}" for r in data.get("IpRanges") or [] if r.get("CidrIp")]
+    sources += [f"cidr:{r['CidrIpv6']}" for r in data.get("Ipv6Ranges") or [] if r.get("CidrIpv6")]
+    sources += [f"prefix-list:{p['PrefixListId']}" for p in data.get("PrefixListIds") or [] if p.get("PrefixListId")]
+    protocol = str(data.get("IpProtocol", "-1"))
+    return IngressPermission(
+        protocol="all" if protocol == "-1" else protocol,
+        from_port=data.get("FromPort"),
+        to_port=data.get("ToPort"),
+        sources=tuple(sources),
+    )

@@ -1,0 +1,349 @@
+"""Read a synthesized CloudFormation template (JSON) into a :class:`DeploymentView`.
+
+Only what is statically resolvable is read: literals, ``Ref``/``Fn::GetAtt`` to a resource
+(which become that resource's logical id, so references compare equal within the view) and
+``Ref`` to a parameter with a ``Default``. Any other expression (``Fn::Join``, ``Fn::If``,
+imports) is left unresolved and named in the view's notes; it never turns into a guess.
+
+The load balancer is the template's Application Load Balancer; the target group is the one
+its ``Upgrade: websocket`` rule forwards to (else the default action's); the service is the
+ECS service registered with that target group.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from stickyws.audit.view import (
+    Action,
+    Container,
+    DeploymentView,
+    HealthCheck,
+    IngressPermission,
+    Listener,
+    ListenerRule,
+    LoadBalancer,
+    RuleCondition,
+    SecurityGroup,
+    Service,
+    TargetGroup,
+    TaskDefinition,
+    websocket_target_group,
+)
+
+LB_TYPE = "AWS::ElasticLoadBalancingV2::LoadBalancer"
+LISTENER_TYPE = "AWS::ElasticLoadBalancingV2::Listener"
+RULE_TYPE = "AWS::ElasticLoadBalancingV2::ListenerRule"
+TG_TYPE = "AWS::ElasticLoadBalancingV2::TargetGroup"
+SERVICE_TYPE = "AWS::ECS::Service"
+TASK_TYPE = "AWS::ECS::TaskDefinition"
+SG_TYPE = "AWS::EC2::SecurityGroup"
+INGRESS_TYPE = "AWS::EC2::SecurityGroupIngress"
+ENV_PREFIX = "STICKYWS_"
+
+
+class TemplateError(Exception):
+    """The template cannot be read or holds no Application Load Balancer; the message says which."""
+
+
+def load_template(path: str | Path) -> dict[str, Any]:
+    """The template at ``path`` as a dict; raises :class:`TemplateError` with a one-line reason."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise TemplateError(f"cannot read template {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise TemplateError(
+            f"template {path} is not JSON ({exc}); pass a synthesized cdk.out/*.template.json"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
+        raise TemplateError(f"template {path} has no Resources section")
+    return data
+
+
+def view_from_template(template: Mapping[str, Any], source: str = "template") -> DeploymentView:
+    """The deployment described by ``template``; raises :class:`TemplateError` without an ALB."""
+    return _Reader(template).read(source)
+
+
+class _Reader:
+    def __init__(self, template: Mapping[str, Any]) -> None:
+        resources = template.get("Resources")
+        if not isinstance(resources, Mapping):
+            raise TemplateError("template has no Resources section")
+        self.resources: Mapping[str, Any] = resources
+        params = template.get("Parameters")
+        self.parameters: Mapping[str, Any] = params if isinstance(params, Mapping) else {}
+        self.notes: list[str] = []
+
+    # -- resolution -------------------------------------------------------------------------
+
+    def text(self, value: Any, what: str = "") -> str | None:
+        """``value`` as text if statically resolvable, else ``None`` (noted when ``what`` is given)."""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (str, int, float)):
+            return str(value)
+        if isinstance(value, Mapping) and len(value) == 1:
+            (fn, arg), *_ = value.items()
+            if fn == "Ref" and isinstance(arg, str):
+                if arg in self.resources:
+                    return arg
+                param = self.parameters.get(arg)
+                if isinstance(param, Mapping) and "Default" in param:
+                    return self.text(param["Default"])
+            if fn == "Fn::GetAtt":
+                target = arg.split(".")[0] if isinstance(arg, str) else arg[0] if isinstance(arg, list) else None
+                if isinstance(target, str) and target in self.resources:
+                    return target
+        if what:
+            self.notes.append(f"{what} is not statically resolvable in the template: {json.dumps(value)[:80]}")
+        return None
+
+    def number(self, value: Any, what: str) -> int | None:
+        text = self.text(value, what) if value is not None else None
+        if text is None:
+            return None
+        try:
+            return int(float(text))
+        except ValueError:
+            self.notes.append(f"{what}={text!r} is not a number")
+            return None
+
+    def of_type(self, kind: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        for logical_id, resource in self.resources.items():
+            if isinstance(resource, Mapping) and resource.get("Type") == kind:
+                props = resource.get("Properties")
+                yield logical_id, props if isinstance(props, Mapping) else {}
+
+    # -- resources --------------------------------------------------------------------------
+
+    def read(self, source: str) -> DeploymentView:
+        albs = [(i, p) for i, p in self.of_type(LB_TYPE) if p.get("Type", "application") == "application"]
+        if not albs:
+            raise TemplateError(f"no Application Load Balancer ({LB_TYPE}) in the template")
+        if len(albs) > 1:
+            self.notes.append(f"{len(albs)} load balancers in the template; auditing {albs[0][0]}")
+        lb = self.load_balancer(*albs[0])
+        tg_id = websocket_target_group(lb)
+        if tg_id is None:
+            candidates = [i for i, _ in self.of_type(TG_TYPE)]
+            tg_id = candidates[0] if len(candidates) == 1 else None
+        tg = self.target_group(tg_id) if tg_id else None
+        if tg is None:
+            self.notes.append("no target group found behind the load balancer")
+        service, task_ref, container_name = self.service(tg_id)
+        task = self.task_definition(task_ref, container_name) if task_ref else None
+        return DeploymentView(source, lb, tg, service, task, tuple(self.notes))
+
+    def load_balancer(self, logical_id: str, props: Mapping[str, Any]) -> LoadBalancer:
+        listeners = tuple(
+            self.listener(i, p)
+            for i, p in self.of_type(LISTENER_TYPE)
+            if self.text(p.get("LoadBalancerArn")) == logical_id
+        )
+        groups = tuple(
+            g for g in (self.text(v, "load balancer security group") for v in props.get("SecurityGroups") or []) if g
+        )
+        return LoadBalancer(
+            id=logical_id,
+            name=self.text(props.get("Name")) if props.get("Name") is not None else None,
+            type=str(props.get("Type", "application")),
+            scheme=self.text(props.get("Scheme", "internet-facing")),
+            security_groups=groups,
+            attributes=self.attributes(props.get("LoadBalancerAttributes"), "load balancer attribute"),
+            listeners=listeners,
+        )
+
+    def attributes(self, entries: Any, what: str) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for entry in entries or []:
+            if not isinstance(entry, Mapping) or "Key" not in entry:
+                continue
+            key = str(entry["Key"])
+            value = self.text(entry.get("Value"), f"{what} {key}")
+            if value is not None:
+                found[key] = value
+        return found
+
+    def listener(self, logical_id: str, props: Mapping[str, Any]) -> Listener:
+        rules = [
+            ListenerRule(
+                priority=self.text(p.get("Priority")) or "?",
+                conditions=tuple(self.condition(c) for c in p.get("Conditions") or [] if isinstance(c, Mapping)),
+                actions=tuple(self.action(a) for a in p.get("Actions") or [] if isinstance(a, Mapping)),
+            )
+            for _, p in self.of_type(RULE_TYPE)
+            if self.text(p.get("ListenerArn")) == logical_id
+        ]
+        rules.sort(key=lambda r: int(r.priority) if r.priority.isdigit() else 1 << 30)
+        default = ListenerRule(
+            "default", (), tuple(self.action(a) for a in props.get("DefaultActions") or [] if isinstance(a, Mapping))
+        )
+        protocol = str(self.text(props.get("Protocol")) or "?")
+        policy = props.get("SslPolicy")
+        return Listener(
+            id=logical_id,
+            protocol=protocol,
+            port=self.number(props.get("Port"), "listener port"),
+            ssl_policy=self.text(policy, "listener SslPolicy") if policy is not None else None,
+            rules=(*rules, default),
+        )
+
+    def condition(self, props: Mapping[str, Any]) -> RuleCondition:
+        field = str(props.get("Field", ""))
+        header = props.get("HttpHeaderConfig")
+        if isinstance(header, Mapping):
+            values = header.get("Values") or []
+            return RuleCondition(field, self.texts(values), str(header.get("HttpHeaderName", "")))
+        for key in ("PathPatternConfig", "HostHeaderConfig", "HttpRequestMethodConfig", "SourceIpConfig"):
+            config = props.get(key)
+            if isinstance(config, Mapping):
+                return RuleCondition(field, self.texts(config.get("Values") or []))
+        return RuleCondition(field, self.texts(props.get("Values") or []))
+
+    def texts(self, values: Any) -> tuple[str, ...]:
+        return tuple(t for t in (self.text(v) for v in values) if t is not None)
+
+    def action(self, props: Mapping[str, Any]) -> Action:
+        kind = str(props.get("Type", ""))
+        groups = []
+        if props.get("TargetGroupArn") is not None:
+            groups.append(self.text(props["TargetGroupArn"]))
+        forward = props.get("ForwardConfig")
+        if isinstance(forward, Mapping):
+            groups += [self.text(t.get("TargetGroupArn")) for t in forward.get("TargetGroups") or []]
+        redirect = props.get("RedirectConfig")
+        protocol = self.text(redirect.get("Protocol")) if isinstance(redirect, Mapping) else None
+        return Action(kind, tuple(dict.fromkeys(g for g in groups if g)), protocol)
+
+    def target_group(self, logical_id: str) -> TargetGroup | None:
+        resource = self.resources.get(logical_id)
+        if not isinstance(resource, Mapping) or resource.get("Type") != TG_TYPE:
+            self.notes.append(f"target group {logical_id} is not defined in this template")
+            return None
+        props = resource.get("Properties") or {}
+        matcher = props.get("Matcher")
+        code = matcher.get("HttpCode") if isinstance(matcher, Mapping) else None
+        health = HealthCheck(
+            path=self.text(props["HealthCheckPath"], "HealthCheckPath") if "HealthCheckPath" in props else None,
+            interval_s=self.number(props.get("HealthCheckIntervalSeconds"), "HealthCheckIntervalSeconds"),
+            timeout_s=self.number(props.get("HealthCheckTimeoutSeconds"), "HealthCheckTimeoutSeconds"),
+            healthy_threshold=self.number(props.get("HealthyThresholdCount"), "HealthyThresholdCount"),
+            unhealthy_threshold=self.number(props.get("UnhealthyThresholdCount"), "UnhealthyThresholdCount"),
+            matcher=self.text(code, "Matcher.HttpCode") if code is not None else None,
+        )
+        return TargetGroup(
+            id=logical_id,
+            protocol=self.text(props.get("Protocol")) if props.get("Protocol") is not None else None,
+            protocol_version=self.text(props.get("ProtocolVersion", "HTTP1")),
+            port=self.number(props.get("Port"), "target group port"),
+            target_type=self.text(props.get("TargetType", "instance")),
+            health_check=health,
+            attributes=self.attributes(props.get("TargetGroupAttributes"), "target group attribute"),
+        )
+
+    def service(self, tg_id: str | None) -> tuple[Service | None, str | None, str | None]:
+        services = list(self.of_type(SERVICE_TYPE))
+        chosen = None
+        container_name = None
+        for logical_id, props in services:
+            for mapping in props.get("LoadBalancers") or []:
+                if isinstance(mapping, Mapping) and tg_id and self.text(mapping.get("TargetGroupArn")) == tg_id:
+                    chosen, container_name = (logical_id, props), self.text(mapping.get("ContainerName"))
+        if chosen is None:
+            if services:
+                self.notes.append("no ECS service in the template is registered with the target group")
+            return None, None, None
+        logical_id, props = chosen
+        deployment = props.get("DeploymentConfiguration") or {}
+        breaker = deployment.get("DeploymentCircuitBreaker") or {}
+        network = (props.get("NetworkConfiguration") or {}).get("AwsvpcConfiguration") or {}
+        group_ids = [
+            g for g in (self.text(v, "service security group") for v in network.get("SecurityGroups") or []) if g
+        ]
+        enable = self.text(breaker.get("Enable")) if "Enable" in breaker else None
+        rollback = self.text(breaker.get("Rollback")) if "Rollback" in breaker else None
+        service = Service(
+            id=logical_id,
+            desired_count=self.number(props.get("DesiredCount"), "DesiredCount"),
+            min_healthy_percent=self.number(deployment.get("MinimumHealthyPercent"), "MinimumHealthyPercent"),
+            max_percent=self.number(deployment.get("MaximumPercent"), "MaximumPercent"),
+            circuit_breaker_enabled=None if enable is None else enable == "true",
+            circuit_breaker_rollback=None if rollback is None else rollback == "true",
+            health_check_grace_s=self.number(props.get("HealthCheckGracePeriodSeconds"), "HealthCheckGracePeriod"),
+            target_groups=(tg_id,) if tg_id else (),
+            security_groups=tuple(self.security_group(g) for g in group_ids),
+        )
+        return service, self.text(props.get("TaskDefinition"), "service TaskDefinition"), container_name
+
+    def security_group(self, logical_id: str) -> SecurityGroup:
+        resource = self.resources.get(logical_id)
+        if not isinstance(resource, Mapping) or resource.get("Type") != SG_TYPE:
+            self.notes.append(f"security group {logical_id} is not defined in this template")
+            return SecurityGroup(logical_id, None)
+        inline = (resource.get("Properties") or {}).get("SecurityGroupIngress") or []
+        perms = [self.permission(p) for p in inline if isinstance(p, Mapping)]
+        perms += [
+            self.permission(p) for _, p in self.of_type(INGRESS_TYPE) if self.text(p.get("GroupId")) == logical_id
+        ]
+        return SecurityGroup(logical_id, tuple(perms))
+
+    def permission(self, props: Mapping[str, Any]) -> IngressPermission:
+        sources = []
+        for key, prefix in (
+            ("SourceSecurityGroupId", "sg"),
+            ("CidrIp", "cidr"),
+            ("CidrIpv6", "cidr"),
+            ("SourcePrefixListId", "prefix-list"),
+        ):
+            if props.get(key) is not None:
+                sources.append(f"{prefix}:{self.text(props[key]) or '<unresolved>'}")
+        protocol = str(self.text(props.get("IpProtocol", "-1")) or "-1")
+        return IngressPermission(
+            protocol="all" if protocol == "-1" else protocol,
+            from_port=self.number(props.get("FromPort"), "FromPort"),
+            to_port=self.number(props.get("ToPort"), "ToPort"),
+            sources=tuple(sources),
+        )
+
+    def task_definition(self, logical_id: str, container_name: str | None) -> TaskDefinition | None:
+        resource = self.resources.get(logical_id)
+        if not isinstance(resource, Mapping) or resource.get("Type") != TASK_TYPE:
+            self.notes.append(f"task definition {logical_id} is not defined in this template")
+            return None
+        props = resource.get("Properties") or {}
+        containers = [c for c in props.get("ContainerDefinitions") or [] if isinstance(c, Mapping)]
+        chosen = next((c for c in containers if container_name and self.text(c.get("Name")) == container_name), None)
+        if chosen is None:
+            chosen = next((c for c in containers if any(_env_names(c))), containers[0] if containers else None)
+        container = None
+        if chosen is not None:
+            env: dict[str, str] = {}
+            for entry in chosen.get("Environment") or []:
+                name = str(entry.get("Name", ""))
+                value = self.text(
+                    entry.get("Value"), f"container variable {name}" if name.startswith(ENV_PREFIX) else ""
+                )
+                if value is not None:
+                    env[name] = value
+            container = Container(
+                name=str(self.text(chosen.get("Name")) or "?"),
+                stop_timeout_s=self.number(chosen.get("StopTimeout"), "StopTimeout"),
+                environment=env,
+            )
+        return TaskDefinition(
+            id=logical_id,
+            cpu=self.text(props["Cpu"], "task Cpu") if props.get("Cpu") is not None else None,
+            memory_mib=self.text(props["Memory"], "task Memory") if props.get("Memory") is not None else None,
+            container=container,
+        )
+
+
+def _env_names(container: Mapping[str, Any]) -> Iterator[str]:
+    for entry in container.get("Environment") or []:
+        if isinstance(entry, Mapping) and str(entry.get("Name", "")).startswith(ENV_PREFIX):
+            yield str(entry["Name"])

@@ -1,0 +1,78 @@
+"""Render an :class:`~stickyws.audit.checks.Audit`: a readable table, or JSON for machines.
+
+Both renderings are pure functions of the audit; the CLI only prints them.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+from stickyws.audit.checks import Audit, Status
+from stickyws.settings import render_value
+
+#: (header, width) of the table's columns; long cells wrap inside their column.
+COLUMNS: tuple[tuple[str, int], ...] = (
+    ("RULE", 33),
+    ("STATUS", 6),
+    ("FOUND", 46),
+    ("EXPECTED", 36),
+    ("FIX", 36),
+)
+
+
+def summary(audit: Audit) -> dict[str, int]:
+    """Count of results per status, e.g. ``{"pass": 16, "warn": 1, "fail": 0}``."""
+    return {s.value: sum(1 for r in audit.results if r.status is s) for s in Status}
+
+
+def render_table(audit: Audit) -> str:
+    """The audit as a fixed-width text table with its notes and a one-line summary."""
+    lines = [f"stickyws audit of {audit.source}", ""]
+    lines.append(_row([h for h, _ in COLUMNS]))
+    lines.append(_row(["-" * w for _, w in COLUMNS]))
+    for r in audit.results:
+        lines.append(_row([r.rule, r.status.value, r.found, r.expected, r.fix or "-"]))
+    if audit.notes:
+        lines.append("")
+        lines += [f"note: {n}" for n in audit.notes]
+    counts = summary(audit)
+    lines.append("")
+    lines.append(f"{counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail (exit {audit.exit_code})")
+    return "\n".join(lines)
+
+
+def _row(cells: list[str]) -> str:
+    wrapped = [textwrap.wrap(c, w, break_on_hyphens=False) or [""] for c, (_, w) in zip(cells, COLUMNS, strict=True)]
+    height = max(len(w) for w in wrapped)
+    out = []
+    for i in range(height):
+        parts = [(w[i] if i < len(w) else "").ljust(width) for w, (_, width) in zip(wrapped, COLUMNS, strict=True)]
+        out.append("  ".join(parts).rstrip())
+    return "\n".join(out)
+
+
+def to_json(audit: Audit) -> dict[str, Any]:
+    """The audit as plain JSON data: results, the settings judged, where each observed one came from."""
+    return {
+        "source": audit.source,
+        "exit_code": audit.exit_code,
+        "summary": summary(audit),
+        "results": [
+            {
+                "rule": r.rule,
+                "kind": r.kind,
+                "status": r.status.value,
+                "found": r.found,
+                "expected": r.expected,
+                "fix": r.fix,
+            }
+            for r in audit.results
+        ],
+        "settings": {name: render_value(value) for name, value in audit.settings.items()},
+        "observed": {
+            name: {"value": o.text, "where": o.where, "aws_default": o.aws_default}
+            for name, o in sorted(audit.observed.items())
+        },
+        "notes": list(audit.notes),
+    }

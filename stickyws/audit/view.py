@@ -1,0 +1,212 @@
+"""The normalized view of one sticky WebSocket deployment, whatever it was read from.
+
+A template (:mod:`stickyws.audit.from_template`) and a live account
+(:mod:`stickyws.audit.from_aws`) are both read into a :class:`DeploymentView`; the checks
+(:mod:`stickyws.audit.checks`) only ever see this view. Values keep the shape AWS returns:
+load balancer and target group attributes are ``{key: text}`` exactly as
+``DescribeLoadBalancerAttributes`` lists them (``"true"``, ``"120"``); identifiers are ARNs or
+ids for a live read and logical ids for a template, and are only ever compared within one view.
+
+``None`` means "not read" (the resource or field was absent or could not be resolved), never
+"off". A template that omits an attribute leaves it out of ``attributes``: the mapping layer
+(:mod:`stickyws.audit.mapping`) then applies the AWS default, as AWS itself would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class RuleCondition:
+    """One listener-rule condition: ``field`` is ``http-header``, ``path-pattern``, ``host-header``, ...
+
+    ``header_name`` is set for ``http-header`` conditions only.
+    """
+
+    field: str
+    values: tuple[str, ...]
+    header_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    """A listener or rule action: ``forward`` (to ``target_groups``), ``redirect``, ``fixed-response``, ..."""
+
+    type: str
+    target_groups: tuple[str, ...] = ()
+    redirect_protocol: str | None = None
+
+
+@dataclass(frozen=True)
+class ListenerRule:
+    """A listener rule; the listener's default actions are the rule with ``priority == "default"``."""
+
+    priority: str
+    conditions: tuple[RuleCondition, ...]
+    actions: tuple[Action, ...]
+
+    @property
+    def is_default(self) -> bool:
+        """Whether this is the listener's default rule (its default actions)."""
+        return self.priority == "default"
+
+    @property
+    def matches_websocket_upgrade(self) -> bool:
+        """Whether a condition requires the header ``Upgrade`` to contain ``websocket`` (any case)."""
+        return any(
+            c.field == "http-header"
+            and (c.header_name or "").lower() == "upgrade"
+            and any("websocket" in v.lower() for v in c.values)
+            for c in self.conditions
+        )
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A load balancer listener and all of its rules, default rule last."""
+
+    id: str
+    protocol: str
+    port: int | None
+    ssl_policy: str | None
+    rules: tuple[ListenerRule, ...]
+
+    @property
+    def label(self) -> str:
+        """``HTTPS:443``-style name used in the report."""
+        return f"{self.protocol}:{self.port if self.port is not None else '?'}"
+
+    @property
+    def default_rule(self) -> ListenerRule | None:
+        """The rule that holds the default actions, if read."""
+        return next((r for r in self.rules if r.is_default), None)
+
+    @property
+    def redirects_only(self) -> bool:
+        """Whether the listener only redirects (e.g. HTTP -> HTTPS) and never forwards."""
+        return all(a.type == "redirect" for r in self.rules for a in r.actions) and bool(self.rules)
+
+
+@dataclass(frozen=True)
+class LoadBalancer:
+    """An Application Load Balancer: its attributes, security groups and listeners."""
+
+    id: str
+    name: str | None
+    type: str
+    scheme: str | None
+    security_groups: tuple[str, ...]
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    listeners: tuple[Listener, ...] = ()
+
+
+def websocket_target_group(load_balancer: LoadBalancer) -> str | None:
+    """The target group the first ``Upgrade: websocket`` rule forwards to, else the first forwarded one."""
+    rules = [r for listener in load_balancer.listeners for r in listener.rules]
+    for rule in [r for r in rules if not r.is_default and r.matches_websocket_upgrade] + rules:
+        for action in rule.actions:
+            if action.type == "forward" and action.target_groups:
+                return action.target_groups[0]
+    return None
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """The target group's health check; a field is ``None`` when the source leaves it to AWS."""
+
+    path: str | None = None
+    interval_s: int | None = None
+    timeout_s: int | None = None
+    healthy_threshold: int | None = None
+    unhealthy_threshold: int | None = None
+    matcher: str | None = None
+
+
+@dataclass(frozen=True)
+class TargetGroup:
+    """The target group that holds the WebSocket server tasks."""
+
+    id: str
+    protocol: str | None
+    protocol_version: str | None
+    port: int | None
+    target_type: str | None
+    health_check: HealthCheck = field(default_factory=HealthCheck)
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IngressPermission:
+    """One inbound permission of a security group.
+
+    ``sources`` are ``sg:<id>`` (another security group), ``cidr:<block>`` or ``prefix-list:<id>``.
+    """
+
+    protocol: str
+    from_port: int | None
+    to_port: int | None
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SecurityGroup:
+    """A security group and its inbound permissions (``None``: not readable from the source)."""
+
+    id: str
+    ingress: tuple[IngressPermission, ...] | None = ()
+
+
+@dataclass(frozen=True)
+class Service:
+    """ECS service deployment settings; ``None`` means the source did not say."""
+
+    id: str
+    desired_count: int | None = None
+    min_healthy_percent: int | None = None
+    max_percent: int | None = None
+    circuit_breaker_enabled: bool | None = None
+    circuit_breaker_rollback: bool | None = None
+    health_check_grace_s: int | None = None
+    target_groups: tuple[str, ...] = ()
+    security_groups: tuple[SecurityGroup, ...] = ()
+
+
+@dataclass(frozen=True)
+class Container:
+    """The server container: its stopTimeout and the settings rendered into its environment.
+
+    ``environment`` holds only the variables whose value is known text (a template value that
+    is a CloudFormation expression is left out and named in the view's notes).
+    """
+
+    name: str
+    stop_timeout_s: int | None
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskDefinition:
+    """The task definition the service runs."""
+
+    id: str
+    cpu: str | None = None
+    memory_mib: str | None = None
+    container: Container | None = None
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    """Everything the auditor read about one deployment; any part may be missing.
+
+    ``source`` says what was read (``template cdk.out/X.template.json``, ``stack NAME``, an ARN);
+    ``notes`` lists what could not be read or resolved, in words the report prints.
+    """
+
+    source: str
+    load_balancer: LoadBalancer | None = None
+    target_group: TargetGroup | None = None
+    service: Service | None = None
+    task_definition: TaskDefinition | None = None
+    notes: tuple[str, ...] = ()
