@@ -370,3 +370,30 @@ def test_settings_errors_stop_the_construct(tmp_path: Path) -> None:
     bad = Settings().with_overrides({"http2_enabled": True})
     with pytest.raises(SettingsError, match=r"http2_enabled.*set http2_enabled=false"):
         StickyWebSocketLoadBalancer(stack, "Web", vpc=vpc, settings=bad, http_only=True)
+
+
+def test_settings_warnings_are_annotated_once_per_stack(tmp_path: Path) -> None:
+    """A warning finding (server pings off) becomes one warning annotation per stack, however many constructs
+    apply the same settings."""
+    from constructs import Construct
+
+    from constructs_lib.settings_check import annotation_id, apply_settings
+
+    app = new_app(tmp_path)
+    stack = Stack(app, "Warned")
+    vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=0)
+    settings = Settings().with_overrides({"ping_interval_s": "off"})
+    web = StickyWebSocketLoadBalancer(stack, "Web", vpc=vpc, settings=settings, http_only=True)
+    other = Construct(stack, "Other")
+    apply_settings(other, settings)
+    expected = annotation_id("ping-within-idle-timeout")
+    found = [
+        str(m.data)
+        for node in (web, other)
+        for m in node.node.metadata
+        if m.type == "aws:cdk:warning" and expected in str(m.data)
+    ]
+    assert len(found) == 1
+    assert "set ping_interval_s to at most 60" in found[0]
+    with pytest.raises(SettingsError, match="http2_enabled"):
+        apply_settings(other, settings.with_overrides({"http2_enabled": True}))
