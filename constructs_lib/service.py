@@ -63,7 +63,7 @@ def health_check_command(settings: Settings) -> list[str]:
     url = f"http://127.0.0.1:{settings['port']}{settings['health_check_path']}"
     script = (
         "import urllib.request,sys; "
-        f"sys.exit(0 if urllib.request.urlopen('{url}', timeout={timeout_s}).status == 200 else 1)"
+        f"sys.exit(0 if urllib.request.urlopen({url!r}, timeout={timeout_s}).status == 200 else 1)"
     )
     return ["CMD", "python", "-c", script]
 
