@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 #: Default bind address: loopback, so local runs are not exposed; the Dockerfile passes ``--host 0.0.0.0``.
@@ -35,9 +36,18 @@ def register(subparsers: Any) -> None:
     token.set_defaults(run=run_token)
 
 
+def _fail(message: str) -> int:
+    """Print one ``stickyws: ...`` line and return exit code 2.
+
+    Printed here rather than raised as ``stickyws.cli.CommandError`` so the result is the same when
+    the dispatcher runs as ``python -m stickyws.cli`` (where it is ``__main__``, another class).
+    """
+    print(f"stickyws: {message}", file=sys.stderr)
+    return 2
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """``stickyws serve``."""
-    from stickyws.cli import CommandError
     from stickyws.server.app import StartupError, run
     from stickyws.server.handler import echo_handler, load_handler
 
@@ -45,23 +55,22 @@ def run_serve(args: argparse.Namespace) -> int:
         handler = load_handler(args.handler) if args.handler else echo_handler
         return run(args.host, args.port, dev=args.dev, handler=handler)
     except (StartupError, ValueError) as exc:
-        raise CommandError(str(exc)) from None
+        return _fail(str(exc))
 
 
 def run_token(args: argparse.Namespace) -> int:
     """``stickyws token``."""
-    from stickyws.cli import CommandError
     from stickyws.server.auth import TokenVerifier
     from stickyws.settings import ENV_JWT_SECRET, SettingsError, from_env
 
     secret = os.environ.get(ENV_JWT_SECRET, "")
     if not secret:
-        raise CommandError(f"{ENV_JWT_SECRET} is not set: export the server's signing key first")
+        return _fail(f"{ENV_JWT_SECRET} is not set: export the server's signing key first")
     if args.ttl_s <= 0:
-        raise CommandError("--ttl-s must be a positive number of seconds")
+        return _fail("--ttl-s must be a positive number of seconds")
     try:
         audience = from_env(os.environ)["jwt_audience"]
     except SettingsError as exc:
-        raise CommandError(str(exc).replace("\n", " ")) from None
+        return _fail("; ".join(f.render() for f in exc.findings))
     print(TokenVerifier(secret, audience).issue(args.user, args.ttl_s))
     return 0

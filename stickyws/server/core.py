@@ -45,6 +45,8 @@ log = logging.getLogger("stickyws.server")
 
 #: ``Retry-After`` (seconds) on 503 answers.
 RETRY_AFTER_S = 1
+#: Pause before resubscribing after an unexpected pub/sub failure.
+LISTEN_RETRY_S = 0.5
 
 
 def _last_seq(raw: str | None) -> int | None:
@@ -549,7 +551,11 @@ class ServerCore:
 
     async def _heartbeat_loop(self) -> None:
         while True:
-            await self.beat()
+            try:
+                await self.beat()
+            except Exception:  # a registry reply we did not expect must not stop the heartbeat
+                log.exception("heartbeat failed; retrying at the next beat")
+                self._needs_reconcile = True
             await asyncio.sleep(self.sv.heartbeat_interval_s)
 
     async def _listen(self) -> None:
@@ -584,7 +590,12 @@ class ServerCore:
                 if notice is not None:
                     self.begin_drain(notice.source, notice.reason)
 
-        await self.registry.listen([drain_channel, takeover_channel], on_message, on_subscribed)
+        while True:
+            try:
+                await self.registry.listen([drain_channel, takeover_channel], on_message, on_subscribed)
+            except Exception:  # listen() only returns by cancellation; anything else: log and resubscribe
+                log.exception("drain/takeover subscription failed; resubscribing")
+                await asyncio.sleep(LISTEN_RETRY_S)
 
     # ------------------------------------------------------------------ drain
 

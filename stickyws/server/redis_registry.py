@@ -37,7 +37,14 @@ CONNECT_TIMEOUT_S = 1.0
 #: Pause between pub/sub resubscription attempts while Redis is down.
 RESUBSCRIBE_BACKOFF_S = 0.2
 
-_DOWN_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError, asyncio.TimeoutError)
+#: Errors that mean "the registry cannot serve us now" (READONLY: a replica after a failover).
+_DOWN_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    OSError,
+    asyncio.TimeoutError,
+)
 _T = TypeVar("_T")
 
 # KEYS: user key, session key.

@@ -14,18 +14,15 @@ from stickyws.server.auth import TokenVerifier
 from tests.server.helpers import SECRET, connect, fast, recv_json, run, server, token, url
 
 
-async def _status(rs, *, headers=None, protocols=(), **query) -> tuple[int, dict, dict]:
-    """Try an upgrade; return (status, JSON body, headers) of the refusal."""
-    async with aiohttp.ClientSession() as http:
-        try:
-            ws = await http.ws_connect(url(rs, **query), headers=headers or {}, protocols=protocols)
-        except aiohttp.WSServerHandshakeError as exc:
-            async with http.get(url(rs, **query), headers={**(headers or {}), **_upgrade_headers()}) as resp:
-                body = json.loads(await resp.text())
-                assert resp.status == exc.status
-                return resp.status, body, dict(resp.headers)
-        await ws.close()
-        return 101, {}, {}
+async def _status(rs, *, headers=None, **query) -> tuple[int, dict, dict]:
+    """Send a raw upgrade request (so a refusal's body and headers can be read); return (status, body, headers)."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(url(rs, **query), headers={**(headers or {}), **_upgrade_headers()}) as resp,
+    ):
+        if resp.status == 101:
+            return 101, {}, dict(resp.headers)
+        return resp.status, json.loads(await resp.text()), dict(resp.headers)
 
 
 def _upgrade_headers() -> dict[str, str]:

@@ -186,7 +186,7 @@ def test_commit_is_atomic_with_dedup_across_registries(redis_url: str) -> None:
                 )
             )
             assert sum(not res.duplicate for res in results) == 1
-            final = [res for res in results if not res.duplicate][0]
+            final = next(res for res in results if not res.duplicate)
             assert (final.first_seq, final.record.last_client_id, final.record.last_server_seq) == (1, 1, 1)
             sub = await regs[1].commit(
                 final.record, Commit(2, (), "add", "news"), server_id="A", routing_ttl_s=60, session_ttl_s=60
@@ -217,12 +217,27 @@ def test_in_memory_registry_keeps_the_same_contracts() -> None:
         reg = InMemoryRegistry()
         claim = await reg.handshake(user_id="u", server_id="A", session_id="s", resume=False,
                                     reject_live_owner=True, routing_ttl_s=60, session_ttl_s=60)  # fmt: skip
-        assert claim.claimed and claim.session == SessionRecord("s", "u")
+        assert claim.claimed
+        assert claim.session == SessionRecord("s", "u")
         assert await reg.release("u", "B") is False
         commit = Commit(3, ("1", "2"))
         first = await reg.commit(claim.session, commit, server_id="A", routing_ttl_s=60, session_ttl_s=60)
         again = await reg.commit(claim.session, commit, server_id="A", routing_ttl_s=60, session_ttl_s=60)
         assert (first.duplicate, first.first_seq, again.duplicate) == (False, 1, True)
         assert await reg.release("u", "A") is True
+
+    run(go())
+
+
+def test_small_blocking_pool_absorbs_a_burst(redis_url: str) -> None:
+    """A pool of 4 connections serves a burst of 200 concurrent claims by waiting, not failing."""
+
+    async def go() -> None:
+        reg = RedisRegistry(redis_url, pool_size=4)
+        try:
+            results = await asyncio.gather(*(_claim(reg, "A", user=f"u{i}", reject=False) for i in range(200)))
+        finally:
+            await reg.close()
+        assert all(res.claimed for res in results)
 
     run(go())

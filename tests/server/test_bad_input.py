@@ -1,0 +1,139 @@
+"""Bad client input: clear errors; only protocol violations close, with the exact close code."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from stickyws import protocol
+from stickyws.server.handler import HandlerContext, HandlerError
+from tests.server.helpers import connect, fast, recv_json, run, send, server
+
+
+@pytest.mark.parametrize(
+    ("frame", "code", "msg_id"),
+    [
+        ("{not json", protocol.ERR_BAD_JSON, None),
+        ("[1, 2]", protocol.ERR_BAD_MESSAGE, None),
+        ('{"type":"teleport","id":3}', protocol.ERR_UNKNOWN_TYPE, 3),
+        ('{"type":"send","id":-1,"data":1}', protocol.ERR_BAD_MESSAGE, None),
+        ('{"type":"send","id":4}', protocol.ERR_BAD_MESSAGE, 4),
+        ('{"type":"subscribe","id":5,"topic":""}', protocol.ERR_BAD_MESSAGE, 5),
+    ],
+)
+def test_malformed_frames_get_an_error_and_the_connection_stays(frame: str, code: str, msg_id: int | None) -> None:
+    """Malformed JSON, non-objects, unknown types and bad fields get an error frame; the socket stays usable."""
+
+    async def go() -> None:
+        async with server() as rs, aiohttp.ClientSession() as http:
+            ws, _ = await connect(http, rs, "alice")
+            await ws.send_str(frame)
+            err = await recv_json(ws)
+            assert (err["type"], err["code"], err.get("id")) == ("error", code, msg_id)
+            await send(ws, 10, "still here")
+            assert (await recv_json(ws))["data"] == "still here"
+            assert await recv_json(ws) == {"type": "ack", "id": 10}
+            await ws.close()
+
+    run(go())
+
+
+def test_oversized_message_closes_1009_with_an_error() -> None:
+    """A message above max_message_bytes gets an error frame, then close 1009 with a reason."""
+
+    async def go() -> None:
+        async with server(fast(max_message_bytes=1024)) as rs, aiohttp.ClientSession() as http:
+            ws, _ = await connect(http, rs, "alice")
+            await ws.send_str('{"type":"send","id":1,"data":"' + "x" * 2000 + '"}')
+            err = await recv_json(ws)
+            assert (err["type"], err["code"]) == ("error", protocol.ERR_TOO_BIG)
+            msg = await ws.receive(timeout=3)
+            assert (msg.type, msg.data, msg.extra) == (
+                aiohttp.WSMsgType.CLOSE,
+                protocol.CLOSE_MESSAGE_TOO_BIG,
+                "message larger than 1024 bytes",
+            )
+
+    run(go())
+
+
+def test_binary_frame_closes_1003_with_an_error() -> None:
+    """A binary frame gets an error frame, then close 1003."""
+
+    async def go() -> None:
+        async with server() as rs, aiohttp.ClientSession() as http:
+            ws, _ = await connect(http, rs, "alice")
+            await ws.send_bytes(b'{"type":"send","id":1,"data":1}')
+            err = await recv_json(ws)
+            assert (err["type"], err["code"]) == ("error", protocol.ERR_BINARY)
+            msg = await ws.receive(timeout=3)
+            assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, protocol.CLOSE_UNSUPPORTED_DATA)
+
+    run(go())
+
+
+def test_silent_peer_is_closed_1011() -> None:
+    """A client that stops answering pings is closed with 1011 after ping_timeout_s."""
+
+    async def go() -> None:
+        settings = fast(ping_interval_s=0.1, ping_timeout_s=0.2)
+        async with server(settings) as rs, aiohttp.ClientSession() as http:
+            ws, _ = await connect(http, rs, "alice", autoping=False)
+            t0 = asyncio.get_running_loop().time()
+            while True:
+                msg = await ws.receive(timeout=3)
+                if msg.type is not aiohttp.WSMsgType.PING:
+                    break
+            assert msg.type is aiohttp.WSMsgType.TEXT  # the error frame that explains the close
+            msg = await ws.receive(timeout=3)
+            assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, protocol.CLOSE_INTERNAL_ERROR)
+            assert 0.25 <= asyncio.get_running_loop().time() - t0 < 2
+
+    run(go())
+
+
+def test_answering_peer_stays_open_across_many_pings() -> None:
+    """A client that answers pings (aiohttp's autoping) stays connected through several ping intervals."""
+
+    async def go() -> None:
+        settings = fast(ping_interval_s=0.1, ping_timeout_s=0.2)
+        async with server(settings) as rs, aiohttp.ClientSession() as http:
+            ws, _ = await connect(http, rs, "alice")
+
+            async def send_later() -> None:
+                await asyncio.sleep(0.6)
+                await send(ws, 1, "ok")
+
+            sender = asyncio.create_task(send_later())
+            assert (await recv_json(ws))["data"] == "ok"  # while reading, aiohttp answers the pings
+            await sender
+            assert not ws.closed
+            await ws.close()
+
+    run(go())
+
+
+def test_handler_error_is_reported_and_message_not_marked_handled() -> None:
+    """A HandlerError becomes an error frame with the message id; the id is not acked and can be retried."""
+    calls: list[int] = []
+
+    async def flaky(ctx: HandlerContext, data: object) -> list[object]:
+        calls.append(ctx.msg_id)
+        if len(calls) == 1:
+            raise HandlerError("busy", "try again")
+        return [data]
+
+    async def go() -> None:
+        async with server(handler=flaky) as rs, aiohttp.ClientSession() as http:
+            ws, _ = await connect(http, rs, "alice")
+            await send(ws, 1, "a")
+            assert await recv_json(ws) == {"type": "error", "code": "busy", "message": "try again", "id": 1}
+            await send(ws, 1, "a")
+            assert (await recv_json(ws))["data"] == "a"
+            assert await recv_json(ws) == {"type": "ack", "id": 1}
+            assert calls == [1, 1]
+            await ws.close()
+
+    run(go())

@@ -1,0 +1,140 @@
+"""The command line (`stickyws serve`, `stickyws token`) and what can be checked of the Dockerfile here."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+import urllib.request
+from pathlib import Path
+
+import jwt
+
+from stickyws.cli import build_parser
+from stickyws.localproc import free_port, stop_pid, wait_for_port
+from stickyws.settings import ENV_JWT_SECRET, Settings
+from tests.server.helpers import SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STICKYWS_") and k != "REDIS_URL"}
+    return {**env, **extra}
+
+
+def _stickyws(*args: str, env: dict[str, str], timeout_s: float = 10) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stickyws.cli", *args], env=env, capture_output=True, text=True, timeout=timeout_s
+    )
+
+
+def test_serve_refuses_to_start_without_a_secret() -> None:
+    """Without STICKYWS_JWT_SECRET and without --dev, serve exits 2 with one line naming the variable."""
+    result = _stickyws("serve", "--port", str(free_port()), env=_clean_env())
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"stickyws: {ENV_JWT_SECRET} is not set")
+    assert "--dev" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_invalid_settings_in_one_line() -> None:
+    """Settings that break a rule stop serve with exit 2 and a one-line message naming the rule."""
+    env = _clean_env(**{ENV_JWT_SECRET: SECRET, "STICKYWS_HEARTBEAT_TTL_S": "5", "STICKYWS_HEARTBEAT_INTERVAL_S": "10"})
+    result = _stickyws("serve", "--port", str(free_port()), env=env)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "registry-ttl-order" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_reports_a_taken_port_in_one_line() -> None:
+    """A port already in use gives exit 2 and one line, no traceback."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = _stickyws("serve", "--port", str(port), env=_clean_env(**{ENV_JWT_SECRET: SECRET}))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"stickyws: cannot listen on 127.0.0.1:{port}")
+    assert "Traceback" not in result.stderr
+
+
+def test_dev_mode_serves_and_says_so_loudly() -> None:
+    """`serve --dev` without a secret starts (in-memory registry), warns on stderr, answers /health 200."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stickyws.cli", "serve", "--dev", "--port", str(port)],
+        env=_clean_env(STICKYWS_SERVER_ID="dev-1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_port(port, 10)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=3) as resp:
+            body = json.loads(resp.read())
+        assert resp.status == 200
+        assert body == {"status": "serving", "serverId": "dev-1", "connections": 0, "draining": False,
+                        "registry": "memory"}  # fmt: skip
+    finally:
+        stop_pid(proc)
+    assert proc.returncode == 0
+    err = proc.stderr.read() if proc.stderr else ""
+    assert "THROWAWAY key" in err
+    assert "Traceback" not in err
+
+
+def test_token_command_prints_a_token_the_server_accepts() -> None:
+    """`stickyws token --user NAME --ttl-s N` prints an HS256 JWT with sub, aud and exp."""
+    result = _stickyws("token", "--user", "alice", "--ttl-s", "120", env=_clean_env(**{ENV_JWT_SECRET: SECRET}))
+    assert result.returncode == 0
+    claims = jwt.decode(result.stdout.strip(), SECRET, algorithms=["HS256"], audience="stickyws")
+    assert claims["sub"] == "alice"
+    assert claims["exp"] - claims["iat"] == 120
+
+
+def test_token_command_without_secret_fails_cleanly() -> None:
+    """`stickyws token` without the secret exits 2 with one line."""
+    result = _stickyws("token", "--user", "alice", env=_clean_env())
+    assert (result.returncode, result.stderr.count("\n")) == (2, 1)
+    assert "Traceback" not in result.stderr
+
+
+def test_dockerfile_matches_entry_point_settings_and_extra() -> None:
+    """The Dockerfile runs the packaged entry point with a subcommand that parses, health-checks the
+    health_check_path on the port setting, runs as non-root and installs only the [server] extra."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", dockerfile, re.M).group(1))
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", dockerfile, re.M).group(1))
+    assert entry == ["stickyws"]
+    assert pyproject["project"]["scripts"]["stickyws"] == "stickyws.cli:main"
+    args = build_parser().parse_args(cmd)
+    assert (args.command, args.host, args.port) == ("serve", "0.0.0.0", None)  # port: the `port` setting
+    defaults = Settings()
+    health = re.search(r"http://127\.0\.0\.1:(\d+)(/[\w/]*)", dockerfile)
+    assert (int(health.group(1)), health.group(2)) == (defaults["port"], defaults["health_check_path"])
+    assert re.search(rf"^EXPOSE {defaults['port']}$", dockerfile, re.M)
+    user = re.findall(r"^USER (\S+)$", dockerfile, re.M)
+    assert user
+    assert user[-1] not in ("root", "0")
+    installs = re.findall(r'"(?:\.|stickyws)\[([\w,]+)\]"', dockerfile)
+    assert installs
+    assert set(installs) == {"server"}
+    assert re.search(r"^FROM python:3\.1[1-9]-slim", dockerfile, re.M)
+
+
+def test_dockerignore_keeps_the_package_and_drops_tests() -> None:
+    """.dockerignore lets in pyproject and the package, and keeps tests and the venv out of the context."""
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "*" in lines
+    assert {"!pyproject.toml", "!stickyws/"} <= set(lines)
+    assert not any(line.startswith(("!tests", "!.venv")) for line in lines)

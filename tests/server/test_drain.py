@@ -1,0 +1,344 @@
+"""Drain: every trigger (Redis notice, SIGTERM, task metadata, DescribeTargetHealth), spread and deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+import redis
+from aiohttp import web
+
+from stickyws import keys, protocol
+from stickyws.localproc import free_port, stop_pid, wait_for_port
+from stickyws.server import triggers
+from stickyws.server.identity import resolve_server_id
+from tests.server.helpers import SECRET, connect, eventually, fast, recv_json, run, server, token, url
+
+
+def _notice(server_id: str, source: str = "ecs-task-state-change") -> keys.DrainNotice:
+    return keys.DrainNotice(server_id=server_id, source=source, reason="Scaling activity initiated")
+
+
+async def _expect_reconnect_then_1012(ws: aiohttp.ClientWebSocketResponse) -> tuple[float, dict[str, Any]]:
+    frame = await recv_json(ws, timeout_s=5)
+    at = asyncio.get_running_loop().time()
+    assert frame["type"] == "reconnect"
+    assert frame["reason"] == "server_draining"
+    msg = await ws.receive(timeout=3)
+    assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, protocol.CLOSE_SERVICE_RESTART)
+    return at, frame
+
+
+def test_redis_drain_notice_drains_the_server(redis_url: str) -> None:
+    """A notice stored and published as the drain notifier does makes the server drain: heartbeat says
+    draining, /health 503, handshakes 503, each client gets reconnect then 1012, ws:reconnect:{user} is published."""
+    r = redis.Redis.from_url(redis_url)
+
+    async def go() -> None:
+        async with server(redis_url=redis_url, server_id="task-1") as rs, aiohttp.ClientSession() as http:
+            clients = [(await connect(http, rs, f"user-{i}"))[0] for i in range(3)]
+            pubsub = r.pubsub()
+            pubsub.subscribe(*(keys.reconnect_channel(f"user-{i}") for i in range(3)))
+            notice = _notice("task-1")
+            r.set(keys.drain_key("task-1"), notice.to_json(), ex=keys.DRAIN_NOTICE_TTL_S)
+            r.publish(keys.drain_key("task-1"), notice.to_json())
+            await eventually(lambda: rs.core.draining, timeout_s=2)
+            async with http.get(url(rs, "/health")) as resp:
+                body = await resp.json()
+                assert (resp.status, body["draining"], body["status"]) == (503, True, "draining")
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(url(rs, token=token("late")))
+            assert refused.value.status == 503
+            await eventually(lambda: json.loads(r.get(keys.heartbeat_key("task-1")))["status"] == "draining")
+            for ws in clients:
+                await _expect_reconnect_then_1012(ws)
+            await rs.core.wait_drained(3)
+            published = []
+            deadline = time.monotonic() + 2
+            while len(published) < 3 and time.monotonic() < deadline:
+                msg = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+                if msg:
+                    published.append(json.loads(msg["data"]))
+            assert sorted(p["userId"] for p in published) == ["user-0", "user-1", "user-2"]
+            assert {p["serverId"] for p in published} == {"task-1"}
+            pubsub.close()
+            lines = [json.loads(line) for line in rs.core.metrics.out.getvalue().splitlines()]
+            assert any("DrainSeconds" in line for line in lines)
+
+    run(go())
+    r.close()
+
+
+def test_notice_stored_before_start_is_not_missed(redis_url: str) -> None:
+    """A notice stored (and published) while the server was not subscribed still drains it at start."""
+    r = redis.Redis.from_url(redis_url)
+    r.set(keys.drain_key("task-2"), _notice("task-2").to_json(), ex=60)
+
+    async def go() -> None:
+        async with server(redis_url=redis_url, server_id="task-2") as rs:
+            await eventually(lambda: rs.core.draining, timeout_s=2)
+
+    run(go())
+    r.close()
+
+
+def test_notice_key_without_publish_is_found_by_the_heartbeat(redis_url: str) -> None:
+    """A notice key written while the subscription was down (no publish seen) is found within a heartbeat."""
+
+    async def go() -> None:
+        async with server(redis_url=redis_url, server_id="task-3") as rs:
+            await asyncio.sleep(0.1)
+            assert not rs.core.draining
+            r = redis.Redis.from_url(redis_url)
+            r.set(keys.drain_key("task-3"), _notice("task-3").to_json(), ex=60)
+            r.close()
+            await eventually(lambda: rs.core.draining, timeout_s=1)
+
+    run(go())
+
+
+def test_notice_for_another_server_is_ignored(redis_url: str) -> None:
+    """A notice for another server id does not drain this one."""
+
+    async def go() -> None:
+        async with server(redis_url=redis_url, server_id="task-4") as rs:
+            r = redis.Redis.from_url(redis_url)
+            r.set(keys.drain_key("task-9"), _notice("task-9").to_json(), ex=60)
+            r.publish(keys.drain_key("task-9"), _notice("task-9").to_json())
+            r.close()
+            await asyncio.sleep(0.5)
+            assert not rs.core.draining
+
+    run(go())
+
+
+def test_reconnect_instructions_are_spread_across_the_window() -> None:
+    """Ten clients drained over a 1 s window are told one per 0.1 s slot, not all at once."""
+
+    async def go() -> None:
+        async with server(fast(drain_window_s=1)) as rs, aiohttp.ClientSession() as http:
+            clients = [(await connect(http, rs, f"u{i}"))[0] for i in range(10)]
+            t0 = asyncio.get_running_loop().time()
+            rs.core.begin_drain("test")
+            start = rs.core._drain.started_at
+            arrivals = sorted(
+                [at - t0 for at, _ in await asyncio.gather(*(_expect_reconnect_then_1012(ws) for ws in clients))]
+            )
+            offsets = sorted(at - start for at, _ in rs.core.reconnects_sent)
+            assert len(offsets) == 10
+            for i, offset in enumerate(offsets):  # exactly one instruction per 0.1 s slot
+                assert i * 0.1 <= offset < (i + 1) * 0.1 + 0.05, (i, offsets)
+            assert arrivals[-1] - arrivals[0] > 0.6  # the clients saw the spread too
+            assert arrivals[-1] < 1.5
+            await rs.core.wait_drained(2)
+
+    run(go())
+
+
+def _serve(env_extra: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "STICKYWS_JWT_SECRET": SECRET, **env_extra}
+    return subprocess.Popen(
+        [sys.executable, "-m", "stickyws.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_sigterm_drains_within_shutdown_timeout_and_exits_0(redis_url: str) -> None:
+    """SIGTERM on `stickyws serve`: clients get reconnect + 1012 within shutdown_timeout_s, exit code 0."""
+    port = free_port()
+    proc = _serve(
+        {"REDIS_URL": redis_url, "STICKYWS_SERVER_ID": "sig-1", "STICKYWS_DRAIN_WINDOW_S": "30",
+         "STICKYWS_SHUTDOWN_TIMEOUT_S": "2", "STICKYWS_HEARTBEAT_INTERVAL_S": "0.2", "STICKYWS_HEARTBEAT_TTL_S": "2"},
+        port,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, 10)
+
+        async def go() -> None:
+            async with aiohttp.ClientSession() as http:
+                base = f"http://127.0.0.1:{port}"
+                clients = [await http.ws_connect(f"{base}/ws?token={token(f'u{i}')}") for i in range(4)]
+                for ws in clients:
+                    assert (await recv_json(ws))["type"] == "connected"
+                t0 = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+                for ws in clients:
+                    await _expect_reconnect_then_1012(ws)
+                assert time.monotonic() - t0 < 2.0
+
+        run(go())
+        assert proc.wait(timeout=5) == 0
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        assert "Traceback" not in err
+        out = proc.stdout.read().decode() if proc.stdout else ""
+        events = [json.loads(line).get("event") for line in out.splitlines() if line.startswith("{")]
+        assert [e for e in events if e in {"drain_start", "drain_end", "server_stop"}] == [
+            "drain_start",
+            "drain_end",
+            "server_stop",
+        ]
+    finally:
+        stop_pid(proc)
+
+
+def test_sigterm_after_a_notice_drain_exits_0_at_once(redis_url: str) -> None:
+    """A server drained by a notice stays up (health 503) until SIGTERM, then exits 0 at once."""
+    port = free_port()
+    proc = _serve({"REDIS_URL": redis_url, "STICKYWS_SERVER_ID": "sig-2", "STICKYWS_DRAIN_WINDOW_S": "0.2"}, port)
+    try:
+        wait_for_port(port, 10)
+        r = redis.Redis.from_url(redis_url)
+        r.set(keys.drain_key("sig-2"), _notice("sig-2").to_json(), ex=60)
+        r.publish(keys.drain_key("sig-2"), _notice("sig-2").to_json())
+        r.close()
+
+        async def health() -> int:
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/health") as resp:
+                return resp.status
+
+        async def drained() -> bool:
+            return await health() == 503
+
+        run(eventually(drained, timeout_s=3))
+        time.sleep(0.5)
+        assert proc.poll() is None  # drained but still up: only SIGTERM ends it
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0
+        assert time.monotonic() - t0 < 1.5
+    finally:
+        stop_pid(proc)
+
+
+def _metadata_app(state: dict[str, Any]) -> web.Application:
+    async def task(_: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "TaskARN": "arn:aws:ecs:eu-west-1:123456789012:task/ws-cluster/0f1e2d3c4b5a",
+                "DesiredStatus": state["desired"],
+                "KnownStatus": "RUNNING",
+                "Containers": [{"Networks": [{"NetworkMode": "awsvpc", "IPv4Addresses": ["10.0.1.5"]}]}],
+            }
+        )
+
+    app = web.Application()
+    app.router.add_get("/task", task)
+    return app
+
+
+def test_task_metadata_desired_stopped_triggers_drain() -> None:
+    """A (fake, loopback) task metadata endpoint gives the server id; DesiredStatus flipping to STOPPED drains."""
+    state = {"desired": "RUNNING"}
+
+    async def go() -> None:
+        runner = web.AppRunner(_metadata_app(state))
+        await runner.setup()
+        port = free_port()
+        site = web.TCPSite(runner, "127.0.0.1", port)
+        await site.start()
+        base = f"http://127.0.0.1:{port}"
+        try:
+            server_id = await asyncio.to_thread(resolve_server_id, {"ECS_CONTAINER_METADATA_URI_V4": base})
+            assert server_id == "0f1e2d3c4b5a"
+            async with server(server_id=server_id) as rs:
+                fired: list[tuple[str, str]] = []
+
+                def on_drain(source: str, reason: str) -> None:
+                    fired.append((source, reason))
+                    rs.core.begin_drain(source, reason)
+
+                watcher = asyncio.create_task(triggers.watch_task_metadata(base, on_drain, interval_s=0.05))
+                await asyncio.sleep(0.3)
+                assert not rs.core.draining
+                state["desired"] = "STOPPED"
+                await asyncio.wait_for(watcher, 2)
+                assert fired[0][0] == "task-metadata"
+                assert rs.core.draining
+        finally:
+            await runner.cleanup()
+
+    run(go())
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch):
+    """moto's mock of AWS with fake credentials (nothing leaves the process)."""
+    from moto import mock_aws
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield
+
+
+def test_describe_target_health_ip_target_deregistered_triggers_drain(aws: None) -> None:
+    """moto 5.2.5 reports a deregistered IP target as `unused`/`Target.NotRegistered` (never `draining`);
+    the poller, having seen the target registered, takes that as deregistration and drains."""
+    import boto3
+
+    ec2, elb = boto3.client("ec2"), boto3.client("elbv2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    tg = elb.create_target_group(Name="ws", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip")
+    arn = tg["TargetGroups"][0]["TargetGroupArn"]
+    target = {"Id": "10.0.1.5", "Port": 8080}
+    elb.register_targets(TargetGroupArn=arn, Targets=[target])
+    assert triggers.target_health(elb, arn, "10.0.1.5", 8080) == ("healthy", None)
+
+    async def go() -> None:
+        fired: list[str] = []
+        watcher = asyncio.create_task(
+            triggers.watch_target_health(elb, arn, "10.0.1.5", 8080, lambda s, r: fired.append(r), interval_s=0.05)
+        )
+        await asyncio.sleep(0.3)
+        assert fired == []
+        await asyncio.to_thread(elb.deregister_targets, TargetGroupArn=arn, Targets=[target])
+        assert await asyncio.to_thread(triggers.target_health, elb, arn, "10.0.1.5", 8080) == (
+            "unused",
+            "Target.NotRegistered",
+        )
+        await asyncio.wait_for(watcher, 2)
+        assert fired == ["target 10.0.1.5:8080 was deregistered"]
+
+    run(go())
+
+
+def test_describe_target_health_draining_triggers_drain(aws: None) -> None:
+    """moto reports `draining` for an instance target whose instance was terminated; the poller drains on it."""
+    import boto3
+
+    ec2, elb = boto3.client("ec2"), boto3.client("elbv2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    tg = elb.create_target_group(Name="ws-i", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="instance")
+    arn = tg["TargetGroups"][0]["TargetGroupArn"]
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    instance = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    elb.register_targets(TargetGroupArn=arn, Targets=[{"Id": instance, "Port": 8080}])
+
+    async def go() -> None:
+        fired: list[str] = []
+        watcher = asyncio.create_task(
+            triggers.watch_target_health(elb, arn, instance, 8080, lambda s, r: fired.append(s), interval_s=0.05)
+        )
+        await asyncio.sleep(0.2)
+        assert fired == []
+        await asyncio.to_thread(ec2.terminate_instances, InstanceIds=[instance])
+        assert (await asyncio.to_thread(triggers.target_health, elb, arn, instance, 8080))[0] == "draining"
+        await asyncio.wait_for(watcher, 2)
+        assert fired == ["target-health"]
+
+    run(go())
