@@ -359,7 +359,9 @@ class StickyClient:
                 self._lost_at = time.monotonic()
             self._connected.clear()
         code = ws.close_code
-        if decision is None:
+        if self._closing:
+            decision = policy.Decision(False, "closed by the application")
+        elif decision is None:
             self.stats.close_codes[code if code is not None else protocol.CLOSE_ABNORMAL] += 1
             decision = policy.on_close(code)
         self._emit("closed", code=code, reason=decision.reason)

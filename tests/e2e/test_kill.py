@@ -1,0 +1,76 @@
+"""Issue 4, e2e 3: kill -9 of a server: its clients move within the backoff bound and lose nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import redis
+
+from stickyws import keys
+from stickyws.client.backoff import Backoff
+from stickyws.client.connection import StickyClient
+from stickyws.twin.cluster import TwinCluster
+from tests.e2e.conftest import E2E_SETTINGS, client_session, run
+
+CLIENTS = 30
+#: Slack per attempt for the handshake itself (loopback, three Python servers on two cores).
+HANDSHAKE_SLACK_S = 0.3
+
+
+def test_sigkill_moves_clients_within_the_backoff_bound_and_loses_nothing(twin: TwinCluster) -> None:
+    """Clients of a SIGKILLed server reconnect elsewhere within the full-jitter bound of their attempts
+    and resume their sessions with every message confirmed once."""
+    backoff = Backoff.from_settings(E2E_SETTINGS)
+
+    async def scenario() -> tuple[str, float, list[StickyClient]]:
+        async with client_session() as session:
+            clients = [
+                StickyClient(twin.url, twin.token(f"kill-{i}"), backoff=backoff, session=session, rng=random.Random(i))
+                for i in range(CLIENTS)
+            ]
+            for c in clients:
+                c.start()
+            await asyncio.gather(*(c.wait_connected(20) for c in clients))
+            for c in clients:
+                for n in range(5):
+                    c.send({"before": n})
+            await asyncio.gather(*(c.wait_confirmed(10) for c in clients))
+            victim = clients[0].server_id
+            assert victim is not None
+            killed_at = time.monotonic()
+            await asyncio.to_thread(twin.kill, victim)
+            for c in clients:  # sent while the victim's clients are away: queued, then delivered
+                for n in range(5):
+                    c.send({"after": n})
+            await asyncio.to_thread(twin.wait_target, victim, healthy=False)
+            detect_s = time.monotonic() - killed_at  # HAProxy's checks marked it down
+            await asyncio.gather(*(c.wait_for(lambda c: c.connected and c.server_id != victim, 20) for c in clients))
+            await asyncio.gather(*(c.wait_confirmed(10) for c in clients))
+            await asyncio.gather(*(c.close() for c in clients))
+            return victim, detect_s, clients
+
+    victim, detect_s, clients = run(scenario(), timeout_s=60)
+    moved = [c for c in clients if victim in c.stats.servers]
+    assert len(moved) == CLIENTS // 3  # round robin put a third of them on the victim
+    registry = redis.Redis.from_url(twin.redis.url, decode_responses=True)
+    try:
+        for c in moved:
+            attempts = c.stats.handshakes - c.stats.connects  # failed tries before the reconnect
+            bound = sum(backoff.ceiling_s(a) for a in range(attempts)) + HANDSHAKE_SLACK_S * (attempts + 1)
+            assert c.stats.close_codes == {1006: 1}
+            assert c.stats.resumed == 1
+            assert c.stats.not_resumed_reconnects == 0
+            assert c.stats.max_outage_s <= bound
+            assert c.stats.max_outage_s <= detect_s + backoff.ceiling_s(attempts) + HANDSHAKE_SLACK_S
+            assert sorted(c.outbox.confirmations) == list(range(1, 11))
+            assert set(c.outbox.confirmations.values()) == {1}
+            assert c.session_id is not None
+            assert registry.hget(keys.session_key(c.session_id), "lastClientId") == "10"
+        for c in clients:
+            assert c.outbox.pending == {}
+    finally:
+        registry.close()
+    outages = sorted(round(c.stats.max_outage_s, 2) for c in moved)
+    print(f"kill -9 {victim}: {len(moved)} clients moved, marked down after {detect_s:.2f} s, outages {outages}")
