@@ -462,3 +462,40 @@ def test_extra_environment_cannot_override_rendered_names() -> None:
     for name in ("STICKYWS_IDLE_TIMEOUT_S", ENV_REDIS_URL, ENV_JWT_SECRET, ENV_SERVICE_NAME):
         with pytest.raises(ValueError, match=f"environment variable {name} is rendered"):
             container_environment(DEFAULTS, service_name="s", redis_url="redis://x:1", extra={name: "1"})
+
+
+@pytest.mark.parametrize(("status", "exit_code"), [(200, 0), (503, 1)])
+def test_health_check_command_probes_the_server(status: int, exit_code: int) -> None:
+    """The rendered health-check command exits 0 on a 200 from the health path and non-zero on a 503."""
+    import http.server
+    import subprocess
+    import sys
+    import threading
+
+    from stickyws.localproc import free_port
+
+    port = free_port()
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        command = health_check_command(DEFAULTS.with_overrides({"port": port, "health_check_path": "/healthz"}))
+        assert command[:2] == ["CMD", "python"]
+        proc = subprocess.run([sys.executable, *command[2:]], capture_output=True, timeout=30, check=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert proc.returncode == exit_code, proc.stderr
+    assert seen == ["/healthz"]
