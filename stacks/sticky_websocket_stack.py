@@ -144,7 +144,7 @@ class StickyWebSocketStack(Stack):
             self,
             Outputs.REGISTRY_ENDPOINT,
             value=f"{self.registry.endpoint_address}:{self.registry.port}",
-            description="Connection registry (Redis protocol, TLS) host:port",
+            description="Connection registry (Redis protocol) host:port",
         )
 
         acknowledge_reference_stack(self)

@@ -3,7 +3,7 @@
 The app is built exactly as ``make synth`` builds it (``app.build`` with cdk.json's feature flags,
 cdk-nag's AwsSolutions plugin included), plus a certificate ARN so the HTTPS listener and the
 redirect exist, and with the built-in CloudFormation validation off for speed (the template is
-identical either way; one test in test_nag_and_lint.py keeps it on).
+identical either way; the CLI synth test in test_stack.py keeps it on).
 
 Fixtures for every CDK test module (part A and part B):
 

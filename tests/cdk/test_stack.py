@@ -169,3 +169,34 @@ def test_settings_error_stops_the_synth_without_a_traceback(tmp_path: Path) -> N
     assert "drain_window_s=45 > deregistration_delay_s=30" in done.stderr
     assert "set drain_window_s <= 30 or deregistration_delay_s >= 45" in done.stderr
     assert not (tmp_path / "StickyWebSocketStack.template.json").exists()
+
+
+def test_cli_synth_with_no_context_writes_the_demo_template(tmp_path: Path) -> None:
+    """`npx --no-install cdk synth --quiet` (what `make synth` runs) succeeds offline with no context, with the
+    built-in CloudFormation validation ON (the CLI default) and cdk-nag, and writes the HTTP-only demo template."""
+    env = {
+        **os.environ,
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+        "CDK_DISABLE_CLI_TELEMETRY": "true",
+        "PATH": f"{REPO_ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    env.pop("CDK_CONTEXT_JSON", None)
+    done = subprocess.run(
+        ["npx", "--no-install", "cdk", "synth", "--quiet", "--output", str(tmp_path)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "HTTP-only DEMO mode" in output
+    assert "Traceback" not in output
+    template = json.loads((tmp_path / f"{cdk_app.STACK_ID}.template.json").read_text(encoding="utf-8"))
+    listeners = [r for r in template["Resources"].values() if r["Type"] == "AWS::ElasticLoadBalancingV2::Listener"]
+    assert [(r["Properties"]["Port"], r["Properties"]["Protocol"]) for r in listeners] == [(80, "HTTP")]
+    assert template["Outputs"][Outputs.WEBSOCKET_URL]["Value"]["Fn::Join"][1][0] == "ws://"
+    report = json.loads((tmp_path / "validation-report.json").read_text(encoding="utf-8"))
+    assert [p["conclusion"] for p in report["pluginReports"] if p["pluginName"] == "AwsSolutions"] == ["success"]
