@@ -8,6 +8,7 @@ explicitly, so a construct that silently dropped a setting would fail here.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -397,3 +398,30 @@ def test_settings_warnings_are_annotated_once_per_stack(tmp_path: Path) -> None:
     assert "set ping_interval_s to at most 60" in found[0]
     with pytest.raises(SettingsError, match="http2_enabled"):
         apply_settings(other, settings.with_overrides({"http2_enabled": True}))
+
+
+@pytest.mark.parametrize(
+    ("region", "account"),
+    [("eu-west-1", "156460612806"), ("il-central-1", None)],
+)
+def test_log_delivery_account_is_fixed_when_the_region_is_known(
+    tmp_path: Path, region: str, account: str | None
+) -> None:
+    """With a known region the bucket policy names that region's ELB account (or none for newer regions),
+    with no mapping or condition."""
+    from aws_cdk import Environment
+
+    app = new_app(tmp_path, {f"availability-zones:account=123456789012:region={region}": [f"{region}a", f"{region}b"]})
+    stack = Stack(app, "Regional", env=Environment(account="123456789012", region=region))
+    vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=0)
+    StickyWebSocketLoadBalancer(stack, "Web", vpc=vpc, settings=Settings(), http_only=True)
+    template_json = Template.from_stack(stack).to_json()
+    assert "Mappings" not in template_json
+    assert "Conditions" not in template_json
+    policy = _only(template_json, "AWS::S3::BucketPolicy")["Properties"]["PolicyDocument"]
+    principals = json.dumps([s["Principal"] for s in policy["Statement"] if s["Effect"] == "Allow"])
+    assert LOG_DELIVERY_SERVICE_PRINCIPAL in principals
+    if account is not None:
+        assert f":iam::{account}:root" in principals
+    else:
+        assert "iam::" not in principals.replace(":iam::123456789012:root", "")
