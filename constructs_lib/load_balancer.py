@@ -34,6 +34,7 @@ from aws_cdk import aws_route53_targets as route53_targets
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from constructs_lib.nag import acknowledge
 from constructs_lib.settings_check import apply_settings
 from stickyws.protocol import WS_PATH
 from stickyws.settings import Settings
@@ -300,7 +301,7 @@ class StickyWebSocketLoadBalancer(Construct):
 
     def _create_log_bucket(self) -> s3.Bucket:
         # S3-managed keys: ALB access and connection log delivery does not support SSE-KMS.
-        return s3.Bucket(
+        bucket = s3.Bucket(
             self,
             "LogBucket",
             encryption=s3.BucketEncryption.S3_MANAGED,
@@ -310,6 +311,13 @@ class StickyWebSocketLoadBalancer(Construct):
             versioned=False,
             removal_policy=RemovalPolicy.RETAIN,
         )
+        acknowledge(
+            bucket,
+            "AwsSolutions-S1",
+            "This bucket receives the load balancer's access and connection logs; logging its own access "
+            "to a further bucket would only move the finding to that bucket.",
+        )
+        return bucket
 
     def _adopt_load_balancer(self, alb: elbv2.IApplicationLoadBalancer, log_bucket: s3.IBucket | None) -> None:
         """Apply the settings' attributes to a load balancer built in this app; warn about an imported one."""
@@ -338,6 +346,7 @@ class StickyWebSocketLoadBalancer(Construct):
         hosted_zone: route53.IHostedZone | None,
     ) -> elbv2.ApplicationListener:
         forward = elbv2.ListenerAction.forward([self._target_group])
+        self._admit_clients(alb, internet_facing)
         if self._http_only:
             Annotations.of(self).add_warning_v2(
                 HTTP_ONLY_WARNING_ID,
@@ -390,6 +399,20 @@ class StickyWebSocketLoadBalancer(Construct):
         self._admit_vpc(https, vpc, internet_facing)
         self._admit_vpc(redirect, vpc, internet_facing)
         return https
+
+    @staticmethod
+    def _admit_clients(alb: elbv2.IApplicationLoadBalancer, internet_facing: bool) -> None:
+        """An internet-facing load balancer's listeners are open to any address: acknowledge that once, here."""
+        if not internet_facing:
+            return
+        for group in alb.connections.security_groups:
+            acknowledge(
+                group,
+                "AwsSolutions-EC23",
+                "An internet-facing load balancer serves WebSocket clients from any address on its listener "
+                "ports (443, and 80 for the redirect or the HTTP-only demo); an internal one admits only the "
+                "VPC's CIDR.",
+            )
 
     @staticmethod
     def _admit_vpc(listener: elbv2.ApplicationListener, vpc: ec2.IVpc, internet_facing: bool) -> None:

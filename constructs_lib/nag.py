@@ -8,7 +8,7 @@ on the narrowest scope that owns it, so a new resource elsewhere that breaks the
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import Acknowledgment, Validations
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
@@ -26,22 +26,3 @@ def acknowledge(scope: IConstruct, rule_id: str, reason: str) -> None:
     if not reason.strip():
         raise ValueError(f"acknowledging {rule_id} needs a reason")
     Validations.of(scope).acknowledge(Acknowledgment(id=PLUGIN_PREFIX + rule_id, reason=reason))
-
-
-def acknowledge_reference_stack(stack: Stack) -> None:
-    """The reference stack's acknowledgements, each on the construct it concerns, each with its reason."""
-    web = getattr(stack, "web", None)
-    if web is not None and web.log_bucket is not None:
-        acknowledge(
-            web.log_bucket,
-            "AwsSolutions-S1",
-            "This bucket receives the load balancer's access and connection logs; logging its own access "
-            "to a further bucket would only move the finding to that bucket.",
-        )
-    if web is not None and web.security_group is not None:
-        acknowledge(
-            web.security_group,
-            "AwsSolutions-EC23",
-            "An internet-facing load balancer serves clients from any address on 80 (redirect) and 443; "
-            "an internal one admits only the VPC's CIDR.",
-        )

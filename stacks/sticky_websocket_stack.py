@@ -21,7 +21,6 @@ from constructs_lib import (
     WebSocketFargateService,
     WebSocketObservability,
 )
-from constructs_lib.nag import acknowledge_reference_stack
 from stickyws.settings import Settings
 
 
@@ -146,5 +145,3 @@ class StickyWebSocketStack(Stack):
             value=f"{self.registry.endpoint_address}:{self.registry.port}",
             description="Connection registry (Redis protocol) host:port",
         )
-
-        acknowledge_reference_stack(self)
