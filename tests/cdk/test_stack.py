@@ -200,3 +200,41 @@ def test_cli_synth_with_no_context_writes_the_demo_template(tmp_path: Path) -> N
     assert template["Outputs"][Outputs.WEBSOCKET_URL]["Value"]["Fn::Join"][1][0] == "ws://"
     report = json.loads((tmp_path / "validation-report.json").read_text(encoding="utf-8"))
     assert [p["conclusion"] for p in report["pluginReports"] if p["pluginName"] == "AwsSolutions"] == ["success"]
+
+
+def test_context_and_settings_file_reach_the_template(tmp_path: Path) -> None:
+    """`-c` values (strings, as the CLI passes them) over a settings file reach the ALB, the target group and the
+    container environment."""
+    from aws_cdk.assertions import Template
+
+    settings_file = tmp_path / "settings.toml"
+    settings_file.write_text('idle_timeout_s = 200\nstickiness_type = "app_cookie"\napp_cookie_name = "WSSESSION"\n')
+    context = {
+        "settings_file": str(settings_file),
+        "idle_timeout_s": "300",
+        "deregistration_delay_s": "90",
+        "http_only": "true",
+    }
+    stack = cdk_app.build(new_app(tmp_path / "out", context))
+    template_json = Template.from_stack(stack).to_json()
+    resources = template_json["Resources"]
+
+    def attributes(type_: str, key: str) -> dict[str, Any]:
+        (resource_id,) = _ids(template_json, type_)
+        return {a["Key"]: a["Value"] for a in resources[resource_id]["Properties"][key]}
+
+    assert (
+        attributes("AWS::ElasticLoadBalancingV2::LoadBalancer", "LoadBalancerAttributes")[
+            "idle_timeout.timeout_seconds"
+        ]
+        == "300"
+    )
+    tg = attributes("AWS::ElasticLoadBalancingV2::TargetGroup", "TargetGroupAttributes")
+    assert tg["deregistration_delay.timeout_seconds"] == "90"
+    assert (tg["stickiness.type"], tg["stickiness.app_cookie.cookie_name"]) == ("app_cookie", "WSSESSION")
+    (task_id,) = _ids(template_json, "AWS::ECS::TaskDefinition")
+    (container,) = resources[task_id]["Properties"]["ContainerDefinitions"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert env["STICKYWS_IDLE_TIMEOUT_S"] == "300"
+    assert env["STICKYWS_DEREGISTRATION_DELAY_S"] == "90"
+    assert env["STICKYWS_STICKINESS_TYPE"] == "app_cookie"
