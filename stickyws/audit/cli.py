@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from stickyws.audit.checks import audit
     from stickyws.audit.report import render_table, to_json
     from stickyws.cli import CommandError
+    from stickyws.settings import Settings, SettingsError
 
     assume = {}
     for item in args.assume:
@@ -61,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
         if not sep or not name:
             raise CommandError(f"--assume wants NAME=VALUE, got {item!r}")
         assume[name.strip()] = value.strip()
+    try:
+        Settings().with_overrides(assume)
+    except SettingsError as exc:
+        raise CommandError("--assume: " + "; ".join(f.render() for f in exc.findings)) from None
     result = audit(_read(args), assume)
     if args.json:
         print(json.dumps(to_json(result), indent=2))
