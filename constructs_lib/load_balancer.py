@@ -232,7 +232,7 @@ class StickyWebSocketLoadBalancer(Construct):
 
         An ECS service registers its container (default: the task definition's default container,
         on :attr:`target_port`'s port) and its security group admits the ALB on that port; any other
-        ``IApplicationLoadBalancerTarget`` (an IP target, a Lambda-less custom target) is added as is.
+        ``IApplicationLoadBalancerTarget`` (e.g. ``elbv2_targets.IpTarget``) is added as is.
         """
         if isinstance(target, ecs.BaseService):
             port = container_port if container_port is not None else self._target_port
