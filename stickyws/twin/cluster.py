@@ -66,6 +66,11 @@ SERVER_START_TIMEOUT_S = 20.0
 MIN_CAPACITY = 16
 
 
+def deregistration_delay_s(settings: Settings) -> float:
+    """How long :meth:`TwinCluster.deregister` waits before cutting connections: the target group's delay."""
+    return float(settings["deregistration_delay_s"])
+
+
 class TwinError(RuntimeError):
     """A twin operation failed; the message says which server and what to look at (its log)."""
 
@@ -247,7 +252,7 @@ class TwinCluster:
         """The ECS stop sequence for ``name`` (see the module doc); returns what it measured."""
         proc = self._server(name)
         proc.phase = "deregistering"
-        delay_s = float(self.settings["deregistration_delay_s"])
+        delay_s = deregistration_delay_s(self.settings)
         started = time.monotonic()
         if drain_notice:
             self.publish_drain_notice(name)
