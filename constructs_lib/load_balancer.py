@@ -36,8 +36,9 @@ from constructs import Construct
 
 from constructs_lib.nag import acknowledge
 from constructs_lib.settings_check import apply_settings
+from stickyws.audit.mapping import LOAD_BALANCER_ATTRIBUTES
 from stickyws.protocol import WS_PATH
-from stickyws.settings import Settings
+from stickyws.settings import Settings, render_value
 
 #: Annotation id of the synth warning that HTTP-only mode adds.
 HTTP_ONLY_WARNING_ID: Final = "stickyws:load-balancer:http-only"
@@ -60,16 +61,11 @@ def load_balancer_attributes(settings: Settings) -> dict[str, str]:
     """The ALB attributes the settings require, as ``{attribute key: value}`` (CloudFormation names).
 
     Used for a load balancer this construct does not create (set on it, or listed in a warning);
-    a new ALB gets the same values through its typed props.
+    a new ALB gets the same values through its typed props. The key of each setting is the
+    auditor's table (:data:`stickyws.audit.mapping.LOAD_BALANCER_ATTRIBUTES`), so the construct
+    writes exactly what the auditor reads back.
     """
-    lb = settings.load_balancer
-    return {
-        "routing.http2.enabled": "true" if lb.http2_enabled else "false",
-        "idle_timeout.timeout_seconds": str(lb.idle_timeout_s),
-        "client_keep_alive.seconds": str(lb.client_keep_alive_s),
-        "routing.http.drop_invalid_header_fields.enabled": "true" if lb.drop_invalid_header_fields else "false",
-        "routing.http.desync_mitigation_mode": lb.desync_mitigation_mode,
-    }
+    return {key: render_value(settings[name]) for name, key, _aws_default in LOAD_BALANCER_ATTRIBUTES}
 
 
 class StickyWebSocketLoadBalancer(Construct):
