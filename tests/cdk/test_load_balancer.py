@@ -27,6 +27,8 @@ from constructs_lib.load_balancer import (
 from stickyws.settings import Settings, SettingsError
 from tests.cdk.conftest import REFERENCE_CERTIFICATE_ARN, new_app
 
+pytestmark = pytest.mark.synth
+
 ALB = "AWS::ElasticLoadBalancingV2::LoadBalancer"
 TG = "AWS::ElasticLoadBalancingV2::TargetGroup"
 LISTENER = "AWS::ElasticLoadBalancingV2::Listener"

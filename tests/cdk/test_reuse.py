@@ -21,6 +21,8 @@ from constructs_lib.load_balancer import UNMANAGED_ATTRIBUTES_WARNING_ID
 from stickyws.settings import Settings
 from tests.cdk.conftest import REFERENCE_CERTIFICATE_ARN, REPO_ROOT, new_app
 
+pytestmark = pytest.mark.synth
+
 DOC = REPO_ROOT / "docs" / "iac.md"
 EXAMPLE = re.compile(r"<!-- reuse-example:start -->\s*```python\n(?P<code>.*?)```\s*<!-- reuse-example:end -->", re.S)
 #: The example's settings: what the assertions below expect.

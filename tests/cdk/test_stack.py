@@ -17,6 +17,8 @@ from stacks import Outputs
 from stickyws.settings import SettingsError
 from tests.cdk.conftest import REPO_ROOT, new_app
 
+pytestmark = pytest.mark.synth
+
 
 def _ids(template_json: dict[str, Any], type_: str) -> list[str]:
     return [k for k, r in template_json["Resources"].items() if r["Type"] == type_]
