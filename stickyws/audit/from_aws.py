@@ -281,8 +281,10 @@ class _Reader:
                 self.notes.append("the stack has no ECS service")
                 return None
             cluster = stack_cluster or _cluster_of(stack_services[0]) or "default"
+            described = []
             with aws_errors(f"describe the ECS services of cluster {cluster}"):
-                described = ecs.describe_services(cluster=cluster, services=stack_services[:10])["services"]
+                for i in range(0, len(stack_services), 10):
+                    described += ecs.describe_services(cluster=cluster, services=stack_services[i : i + 10])["services"]
             for svc in described:
                 if tg_arn and any(m.get("targetGroupArn") == tg_arn for m in svc.get("loadBalancers") or []):
                     return dict(svc)
@@ -362,7 +364,11 @@ class _Reader:
             container = Container(
                 name=str(chosen.get("name", "?")),
                 stop_timeout_s=chosen.get("stopTimeout"),
-                environment={e["name"]: str(e.get("value", "")) for e in chosen.get("environment") or []},
+                environment={
+                    e["name"]: str(e.get("value", ""))
+                    for e in chosen.get("environment") or []
+                    if e.get("name", "").startswith("STICKYWS_")
+                },
             )
         return TaskDefinition(id=str(arn), cpu=data.get("cpu"), memory_mib=data.get("memory"), container=container)
 

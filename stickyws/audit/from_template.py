@@ -325,9 +325,9 @@ class _Reader:
             env: dict[str, str] = {}
             for entry in chosen.get("Environment") or []:
                 name = str(entry.get("Name", ""))
-                value = self.text(
-                    entry.get("Value"), f"container variable {name}" if name.startswith(ENV_PREFIX) else ""
-                )
+                if not name.startswith(ENV_PREFIX):
+                    continue  # only settings are read; other variables may hold secrets
+                value = self.text(entry.get("Value"), f"container variable {name}")
                 if value is not None:
                     env[name] = value
             container = Container(

@@ -8,7 +8,8 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from stickyws.audit.checks import Audit, Status
+from stickyws.audit import mapping
+from stickyws.audit.checks import Audit, Status, catalog
 from stickyws.settings import render_value
 
 #: (header, width) of the table's columns; long cells wrap inside their column.
@@ -76,3 +77,32 @@ def to_json(audit: Audit) -> dict[str, Any]:
         },
         "notes": list(audit.notes),
     }
+
+
+def catalog_markdown() -> str:
+    """Markdown table of every rule and check the audit runs (docs/audit.md embeds it; a test keeps it current)."""
+    lines = ["| Rule | Kind | What passes |", "|---|---|---|"]
+    lines += [f"| `{rule_id}` | {kind} | {summary.replace('|', '/')} |" for rule_id, kind, summary in catalog()]
+    return "\n".join(lines)
+
+
+def sources_markdown() -> str:
+    """Markdown table of where the auditor reads each infrastructure setting, with the AWS default it assumes."""
+    rows = [(s, f"load balancer attribute `{k}`", d) for s, k, d in mapping.LOAD_BALANCER_ATTRIBUTES]
+    rows += [(s, f"target group attribute `{k}`", d) for s, k, d in mapping.TARGET_GROUP_ATTRIBUTES]
+    rows.append(
+        (
+            "stickiness_duration_s",
+            " or ".join(f"`{k}`" for k in mapping.STICKINESS_DURATION_KEYS.values()),
+            mapping.STICKINESS_DURATION_DEFAULT,
+        )
+    )
+    rows.append(("app_cookie_name", f"target group attribute `{mapping.APP_COOKIE_NAME_KEY}`", "-"))
+    rows += [(s, f"target group `{p}`", d) for s, _, p, d in mapping.HEALTH_CHECK_FIELDS]
+    rows += [(s, f"ECS service `{p}`", d or "-") for s, _, p, d in mapping.SERVICE_FIELDS]
+    rows.append(("stop_timeout_s", "container `stopTimeout`", mapping.FARGATE_STOP_TIMEOUT_DEFAULT))
+    rows.append(("task_cpu", "task definition `cpu`", "-"))
+    rows.append(("task_memory_mib", "task definition `memory`", "-"))
+    lines = ["| Setting | Read from | AWS default when unset |", "|---|---|---|"]
+    lines += [f"| `{name}` | {where} | {default} |" for name, where, default in rows]
+    return "\n".join(lines)

@@ -177,8 +177,9 @@ class Service:
 class Container:
     """The server container: its stopTimeout and the settings rendered into its environment.
 
-    ``environment`` holds only the variables whose value is known text (a template value that
-    is a CloudFormation expression is left out and named in the view's notes).
+    ``environment`` holds only the ``STICKYWS_*`` variables (other variables may hold secrets and
+    are never kept) whose value is known text; a template value that is a CloudFormation
+    expression is left out and named in the view's notes.
     """
 
     name: str
