@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -39,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def describe(kind: str, detail: dict[str, Any]) -> str:
     """One readable line for an event (without the timestamp)."""
+    from stickyws.client.policy import close_name
+
     if kind == "connecting":
         cookies = ",".join(detail.get("cookies", [])) or "none"
         return f"connecting  resume={'yes' if detail.get('resume') else 'no'} cookies={cookies}"
@@ -57,7 +60,8 @@ def describe(kind: str, detail: dict[str, Any]) -> str:
     if kind == "reconnect_requested":
         return f"reconnect   server says {detail.get('reason')}, retry after {detail.get('retry_after_ms')} ms"
     if kind == "closed":
-        return f"closed      {detail.get('reason')}"
+        code = detail.get("code")
+        return f"closed      {close_name(code)}" if code is not None else f"closed      {detail.get('reason')}"
     if kind == "rejected":
         retry = detail.get("retry_after_s")
         return f"rejected    HTTP {detail.get('status')}" + (f", Retry-After {retry:g} s" if retry is not None else "")
@@ -98,13 +102,17 @@ async def _main(args: argparse.Namespace, token: str, out: TextIO) -> int:
         args.url, token, settings=from_env(os.environ), on_event=show, use_cookies=not args.no_cookies
     )
     client.start()
-    _start_stdin_reader(client, asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
+    _start_stdin_reader(client, loop)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)  # Ctrl-C: close with 1000 and print the summary
     tasks = []
     if args.every:
         tasks.append(asyncio.create_task(_ticker(client, args.every)))
     try:
         async with asyncio.timeout(args.duration):
-            while client.stop_reason is None:
+            while client.stop_reason is None and not stop.is_set():
                 if args.count is not None and len(client.outbox.confirmations) >= args.count:
                     break
                 await asyncio.sleep(0.05)

@@ -93,6 +93,12 @@ def with_query(url: str, params: dict[str, str]) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def handshake_headers(ws: aiohttp.ClientWebSocketResponse) -> Any:
+    """Headers of the 101 answer (``Set-Cookie``...): aiohttp keeps that response only privately."""
+    response = getattr(ws, "_response", None)
+    return response.headers if response is not None else {}
+
+
 class ClientStopped(RuntimeError):
     """The client stopped for good (a rejected handshake or a final close code); ``reason`` says why."""
 
@@ -309,9 +315,9 @@ class StickyClient:
             self.stats.connect_errors += 1
             return policy.on_connect_error(f"{type(exc).__name__}: {exc}".rstrip(": ")), False
         self._ws = ws
-        response = getattr(ws, "_response", None)  # aiohttp keeps the 101 response only here
-        if self.use_cookies and response is not None:
-            self.jar.update(self.url, response.headers.getall("Set-Cookie", []))
+        headers = handshake_headers(ws)
+        if self.use_cookies and hasattr(headers, "getall"):
+            self.jar.update(self.url, headers.getall("Set-Cookie", []))
         return await self._serve(ws)
 
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> tuple[policy.Decision, bool]:

@@ -104,6 +104,8 @@ def run_up(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | 
         except (LocalProcessError, TwinError) as exc:
             raise CommandError(str(exc), code=1) from None
         say(f"twin up: {cluster.url}")
+        assert cluster.haproxy is not None
+        say(f"haproxy pid {cluster.haproxy.pid}, redis-server pid {cluster.redis.pid}, logs in {cluster.dir}")
         for status in cluster.status():
             say(status.render())
         for user in DEMO_USERS:

@@ -8,7 +8,7 @@ from collections import Counter
 import aiohttp
 
 from stickyws import protocol
-from stickyws.client.connection import with_query
+from stickyws.client.connection import handshake_headers, with_query
 from stickyws.client.cookies import CookieJar
 from stickyws.twin.cluster import TwinCluster
 from tests.e2e.conftest import client_session, run
@@ -23,7 +23,7 @@ async def _handshake(session: aiohttp.ClientSession, url: str, token: str, cooki
         with_query(url, {"token": token}), protocols=(protocol.SUBPROTOCOL,), headers=headers
     ) as ws:
         frame = json.loads((await ws.receive()).data)
-        set_cookies = ws._response.headers.getall("Set-Cookie", [])
+        set_cookies = handshake_headers(ws).getall("Set-Cookie", [])
         await ws.close()
     assert frame["type"] == "connected"
     return str(frame["serverId"]), set_cookies

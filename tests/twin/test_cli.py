@@ -1,0 +1,130 @@
+"""The README flow: `stickyws twin up`, two `stickyws client`s, `deregister` one server, watch them move, stop."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import require_binaries
+
+BOUND_S = 30.0
+
+
+class Proc:
+    """A child process whose stdout lines are read by a thread and awaited with deadlines."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stickyws.cli", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def expect(self, pattern: str, timeout_s: float = BOUND_S) -> re.Match[str]:
+        """The first new line matching ``pattern``; fails after ``timeout_s`` with what was seen."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no line matching {pattern!r}; saw:\n" + "\n".join(self.lines)) from None
+            if line is None:
+                raise AssertionError(f"exited before {pattern!r}; saw:\n" + "\n".join(self.lines))
+            self.lines.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+    def type(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+    def stop(self, sig: int) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=BOUND_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.haproxy
+def test_twin_up_two_clients_deregister_and_stop_leave_nothing_behind() -> None:
+    """The client on a deregistered server is told to reconnect, resumes on the other one, the other client
+    never moves, and SIGTERM to `twin up` stops every process it started."""
+    require_binaries()
+    short = ["deregistration_delay_s=2", "drain_window_s=1", "shutdown_timeout_s=2", "stop_timeout_s=3"]
+    twin = Proc(["twin", "up", "--servers", "2", *(a for s in short for a in ("--set", s))])
+    clients: list[Proc] = []
+    try:
+        url = twin.expect(r"^twin up: (ws://127\.0\.0\.1:\d+/ws)$")[1]
+        pids = [int(m) for m in twin.expect(r"^haproxy pid (\d+), redis-server pid (\d+), logs in").groups()]
+        logs = Path(twin.lines[-1].split("logs in ", 1)[1])
+        for name in ("s1", "s2"):
+            pids.append(int(twin.expect(rf"^{name}\s+pid (\d+)\s+127\.0\.0\.1:\d+\s+serving\s+healthy")[1]))
+        tokens = {}
+        for user in ("alice", "bob"):
+            m = twin.expect(rf"^client for {user}: stickyws client (\S+) --token (\S+)$")
+            assert m[1] == url
+            tokens[user] = m[2]
+        twin.expect("type 'help'")
+        clients = [Proc(["client", url, "--token", tokens[user], "--quiet-acks"]) for user in ("alice", "bob")]
+        first = [c.expect(r"connected\s+server=(s\d) session=(\S+) resumed=no").group(1, 2) for c in clients]
+        assert {server for server, _ in first} == {"s1", "s2"}  # round robin, one each
+
+        moving, staying = (0, 1) if first[0][0] == "s1" else (1, 0)
+        twin.type("deregister s1")
+        twin.expect(r"^s1: drain notice published$")
+        clients[moving].expect(r"reconnect\s+server says server_draining")
+        moved = clients[moving].expect(r"connected\s+server=(s\d) session=(\S+) resumed=(yes|no)")
+        assert moved.groups() == ("s2", first[moving][1], "yes")
+        twin.expect(r"^s1: SIGTERM, exited with 0$")
+        twin.type("status")
+        twin.expect(r"^s1\s+exited\s+127\.0\.0\.1:\d+\s+stopped\s+unused\s+0 connections$")
+        twin.expect(r"^s2\s+pid \d+\s+127\.0\.0\.1:\d+\s+serving\s+healthy\s+2 connections$")
+
+        assert [c.stop(signal.SIGINT) for c in clients] == [0, 0]
+        summaries = [c.expect(r"^summary\s+connections=(\d+) servers=(\S+) resumed=(\d+)").groups() for c in clients]
+        assert summaries[moving] == ("2", "s1>s2", "1")
+        assert summaries[staying] == ("1", "s2", "0")
+        assert twin.stop(signal.SIGTERM) == 0
+        twin.expect(r"^twin: stopped$")
+        assert all(_gone(pid) for pid in pids)
+        assert not logs.exists()
+    finally:
+        for p in [*clients, twin]:
+            if p.proc.poll() is None:
+                p.proc.kill()
+                p.proc.wait(timeout=5)
