@@ -59,7 +59,8 @@ if prev and prev ~= ARGV[1] and ARGV[3] == '1' then
   local hb = redis.call('GET', ARGV[4] .. prev .. ARGV[5])
   if hb then
     local ok, body = pcall(cjson.decode, hb)
-    if not (ok and type(body) == 'table' and body['status'] == 'draining') then return {0, prev} end
+    local gone = ok and type(body) == 'table' and (body['status'] == 'draining' or body['status'] == 'stopped')
+    if not gone then return {0, prev} end
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])

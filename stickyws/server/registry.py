@@ -8,7 +8,7 @@ take-over requests and reconnect announcements.
 Contracts every implementation keeps
     * :meth:`Registry.handshake` is ONE atomic step (one Redis round trip): read the user's owner;
       under the ``reject`` policy refuse when that owner is another server whose heartbeat is live
-      and not ``draining``; otherwise set the owner to this server with the routing TTL, and open the
+      and not ``draining``/``stopped``; otherwise set the owner to this server with the routing TTL, and open the
       session (resume it when it exists and belongs to the user, else create it).
     * :meth:`Registry.release` deletes the routing key only if this server still owns it.
     * :meth:`Registry.commit` checks the message id against the session and applies the change in
@@ -111,12 +111,19 @@ class Registry(Protocol):
         ...
 
 
+#: Heartbeat statuses of a server that is going away: its users may be claimed even under ``reject``.
+GONE_STATUSES = ("draining", "stopped")
+
+
 def heartbeat_is_live(body: str | None) -> bool:
-    """Whether a heartbeat value names a server that still serves (present and not draining)."""
+    """Whether a heartbeat value names a server that still serves (present, not draining or stopped).
+
+    An unreadable heartbeat counts as live (the safe answer under ``reject``).
+    """
     if body is None:
         return False
     try:
-        return bool(json.loads(body).get("status") != "draining")
+        return json.loads(body).get("status") not in GONE_STATUSES
     except (ValueError, AttributeError):
         return True
 

@@ -137,3 +137,17 @@ def test_handler_error_is_reported_and_message_not_marked_handled() -> None:
             await ws.close()
 
     run(go())
+
+
+def test_pings_off_sends_no_pings() -> None:
+    """With ping_interval_s off the server sends no pings and never closes an idle connection for it."""
+
+    async def go() -> None:
+        async with server(fast(ping_interval_s="off", ping_timeout_s=0.1)) as rs, aiohttp.ClientSession() as http:
+            ws, _ = await connect(http, rs, "alice", autoping=False)
+            with pytest.raises(TimeoutError):
+                await ws.receive(timeout=0.5)
+            assert not ws.closed
+            await ws.close()
+
+    run(go())

@@ -11,7 +11,7 @@ import redis
 from stickyws import keys, protocol
 from stickyws.localproc import RedisServer
 from stickyws.server.auth import TokenVerifier
-from tests.server.helpers import SECRET, connect, fast, recv_json, run, server, token, url
+from tests.server.helpers import SECRET, connect, eventually, fast, recv_json, run, server, token, url
 
 
 async def _status(rs, *, headers=None, **query) -> tuple[int, dict, dict]:
@@ -175,6 +175,9 @@ def test_reject_policy_409_when_user_is_on_another_live_server(redis_url: str) -
             status, body, _ = await _status(b, token=token("alice"))
             assert (status, body["error"]) == (409, protocol.REJECT_CONFLICT)
             await ws.close()
+            r = redis.Redis.from_url(redis_url)
+            await eventually(lambda: r.get(keys.user_key("alice")) is None)  # A released the route on close
+            r.close()
             status, _, _ = await _status(b, token=token("alice"))
             assert status == 101
 
@@ -211,5 +214,22 @@ def test_registry_down_reject_policy_is_503(make_redis) -> None:
             rsrv.stop()
             status, body, headers = await _status(rs, token=token("a"))
             assert (status, body["error"], headers["Retry-After"]) == (503, protocol.REJECT_REGISTRY_DOWN, "1")
+
+    run(go())
+
+
+def test_permessage_deflate_follows_the_setting() -> None:
+    """permessage-deflate is negotiated only when the setting turns it on (off by default)."""
+
+    async def go() -> None:
+        offer = {"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"}
+        async with server() as rs:
+            status, _, headers = await _status(rs, headers=offer, token=token("a"))
+            assert status == 101
+            assert "Sec-WebSocket-Extensions" not in headers
+        async with server(fast(permessage_deflate=True)) as rs:
+            status, _, headers = await _status(rs, headers=offer, token=token("a"))
+            assert status == 101
+            assert headers["Sec-WebSocket-Extensions"].startswith("permessage-deflate")
 
     run(go())

@@ -12,7 +12,7 @@ from stickyws import keys, protocol
 from stickyws.server.redis_registry import RedisRegistry
 from stickyws.server.registry import InMemoryRegistry
 from stickyws.server.session import Commit, SessionRecord
-from tests.server.helpers import fast, run, server, token, url
+from tests.server.helpers import connect, eventually, fast, run, server, token, url
 
 
 def _live(r: redis.Redis, server_id: str, status: str = "serving") -> None:
@@ -132,22 +132,22 @@ def test_closing_a_taken_over_connection_keeps_the_new_route(redis_url: str) -> 
             aiohttp.ClientSession() as http,
         ):
             r = redis.Redis.from_url(redis_url)
-            old = await http.ws_connect(url(a, token=token("alice")))
-            new = await http.ws_connect(url(b, token=token("alice")))
-            await old.receive(timeout=3)  # 4001
-            await asyncio.sleep(0.1)
-            assert not a.core.connections
+            old, _ = await connect(http, a, "alice")
+            new, _ = await connect(http, b, "alice")
+            closing = await old.receive(timeout=3)
+            assert closing.data == protocol.CLOSE_TAKEN_OVER
+            await eventually(lambda: not a.core.connections)
+            await asyncio.sleep(0.1)  # give a wrong release by A time to happen
             assert r.get(keys.user_key("alice")) == b"B"
             await new.close()
-            await asyncio.sleep(0.1)
-            assert r.get(keys.user_key("alice")) is None
+            await eventually(lambda: r.get(keys.user_key("alice")) is None)
             r.close()
 
     run(go())
 
 
 def test_draining_owner_does_not_block_reject_policy(redis_url: str) -> None:
-    """Under reject, an owner whose heartbeat says draining (or is gone) does not cause a conflict."""
+    """Under reject, an owner whose heartbeat says draining or stopped, or has expired, causes no conflict."""
     r = redis.Redis.from_url(redis_url)
 
     async def go() -> None:
@@ -160,9 +160,13 @@ def test_draining_owner_does_not_block_reject_policy(redis_url: str) -> None:
             _live(r, "A", status="draining")
             res = await _claim(reg, "B")
             assert (res.claimed, res.previous) == (True, "A")
-            r.delete(keys.heartbeat_key("B"))
+            _live(r, "C")
+            _live(r, "B", status="stopped")
             res = await _claim(reg, "C")
             assert (res.claimed, res.previous) == (True, "B")
+            r.delete(keys.heartbeat_key("C"))
+            res = await _claim(reg, "D")
+            assert (res.claimed, res.previous) == (True, "C")
         finally:
             await reg.close()
 
