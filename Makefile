@@ -12,7 +12,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup synth test lint format pytest system-deps clean
+.PHONY: help setup synth test lint format pytest system-deps clean twin
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -52,3 +52,6 @@ test: setup system-deps lint pytest  ## Everything CI runs: setup, Debian packag
 
 clean:  ## Remove cdk.out and caches (keeps .venv and node_modules).
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache
+
+twin: setup system-deps  ## Local ALB twin: HAProxy + 3 servers + redis on loopback (type help; Ctrl-C stops).
+	$(BIN)/stickyws twin up --servers 3
