@@ -113,7 +113,7 @@ class StickyWebSocketStack(Stack):
         self.web.attach(self.app.service)
         self.registry.allow_from(self.app.service)
         if settings.server.drain_poll_target_health:
-            self.app.grant_describe_target_health()
+            self.app.grant_describe_target_health(self.web.target_group)
         self.drain_notifier = DrainNotifier(
             self,
             "DrainNotifier",
