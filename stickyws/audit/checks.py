@@ -345,6 +345,21 @@ def _access_logs(ctx: Context) -> Outcome:
     )
 
 
+@deployment_check("service-behind-target-group", "The ECS service is registered with the WebSocket target group.")
+def _service_registered(ctx: Context) -> Outcome:
+    svc, tg = ctx.view.service, ctx.view.target_group
+    if svc is None or tg is None:
+        what = "no ECS service read" if svc is None else "no target group read"
+        return Status.WARN, what, "audit with --stack-name, or check the service by hand"
+    if tg.id in svc.target_groups:
+        return Status.PASS, f"{svc.id} -> {tg.id}", ""
+    return (
+        Status.FAIL,
+        f"{svc.id} is registered with {', '.join(svc.target_groups) or 'no target group'}",
+        "register the service with the target group the Upgrade rule forwards to (StickyWebSocketLoadBalancer.attach)",
+    )
+
+
 @deployment_check("deployment-circuit-breaker", "The ECS service rolls back failed deployments (circuit breaker).")
 def _circuit_breaker(ctx: Context) -> Outcome:
     svc = ctx.view.service

@@ -169,3 +169,13 @@ def test_app_cookie_with_reserved_name_fails_stickiness() -> None:
     result = audit(_view(template))
     assert result.settings["app_cookie_name"] == "AWSALBSESSION"
     assert "app_cookie_name='AWSALBSESSION' uses a prefix the ALB reserves" in result.result("stickiness").found
+
+
+def test_service_registered_with_another_target_group_fails() -> None:
+    """A service whose load balancer mapping names another target group fails service-behind-target-group."""
+    view = _view(make_template())
+    assert view.service is not None
+    assert audit(view).result("service-behind-target-group").found == "Service -> TargetGroup"
+    elsewhere = dataclasses.replace(view, service=dataclasses.replace(view.service, target_groups=("OtherGroup",)))
+    row = audit(elsewhere).result("service-behind-target-group")
+    assert (row.status, row.found) == (Status.FAIL, "Service is registered with OtherGroup")

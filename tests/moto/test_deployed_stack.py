@@ -135,6 +135,7 @@ def test_moto_without_the_workarounds_fails_the_audit(deployed: Deployed) -> Non
     assert result.failed() == [
         "http2-off",
         "stickiness",
+        "service-behind-target-group",
         "deployment-circuit-breaker",
         "task-ingress-from-alb-only",
         "app-settings-match",
