@@ -2,9 +2,9 @@
 """Print the settings table (Markdown) generated from ``stickyws.settings.FIELDS``.
 
     python scripts/settings_table.py                   # print the table
-    python scripts/settings_table.py --update docs/iac.md   # rewrite the table between the markers
+    python scripts/settings_table.py --update README.md   # rewrite the table between the markers
 
-The table in docs/iac.md sits between ``<!-- settings-table:start -->`` and
+The table in README.md sits between ``<!-- settings-table:start -->`` and
 ``<!-- settings-table:end -->``; tests/cdk/test_nag_and_lint.py fails when it is out of date.
 """
 
@@ -14,10 +14,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from stickyws.settings import FIELDS, render_value
+from stickyws.settings import FIELDS, RULES, render_value
 
 START = "<!-- settings-table:start -->"
 END = "<!-- settings-table:end -->"
+RULES_START = "<!-- rules-table:start -->"
+RULES_END = "<!-- rules-table:end -->"
 
 
 def _cell(text: str) -> str:
@@ -42,13 +44,26 @@ def render_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-def replace_table(document: str, table: str) -> str:
-    """``document`` with the text between the markers replaced by ``table``."""
-    head, sep, rest = document.partition(START)
-    if not sep or END not in rest:
-        raise ValueError(f"markers {START} ... {END} not found")
-    _, _, tail = rest.partition(END)
-    return f"{head}{START}\n{table}{END}{tail}"
+def render_rules() -> str:
+    """The Markdown table of the named rules: id and what each one guarantees."""
+    lines = ["| rule | guarantees |", "| --- | --- |"]
+    lines += [f"| `{rule.id}` | {_cell(rule.summary)} |" for rule in RULES.values()]
+    return "\n".join(lines) + "\n"
+
+
+def replace_table(document: str, table: str, start: str = START, end: str = END) -> str:
+    """``document`` with the text between the ``start`` and ``end`` markers replaced by ``table``."""
+    head, sep, rest = document.partition(start)
+    if not sep or end not in rest:
+        raise ValueError(f"markers {start} ... {end} not found")
+    _, _, tail = rest.partition(end)
+    return f"{head}{start}\n{table}{end}{tail}"
+
+
+def update(document: str) -> str:
+    """``document`` with both generated tables (settings and rules) brought up to date."""
+    document = replace_table(document, render_table())
+    return replace_table(document, render_rules(), RULES_START, RULES_END)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.update is None:
         sys.stdout.write(table)
         return 0
-    args.update.write_text(replace_table(args.update.read_text(encoding="utf-8"), table), encoding="utf-8")
+    args.update.write_text(update(args.update.read_text(encoding="utf-8")), encoding="utf-8")
     return 0
 
 

@@ -213,12 +213,14 @@ class ServerSettings:
         "A user already connected on another live server: `takeover` (that server closes the old "
         "connection) or `reject` (409).",
         choices=CONNECTION_POLICIES,
+        source="stickyws",
     )
     registry_down_policy: str = setting(
         "reject",
         "New handshakes while the registry (Redis) is unreachable: `reject` (503 + Retry-After) "
         "or `accept` (serve with a fresh session, re-registered when Redis returns).",
         choices=REGISTRY_DOWN_POLICIES,
+        source="stickyws",
     )
     allowed_origins: tuple[str, ...] = setting(
         (),

@@ -1,6 +1,6 @@
 """Reuse: the constructs in a stack that brings its own VPC, cluster, ALB and listener.
 
-The stack under test is the "Reuse in your own stack" example of docs/iac.md, read from that file
+The stack under test is the "Reuse in your own stack" example of README.md, read from that file
 and executed, so the documentation cannot drift from what is tested.
 """
 
@@ -23,23 +23,23 @@ from tests.cdk.conftest import REFERENCE_CERTIFICATE_ARN, REPO_ROOT, new_app
 
 pytestmark = pytest.mark.synth
 
-DOC = REPO_ROOT / "docs" / "iac.md"
+DOC = REPO_ROOT / "README.md"
 EXAMPLE = re.compile(r"<!-- reuse-example:start -->\s*```python\n(?P<code>.*?)```\s*<!-- reuse-example:end -->", re.S)
 #: The example's settings: what the assertions below expect.
 EXAMPLE_SETTINGS = Settings().with_overrides({"idle_timeout_s": 300, "deregistration_delay_s": 90})
 
 
 def example_source() -> str:
-    """The Python code of the reuse example in docs/iac.md."""
+    """The Python code of the reuse example in README.md."""
     match = EXAMPLE.search(DOC.read_text(encoding="utf-8"))
-    assert match is not None, "docs/iac.md lost its reuse example markers"
+    assert match is not None, "README.md lost its reuse example markers"
     return match.group("code")
 
 
 @pytest.fixture(scope="module")
 def reuse(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Synthesize the docs example once: MyWebSocketStack with a certificate ARN."""
-    namespace: dict[str, Any] = {"__name__": "docs_iac_reuse_example"}
+    namespace: dict[str, Any] = {"__name__": "readme_reuse_example"}
     exec(compile(example_source(), str(DOC), "exec"), namespace)
     app = new_app(tmp_path_factory.mktemp("reuse"))
     stack = namespace["MyWebSocketStack"](app, "MyStack", certificate_arn=REFERENCE_CERTIFICATE_ARN)
