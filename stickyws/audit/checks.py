@@ -251,6 +251,15 @@ class _GroupRecorder:
 
 # --- deployment checks ----------------------------------------------------------------------
 
+
+def short_name(identifier: str) -> str:
+    """The readable name in an ARN (``targetgroup/NAME/id`` -> NAME, ``service/CLUSTER/NAME`` -> NAME)."""
+    if not identifier.startswith("arn:"):
+        return identifier
+    parts = identifier.split(":", 5)[-1].split("/")
+    return parts[1] if parts[0] == "targetgroup" and len(parts) > 1 else parts[-1]
+
+
 _TLS_POLICY_HINT = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 
 
@@ -352,10 +361,10 @@ def _service_registered(ctx: Context) -> Outcome:
         what = "no ECS service read" if svc is None else "no target group read"
         return Status.WARN, what, "audit with --stack-name, or check the service by hand"
     if tg.id in svc.target_groups:
-        return Status.PASS, f"{svc.id} -> {tg.id}", ""
+        return Status.PASS, f"{short_name(svc.id)} -> {short_name(tg.id)}", ""
     return (
         Status.FAIL,
-        f"{svc.id} is registered with {', '.join(svc.target_groups) or 'no target group'}",
+        f"{short_name(svc.id)} is registered with {', '.join(map(short_name, svc.target_groups)) or 'no target group'}",
         "register the service with the target group the Upgrade rule forwards to (StickyWebSocketLoadBalancer.attach)",
     )
 
