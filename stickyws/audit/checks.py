@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from stickyws.audit.mapping import INFRA_SETTINGS, Observation, observe
-from stickyws.audit.view import DeploymentView, Listener
+from stickyws.audit.view import DeploymentView
 from stickyws.settings import FIELDS, RULES, Settings, SettingsError, Severity, env_name, render_value
 
 
@@ -268,7 +268,7 @@ def _upgrade_rule(ctx: Context) -> Outcome:
     lb, tg = ctx.view.load_balancer, ctx.view.target_group
     if lb is None:
         return Status.FAIL, "no load balancer read", "audit the stack or ARN of the WebSocket load balancer"
-    serving = [listener for listener in lb.listeners if not listener.redirects_only]
+    serving = [listener for listener in lb.listeners if listener.forwards]
     if not serving:
         return Status.FAIL, "no listener forwards traffic", "add an HTTPS (or HTTP) listener that forwards"
     found, missing = [], []
@@ -293,17 +293,13 @@ def _upgrade_rule(ctx: Context) -> Outcome:
     return Status.PASS, "; ".join(found), ""
 
 
-def _forwards(listener: Listener) -> bool:
-    return not listener.redirects_only
-
-
 @deployment_check("tls-policy", "HTTPS listeners use a TLS 1.3 security policy; plain HTTP only redirects.")
 def _tls_policy(ctx: Context) -> Outcome:
     lb = ctx.view.load_balancer
     if lb is None:
         return Status.FAIL, "no load balancer read", "audit the stack or ARN of the WebSocket load balancer"
     https = [listener for listener in lb.listeners if listener.protocol == "HTTPS"]
-    clear = [listener.label for listener in lb.listeners if listener.protocol == "HTTP" and _forwards(listener)]
+    clear = [listener.label for listener in lb.listeners if listener.protocol == "HTTP" and listener.forwards]
     if not https:
         return (
             Status.WARN,

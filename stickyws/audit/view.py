@@ -84,9 +84,9 @@ class Listener:
         return next((r for r in self.rules if r.is_default), None)
 
     @property
-    def redirects_only(self) -> bool:
-        """Whether the listener only redirects (e.g. HTTP -> HTTPS) and never forwards."""
-        return all(a.type == "redirect" for r in self.rules for a in r.actions) and bool(self.rules)
+    def forwards(self) -> bool:
+        """Whether any rule of the listener forwards to a target group (a redirect-only listener does not)."""
+        return any(a.type == "forward" for r in self.rules for a in r.actions)
 
 
 @dataclass(frozen=True)

@@ -179,3 +179,17 @@ def test_service_registered_with_another_target_group_fails() -> None:
     elsewhere = dataclasses.replace(view, service=dataclasses.replace(view.service, target_groups=("OtherGroup",)))
     row = audit(elsewhere).result("service-behind-target-group")
     assert (row.status, row.found) == (Status.FAIL, "Service is registered with OtherGroup")
+
+
+def test_listener_that_never_forwards_needs_no_upgrade_rule() -> None:
+    """An HTTP listener that only answers with a fixed response needs no Upgrade rule and is not clear-text traffic."""
+    template = make_template()
+    template["Resources"]["HttpListener"]["Properties"]["DefaultActions"] = [
+        {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}
+    ]
+    result = audit(_view(template))
+    assert (result.result("upgrade-rule").status, result.result("upgrade-rule").found) == (
+        Status.PASS,
+        "HTTPS:443: priority 1",
+    )
+    assert result.result("tls-policy").status is Status.PASS

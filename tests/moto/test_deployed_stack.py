@@ -22,7 +22,7 @@ from tests.audit.aws_env import REGION
 from tests.audit.edits import MUTATIONS, container_settings, only, server_container
 from tests.moto.moto_compat import create_stack, deploy
 
-pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
+pytestmark = [pytest.mark.synth, pytest.mark.filterwarnings("ignore:Tried to parse AWS::")]
 
 GOOD = "StickyWebSocketStack"
 RAW = "RawMotoStack"

@@ -26,7 +26,7 @@ from tests.audit.aws_env import fake_aws_environment
 from tests.audit.edits import MUTATIONS
 from tests.moto.moto_compat import deploy
 
-pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
+pytestmark = [pytest.mark.synth, pytest.mark.filterwarnings("ignore:Tried to parse AWS::")]
 
 BROKEN = next(m for m in MUTATIONS if m.name == "stickiness-off")
 

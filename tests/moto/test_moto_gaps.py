@@ -20,7 +20,7 @@ from tests.audit.aws_env import REGION
 from tests.audit.edits import only, server_container
 from tests.moto.moto_compat import GAPS, create_stack, deploy
 
-pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
+pytestmark = [pytest.mark.synth, pytest.mark.filterwarnings("ignore:Tried to parse AWS::")]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from stickyws.audit.from_template import view_from_template
 from stickyws.cli import main
 from tests.audit.edits import MUTATIONS, container_settings
 
+pytestmark = pytest.mark.synth
+
 
 def test_reference_template_passes_every_check(
     reference_template_json: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
