@@ -1,60 +1,18 @@
-"""One shared twin for the end-to-end tests, and helpers to drive many clients in one event loop.
-
-The twin's settings are short on purpose and all inside the AWS ranges; only the health-check
-interval and timeout are shortened by the twin's time scale (5 s x 0.05 = 250 ms).
-"""
+"""One shared twin for the end-to-end tests (three servers, settings in :mod:`tests.e2e.support`)."""
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
 
-import aiohttp
 import pytest
 
-from stickyws.settings import Settings
 from stickyws.twin.cluster import TwinCluster
-
-T = TypeVar("T")
-
-#: Settings of the shared twin: tunnel timeout 3 s with pings every 1 s, deregistration delay 3 s
-#: with a 1.5 s drain window, health checks every 250 ms (scaled), client backoff 250 ms .. 5 s.
-E2E_SETTINGS = Settings().with_overrides(
-    {
-        "idle_timeout_s": 3,
-        "ping_interval_s": 1,
-        "ping_timeout_s": 2,
-        "deregistration_delay_s": 3,
-        "drain_window_s": 1.5,
-        "shutdown_timeout_s": 2,
-        "stop_timeout_s": 3,
-        "health_check_interval_s": 5,
-        "health_check_timeout_s": 2,
-        "healthy_threshold_count": 2,
-        "unhealthy_threshold_count": 2,
-        "heartbeat_interval_s": 0.5,
-        "heartbeat_ttl_s": 2,
-        "routing_ttl_s": 120,
-        "session_ttl_s": 600,
-        "reconnect_base_ms": 250,
-        "reconnect_cap_s": 5,
-    }
-)
-TIME_SCALE = 0.05
-SERVERS = 3
+from tests.e2e.support import E2E_SETTINGS, SERVERS, TIME_SCALE, require_binaries
 
 
-def require_binaries() -> None:
-    """Fail (not skip) with the fix when the twin's real parts are missing."""
-    missing = [b for b in ("haproxy", "redis-server") if shutil.which(b) is None]
-    assert not missing, f"missing {missing}: run make system-deps"
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def shared_twin() -> Iterator[TwinCluster]:
-    """Redis, three reference servers and HAProxy, shared by the end-to-end tests of the session."""
+    """Redis, three reference servers and HAProxy, shared by the end-to-end tests and stopped after them."""
     require_binaries()
     with TwinCluster(E2E_SETTINGS, servers=SERVERS, time_scale=TIME_SCALE) as twin:
         yield twin
@@ -67,29 +25,3 @@ def twin(shared_twin: TwinCluster) -> TwinCluster:
         shared_twin.add()
     assert len(shared_twin.serving()) == SERVERS
     return shared_twin
-
-
-def run(coro: Coroutine[Any, Any, T], timeout_s: float) -> T:
-    """Run ``coro`` in a fresh event loop, bounded by ``timeout_s``."""
-
-    async def bounded() -> T:
-        async with asyncio.timeout(timeout_s):
-            return await coro
-
-    return asyncio.run(bounded())
-
-
-def client_session() -> aiohttp.ClientSession:
-    """One aiohttp session for many clients: no connection limit, no shared cookie jar."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar())
-
-
-def peak_rate_per_s(times: list[float], window_s: float = 0.25) -> float:
-    """Largest number of events in any ``window_s`` sliding window, per second."""
-    ordered = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(ordered):
-        while t - ordered[lo] > window_s:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best / window_s

@@ -9,7 +9,7 @@ import time
 from stickyws.client.backoff import Backoff
 from stickyws.client.connection import Event, StickyClient
 from stickyws.twin.cluster import TwinCluster
-from tests.e2e.conftest import E2E_SETTINGS, TIME_SCALE, client_session, require_binaries, run
+from tests.e2e.support import E2E_SETTINGS, TIME_SCALE, client_session, require_binaries, run
 
 LIMIT = 4
 SETTINGS = E2E_SETTINGS.with_overrides({"max_connections": LIMIT, "target_connections_per_task": LIMIT - 1})
@@ -40,6 +40,9 @@ def test_over_limit_handshake_gets_503_retry_after_and_succeeds_when_capacity_re
                 return late, events, freed_at
 
         late, events, freed_at = run(scenario(), timeout_s=30)
+        deadline = time.monotonic() + 3.0  # HAProxy notices the closes within milliseconds
+        while twin.connections(twin.serving()[0]) and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert twin.connections(twin.serving()[0]) == 0
     rejected = [e for e in events if e.kind == "rejected"]
     tries = [e.at for e in events if e.kind == "connecting"]

@@ -8,7 +8,7 @@ import threading
 from stickyws.client.connection import Event, StickyClient
 from stickyws.settings import Settings, Severity
 from stickyws.twin.cluster import TwinCluster
-from tests.e2e.conftest import E2E_SETTINGS, TIME_SCALE, client_session, require_binaries, run
+from tests.e2e.support import E2E_SETTINGS, TIME_SCALE, client_session, require_binaries, run
 
 IDLE_S = 2
 WATCH_S = 3 * IDLE_S + 0.6  # three full idle timeouts

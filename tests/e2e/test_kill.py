@@ -12,7 +12,7 @@ from stickyws import keys
 from stickyws.client.backoff import Backoff
 from stickyws.client.connection import StickyClient
 from stickyws.twin.cluster import TwinCluster
-from tests.e2e.conftest import E2E_SETTINGS, client_session, run
+from tests.e2e.support import E2E_SETTINGS, client_session, run
 
 CLIENTS = 30
 #: Slack per attempt for the handshake itself (loopback, three Python servers on two cores).
@@ -58,7 +58,7 @@ def test_sigkill_moves_clients_within_the_backoff_bound_and_loses_nothing(twin: 
     try:
         for c in moved:
             attempts = c.stats.handshakes - c.stats.connects  # failed tries before the reconnect
-            bound = sum(backoff.ceiling_s(a) for a in range(attempts)) + HANDSHAKE_SLACK_S * (attempts + 1)
+            bound = sum(backoff.ceiling_s(a) for a in range(attempts + 1)) + HANDSHAKE_SLACK_S * (attempts + 1)
             assert c.stats.close_codes == {1006: 1}
             assert c.stats.resumed == 1
             assert c.stats.not_resumed_reconnects == 0

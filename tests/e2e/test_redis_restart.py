@@ -11,7 +11,7 @@ import redis
 from stickyws import keys
 from stickyws.client.connection import StickyClient
 from stickyws.twin.cluster import TwinCluster
-from tests.e2e.conftest import E2E_SETTINGS, client_session, run
+from tests.e2e.support import E2E_SETTINGS, client_session, run
 
 CLIENTS = 30
 DOWN_S = 1.0

@@ -20,7 +20,7 @@ from stickyws import keys
 from stickyws.client.backoff import Backoff
 from stickyws.client.connection import StickyClient
 from stickyws.twin.cluster import TwinCluster
-from tests.e2e.conftest import E2E_SETTINGS, client_session, peak_rate_per_s, run
+from tests.e2e.support import E2E_SETTINGS, client_session, peak_rate_per_s, run
 
 CLIENTS = 200
 #: Each client sends one numbered message every this many seconds (about 400 messages/s in all).

@@ -11,7 +11,7 @@ from stickyws import protocol
 from stickyws.client.connection import handshake_headers, with_query
 from stickyws.client.cookies import CookieJar
 from stickyws.twin.cluster import TwinCluster
-from tests.e2e.conftest import client_session, run
+from tests.e2e.support import client_session, run
 
 RECONNECTS = 100
 

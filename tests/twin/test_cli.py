@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import require_binaries
+from tests.e2e.support import require_binaries
 
 BOUND_S = 30.0
 

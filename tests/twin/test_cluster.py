@@ -9,7 +9,7 @@ import pytest
 from stickyws.settings import SettingsError
 from stickyws.twin import haproxy_config
 from stickyws.twin.cluster import TwinCluster, TwinError
-from tests.e2e.conftest import E2E_SETTINGS, TIME_SCALE, require_binaries
+from tests.e2e.support import E2E_SETTINGS, TIME_SCALE, require_binaries
 
 
 def _gone(pid: int) -> bool:

@@ -1,0 +1,76 @@
+"""Settings and helpers of the end-to-end tests (also used by tests/twin): drive many clients in one loop.
+
+The twin's settings are short on purpose and all inside the AWS ranges; only the health-check
+interval and timeout are shortened by the twin's time scale (5 s x 0.05 = 250 ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import aiohttp
+
+from stickyws.settings import Settings
+
+T = TypeVar("T")
+
+#: Settings of the shared twin: tunnel timeout 3 s with pings every 1 s, deregistration delay 3 s
+#: with a 1.5 s drain window, health checks every 250 ms (scaled), client backoff 250 ms .. 5 s.
+E2E_SETTINGS = Settings().with_overrides(
+    {
+        "idle_timeout_s": 3,
+        "ping_interval_s": 1,
+        "ping_timeout_s": 2,
+        "deregistration_delay_s": 3,
+        "drain_window_s": 1.5,
+        "shutdown_timeout_s": 2,
+        "stop_timeout_s": 3,
+        "health_check_interval_s": 5,
+        "health_check_timeout_s": 2,
+        "healthy_threshold_count": 2,
+        "unhealthy_threshold_count": 2,
+        "heartbeat_interval_s": 0.5,
+        "heartbeat_ttl_s": 2,
+        "routing_ttl_s": 120,
+        "session_ttl_s": 600,
+        "reconnect_base_ms": 250,
+        "reconnect_cap_s": 5,
+    }
+)
+TIME_SCALE = 0.05
+SERVERS = 3
+
+
+def require_binaries() -> None:
+    """Fail (not skip) with the fix when the twin's real parts are missing."""
+    missing = [b for b in ("haproxy", "redis-server") if shutil.which(b) is None]
+    assert not missing, f"missing {missing}: run make system-deps"
+
+
+def run(coro: Coroutine[Any, Any, T], timeout_s: float) -> T:
+    """Run ``coro`` in a fresh event loop, bounded by ``timeout_s``."""
+
+    async def bounded() -> T:
+        async with asyncio.timeout(timeout_s):
+            return await coro
+
+    return asyncio.run(bounded())
+
+
+def client_session() -> aiohttp.ClientSession:
+    """One aiohttp session for many clients: no connection limit, no shared cookie jar."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar())
+
+
+def peak_rate_per_s(times: list[float], window_s: float = 0.25) -> float:
+    """Largest number of events in any ``window_s`` sliding window, per second."""
+    ordered = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(ordered):
+        while t - ordered[lo] > window_s:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best / window_s
