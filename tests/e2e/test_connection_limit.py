@@ -6,10 +6,14 @@ import asyncio
 import itertools
 import time
 
+import pytest
+
 from stickyws.client.backoff import Backoff
 from stickyws.client.connection import Event, StickyClient
 from stickyws.twin.cluster import TwinCluster
 from tests.e2e.support import E2E_SETTINGS, TIME_SCALE, client_session, require_binaries, run
+
+pytestmark = [pytest.mark.haproxy, pytest.mark.redis]
 
 LIMIT = 4
 SETTINGS = E2E_SETTINGS.with_overrides({"max_connections": LIMIT, "target_connections_per_task": LIMIT - 1})

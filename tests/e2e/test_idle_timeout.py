@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
+
 from stickyws.client.connection import Event, StickyClient
 from stickyws.settings import Settings, Severity
 from stickyws.twin.cluster import TwinCluster
 from tests.e2e.support import E2E_SETTINGS, TIME_SCALE, client_session, require_binaries, run
+
+pytestmark = [pytest.mark.haproxy, pytest.mark.redis]
 
 IDLE_S = 2
 WATCH_S = 3 * IDLE_S + 0.6  # three full idle timeouts

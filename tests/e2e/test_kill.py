@@ -6,6 +6,7 @@ import asyncio
 import random
 import time
 
+import pytest
 import redis
 
 from stickyws import keys
@@ -13,6 +14,8 @@ from stickyws.client.backoff import Backoff
 from stickyws.client.connection import StickyClient
 from stickyws.twin.cluster import TwinCluster
 from tests.e2e.support import E2E_SETTINGS, client_session, run
+
+pytestmark = [pytest.mark.haproxy, pytest.mark.redis]
 
 CLIENTS = 30
 #: Slack per attempt for the handshake itself (loopback, three Python servers on two cores).

@@ -6,12 +6,15 @@ import asyncio
 import json
 import time
 
+import pytest
 import redis
 
 from stickyws import keys
 from stickyws.client.connection import StickyClient
 from stickyws.twin.cluster import TwinCluster
 from tests.e2e.support import E2E_SETTINGS, client_session, run
+
+pytestmark = [pytest.mark.haproxy, pytest.mark.redis]
 
 CLIENTS = 30
 DOWN_S = 1.0

@@ -22,6 +22,8 @@ from stickyws.client.connection import StickyClient
 from stickyws.twin.cluster import TwinCluster
 from tests.e2e.support import E2E_SETTINGS, client_session, peak_rate_per_s, run
 
+pytestmark = [pytest.mark.haproxy, pytest.mark.redis]
+
 CLIENTS = 200
 #: Each client sends one numbered message every this many seconds (about 400 messages/s in all).
 SEND_EVERY_S = 0.5

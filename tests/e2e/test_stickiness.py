@@ -6,12 +6,15 @@ import json
 from collections import Counter
 
 import aiohttp
+import pytest
 
 from stickyws import protocol
 from stickyws.client.connection import handshake_headers, with_query
 from stickyws.client.cookies import CookieJar
 from stickyws.twin.cluster import TwinCluster
 from tests.e2e.support import client_session, run
+
+pytestmark = [pytest.mark.haproxy, pytest.mark.redis]
 
 RECONNECTS = 100
 

@@ -22,6 +22,8 @@ from stickyws.twin.cluster import deregistration_delay_s
 from stickyws.twin.haproxy_config import Layout, Slot
 from tests.cdk.conftest import REFERENCE_CONTEXT, load_cdk_context
 
+pytestmark = pytest.mark.synth
+
 LB = "AWS::ElasticLoadBalancingV2::LoadBalancer"
 TG = "AWS::ElasticLoadBalancingV2::TargetGroup"
 
