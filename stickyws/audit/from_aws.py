@@ -139,6 +139,8 @@ def read_target_group(session: Any, target_group_arn: str) -> DeploymentView:
     arns = group.get("LoadBalancerArns") or []
     if not arns:
         raise ReadError(f"target group {target_group_arn} is not attached to any load balancer")
+    if len(arns) > 1:
+        reader.notes.append(f"the target group serves {len(arns)} load balancers; auditing {arns[0]}")
     return reader.deployment(f"target group {target_group_arn}", arns[0], target_group_arn)
 
 
@@ -305,15 +307,18 @@ class _Reader:
         with aws_errors("search the ECS services for the target group"):
             for cluster in _pages(ecs.list_clusters, "nextToken", "nextToken", "clusterArns"):
                 arns = list(_pages(ecs.list_services, "nextToken", "nextToken", "serviceArns", cluster=cluster))
-                calls += 2
+                calls += 2 + len(arns) // 100
                 for i in range(0, len(arns), 10):
+                    if calls >= MAX_SCAN_CALLS:
+                        self.notes.append(f"stopped searching ECS services after about {calls} calls")
+                        return None
                     calls += 1
                     for svc in ecs.describe_services(cluster=cluster, services=arns[i : i + 10])["services"]:
                         if any(m.get("targetGroupArn") == tg_arn for m in svc.get("loadBalancers") or []):
                             return dict(svc)
-                    if calls >= MAX_SCAN_CALLS:
-                        self.notes.append(f"stopped searching ECS services after {calls} calls")
-                        return None
+                if calls >= MAX_SCAN_CALLS:
+                    self.notes.append(f"stopped searching ECS services after about {calls} calls")
+                    return None
         self.notes.append("no ECS service in this account and region is registered with the target group")
         return None
 

@@ -346,3 +346,13 @@ def test_unreachable_endpoint_exits_2(dead_endpoint: str, capsys: pytest.Capture
     assert err.startswith("stickyws: cannot list the resources of stack S: cannot reach ")
     assert dead_endpoint in err
     assert err.count("\n") == 1
+
+
+def test_service_search_is_bounded(account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The search for the target group's ECS service stops at MAX_SCAN_CALLS and says so."""
+    from stickyws.audit import from_aws
+
+    monkeypatch.setattr(from_aws, "MAX_SCAN_CALLS", 2)
+    view = read_load_balancer(account.session, account.sticky.load_balancer)
+    assert view.service is None
+    assert "stopped searching ECS services after about 2 calls" in view.notes
