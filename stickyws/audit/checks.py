@@ -128,14 +128,15 @@ def catalog() -> list[tuple[str, str, str]]:
 # --- building the settings -------------------------------------------------------------------
 
 
-def _apply(base: Settings, values: Mapping[str, str], problems: list[str], origin: str) -> Settings:
-    """``base`` with each parsable value applied; unparsable ones are described in ``problems``."""
+def _apply(base: Settings, values: Mapping[str, str], problems: list[str], unread: set[str], origin: str) -> Settings:
+    """``base`` with each parsable value applied; unparsable ones go to ``problems`` and ``unread``."""
     settings = base
     for name, text in values.items():
         try:
             settings = settings.with_overrides({name: text})
         except SettingsError as exc:
             problems.extend(f"{origin}: {f.message}" for f in exc.findings)
+            unread.add(name)
     return settings
 
 
@@ -149,12 +150,13 @@ def audit(view: DeploymentView, assume: Mapping[str, str] | None = None) -> Audi
     container = view.task_definition.container if view.task_definition else None
     env = dict(container.environment) if container else {}
     from_container = {name: env[env_name(name)] for name in FIELDS if env_name(name) in env}
-    app_settings = _apply(assumed, from_container, problems, "container environment")
+    unread: set[str] = set()
+    app_settings = _apply(assumed, from_container, problems, unread, "container environment")
     observed = observe(view)
-    settings = _apply(app_settings, {n: o.text for n, o in observed.items()}, problems, "deployment")
+    settings = _apply(app_settings, {n: o.text for n, o in observed.items()}, problems, unread, "deployment")
 
     ctx = Context(view, settings, app_settings, frozenset(from_container), observed)
-    known = set(observed) | set(from_container) | set(assume or {})
+    known = (set(observed) | set(from_container) | set(assume or {})) - unread
     results = list(_rule_results(settings, known))
     for check in CHECKS.values():
         status, found, fix = check.run(ctx)

@@ -111,6 +111,7 @@ def test_unparsable_value_is_reported_not_raised() -> None:
     row = result.result("readable-values")
     assert row.status is Status.FAIL
     assert "idle_timeout_s='soon'" in row.found
+    assert "assumed, not observed: idle_timeout_s=120" in result.result("ping-within-idle-timeout").found
 
 
 def test_template_without_service_is_audited_with_warnings() -> None:
