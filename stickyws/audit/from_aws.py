@@ -70,6 +70,9 @@ _BAD_CREDENTIALS = {
 }
 
 
+_NOT_FOUND = ("NotFound", "NotFoundException", "ValidationError")
+
+
 class ReadError(Exception):
     """The deployment could not be read; the message is one line that says what to do."""
 
@@ -87,7 +90,8 @@ def aws_errors(what: str) -> Iterator[None]:
             raise ReadError(f"no permission to {what} ({operation}): {message}; see docs/audit.md for IAM") from None
         if code in _BAD_CREDENTIALS:
             raise ReadError(f"AWS rejected the credentials while trying to {what}: {code}: {message}") from None
-        raise ReadError(f"cannot {what}: {code}: {message}") from None
+        hint = "; check the name or ARN and the region" if code.endswith(_NOT_FOUND) else ""
+        raise ReadError(f"cannot {what}: {code}: {message}{hint}") from None
     except NoCredentialsError:
         raise ReadError(
             f"cannot {what}: no AWS credentials found; set AWS_PROFILE (or --profile) or AWS_ACCESS_KEY_ID"

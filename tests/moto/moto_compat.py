@@ -10,6 +10,11 @@ workaround here should be deleted.
 
 The workarounds read the properties from the template itself, so a mutated template (HTTP/2 on,
 a 5 s deregistration delay, ...) reaches moto mutated.
+
+Deploying (:func:`deploy`) also prepares what ``cdk deploy`` would have: the CDK bootstrap version
+parameter, the Lambda code objects in the asset bucket (stubs), an ACM certificate for HTTPS
+listeners; and it leaves out the resources moto cannot create at all (:func:`moto_deployable`,
+:data:`UNDEPLOYABLE_TYPES`), none of which the auditor reads.
 """
 
 from __future__ import annotations
