@@ -31,7 +31,9 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = parser.add_argument_group("source")
-    source.add_argument("--template", metavar="PATH", help="synthesized CloudFormation template (JSON)")
+    source.add_argument(
+        "--template", metavar="PATH", help="synthesized CloudFormation template (JSON), or a cdk.out directory with one"
+    )
     source.add_argument("--stack-name", metavar="NAME", help="deployed CloudFormation stack")
     source.add_argument("--load-balancer-arn", metavar="ARN", help="any Application Load Balancer")
     source.add_argument("--target-group-arn", metavar="ARN", help="target group (with or without --load-balancer-arn)")

@@ -50,7 +50,17 @@ class TemplateError(Exception):
 
 
 def load_template(path: str | Path) -> dict[str, Any]:
-    """The template at ``path`` as a dict; raises :class:`TemplateError` with a one-line reason."""
+    """The template at ``path`` as a dict; raises :class:`TemplateError` with a one-line reason.
+
+    ``path`` may be a cloud assembly directory (``cdk.out``) holding exactly one ``*.template.json``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(path.glob("*.template.json"))
+        if len(found) != 1:
+            names = ", ".join(p.name for p in found) or "none"
+            raise TemplateError(f"{path} holds {len(found)} *.template.json files ({names}); pass one of them")
+        path = found[0]
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:

@@ -197,3 +197,18 @@ def test_json_report_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         "aws_default": False,
     }
     assert only(make_template(), "AWS::ECS::TaskDefinition")["ContainerDefinitions"][0]["StopTimeout"] == 30
+
+
+def test_cloud_assembly_directory_with_one_template(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--template accepts a cdk.out directory holding one template, and refuses one holding two."""
+    _write(tmp_path, make_template(), "StickyWebSocketStack.template.json")
+    code, out, _ = _run(["--template", str(tmp_path)], capsys)
+    assert code == 0
+    assert out.startswith(f"stickyws audit of template {tmp_path}\n")
+    _write(tmp_path, make_template(), "Other.template.json")
+    code, _, err = _run(["--template", str(tmp_path)], capsys)
+    assert code == 2
+    assert err == (
+        f"stickyws: {tmp_path} holds 2 *.template.json files "
+        "(Other.template.json, StickyWebSocketStack.template.json); pass one of them\n"
+    )
