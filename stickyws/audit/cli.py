@@ -26,7 +26,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "audit",
         help="check a template or a live ALB/target group/ECS service against the stickyws rules",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description="Check a synthesized template or a live ALB, target group and ECS service against the "
+        "settings model's rules and the deployment checks; print a table (or JSON).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
