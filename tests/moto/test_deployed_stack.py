@@ -17,6 +17,7 @@ from moto import mock_aws
 
 from stickyws.audit.checks import Audit, Status, audit, catalog
 from stickyws.audit.from_aws import read_stack
+from stickyws.audit.mapping import INFRA_SETTINGS
 from stickyws.cli import main
 from tests.audit.aws_env import REGION
 from tests.audit.edits import MUTATIONS, container_settings, only, server_container
@@ -59,6 +60,8 @@ def test_reference_stack_passes_every_rule_in_moto(deployed: Deployed) -> None:
     assert [(r.rule, r.status.value, r.found) for r in result.results if r.status is not Status.PASS] == []
     assert result.exit_code == 0
     assert result.notes == ()
+    assert sorted(n for n, o in result.observed.items() if o.aws_default) == []
+    assert set(result.observed) == INFRA_SETTINGS - {"app_cookie_name"}  # read only with stickiness.type=app_cookie
 
 
 def test_values_read_back_equal_the_template(deployed: Deployed) -> None:
