@@ -134,7 +134,10 @@ class _Reader:
     def read(self, source: str) -> DeploymentView:
         albs = [(i, p) for i, p in self.of_type(LB_TYPE) if p.get("Type", "application") == "application"]
         if not albs:
-            raise TemplateError(f"no Application Load Balancer ({LB_TYPE}) in the template")
+            raise TemplateError(
+                f"no Application Load Balancer ({LB_TYPE}) in the template; "
+                "a stack that reuses an existing load balancer is audited live: --load-balancer-arn ARN"
+            )
         if len(albs) > 1:
             self.notes.append(f"{len(albs)} load balancers in the template; auditing {albs[0][0]}")
         lb = self.load_balancer(*albs[0])
