@@ -80,7 +80,10 @@ class ClientStats:
     #: Server id of every connection, in order.
     servers: list[str] = field(default_factory=list)
     session_ids: set[str] = field(default_factory=set)
-    messages: list[Any] = field(default_factory=list)
+    #: ``message`` frames received (their payloads go to the events, not here: a client may run for days).
+    messages: int = 0
+    #: Frames that were not valid ``stickyws.v1`` server frames (ignored).
+    bad_frames: int = 0
     #: Longest time between losing a connection and the next ``connected``.
     max_outage_s: float = 0.0
 
@@ -110,6 +113,7 @@ class ClientStopped(RuntimeError):
 class StickyClient:
     """A ``stickyws.v1`` client that reconnects, resumes and resends; see the module doc.
 
+    ``on_event`` is called for every :class:`Event`, in the loop, and must not block or raise.
     ``session``: an ``aiohttp.ClientSession`` to share between clients; it must use
     ``aiohttp.DummyCookieJar()`` because cookies are per client (each holds its own stickiness).
     ``connect_timeout_s`` bounds each handshake. ``rng`` makes the jitter reproducible.
@@ -330,9 +334,14 @@ class StickyClient:
                     continue
                 try:
                     frame = json.loads(msg.data)
-                except ValueError:
+                    kind = frame["type"] if isinstance(frame, dict) else None
+                    if kind == "connected":
+                        int(frame.get("lastClientId") or 0)
+                    elif kind == "ack":
+                        int(frame["id"])
+                except (ValueError, KeyError, TypeError):
+                    self.stats.bad_frames += 1
                     continue
-                kind = frame.get("type") if isinstance(frame, dict) else None
                 if kind == "connected":
                     was_connected = True
                     to_send = self._on_connected(frame)
@@ -341,7 +350,7 @@ class StickyClient:
                     self.outbox.on_ack(int(frame["id"]), duplicate=bool(frame.get("duplicate")))
                     self._emit("ack", id=frame["id"], duplicate=bool(frame.get("duplicate")))
                 elif kind == "message":
-                    self.stats.messages.append(frame.get("data"))
+                    self.stats.messages += 1
                     self._emit("message", seq=frame.get("seq"), data=frame.get("data"))
                 elif kind == "error":
                     self._emit("error", code=frame.get("code"), message=frame.get("message"), id=frame.get("id"))

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.haproxy, pytest.mark.redis]
 
 LIMIT = 4
 SETTINGS = E2E_SETTINGS.with_overrides({"max_connections": LIMIT, "target_connections_per_task": LIMIT - 1})
-HOLD_S = 1.6
+HOLD_S = 2.0
 
 
 def test_over_limit_handshake_gets_503_retry_after_and_succeeds_when_capacity_returns() -> None:
@@ -33,7 +33,9 @@ def test_over_limit_handshake_gets_503_retry_after_and_succeeds_when_capacity_re
                     c.start()
                 await asyncio.gather(*(c.wait_connected(10) for c in holders))
                 events: list[Event] = []
-                late = StickyClient(twin.url, twin.token("late"), session=session, on_event=events.append)
+                late = StickyClient(
+                    twin.url, twin.token("late"), settings=SETTINGS, session=session, on_event=events.append
+                )
                 late.start()
                 await asyncio.sleep(HOLD_S)
                 assert not late.connected
