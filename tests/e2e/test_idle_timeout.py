@@ -33,7 +33,7 @@ def test_the_settings_rule_judges_both_configurations() -> None:
 
 def test_pings_keep_idle_connections_and_silence_is_cut_at_the_tunnel_timeout() -> None:
     """With pings every 0.5 s a silent client survives 3 idle timeouts on one connection; with pings off
-    each connection is cut (1006) after 2.0-2.5 s."""
+    each connection is cut (1006) 2 s after its last frame."""
     require_binaries()
     twins = [
         TwinCluster(PINGING, servers=1, time_scale=TIME_SCALE),
@@ -81,6 +81,7 @@ def test_pings_keep_idle_connections_and_silence_is_cut_at_the_tunnel_timeout() 
     assert lives[0] == []
     assert silent.stats.close_codes[1006] >= 2
     cut = lives[1][: silent.stats.close_codes[1006]]
-    assert all(IDLE_S <= life < IDLE_S + 0.5 for life in cut), cut
+    # measured from the client seeing `connected`, a moment after HAProxy forwarded it (its timer start)
+    assert all(IDLE_S - 0.05 <= life < IDLE_S + 0.5 for life in cut), cut
     lifetimes = ", ".join(f"{x:.2f}" for x in cut)
     print(f"idle timeout {IDLE_S} s: pinging client kept 1 connection {WATCH_S:.1f} s; silent one cut at {lifetimes} s")
