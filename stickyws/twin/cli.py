@@ -97,7 +97,8 @@ def run_up(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | 
         raise CommandError("--servers must be at least 1")
     cluster = TwinCluster(_settings(args), servers=args.servers, time_scale=args.time_scale, log=say)
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: _interrupt())
+    # Both signals explicitly: a shell starts background jobs with SIGINT ignored.
+    previous = {sig: signal.signal(sig, lambda *_: _interrupt()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
             cluster.start()
@@ -120,7 +121,8 @@ def run_up(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | 
     finally:
         say("twin: stopping every process it started")
         cluster.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         say("twin: stopped")
     return 0
 

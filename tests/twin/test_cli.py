@@ -128,3 +128,21 @@ def test_twin_up_two_clients_deregister_and_stop_leave_nothing_behind() -> None:
             if p.proc.poll() is None:
                 p.proc.kill()
                 p.proc.wait(timeout=5)
+
+
+@pytest.mark.haproxy
+def test_ctrl_c_stops_twin_up_and_everything_it_started() -> None:
+    """SIGINT (Ctrl-C) makes `twin up` stop HAProxy, redis and its server by PID and exit 0."""
+    require_binaries()
+    twin = Proc(["twin", "up", "--servers", "1"])
+    try:
+        pids = [int(m) for m in twin.expect(r"^haproxy pid (\d+), redis-server pid (\d+), logs in").groups()]
+        pids.append(int(twin.expect(r"^s1\s+pid (\d+)\s+127\.0\.0\.1:\d+\s+serving\s+healthy")[1]))
+        twin.expect("type 'help'")
+        assert twin.stop(signal.SIGINT) == 0
+        twin.expect(r"^twin: stopped$")
+        assert all(_gone(pid) for pid in pids)
+    finally:
+        if twin.proc.poll() is None:
+            twin.proc.kill()
+            twin.proc.wait(timeout=5)
