@@ -26,7 +26,15 @@ from redis.backoff import NoBackoff
 
 from stickyws import keys
 from stickyws.server.registry import ClaimResult, MessageCallback, RegistryUnavailable, SubscribedCallback
-from stickyws.server.session import OUTBOX_LIMIT, OUTBOX_MAX_BYTES, Commit, CommitResult, OutboxEntry, SessionRecord
+from stickyws.server.session import (
+    OUTBOX_LIMIT,
+    OUTBOX_MAX_BYTES,
+    Commit,
+    CommitResult,
+    OutboxEntry,
+    SessionRecord,
+    append_outbox,
+)
 
 #: Connections in the pool (the settings model has no field for it yet).
 POOL_SIZE = 64
@@ -47,10 +55,27 @@ _DOWN_ERRORS = (
 )
 _T = TypeVar("_T")
 
+# Session hash fields: user, lastClientId, lastServerSeq, subs (JSON array), and the outbox as one field
+# per message, ``m:<seq>`` -> payload JSON text, for seqs outFirst..lastServerSeq, with outBytes their
+# total size. Appending and trimming touch only the fields that change, so a commit costs the same
+# whatever the outbox holds.
+_WRITE_OUTBOX_LUA = """
+local function write_outbox(key, entries_json)
+  local entries = cjson.decode(entries_json)
+  local first, bytes = nil, 0
+  for _, e in ipairs(entries) do
+    redis.call('HSET', key, 'm:' .. string.format('%d', e[1]), e[2])
+    if first == nil then first = e[1] end
+    bytes = bytes + #e[2]
+  end
+  return first, bytes
+end
+"""
+
 # KEYS: user key, session key.
 # ARGV: server, routing ttl, reject(0|1), heartbeat prefix, heartbeat suffix, session ttl, user, resume(0|1).
-# Returns {1, previous|false, resumed, lastClientId, lastServerSeq, subs}, {0, owner} (live owner, reject)
-# or {2} (the session belongs to another user).
+# Returns {1, previous|false, resumed, lastClientId, lastServerSeq, subs, seq1, payload1, seq2, ...},
+# {0, owner} (a live owner under reject) or {2} (the session belongs to another user).
 HANDSHAKE_LUA = """
 local owner = redis.call('HGET', KEYS[2], 'user')
 if ARGV[8] == '1' and owner and owner ~= ARGV[7] then return {2} end
@@ -69,31 +94,43 @@ if ARGV[8] == '1' and owner then
   resumed = 1
 else
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[2], 'user', ARGV[7], 'lastClientId', 0, 'lastServerSeq', 0, 'subs', '[]', 'outbox', '[]')
+  redis.call('HSET', KEYS[2], 'user', ARGV[7], 'lastClientId', 0, 'lastServerSeq', 0, 'subs', '[]',
+             'outFirst', 1, 'outBytes', 0)
 end
 redis.call('EXPIRE', KEYS[2], ARGV[6])
-local f = redis.call('HMGET', KEYS[2], 'lastClientId', 'lastServerSeq', 'subs', 'outbox')
-return {1, prev, resumed, tonumber(f[1]), tonumber(f[2]), f[3], f[4]}
+local f = redis.call('HMGET', KEYS[2], 'lastClientId', 'lastServerSeq', 'subs', 'outFirst')
+local last_seq = tonumber(f[2]) or 0
+local reply = {1, prev, resumed, tonumber(f[1]) or 0, last_seq, f[3] or '[]'}
+for s = tonumber(f[4]) or (last_seq + 1), last_seq do
+  local p = redis.call('HGET', KEYS[2], 'm:' .. s)
+  if p then
+    reply[#reply + 1] = s
+    reply[#reply + 1] = p
+  end
+end
+return reply
 """
 
 # KEYS: session key, user key.
-# ARGV: msg id, payload count, topic op, topic, session ttl, server, routing ttl, user, and the caller's
-# lastClientId, lastServerSeq, subs (used when the hash is gone, e.g. after a Redis restart), then the
-# payloads (JSON array of JSON texts), outbox limit, outbox max bytes, the caller's outbox.
-# Returns {duplicate, firstSeq, lastClientId, lastServerSeq, subs, outbox}.
-COMMIT_LUA = """
+# ARGV: msg id, (unused), topic op, topic, session ttl, server, routing ttl, user, then the caller's
+# lastClientId, lastServerSeq, subs (used when the hash is gone, e.g. after a Redis restart), the payloads
+# (JSON array of JSON texts), outbox limit, outbox max bytes, and the caller's outbox (JSON, used when
+# the hash is gone). Returns {duplicate, firstSeq, lastClientId, lastServerSeq, subs}.
+COMMIT_LUA = (
+    _WRITE_OUTBOX_LUA
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'user', ARGV[8], 'lastClientId', ARGV[9], 'lastServerSeq', ARGV[10], 'subs', ARGV[11],
-             'outbox', ARGV[15])
+  redis.call('HSET', KEYS[1], 'user', ARGV[8], 'lastClientId', ARGV[9], 'lastServerSeq', ARGV[10], 'subs', ARGV[11])
+  local first, bytes = write_outbox(KEYS[1], ARGV[15])
+  redis.call('HSET', KEYS[1], 'outFirst', first or (tonumber(ARGV[10]) + 1), 'outBytes', bytes)
 end
-local f = redis.call('HMGET', KEYS[1], 'lastClientId', 'lastServerSeq', 'subs', 'outbox')
+local f = redis.call('HMGET', KEYS[1], 'lastClientId', 'lastServerSeq', 'subs', 'outFirst', 'outBytes')
 local last = tonumber(f[1]) or 0
 local seq = tonumber(f[2]) or 0
 local subs = f[3] or '[]'
-local outbox = f[4] or '[]'
 local id = tonumber(ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-if id <= last then return {1, seq + 1, last, seq, subs, outbox} end
+if id <= last then return {1, seq + 1, last, seq, subs} end
 if ARGV[3] ~= '' then
   local set = {}
   for _, t in ipairs(cjson.decode(subs)) do set[t] = true end
@@ -104,25 +141,25 @@ if ARGV[3] ~= '' then
   if #list == 0 then subs = '[]' else subs = cjson.encode(list) end
 end
 local payloads = cjson.decode(ARGV[12])
-if #payloads > 0 then
-  local entries = cjson.decode(outbox)
-  for i, p in ipairs(payloads) do entries[#entries + 1] = {seq + i, p} end
-  local size = 0
-  for _, e in ipairs(entries) do size = size + #e[2] end
-  local limit, maxb, n, first = tonumber(ARGV[13]), tonumber(ARGV[14]), #entries, 1
-  while first <= n and ((n - first + 1) > limit or (size > maxb and (n - first + 1) > 1)) do
-    size = size - #entries[first][2]
-    first = first + 1
-  end
-  local kept = {}
-  for i = first, n do kept[#kept + 1] = entries[i] end
-  outbox = cjson.encode(kept)
-end
 local newseq = seq + #payloads
-redis.call('HSET', KEYS[1], 'lastClientId', id, 'lastServerSeq', newseq, 'subs', subs, 'outbox', outbox)
+local first = tonumber(f[4]) or (seq + 1)
+local bytes = tonumber(f[5]) or 0
+for i, p in ipairs(payloads) do
+  redis.call('HSET', KEYS[1], 'm:' .. (seq + i), p)
+  bytes = bytes + #p
+end
+local limit, maxb = tonumber(ARGV[13]), tonumber(ARGV[14])
+while (newseq - first + 1) > limit or (bytes > maxb and first < newseq) do
+  bytes = bytes - redis.call('HSTRLEN', KEYS[1], 'm:' .. first)
+  redis.call('HDEL', KEYS[1], 'm:' .. first)
+  first = first + 1
+end
+redis.call('HSET', KEYS[1], 'lastClientId', id, 'lastServerSeq', newseq, 'subs', subs, 'outFirst', first,
+           'outBytes', bytes)
 if redis.call('GET', KEYS[2]) == ARGV[6] then redis.call('EXPIRE', KEYS[2], ARGV[7]) end
-return {0, seq + 1, id, newseq, subs, outbox}
+return {0, seq + 1, id, newseq, subs}
 """
+)
 
 # KEYS: user key. ARGV: server. Compare-and-delete.
 RELEASE_LUA = """
@@ -131,20 +168,24 @@ return 0
 """
 
 # KEYS: user key, session key.
-# ARGV: server, routing ttl, user, lastClientId, lastServerSeq, subs, session ttl, outbox.
+# ARGV: server, routing ttl, user, lastClientId, lastServerSeq, subs, session ttl, outbox (JSON).
 # Returns 1 (re-registered) or 0 (another server owns the user now).
-RECONCILE_LUA = """
+RECONCILE_LUA = (
+    _WRITE_OUTBOX_LUA
+    + """
 local owner = redis.call('GET', KEYS[1])
 if owner and owner ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 local last = tonumber(redis.call('HGET', KEYS[2], 'lastClientId') or '-1')
 if last < tonumber(ARGV[4]) then
-  redis.call('HSET', KEYS[2], 'user', ARGV[3], 'lastClientId', ARGV[4], 'lastServerSeq', ARGV[5], 'subs', ARGV[6],
-             'outbox', ARGV[8])
+  redis.call('HSET', KEYS[2], 'user', ARGV[3], 'lastClientId', ARGV[4], 'lastServerSeq', ARGV[5], 'subs', ARGV[6])
+  local first, bytes = write_outbox(KEYS[2], ARGV[8])
+  redis.call('HSET', KEYS[2], 'outFirst', first or (tonumber(ARGV[5]) + 1), 'outBytes', bytes)
 end
 redis.call('EXPIRE', KEYS[2], ARGV[7])
 return 1
 """
+)
 
 
 def _text(value: Any) -> str:
@@ -159,14 +200,9 @@ def _subs(value: Any) -> tuple[str, ...]:
     return tuple(sorted(str(t) for t in parsed)) if isinstance(parsed, list) else ()
 
 
-def _outbox(value: Any) -> tuple[OutboxEntry, ...]:
-    try:
-        parsed = json.loads(_text(value)) if value is not None else []
-    except ValueError:
-        return ()
-    if not isinstance(parsed, list):  # cjson encodes an empty array as {}
-        return ()
-    return tuple((int(seq), str(text)) for seq, text in parsed)
+def _outbox(flat: Sequence[Any]) -> tuple[OutboxEntry, ...]:
+    """``[seq1, payload1, seq2, payload2, ...]`` from the handshake script as outbox entries."""
+    return tuple((int(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat) - 1, 2))
 
 
 def _outbox_json(outbox: Sequence[OutboxEntry]) -> str:
@@ -235,7 +271,7 @@ class RedisRegistry:
         if reply[0] == 0:
             return ClaimResult(False, _text(reply[1]))
         previous = _text(reply[1]) if reply[1] is not None else None
-        record = SessionRecord(session_id, user_id, int(reply[3]), int(reply[4]), _subs(reply[5]), _outbox(reply[6]))
+        record = SessionRecord(session_id, user_id, int(reply[3]), int(reply[4]), _subs(reply[5]), _outbox(reply[6:]))
         return ClaimResult(True, previous, record, bool(reply[2]))
 
     async def release(self, user_id: str, server_id: str) -> bool:
@@ -253,10 +289,12 @@ class RedisRegistry:
         reply = await self._call(
             lambda: self._commit(keys=[keys.session_key(record.session_id), keys.user_key(record.user_id)], args=args)
         )
-        new = SessionRecord(
-            record.session_id, record.user_id, int(reply[2]), int(reply[3]), _subs(reply[4]), _outbox(reply[5])
-        )
-        return CommitResult(bool(reply[0]), int(reply[1]), new)
+        duplicate, first_seq = bool(reply[0]), int(reply[1])
+        # The outbox mirror is computed here with the script's trimming rule (append_outbox) rather than
+        # read back, so a commit never ships the outbox over the wire.
+        outbox = record.outbox if duplicate else append_outbox(record.outbox, first_seq, commit.payloads)
+        new = SessionRecord(record.session_id, record.user_id, int(reply[2]), int(reply[3]), _subs(reply[4]), outbox)
+        return CommitResult(duplicate, first_seq, new)
 
     async def reconcile(
         self, server_id: str, records: Sequence[SessionRecord], *, routing_ttl_s: int, session_ttl_s: int

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import aiohttp
 import pytest
@@ -97,7 +96,7 @@ def test_registry_down_accept_policy_serves_and_registers_later(make_redis) -> N
             await eventually(lambda: r.get(keys.user_key("carol")) == b"A", timeout_s=4)
             stored = r.hgetall(keys.session_key(first["sessionId"]))
             assert (stored[b"user"], stored[b"lastClientId"]) == (b"carol", b"1")
-            assert json.loads(stored[b"outbox"]) == [[1, '"x"']]
+            assert (stored[b"outFirst"], stored[b"m:1"]) == (b"1", b'"x"')
             r.close()
             await ws.close()
 

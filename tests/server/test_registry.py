@@ -11,7 +11,7 @@ import redis
 from stickyws import keys, protocol
 from stickyws.server.redis_registry import RedisRegistry
 from stickyws.server.registry import InMemoryRegistry
-from stickyws.server.session import Commit, SessionRecord
+from stickyws.server.session import OUTBOX_LIMIT, Commit, SessionRecord, append_outbox
 from tests.server.helpers import connect, eventually, fast, run, server, token, url
 
 
@@ -203,7 +203,9 @@ def test_commit_is_atomic_with_dedup_across_registries(redis_url: str) -> None:
                 b"lastClientId": b"2",
                 b"lastServerSeq": b"1",
                 b"subs": b'["news"]',
-                b"outbox": b'[[1,"\\"x\\""]]',
+                b"outFirst": b"1",
+                b"outBytes": b"3",
+                b"m:1": b'"x"',
             }
             assert sub.record.outbox == ((1, '"x"'),)
             r.close()
@@ -243,5 +245,68 @@ def test_small_blocking_pool_absorbs_a_burst(redis_url: str) -> None:
         finally:
             await reg.close()
         assert all(res.claimed for res in results)
+
+    run(go())
+
+
+def test_redis_outbox_trims_like_the_pure_rule_and_is_replayed_on_resume(redis_url: str) -> None:
+    """After 70 one-output commits the Redis outbox holds the newest OUTBOX_LIMIT messages, exactly what
+    append_outbox computes, and a resume hands them back."""
+
+    async def go() -> None:
+        reg = RedisRegistry(redis_url)
+        try:
+            claim = await _claim(reg, "A", user="dora", reject=False)
+            record = claim.session
+            expected: tuple = ()
+            for i in range(1, 71):
+                res = await reg.commit(
+                    record, Commit(i, (json.dumps(i),)), server_id="A", routing_ttl_s=60, session_ttl_s=60
+                )
+                expected = append_outbox(expected, i, (json.dumps(i),))
+                record = res.record
+            assert record.outbox == expected
+            assert [seq for seq, _ in expected] == list(range(71 - OUTBOX_LIMIT, 71))
+            resumed = await reg.handshake(
+                user_id="dora", server_id="B", session_id=record.session_id, resume=True,
+                reject_live_owner=False, routing_ttl_s=60, session_ttl_s=60,
+            )  # fmt: skip
+            assert resumed.resumed
+            assert resumed.session == record
+            r = redis.Redis.from_url(redis_url)
+            fields = r.hkeys(keys.session_key(record.session_id))
+            assert sum(f.startswith(b"m:") for f in fields) == OUTBOX_LIMIT
+            r.close()
+        finally:
+            await reg.close()
+
+    run(go())
+
+
+def test_redis_outbox_trims_by_bytes(redis_url: str) -> None:
+    """Outputs of 100 kB each: the Redis outbox keeps what fits in OUTBOX_MAX_BYTES, as append_outbox does."""
+
+    async def go() -> None:
+        reg = RedisRegistry(redis_url)
+        try:
+            record = (await _claim(reg, "A", user="erin", reject=False)).session
+            big = json.dumps("y" * 100_000)
+            expected: tuple = ()
+            for i in range(1, 5):
+                record = (
+                    await reg.commit(record, Commit(i, (big,)), server_id="A", routing_ttl_s=60, session_ttl_s=60)
+                ).record
+                expected = append_outbox(expected, i, (big,))
+            assert [seq for seq, _ in expected] == [3, 4]
+            resumed = await reg.handshake(
+                user_id="erin", server_id="A", session_id=record.session_id, resume=True,
+                reject_live_owner=False, routing_ttl_s=60, session_ttl_s=60,
+            )  # fmt: skip
+            assert resumed.session.outbox == expected
+            r = redis.Redis.from_url(redis_url)
+            assert int(r.hget(keys.session_key(record.session_id), "outBytes")) == 2 * len(big)
+            r.close()
+        finally:
+            await reg.close()
 
     run(go())
