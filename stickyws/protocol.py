@@ -41,7 +41,8 @@ Added by the server (issue 3); nothing above changed meaning
     * The server closes with 1011 (:data:`CLOSE_INTERNAL_ERROR`) when pongs stop arriving.
     * Replay on resume: a resuming client may add ``lastSeq=<S>`` (:data:`LAST_SEQ_QUERY`, the highest
       ``message`` seq it has received); right after ``connected`` the server sends again every
-      ``message`` of the session with a higher seq that it still keeps (the last 64). Without
+      ``message`` of the session with a higher seq that it still keeps (the last 64, at most
+      256 KiB: ``stickyws.server.session.OUTBOX_LIMIT``/``OUTBOX_MAX_BYTES``). Without
       ``lastSeq`` nothing is replayed. A client drops any ``message`` whose seq it has already seen.
     * :func:`dumps_value`: compact JSON of any value (how payloads are stored for replay).
 """
