@@ -201,8 +201,11 @@ class ServerCore:
         if self.registry_kind == "memory":
             registry = "memory"
         ok = self.state is ServerState.SERVING and accepting
+        status = self.state.value
+        if self.state is ServerState.SERVING and not accepting:
+            status = "not_accepting"
         body = {
-            "status": self.state.value if accepting or self.state is not ServerState.SERVING else "not_accepting",
+            "status": status,
             "serverId": self.server_id,
             "connections": len(self.connections),
             "draining": self.draining,
@@ -224,8 +227,8 @@ class ServerCore:
     async def wait_stopped(self) -> None:
         """Return once SIGTERM has come AND the drain has finished (the moment to exit 0)."""
         await self._sigterm.wait()
-        assert self._drain is not None
-        await self._drain.done.wait()
+        if self._drain is not None:  # None only when SIGTERM came after close()
+            await self._drain.done.wait()
 
     async def wait_drained(self, timeout_s: float) -> None:
         """Wait until the current drain has finished (raises ``TimeoutError`` after ``timeout_s``)."""
@@ -508,7 +511,8 @@ class ServerCore:
             if self._needs_reconcile:
                 await self.reconcile()
             else:
-                stale = time.monotonic() - self.sv.routing_ttl_s / 3
+                # Idle connections: refresh route and session well before either TTL runs out.
+                stale = time.monotonic() - min(self.sv.routing_ttl_s, self.sv.session_ttl_s) / 3
                 await self._reconcile([c for c in self.connections.values() if c.route_refreshed_at < stale])
             notice = await self.registry.drain_notice(self.server_id)
             if notice is not None:

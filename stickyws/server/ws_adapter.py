@@ -96,6 +96,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     core = request.app[_CORE]
     if request.headers.get("Upgrade", "").lower() != "websocket":
         rejection = Rejection(426, protocol.REJECT_UPGRADE_REQUIRED, "send a WebSocket upgrade (Upgrade: websocket)")
+        core.metrics.reject(rejection.code)
         return web.Response(
             status=426, text=rejection.body(), content_type="application/json", headers={"Upgrade": "websocket"}
         )

@@ -233,3 +233,29 @@ def test_permessage_deflate_follows_the_setting() -> None:
             assert headers["Sec-WebSocket-Extensions"].startswith("permessage-deflate")
 
     run(go())
+
+
+def test_routing_decisions_are_audited_without_tokens() -> None:
+    """Each accept and reject writes an audit line with user, server, decision, reason and remote; no token."""
+
+    async def go() -> None:
+        async with server() as rs, aiohttp.ClientSession() as http:
+            tok = token("alice")
+            ws = await http.ws_connect(url(rs, token=tok))
+            await ws.close()
+            await _status(rs, token="garbage.token.here")
+            await rs.core.close()
+            await rs.core.close()  # close() is idempotent
+            text = rs.core.metrics.out.getvalue()
+            assert tok not in text
+            assert "garbage.token.here" not in text
+            routes = [json.loads(line) for line in text.splitlines() if '"event":"route"' in line]
+            assert [(r["decision"], r["reason"]) for r in routes] == [
+                ("accept", "new"),
+                ("reject", protocol.REJECT_INVALID_TOKEN),
+            ]
+            assert routes[0]["user"] == "alice"
+            assert {r["server"] for r in routes} == {"srv-a"}
+            assert {r["remote"] for r in routes} == {"127.0.0.1"}
+
+    run(go())

@@ -101,3 +101,26 @@ def test_registry_down_accept_policy_serves_and_registers_later(make_redis) -> N
             await ws.close()
 
     run(go(), timeout_s=25)
+
+
+def test_server_starts_with_redis_unreachable() -> None:
+    """A server whose Redis is not reachable at start still starts: /health 200 degraded, handshakes 503."""
+    from stickyws.localproc import free_port
+
+    async def go() -> None:
+        dead = f"redis://127.0.0.1:{free_port()}/0"
+        async with server(redis_url=dead) as rs, aiohttp.ClientSession() as http:
+
+            async def degraded() -> bool:
+                return await _health(http, rs) == (
+                    200,
+                    {"status": "serving", "serverId": "srv-a", "connections": 0, "draining": False,
+                     "registry": "degraded"},
+                )  # fmt: skip
+
+            await eventually(degraded, timeout_s=3)
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(url(rs, token=token("a")))
+            assert refused.value.status == 503
+
+    run(go())
