@@ -71,7 +71,7 @@ def test_dev_mode_serves_and_says_so_loudly() -> None:
     """`serve --dev` without a secret starts (in-memory registry), warns on stderr, answers /health 200."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stickyws.cli", "serve", "--dev", "--port", str(port)],
+        [sys.executable, "-m", "stickyws", "serve", "--dev", "--port", str(port)],
         env=_clean_env(STICKYWS_SERVER_ID="dev-1"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -138,3 +138,46 @@ def test_dockerignore_keeps_the_package_and_drops_tests() -> None:
     assert "*" in lines
     assert {"!pyproject.toml", "!stickyws/"} <= set(lines)
     assert not any(line.startswith(("!tests", "!.venv")) for line in lines)
+
+
+def test_serve_loads_a_user_handler() -> None:
+    """`serve --handler module:attr` runs the user's handler for send frames, its errors as error frames."""
+    import asyncio
+
+    import aiohttp
+
+    from tests.server.helpers import recv_json, run, send, token
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stickyws", "serve", "--port", str(port),
+         "--handler", "tests.server.sample_handler:shout"],
+        env=_clean_env(**{ENV_JWT_SECRET: SECRET}), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, 10)
+
+        async def go() -> None:
+            async with aiohttp.ClientSession() as http:
+                ws = await http.ws_connect(f"http://127.0.0.1:{port}/ws?token={token('zoe')}")
+                assert (await recv_json(ws))["type"] == "connected"
+                await send(ws, 1, "hello")
+                assert await recv_json(ws) == {"type": "message", "seq": 1, "data": {"user": "zoe", "text": "HELLO"}}
+                assert await recv_json(ws) == {"type": "ack", "id": 1}
+                await send(ws, 2, 42)
+                assert await recv_json(ws) == {"type": "error", "code": "not_text", "message": "send a string", "id": 2}
+                await ws.close()
+                await asyncio.sleep(0)
+
+        run(go())
+    finally:
+        stop_pid(proc)
+    assert proc.returncode == 0
+
+
+def test_serve_rejects_a_bad_handler_spec_in_one_line() -> None:
+    """A --handler that cannot be imported stops serve with exit 2 and one line."""
+    result = _stickyws("serve", "--handler", "no.such.module:handle", env=_clean_env(**{ENV_JWT_SECRET: SECRET}))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("stickyws: cannot import handler module 'no.such.module'")
+    assert "Traceback" not in result.stderr

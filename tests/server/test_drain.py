@@ -143,6 +143,27 @@ def test_reconnect_instructions_are_spread_across_the_window() -> None:
     run(go())
 
 
+def test_sigterm_during_a_long_notice_drain_squeezes_the_rest_into_shutdown_timeout() -> None:
+    """A notice drain spread over 30 s is cut short by SIGTERM: every client still left is told within
+    shutdown_timeout_s (2 s), and the server may exit then."""
+
+    async def go() -> None:
+        settings = fast(drain_window_s=30, shutdown_timeout_s=2)
+        async with server(settings) as rs, aiohttp.ClientSession() as http:
+            clients = [(await connect(http, rs, f"u{i}"))[0] for i in range(8)]
+            rs.core.begin_drain("ecs-task-state-change")
+            await asyncio.sleep(0.3)
+            told_before = len(rs.core.reconnects_sent)
+            assert told_before <= 1  # 30 s / 8: the first slot ends at 3.75 s
+            t0 = asyncio.get_running_loop().time()
+            rs.core.begin_drain("sigterm", sigterm=True)
+            await asyncio.gather(*(_expect_reconnect_then_1012(ws) for ws in clients))
+            assert asyncio.get_running_loop().time() - t0 < 2.0
+            await asyncio.wait_for(rs.core.wait_stopped(), 2.5)
+
+    run(go())
+
+
 def _serve(env_extra: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "STICKYWS_JWT_SECRET": SECRET, **env_extra}
     return subprocess.Popen(

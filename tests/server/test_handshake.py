@@ -259,3 +259,20 @@ def test_routing_decisions_are_audited_without_tokens() -> None:
             assert {r["remote"] for r in routes} == {"127.0.0.1"}
 
     run(go())
+
+
+def test_second_connection_on_the_same_server_takes_over_with_4001() -> None:
+    """A user's second connection to the same server replaces the first (4001); the route stays."""
+
+    async def go() -> None:
+        async with server() as rs, aiohttp.ClientSession() as http:
+            old, _ = await connect(http, rs, "alice")
+            new, _ = await connect(http, rs, "alice")
+            msg = await old.receive(timeout=3)
+            assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, protocol.CLOSE_TAKEN_OVER)
+            await eventually(lambda: len(rs.core.connections) == 1)
+            assert list(rs.core.connections.values()) == [rs.core.by_user["alice"]]
+            assert await rs.core.registry.release("alice", "srv-a") is True  # the route was kept for the new one
+            await new.close()
+
+    run(go())
