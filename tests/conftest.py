@@ -1,12 +1,15 @@
-"""Fixtures shared by the whole suite: real local services on free loopback ports."""
+"""Fixtures shared by the whole suite: real local services on free loopback ports, and the one reference synth."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from stickyws.localproc import RedisServer
+from tests.cdk_reference import ReferenceSynth, load_cdk_context, synthesize_reference
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +45,42 @@ def make_redis() -> Iterator[Callable[[], RedisServer]]:
     yield make
     for server in started:
         server.__exit__(None, None, None)
+
+
+# The reference CDK app, synthesized once per session (helpers in tests/cdk_reference.py).
+
+
+@pytest.fixture(scope="session")
+def cdk_context() -> dict[str, Any]:
+    """cdk.json's context block."""
+    return load_cdk_context()
+
+
+@pytest.fixture(scope="session")
+def reference_synth(tmp_path_factory: pytest.TempPathFactory) -> ReferenceSynth:
+    """Build and synthesize the reference app once per session (cdk-nag on, built-in validation off)."""
+    return synthesize_reference(tmp_path_factory.mktemp("cdk-reference"))
+
+
+@pytest.fixture(scope="session")
+def reference_template(reference_synth: ReferenceSynth) -> Any:
+    """``aws_cdk.assertions.Template`` of the reference stack."""
+    return reference_synth.template
+
+
+@pytest.fixture(scope="session")
+def reference_template_json(reference_synth: ReferenceSynth) -> dict[str, Any]:
+    """The reference stack's CloudFormation template as a dict."""
+    return reference_synth.template_json
+
+
+@pytest.fixture(scope="session")
+def reference_stack(reference_synth: ReferenceSynth) -> Any:
+    """The synthesized ``StickyWebSocketStack`` construct."""
+    return reference_synth.stack
+
+
+@pytest.fixture(scope="session")
+def reference_outdir(reference_synth: ReferenceSynth) -> Path:
+    """Cloud assembly directory of the reference synth."""
+    return reference_synth.outdir

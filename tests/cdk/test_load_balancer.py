@@ -25,7 +25,7 @@ from constructs_lib.load_balancer import (
     StickyWebSocketLoadBalancer,
 )
 from stickyws.settings import Settings, SettingsError
-from tests.cdk.conftest import REFERENCE_CERTIFICATE_ARN, new_app
+from tests.cdk_reference import REFERENCE_CERTIFICATE_ARN, new_app
 
 pytestmark = pytest.mark.synth
 

@@ -13,7 +13,7 @@ from aws_cdk import Stack
 from aws_cdk import aws_s3 as s3
 
 from constructs_lib.nag import acknowledge, add_aws_solutions_checks
-from tests.cdk.conftest import REPO_ROOT, new_app
+from tests.cdk_reference import REPO_ROOT, new_app
 
 
 def _report(outdir: Path) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from aws_cdk.assertions import Template
 from constructs_lib import CONTAINER_NAME, StickyWebSocketLoadBalancer
 from constructs_lib.load_balancer import UNMANAGED_ATTRIBUTES_WARNING_ID
 from stickyws.settings import Settings
-from tests.cdk.conftest import REFERENCE_CERTIFICATE_ARN, REPO_ROOT, new_app
+from tests.cdk_reference import REFERENCE_CERTIFICATE_ARN, REPO_ROOT, new_app
 
 pytestmark = pytest.mark.synth
 

@@ -15,7 +15,7 @@ import app as cdk_app
 from constructs_lib import CONTAINER_NAME
 from stacks import Outputs
 from stickyws.settings import SettingsError
-from tests.cdk.conftest import REPO_ROOT, new_app
+from tests.cdk_reference import REPO_ROOT, new_app
 
 pytestmark = pytest.mark.synth
 

@@ -1,15 +1,11 @@
 """Contract: ONE settings object rendered as the CDK template and as the twin's HAProxy config agrees.
 
-The CDK side is the reference stack's template. The CDK tests synthesize it once per session in
-``tests/cdk/conftest.py``; that fixture is not visible from this directory (pytest scopes conftest
-fixtures to their folder), so :func:`reference_template` reuses the value that session fixture
-already computed (tests/cdk runs before tests/twin) and synthesizes the same app only when this
-module runs without the CDK tests.
+The CDK side is the reference stack's template, synthesized once per test session
+(``reference_template_json`` in tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -20,7 +16,7 @@ from stickyws.settings import Settings, resolve
 from stickyws.twin import haproxy_config
 from stickyws.twin.cluster import deregistration_delay_s
 from stickyws.twin.haproxy_config import Layout, Slot
-from tests.cdk.conftest import REFERENCE_CONTEXT, load_cdk_context
+from tests.cdk_reference import REFERENCE_CONTEXT, load_cdk_context
 
 pytestmark = pytest.mark.synth
 
@@ -33,42 +29,10 @@ def reference_settings() -> Settings:
     return resolve({**load_cdk_context(), **REFERENCE_CONTEXT})
 
 
-def _session_value(request: pytest.FixtureRequest, name: str) -> Any | None:
-    """The value a session fixture of another folder already computed in this session, else ``None``.
-
-    Reads pytest's fixture registry (private, pytest 9: ``_arg2node2fixturedefs`` and
-    ``_arg2nodeid2fixturedefs``); if its shape changes this returns ``None`` and the caller
-    synthesizes instead, which is slower but just as correct.
-    """
-    manager = request._fixturemanager
-    defs: list[Any] = []
-    for registry in ("_arg2node2fixturedefs", "_arg2nodeid2fixturedefs"):
-        by_owner = getattr(manager, registry, {}).get(name, {})
-        for owned in by_owner.values():
-            defs.extend(owned)
-    for fixturedef in defs:
-        cached = getattr(fixturedef, "cached_result", None)
-        if getattr(fixturedef, "scope", None) == "session" and cached is not None and cached[2] is None:
-            return cached[0]
-    return None
-
-
 @pytest.fixture(scope="module")
-def reference_template(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The reference stack's template: the CDK tests' session synth, or one synth here when they did not run."""
-    shared = _session_value(request, "reference_template_json")
-    if shared is None:
-        synth = _session_value(request, "reference_synth")
-        shared = getattr(synth, "template_json", None)
-    if shared is not None:
-        return dict(shared)
-    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-    import app as cdk_app
-    from tests.cdk.conftest import new_app
-
-    application = new_app(tmp_path_factory.mktemp("contract-synth"), REFERENCE_CONTEXT)
-    stack = cdk_app.build(application)
-    return dict(application.synth().get_stack_by_name(stack.stack_name).template)
+def reference_template(reference_template_json: dict[str, Any]) -> dict[str, Any]:
+    """The reference stack's template from the session's one synth (tests/conftest.py)."""
+    return dict(reference_template_json)
 
 
 def _one(template: Mapping[str, Any], kind: str) -> dict[str, Any]:

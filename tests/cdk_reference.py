@@ -1,11 +1,11 @@
-"""Session fixtures for the CDK tests: the reference app is synthesized ONCE per test session.
+"""The reference CDK synth used by the whole suite: helpers behind the session fixtures in tests/conftest.py.
 
 The app is built exactly as ``make synth`` builds it (``app.build`` with cdk.json's feature flags,
 cdk-nag's AwsSolutions plugin included), plus a certificate ARN so the HTTPS listener and the
 redirect exist, and with the built-in CloudFormation validation off for speed (the template is
 identical either way; the CLI synth test in test_stack.py keeps it on).
 
-Fixtures for every CDK test module (part A and part B):
+Session fixtures (tests/conftest.py), visible to every test folder:
 
 * ``reference_template`` -- ``aws_cdk.assertions.Template`` of ``StickyWebSocketStack``;
 * ``reference_template_json`` -- the same template as a dict;
@@ -23,11 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 #: A syntactically valid ACM ARN: the listener only references it, nothing looks it up.
 REFERENCE_CERTIFICATE_ARN = "arn:aws:acm:eu-west-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"
 #: Context of the reference synth on top of cdk.json's.
@@ -58,51 +56,18 @@ class ReferenceSynth:
     outdir: Path
 
 
-@pytest.fixture(scope="session")
-def cdk_context() -> dict[str, Any]:
-    """cdk.json's context block."""
-    return load_cdk_context()
-
-
-@pytest.fixture(scope="session")
-def reference_synth(tmp_path_factory: pytest.TempPathFactory) -> ReferenceSynth:
-    """Build and synthesize the reference app once (app.build, cdk-nag on, built-in validation off)."""
+def synthesize_reference(outdir: Path) -> ReferenceSynth:
+    """Build the reference app like ``make synth`` (plus a certificate) and synthesize it into ``outdir``."""
     from aws_cdk.assertions import Template
 
     import app as cdk_app
 
-    outdir = tmp_path_factory.mktemp("cdk-reference")
     application = new_app(outdir, REFERENCE_CONTEXT)
     stack = cdk_app.build(application)
-    assembly = application.synth()
-    template_json = assembly.get_stack_by_name(stack.stack_name).template
+    template_json = application.synth().get_stack_by_name(stack.stack_name).template
     return ReferenceSynth(
         stack=stack,
         template=Template.from_json(template_json),
         template_json=template_json,
         outdir=outdir,
     )
-
-
-@pytest.fixture(scope="session")
-def reference_template(reference_synth: ReferenceSynth) -> Any:
-    """``aws_cdk.assertions.Template`` of the reference stack."""
-    return reference_synth.template
-
-
-@pytest.fixture(scope="session")
-def reference_template_json(reference_synth: ReferenceSynth) -> dict[str, Any]:
-    """The reference stack's CloudFormation template as a dict."""
-    return reference_synth.template_json
-
-
-@pytest.fixture(scope="session")
-def reference_stack(reference_synth: ReferenceSynth) -> Any:
-    """The synthesized ``StickyWebSocketStack`` construct."""
-    return reference_synth.stack
-
-
-@pytest.fixture(scope="session")
-def reference_outdir(reference_synth: ReferenceSynth) -> Path:
-    """Cloud assembly directory of the reference synth."""
-    return reference_synth.outdir
