@@ -45,6 +45,8 @@ Added by the server (issue 3); nothing above changed meaning
       256 KiB: ``stickyws.server.session.OUTBOX_LIMIT``/``OUTBOX_MAX_BYTES``). Without
       ``lastSeq`` nothing is replayed. A client drops any ``message`` whose seq it has already seen.
     * :func:`dumps_value`: compact JSON of any value (how payloads are stored for replay).
+    * :data:`MAX_MESSAGE_ID` (2**53 - 1, the largest integer a JavaScript client and the registry's
+      Lua scripts hold exactly): the server answers a larger id with ``bad_message``.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ RECONNECT_CLOSE_CODES = frozenset(
 )
 
 CLIENT_TYPES = ("send", "subscribe", "unsubscribe")
+#: Largest client message id the server accepts (see the module docstring).
+MAX_MESSAGE_ID = 2**53 - 1
 
 # Error codes in ``error`` frames.
 ERR_BAD_JSON = "bad_json"

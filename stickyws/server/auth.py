@@ -88,7 +88,8 @@ class TokenVerifier:
     def verify_resume(self, user_id: str, token: str) -> str:
         """The session id of a resume token issued to ``user_id``; raises :class:`AuthError` (invalid)."""
         session_id, _, mac = token.partition(".")
-        if not session_id or not mac or not hmac.compare_digest(mac, self._resume_mac(user_id, session_id)):
+        expected = self._resume_mac(user_id, session_id).encode()
+        if not session_id or not mac or not hmac.compare_digest(mac.encode(), expected):
             raise AuthError("invalid", "resume token is not valid for this user")
         return session_id
 

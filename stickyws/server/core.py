@@ -51,7 +51,7 @@ LISTEN_RETRY_S = 0.5
 
 def _last_seq(raw: str | None) -> int | None:
     """The ``lastSeq`` query value as a non-negative int, or ``None`` when absent or not a number."""
-    if raw is None or not raw.isdigit():
+    if raw is None or not (raw.isascii() and raw.isdigit()):
         return None
     return int(raw)
 
@@ -427,6 +427,10 @@ class ServerCore:
         except protocol.ProtocolError as exc:
             await self._send(conn, protocol.error(exc.code, str(exc), exc.msg_id))
             return
+        if msg.id > protocol.MAX_MESSAGE_ID:
+            text = f"id must be at most {protocol.MAX_MESSAGE_ID}"
+            await self._send(conn, protocol.error(protocol.ERR_BAD_MESSAGE, text, msg.id))
+            return
         session = conn.session
         if session.is_duplicate(msg.id):
             await self._send(conn, protocol.ack(msg.id, duplicate=True))
@@ -611,13 +615,13 @@ class ServerCore:
     async def _tell_reconnect(self, conn: Connection, retry_after_ms: int) -> None:
         self.reconnects_sent.append((time.monotonic(), conn.conn_id))
         await self._send(conn, protocol.reconnect("server_draining", retry_after_ms))
-        with contextlib.suppress(RegistryUnavailable):
+        await self._close_conn(conn, protocol.CLOSE_SERVICE_RESTART, "server draining")
+        with contextlib.suppress(RegistryUnavailable):  # after the close: a slow registry must not delay it
             await self.registry.publish(
                 keys.reconnect_channel(conn.user_id),
                 protocol.dumps({"type": "reconnect", "userId": conn.user_id, "serverId": self.server_id,
                                 "reason": "server_draining", "retryAfterMs": retry_after_ms}),
             )  # fmt: skip
-        await self._close_conn(conn, protocol.CLOSE_SERVICE_RESTART, "server draining")
 
     async def _run_drain(self, run: _DrainRun) -> None:
         try:

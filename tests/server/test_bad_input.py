@@ -21,10 +21,12 @@ from tests.server.helpers import connect, fast, recv_json, run, send, server
         ('{"type":"send","id":-1,"data":1}', protocol.ERR_BAD_MESSAGE, None),
         ('{"type":"send","id":4}', protocol.ERR_BAD_MESSAGE, 4),
         ('{"type":"subscribe","id":5,"topic":""}', protocol.ERR_BAD_MESSAGE, 5),
+        ('{"type":"send","id":9007199254740992,"data":1}', protocol.ERR_BAD_MESSAGE, 2**53),
     ],
 )
 def test_malformed_frames_get_an_error_and_the_connection_stays(frame: str, code: str, msg_id: int | None) -> None:
-    """Malformed JSON, non-objects, unknown types and bad fields get an error frame; the socket stays usable."""
+    """Malformed JSON, non-objects, unknown types, bad fields and ids beyond 2**53-1 get an error frame;
+    the socket stays usable."""
 
     async def go() -> None:
         async with server() as rs, aiohttp.ClientSession() as http:
