@@ -37,7 +37,9 @@ Added by the server (issue 3); nothing above changed meaning
       (a plain GET on ``/ws``). A client retries 503 after ``Retry-After`` and gives up on 401/403/409.
     * Error codes :data:`ERR_BINARY` (binary frame, then close 1003), :data:`ERR_TOO_BIG` (message
       over the size limit, close 1009), :data:`ERR_HANDLER` (the application handler failed on that
-      message; it was not handled and not acknowledged, so the client may resend it).
+      message; it was not handled and not acknowledged, so the client may resend it),
+      :data:`ERR_INTERNAL` (an unexpected server fault; the server closes with 1011 and the client
+      reconnects and resends what is not acknowledged).
     * The server closes with 1011 (:data:`CLOSE_INTERNAL_ERROR`) when pongs stop arriving.
     * Replay on resume: a resuming client may add ``lastSeq=<S>`` (:data:`LAST_SEQ_QUERY`, the highest
       ``message`` seq it has received); right after ``connected`` the server sends again every
@@ -91,6 +93,7 @@ ERR_UNKNOWN_TYPE = "unknown_type"
 ERR_BINARY = "binary_frame"
 ERR_TOO_BIG = "message_too_big"
 ERR_HANDLER = "handler_failed"
+ERR_INTERNAL = "internal_error"
 
 # Handshake rejection codes (the ``error`` field of the JSON body of a refused upgrade).
 REJECT_MISSING_TOKEN = "missing_token"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from stickyws import protocol
 from stickyws.server.core import Admission, Connection, HandshakeRequest, Rejection, ServerCore
+
+log = logging.getLogger("stickyws.server")
 
 #: How long a close handshake waits for the peer's close frame.
 CLOSE_TIMEOUT_S = 2.0
@@ -127,7 +130,14 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         while True:
             msg = await ws.receive()
             if msg.type is WSMsgType.TEXT:
-                await core.on_text(conn, msg.data)
+                try:
+                    await core.on_text(conn, msg.data)
+                except Exception:  # a registry reply we did not expect: end this connection, keep the server
+                    log.exception("message handling failed for %s", conn.conn_id)
+                    await core.on_violation(
+                        conn, protocol.CLOSE_INTERNAL_ERROR, protocol.ERR_INTERNAL, "server error: reconnect"
+                    )
+                    break
             elif msg.type is WSMsgType.BINARY:
                 await core.on_violation(
                     conn, protocol.CLOSE_UNSUPPORTED_DATA, protocol.ERR_BINARY,

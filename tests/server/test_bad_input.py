@@ -153,3 +153,30 @@ def test_pings_off_sends_no_pings() -> None:
             await ws.close()
 
     run(go())
+
+
+def test_unexpected_registry_fault_closes_only_that_connection_1011(redis_url: str) -> None:
+    """A registry reply the server does not expect (here: the session key holds a string, WRONGTYPE) ends that
+    connection with an internal_error frame and 1011; the server keeps serving others."""
+    import redis
+
+    from stickyws import keys
+
+    async def go() -> None:
+        async with server(redis_url=redis_url) as rs, aiohttp.ClientSession() as http:
+            ws, first = await connect(http, rs, "alice")
+            r = redis.Redis.from_url(redis_url)
+            r.delete(keys.session_key(first["sessionId"]))
+            r.set(keys.session_key(first["sessionId"]), "not a hash")
+            r.close()
+            await send(ws, 1, "x")
+            err = await recv_json(ws)
+            assert (err["type"], err["code"]) == ("error", protocol.ERR_INTERNAL)
+            msg = await ws.receive(timeout=3)
+            assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, protocol.CLOSE_INTERNAL_ERROR)
+            other, _ = await connect(http, rs, "bob")
+            await send(other, 1, "y")
+            assert (await recv_json(other))["data"] == "y"
+            await other.close()
+
+    run(go())
