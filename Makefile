@@ -12,7 +12,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup synth test lint format pytest system-deps clean twin
+.PHONY: help setup synth test lint format pytest system-deps clean twin bench
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,3 +55,8 @@ clean:  ## Remove cdk.out and caches (keeps .venv and node_modules).
 
 twin: setup system-deps  ## Local ALB twin: HAProxy + 3 servers + redis on loopback (type help; Ctrl-C stops).
 	$(BIN)/stickyws twin up --servers 3
+
+bench: setup system-deps  ## Benchmarks vs the article's Node.js server; writes BENCHMARKS.md + bench/ratios.png (<10 min).
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[bench]'
+	cd bench/node-peer && npm ci --no-audit --no-fund --loglevel=error
+	$(BIN)/python -m bench.run $(BENCH_ARGS)

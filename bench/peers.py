@@ -1,0 +1,115 @@
+"""The two servers under test, started and stopped by PID, pinned to one core, and their readings.
+
+``reference``: ``stickyws serve`` (aiohttp + uvloop, Redis registry, echo handler), settings from the
+settings model (``to_env``). ``node``: ``bench/node-peer/server.js`` (the seed article's server on
+``ws`` + ``ioredis``), given the same key layout (from :mod:`stickyws.keys`), secret, audience, TTLs
+and intervals through its environment.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from stickyws import keys
+from stickyws.localproc import free_port, start_process, stop_pid, wait_for_http
+from stickyws.settings import ENV_JWT_SECRET, ENV_REDIS_URL, ENV_SERVER_ID, Settings, to_env
+
+BENCH_DIR = Path(__file__).resolve().parent
+NODE_PEER = BENCH_DIR / "node-peer" / "server.js"
+PEERS = ("reference", "node")
+#: Seconds a server gets to answer /health after it starts.
+START_TIMEOUT_S = 20.0
+_USER_PLACEHOLDER = "{id}"
+
+
+@dataclass
+class Server:
+    """One running server: which peer, its port, process and log."""
+
+    peer: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        """The WebSocket endpoint."""
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def pid(self) -> int:
+        """The server's PID."""
+        return self.proc.pid
+
+    def rss_bytes(self) -> int:
+        """Resident set size now (``VmRSS`` of ``/proc/PID/status``)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError(f"no VmRSS for pid {self.pid}")
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the server has used (all its threads)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    def stop(self) -> None:
+        """Stop by PID (SIGTERM, then SIGKILL)."""
+        stop_pid(self.proc, timeout_s=5.0)
+
+
+def taskset(core: int | None, args: list[str]) -> list[str]:
+    """``args`` pinned to ``core`` with taskset (unchanged when ``core`` is ``None``)."""
+    return args if core is None else ["taskset", "-c", str(core), *args]
+
+
+def start(
+    peer: str, *, settings: Settings, secret: str, redis_url: str, core: int | None, workdir: Path, tag: str
+) -> Server:
+    """Start ``peer`` on a free port, pinned to ``core``; returns once its /health answers 200."""
+    port = free_port()
+    server_id = f"{peer}-{tag}"
+    log_path = workdir / f"{server_id}.log"
+    if peer == "reference":
+        env = {
+            **os.environ,
+            **to_env(settings),
+            ENV_REDIS_URL: redis_url,
+            ENV_JWT_SECRET: secret,
+            ENV_SERVER_ID: server_id,
+        }
+        args = [sys.executable, "-m", "stickyws.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        health = settings["health_check_path"]
+    elif peer == "node":
+        sv = settings.server
+        env = {
+            **os.environ,
+            "PEER_PORT": str(port),
+            "PEER_SERVER_ID": server_id,
+            "PEER_JWT_SECRET": secret,
+            "PEER_JWT_AUDIENCE": sv.jwt_audience,
+            "PEER_USER_KEY_TEMPLATE": keys.user_key(_USER_PLACEHOLDER),
+            "PEER_HEARTBEAT_KEY": keys.heartbeat_key(server_id),
+            "PEER_ROUTING_TTL_S": str(sv.routing_ttl_s),
+            "PEER_HEARTBEAT_INTERVAL_S": str(sv.heartbeat_interval_s),
+            "PEER_HEARTBEAT_TTL_S": str(sv.heartbeat_ttl_s),
+            "PEER_PING_INTERVAL_S": str(sv.ping_interval_s or 0),
+            "PEER_REDIS_URL": redis_url,
+        }
+        args = ["node", str(NODE_PEER)]
+        health = "/health"
+    else:
+        raise ValueError(f"unknown peer {peer!r}: one of {PEERS}")
+    proc = start_process(taskset(core, args), env=env, log_path=log_path)
+    server = Server(peer, port, proc, log_path)
+    try:
+        wait_for_http(port, health, START_TIMEOUT_S, proc=proc)
+    except BaseException:
+        server.stop()
+        raise
+    return server

@@ -1,0 +1,153 @@
+"""Medians, ratios, targets, the BENCHMARKS.md page and the PNG chart of the ratios."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: The targets of issue 6.
+HANDSHAKE_MIN_RATIO = 1.0
+ECHO_MIN_RATIO = 0.8
+P99_MAX_RATIO = 1.5
+IDLE_MAX_KB = 16.0
+IDLE_TARGET_CONNS = 10_000
+SYNTH_MAX_RATIO = 1.3
+MAKE_TEST_MAX_S = 180.0
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the results table; ``ratio`` is what the chart plots against ``target``."""
+
+    metric: str
+    reference: str
+    peer: str
+    ratio: float
+    target: float
+    higher_is_better: bool
+    target_text: str
+    note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        """Whether the ratio meets its target."""
+        return self.ratio >= self.target if self.higher_is_better else self.ratio <= self.target
+
+    @property
+    def verdict(self) -> str:
+        """PASS or FAIL."""
+        return "PASS" if self.passed else "FAIL"
+
+
+def median_of(records: list[dict[str, Any]], scenario: str, peer: str, key: str, **match: Any) -> float:
+    """Median of ``key`` over the records of ``scenario`` and ``peer`` (and ``match``)."""
+    values = [
+        float(r[key]) for r in records
+        if r["scenario"] == scenario and r["peer"] == peer and all(r.get(k) == v for k, v in match.items())
+    ]  # fmt: skip
+    if not values:
+        raise ValueError(f"no {scenario}/{peer} records with {key}")
+    return statistics.median(values)
+
+
+def rows(traffic: list[dict[str, Any]], idle: list[dict[str, Any]], storm: dict[str, Any] | None,
+         synth: dict[str, Any] | None, test: dict[str, Any] | None) -> list[Row]:  # fmt: skip
+    """The results table."""
+    out: list[Row] = []
+    if traffic:
+        ref, node = (median_of(traffic, "handshake", p, "rate_per_s") for p in ("reference", "node"))
+        out.append(Row("1. handshakes/s (auth + registry, 100 concurrent)", f"{ref:,.0f}", f"{node:,.0f}",
+                       ref / node, HANDSHAKE_MIN_RATIO, True, ">= 1.0x"))  # fmt: skip
+        ref, node = (median_of(traffic, "echo", p, "rate_per_s") for p in ("reference", "node"))
+        out.append(Row("2. echo round trips/s (100 connections)", f"{ref:,.0f}", f"{node:,.0f}", ref / node,
+                       ECHO_MIN_RATIO, True, ">= 0.8x"))  # fmt: skip
+        rate = traffic[-1].get("target_rate_per_s", 0)
+        for key, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
+            ref, node = (median_of(traffic, "latency", p, key) for p in ("reference", "node"))
+            if label == "p99":
+                out.append(Row(f"2. echo {label} latency at {rate:,.0f} msg/s", f"{ref:.2f} ms", f"{node:.2f} ms",
+                               ref / node, P99_MAX_RATIO, False, "<= 1.5x"))  # fmt: skip
+            else:
+                out.append(Row(f"2. echo {label} latency at {rate:,.0f} msg/s", f"{ref:.2f} ms", f"{node:.2f} ms",
+                               ref / node, float("nan"), False, "(info)"))  # fmt: skip
+    if idle:
+        for n in sorted({int(r["connections"]) for r in idle}):
+            kb: dict[str, float] = {}
+            for p in ("reference", "node"):
+                server = median_of(idle, "idle", p, "server_bytes_per_conn", connections=n) / 1024
+                registry = median_of(idle, "idle", p, "redis_bytes_per_conn", connections=n) / 1024
+                kb[p] = server + registry
+                kb[p + "_server"] = server
+                kb[p + "_registry"] = registry
+            text = {p: f"{kb[p]:.1f} KB ({kb[p + '_server']:.1f} + {kb[p + '_registry']:.2f})" for p in
+                    ("reference", "node")}  # fmt: skip
+            if n == IDLE_TARGET_CONNS:
+                out.append(Row(f"3. memory per idle connection at {n:,}", text["reference"], text["node"],
+                               kb["reference"] / IDLE_MAX_KB, 1.0, False, "<= 16 KB",
+                               note=f"ratio to Node {kb['reference'] / kb['node']:.2f}x"))  # fmt: skip
+            else:
+                out.append(Row(f"3. memory per idle connection at {n:,}", text["reference"], text["node"],
+                               kb["reference"] / kb["node"], float("nan"), False, "(info)",
+                               note=f"ratio to Node {kb['reference'] / kb['node']:.2f}x"))  # fmt: skip
+    if storm is not None:
+        ok_lost = storm["lost"] == 0
+        out.append(Row(
+            f"4. reconnect storm: {storm['moved']:,} of {storm['clients']:,} clients back and resumed",
+            f"{storm['all_back_s']:.1f} s, {storm['lost']} lost", "no drain/resume",
+            storm["all_back_s"] / storm["target_s"] if ok_lost else float("inf"), 1.0, False,
+            f"<= {storm['target_s']:g} s, 0 lost",
+            note=f"peak {storm['peak_handshakes_per_s']:.0f} handshakes/s on the survivors",
+        ))  # fmt: skip
+    if synth is not None:
+        out.append(Row("synth: `make synth` vs minimal pattern app", f"{synth['project_s']:.1f} s",
+                       f"{synth['minimal_s']:.1f} s (minimal)", synth["ratio"], SYNTH_MAX_RATIO, False,
+                       "<= 1.3x"))  # fmt: skip
+    if test is not None:
+        out.append(Row("`make test` wall time", f"{test['wall_s']:.0f} s", "", test["wall_s"] / MAKE_TEST_MAX_S,
+                       1.0, False, "<= 180 s", note=test["source"]))  # fmt: skip
+    return out
+
+
+def table(rs: list[Row]) -> str:
+    """The results as a Markdown table."""
+    lines = [
+        "| scenario | reference (stickyws) | Node peer | ratio | target | result |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rs:
+        verdict = r.verdict if r.target == r.target else ""
+        ratio = f"{r.ratio:.2f}" if r.ratio != float("inf") else "inf"
+        if r.metric.startswith(("3.", "4.", "`make test`")):
+            ratio += " of target" if r.target == r.target else ""
+        note = f" ({r.note})" if r.note else ""
+        lines.append(f"| {r.metric} | {r.reference} | {r.peer} | {ratio}{note} | {r.target_text} | {verdict} |")
+    return "\n".join(lines)
+
+
+def chart(rs: list[Row], path: Path) -> None:
+    """A small horizontal bar chart: each judged ratio against its target (green PASS, red FAIL)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    judged = [r for r in rs if r.target == r.target]
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(judged) + 1.0), dpi=80)
+    labels, values = [], []
+    for i, r in enumerate(judged):
+        value = min(r.ratio, 3.0)
+        labels.append(f"{r.metric.split(' (')[0][:46]} ({r.target_text})")
+        values.append(value)
+        ax.barh(i, value, color="#3a8f3a" if r.passed else "#c0392b")
+        ax.plot([r.target, r.target], [i - 0.4, i + 0.4], color="black", linewidth=2)
+        ax.text(value + 0.03, i, f"{r.ratio:.2f}" + (" >" if r.ratio > 3.0 else ""), va="center", fontsize=8)
+    ax.set_yticks(range(len(judged)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 3.3)
+    ax.set_xlabel("ratio (reference / Node peer, or measured / target); black tick: target", fontsize=8)
+    ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

@@ -1,0 +1,394 @@
+"""``make bench``: run every scenario, print the table, write BENCHMARKS.md and bench/ratios.png.
+
+    .venv/bin/python -m bench.run [--rounds 5] [--memory-rounds 3] [--duration-s 3] [--storm-clients 3000]
+                                  [--synth-rounds 3] [--make-test auto|run|recorded|skip] [--quick]
+
+Bounded: every generator run has a timeout, the storm has one, synths and ``make test`` have one;
+``--make-test auto`` runs ``make test`` only when the run so far leaves room for it inside
+``--budget-s`` (else it reads the value an earlier run recorded, and says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench import cost, report, scenarios, storm
+from bench import generator as loadgen
+from bench.peers import BENCH_DIR
+from stickyws.localproc import RedisServer
+from stickyws.settings import Settings
+
+ROOT = BENCH_DIR.parent
+OUTPUT = ROOT / "BENCHMARKS.md"
+CHART = BENCH_DIR / "ratios.png"
+RESULTS = BENCH_DIR / "results" / "last-run.json"
+FINDINGS = BENCH_DIR / "findings.md"
+SERVER_CORE, GEN_CORE = 0, 1
+#: Open-file limit wanted for 20k connections per process (raised when we are allowed to).
+NOFILE = 65_536
+#: File descriptors a server or the generator needs beside its connections (Redis pool, listener, logs).
+FD_SPARE = 300
+#: The reference server's connection limit is raised for the 20k stage (the Node peer has none).
+BENCH_OVERRIDES = {"max_connections": 30_000}
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def raise_nofile() -> int:
+    """Raise RLIMIT_NOFILE (inherited by the servers and the generator); returns the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, max(hard, NOFILE)))
+        return NOFILE
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
+    return soft
+
+
+def _cmd(args: list[str]) -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    return "not found"
+
+
+def _node_pkg(name: str) -> str:
+    path = BENCH_DIR / "node-peer" / "node_modules" / name / "package.json"
+    return json.loads(path.read_text())["version"] if path.exists() else "missing"
+
+
+def machine() -> dict[str, str]:
+    """Machine and versions for the page."""
+    from importlib.metadata import version
+
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kb = 0
+    with contextlib.suppress(OSError):
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "machine": f"{cpu}, {os.cpu_count()} cores, {mem_kb / 1024 / 1024:.1f} GiB, {platform.platform()}",
+        "python": f"{platform.python_version()}; aiohttp {version('aiohttp')}, uvloop {version('uvloop')}, "
+        f"redis-py {version('redis')}, PyJWT {version('PyJWT')}",
+        "node": f"{_cmd(['node', '--version'])}; ws {_node_pkg('ws')}, ioredis {_node_pkg('ioredis')}, "
+        f"jsonwebtoken {_node_pkg('jsonwebtoken')}",
+        "redis": _cmd(["redis-server", "--version"]),
+        "haproxy": _cmd(["haproxy", "-v"]),
+        "go": _cmd(["go", "version"]),
+        "cdk": f"aws-cdk-lib {version('aws-cdk-lib')}, CLI {_cmd(['npx', '--no-install', 'cdk', '--version'])}",
+    }
+
+
+@contextlib.contextmanager
+def redis_on(core: int | None) -> Iterator[RedisServer]:
+    """A throwaway redis-server pinned to ``core``."""
+    server = RedisServer().start()
+    try:
+        if core is not None and server.pid is not None:
+            os.sched_setaffinity(server.pid, {core})
+        yield server
+    finally:
+        server.__exit__(None, None, None)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=5, help="rounds of scenarios 1-2 (alternated)")
+    p.add_argument("--memory-rounds", type=int, default=3, help="rounds of scenario 3 (alternated)")
+    p.add_argument("--duration-s", type=float, default=3.0, help="seconds per generator run")
+    p.add_argument("--conc", type=int, default=100, help="concurrent connections in scenarios 1-2")
+    p.add_argument("--latency-rate", type=float, default=1000.0, help="fixed total message rate for p50/p99")
+    p.add_argument("--stages", default="1000,10000,20000", help="idle connection counts")
+    p.add_argument("--storm-clients", type=int, default=3000)
+    p.add_argument("--synth-rounds", type=int, default=3)
+    p.add_argument("--make-test", choices=("auto", "run", "recorded", "skip"), default="auto")
+    p.add_argument("--budget-s", type=float, default=570.0, help="wall-time budget of the whole run")
+    p.add_argument("--skip", default="", help="comma-separated: traffic,idle,storm,synth")
+    p.add_argument("--quick", action="store_true", help="tiny run for development (not for the page)")
+    p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rounds, args.memory_rounds, args.duration_s, args.stages = 1, 1, 1.0, "1000"
+        args.storm_clients, args.synth_rounds, args.make_test = 300, 1, "recorded"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    started = time.monotonic()
+    skip = set(filter(None, args.skip.split(",")))
+    commands: list[str] = []
+    notes: list[str] = []
+    nofile = raise_nofile()
+    stages = [int(s) for s in args.stages.split(",")]
+    if max(stages) + scenarios.IDLE_BASELINE + FD_SPARE > nofile:
+        fitted = [n for n in stages if n + scenarios.IDLE_BASELINE + FD_SPARE <= nofile]
+        top = (nofile - scenarios.IDLE_BASELINE - FD_SPARE) // 500 * 500
+        stages = [*fitted, top]
+        notes.append(
+            f"The open-file limit is {nofile:,} and cannot be raised here (hard RLIMIT_NOFILE without "
+            f"CAP_SYS_RESOURCE), so the largest idle stage is {top:,} connections instead of "
+            f"{max(int(s) for s in args.stages.split(',')):,}; on a host that allows it, `ulimit -Hn 65536` first."
+        )
+        args.stages = ",".join(map(str, stages))
+        say("bench: " + notes[-1])
+    loadgen.ensure_built(commands)
+    if not (BENCH_DIR / "node-peer" / "node_modules" / "ws").is_dir():
+        commands.append("cd bench/node-peer && npm ci")
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=BENCH_DIR / "node-peer",
+                       check=True)  # fmt: skip
+    settings = Settings().with_overrides(BENCH_OVERRIDES)
+    info = machine()
+    say("stickyws benchmarks: " + info["machine"])
+    traffic: list[dict[str, Any]] = []
+    idle: list[dict[str, Any]] = []
+    storm_result: dict[str, Any] | None = None
+    synth: dict[str, Any] | None = None
+    timings: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="stickyws-bench-") as tmp:
+        workdir = Path(tmp)
+        with redis_on(GEN_CORE) as redis_server:
+            secret = secrets.token_urlsafe(32)
+            tokens = scenarios.write_tokens(settings, secret, workdir, max(stages) + 2000)
+            b = scenarios.Bench(settings, secret, redis_server.url, tokens, SERVER_CORE, GEN_CORE, workdir)
+            if "traffic" not in skip:
+                t0 = time.monotonic()
+                say(f"scenarios 1-2: {args.rounds} rounds x 2 peers, {args.duration_s:g} s each, {args.conc} clients")
+                traffic = scenarios.run_traffic(b, args.rounds, args.duration_s, args.conc, args.latency_rate, say)
+                timings["traffic"] = time.monotonic() - t0
+            if "idle" not in skip:
+                t0 = time.monotonic()
+                say(f"scenario 3: {args.memory_rounds} rounds x 2 peers, stages {stages}")
+                idle = scenarios.run_idle(b, args.memory_rounds, stages, 200, say)
+                timings["idle"] = time.monotonic() - t0
+        if "storm" not in skip:
+            t0 = time.monotonic()
+            say(f"scenario 4: reconnect storm, {args.storm_clients} clients, 3 servers behind the twin")
+            storm_result = storm.run_storm(settings, args.storm_clients, SERVER_CORE, GEN_CORE, say)
+            timings["storm"] = time.monotonic() - t0
+    if "synth" not in skip:
+        t0 = time.monotonic()
+        say(f"synth cost: make synth vs the minimal pattern app, {args.synth_rounds} rounds alternated")
+        synth = cost.run_synth(args.synth_rounds, say)
+        timings["synth"] = time.monotonic() - t0
+    test = _make_test(args, started, say)
+    rs = report.rows(traffic, idle, storm_result, synth, test)
+    say("")
+    say(report.table(rs))
+    total_s = time.monotonic() - started
+    say(f"\nbench: {total_s:.0f} s in all ({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())})")
+    if args.quick or args.no_write:
+        return 0
+    report.chart(rs, CHART)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "traffic": traffic,
+                "idle": idle,
+                "storm": storm_result,
+                "synth": synth,
+                "make_test": test,
+                "timings_s": timings,
+                "total_s": total_s,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+    OUTPUT.write_text(page(rs, info, args, traffic, idle, storm_result, synth, test, commands, total_s, timings, notes))
+    say(f"wrote {OUTPUT.relative_to(ROOT)}, {CHART.relative_to(ROOT)} and {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+def _make_test(args: argparse.Namespace, started: float, say: Any) -> dict[str, Any] | None:
+    if args.make_test == "skip":
+        return None
+    recorded = cost.recorded_make_test()
+    mode = args.make_test
+    if mode == "auto":
+        left = args.budget_s - (time.monotonic() - started)
+        expected = recorded["wall_s"] * 1.3 if recorded else report.MAKE_TEST_MAX_S
+        mode = "run" if left > expected else "recorded"
+        if mode == "recorded":
+            say(f"make test: {left:.0f} s left of the {args.budget_s:g} s budget, expected ~{expected:.0f} s: "
+                "reading the recorded value")  # fmt: skip
+    if mode == "recorded":
+        return recorded
+    say("make test: running it once (wall time)")
+    result = cost.run_make_test(timeout_s=900)
+    say(f"  make test: {result['wall_s']:.0f} s, exit {result['exit_code']}: {result['summary']}")
+    return result
+
+
+def _median_line(records: list[dict[str, Any]], scenario: str, key: str, fmt: str) -> str:
+    parts = []
+    for peer in ("reference", "node"):
+        with contextlib.suppress(ValueError):
+            parts.append(f"{peer} {format(report.median_of(records, scenario, peer, key), fmt)}")
+    return ", ".join(parts)
+
+
+def page(
+    rs: list[report.Row],
+    info: dict[str, str],
+    args: argparse.Namespace,
+    traffic: list[dict[str, Any]],
+    idle: list[dict[str, Any]],
+    storm_result: dict[str, Any] | None,
+    synth: dict[str, Any] | None,
+    test: dict[str, Any] | None,
+    commands: list[str],
+    total_s: float,
+    timings: dict[str, float],
+    notes: list[str],
+) -> str:
+    """BENCHMARKS.md."""
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    out = [
+        "# Benchmarks: the reference server against the seed article's Node.js stack",
+        "",
+        f"Written by `make bench` on {when} ({total_s:.0f} s). Numbers from one shared, noisy 2-core machine: "
+        "read the ratios, not the absolute values. Peers run in the same invocation, alternated "
+        "(A B, B A, ...), and the table shows medians over the rounds and the ratio of the medians.",
+        "",
+        report.table(rs),
+        "",
+        f"![ratios against their targets](bench/{CHART.name})",
+        "",
+        "Memory cells read `total (server RSS + registry in Redis)` per connection. The storm and cost rows "
+        "are judged against their targets (ratio = measured / target); the others against the Node peer.",
+        "",
+        *(f"Note: {n}\n" for n in notes),
+        "## Machine and versions",
+        "",
+        *(f"- {k}: {v}" for k, v in info.items()),
+        "",
+        "## Method",
+        "",
+        f"- Pinning: each server on core {SERVER_CORE} (`taskset -c {SERVER_CORE}`), the Go load generator "
+        f"and the shared redis-server on core {GEN_CORE}. Everything on 127.0.0.1, free ports, every process "
+        "stopped by its PID.",
+        f"- Rounds: scenarios 1-2 {args.rounds} rounds of {args.duration_s:g} s per peer and scenario; scenario 3 "
+        f"{args.memory_rounds} rounds, a fresh server each; the storm once; synths {args.synth_rounds} rounds "
+        "alternated; `make test` once.",
+        "- Load generator: `bench/loadgen/main.go` (gorilla/websocket from Debian, built with Go 1.19 in "
+        "GOPATH mode, no module proxy). It reports its own CPU; median generator CPU per scenario: "
+        + "; ".join(
+            f"{s} {_median_line(traffic, s, 'gen_cpu_cores', '.2f')} cores"
+            for s in ("handshake", "echo", "latency")
+            if traffic
+        )
+        + ". Server CPU over the same window: "
+        + "; ".join(
+            f"{s} {_median_line(traffic, s, 'server_cpu_cores', '.2f')}"
+            for s in ("handshake", "echo", "latency")
+            if traffic
+        )
+        + " (1.00 = the server's core saturated).",
+        "- Scenario 1: 100 workers each loop connect (`?token=`, subprotocol `stickyws.v1`), wait for the "
+        "first frame (`connected`), run the close handshake. Every handshake is a distinct user.",
+        '- Scenario 2: 100 connections; each sends `{"type":"send","id":N,"data":{...}}` and waits for '
+        "its `ack` (the `message` frame comes first) before the next: throughput. Latency: the same frames "
+        f"at a fixed {args.latency_rate:g} msg/s in all, spread evenly; latency counted from the scheduled "
+        "send time to the ack (a slow answer is charged to the following sends too).",
+        "- Scenario 3: a fresh server; 100 connections as the baseline (absorbs first-use costs), then "
+        f"{args.stages} more idle connections (200 at a time), 1 s settle, then VmRSS of the server and "
+        "`used_memory_dataset` of Redis; per connection = delta / connections. The reference server's "
+        f"`max_connections` is raised to {BENCH_OVERRIDES['max_connections']:,} (`STICKYWS_MAX_CONNECTIONS`); "
+        "`RLIMIT_NOFILE` is raised as far as the hard limit allows, for the servers and the generator. "
+        "Loopback source ports: 20,100 connections fit in the ephemeral range 32768-60999; Linux reuses "
+        "TIME_WAIT ports on loopback (`tcp_tw_reuse=2`).",
+        "- Scenario 4: see `bench/storm.py`: 3 reference servers behind the twin's HAProxy, clients are the "
+        "reference `StickyClient` in one Python process on the generator core, each sending a numbered message "
+        f"every {storm.SEND_EVERY_S:g} s; one server is deregistered the way the twin does it (drain notice, "
+        "`maint`, deregistration delay, SIGTERM). Settings: "
+        + ", ".join(f"`{k}={v}`" for k, v in storm.STORM_OVERRIDES.items())
+        + ". Target: every moved client back and resumed within `drain_window_s + reconnect_cap_s`; 0 lost "
+        "(never-confirmed ids + ids handled twice + sessions whose stored `lastClientId` differs from what was "
+        "sent + gaps in the `message` seq). The Node peer has no drain, resume or replay: it has no number here.",
+        "- Synth: `make synth` (run as `make -s synth CDK_ARGS=--output <tmp>` so the repository's cdk.out is "
+        "left alone) against `bench/minimal-app` (one `aws_ecs_patterns.ApplicationLoadBalancedFargateService`, "
+        "no cdk-nag) run as `npx --no-install cdk synth --quiet --output <tmp>`: both cold processes, built-in "
+        "validation on in both.",
+        f"- `make test`: {test['source'] if test else 'not measured'}"
+        + (f"; exit code {test['exit_code']}, `{test['summary']}`" if test else "")
+        + ".",
+        "",
+        "## The Node peer (`bench/node-peer/server.js`)",
+        "",
+        "The article's `WebSocketLoadBalancedServer` on `ws` 8 + `ioredis`, pinned by `package-lock.json` "
+        "(`npm ci`): `verifyClient` takes the token from `?token=`, verifies it (HS256, `jsonwebtoken`, same "
+        "secret and audience as the reference server), GETs `ws:user:{id}` (409 when another server holds it) "
+        "and SETEXes it with the routing TTL (3600 s); on connection it keeps the article's metadata map, "
+        "starts the article's per-connection ping interval (30 s) and sends "
+        '`{"type":"connected","serverId","timestamp"}`; a heartbeat key every 10 s; DEL on close. Key '
+        "names, TTLs and intervals are passed in from `stickyws.keys` and the settings model. Where the article "
+        "leaves gaps, the peer is given the benefit: the token is verified once (the article verifies it again "
+        "in `handleConnection`), and its empty `handleMessage` answers the stickyws.v1 frames the generator "
+        "speaks (`send` -> `message` + `ack`, no dedup, no session state, no Redis per message), so the "
+        "generator treats both servers alike.",
+        "",
+        "What the reference server does per handshake that the peer does not: a session record (resume token, "
+        "`ws:session:{id}` hash) in the same single Lua round trip as the routing key, takeover handling, the "
+        "audit log line and metrics; per message: the exactly-once commit (dedup + outbox for replay) in Redis.",
+        "",
+    ]
+    if storm_result is not None:
+        out += ["## Reconnect storm, in full", "", "```", json.dumps(storm_result, indent=1), "```", ""]
+    if idle:
+        out += ["## Memory per idle connection by stage (medians, KB)", "",
+                "| connections | reference server | reference registry | Node server | Node registry |",
+                "|---|---|---|---|---|"]  # fmt: skip
+        for n in sorted({int(r["connections"]) for r in idle}):
+            cells = [
+                f"{report.median_of(idle, 'idle', p, k, connections=n) / 1024:.2f}"
+                for p in ("reference", "node") for k in ("server_bytes_per_conn", "redis_bytes_per_conn")
+            ]  # fmt: skip
+            out.append(f"| {n:,} | " + " | ".join(cells) + " |")
+        out.append("")
+    if synth is not None:
+        samples = ", ".join(f"{k}: {' / '.join(f'{v:.1f}' for v in vs)} s" for k, vs in synth["samples"].items())
+        out += ["## Synth samples", "", samples, ""]
+    if FINDINGS.exists():
+        out += [FINDINGS.read_text().strip(), ""]
+    out += [
+        "## Commands",
+        "",
+        "```sh",
+        "make bench          # = make setup system-deps, pip install -e '.[bench]', then:",
+        f"{Path(sys.executable).name} -m bench.run   # --help for rounds, durations, --skip, --make-test",
+        *commands,
+        "```",
+        "",
+        "`make bench` installs the Debian packages `golang-go` and `golang-github-gorilla-websocket-dev` with "
+        "apt-get when they are missing (root), builds the generator into `bench/.build/`, runs `npm ci` in "
+        "`bench/node-peer/`, and writes this page, `bench/ratios.png` and `bench/results/last-run.json`. "
+        f"Stage times of this run: {', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

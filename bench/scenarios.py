@@ -1,0 +1,164 @@
+"""Scenarios 1-3: handshakes, echo (throughput and latency), memory per idle connection.
+
+Both servers run side by side on the server core (one under load at a time); the generator and
+Redis share the other core. Rounds alternate the order of the peers (A B, B A, ...), so drift of a
+noisy machine hits both alike; the report takes medians over rounds and the ratio of medians.
+Each peer gets its own users (token files ``reference`` / ``node``), so their registry keys never meet.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench import generator as loadgen
+from bench import peers
+from bench.peers import PEERS, Server
+from stickyws.localproc import RedisServer
+from stickyws.server.auth import TokenVerifier
+from stickyws.settings import Settings
+
+#: Token lifetime: longer than any run.
+TOKEN_TTL_S = 7200
+#: Idle scenario: the first stage is the baseline (it absorbs each runtime's one-time costs).
+IDLE_BASELINE = 100
+#: Settle time before reading RSS at a stage (lets timers and GC run).
+IDLE_SETTLE_S = 1.0
+
+
+@dataclass(frozen=True)
+class Bench:
+    """What every scenario shares: settings, key, Redis, token files, cores, work directory."""
+
+    settings: Settings
+    secret: str
+    redis_url: str
+    tokens: dict[str, Path]
+    server_core: int | None
+    gen_core: int | None
+    workdir: Path
+
+
+def write_tokens(settings: Settings, secret: str, workdir: Path, count: int) -> dict[str, Path]:
+    """One token file per peer (users ``<peer>-<i>``), signed like ``stickyws token``."""
+    verifier = TokenVerifier(secret, settings["jwt_audience"])
+    out = {}
+    for peer in PEERS:
+        path = workdir / f"tokens-{peer}.txt"
+        path.write_text("\n".join(verifier.issue(f"{peer}-{i}", TOKEN_TTL_S) for i in range(count)) + "\n")
+        out[peer] = path
+    return out
+
+
+def _order(round_no: int) -> tuple[str, ...]:
+    return PEERS if round_no % 2 == 0 else tuple(reversed(PEERS))
+
+
+def _timed(server: Server, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    cpu0, t0 = server.cpu_s(), time.monotonic()
+    result = fn()
+    wall = time.monotonic() - t0
+    result["server_cpu_cores"] = (server.cpu_s() - cpu0) / wall
+    return result
+
+
+def run_traffic(b: Bench, rounds: int, duration_s: float, conc: int, latency_rate: float,
+                say: Callable[[str], None]) -> list[dict[str, Any]]:  # fmt: skip
+    """Scenarios 1 and 2: per round and peer, handshakes, echo throughput, echo latency at a fixed rate."""
+    servers = {p: peers.start(p, settings=b.settings, secret=b.secret, redis_url=b.redis_url, core=b.server_core,
+                              workdir=b.workdir, tag="traffic") for p in PEERS}  # fmt: skip
+    timeout_s = duration_s + 60
+    records: list[dict[str, Any]] = []
+    try:
+        for peer, server in servers.items():  # warm-up: first connections, imports, JIT
+            loadgen.run("handshake", server.url, b.tokens[peer], core=b.gen_core, timeout_s=timeout_s, conc=conc,
+                        duration=1)  # fmt: skip
+        for r in range(rounds):
+            for peer in _order(r):
+                server = servers[peer]
+                for scenario, flags in (
+                    ("handshake", {"conc": conc, "duration": duration_s}),
+                    ("echo", {"conc": conc, "duration": duration_s}),
+                    ("latency", {"conc": conc, "duration": duration_s, "rate": latency_rate}),
+                ):
+
+                    def one(
+                        scenario: str = scenario,
+                        flags: dict[str, Any] = flags,
+                        url: str = server.url,
+                        tokens: Path = b.tokens[peer],
+                    ) -> dict[str, Any]:
+                        return loadgen.run(scenario, url, tokens, core=b.gen_core, timeout_s=timeout_s, **flags)
+
+                    rec = _timed(server, one)
+                    rec.update(scenario=scenario, peer=peer, round=r)
+                    records.append(rec)
+                    say(f"  round {r + 1} {peer:<9} {scenario:<9} {rec['rate_per_s']:9.0f}/s "
+                        f"server {rec['server_cpu_cores']:.2f} cores, generator {rec['gen_cpu_cores']:.2f} cores"
+                        + (f", p50 {rec['p50_ms']:.2f} ms p99 {rec['p99_ms']:.2f} ms" if scenario == "latency" else "")
+                        + (f", {rec['errors']} errors" if rec["errors"] else ""))  # fmt: skip
+    finally:
+        for server in servers.values():
+            server.stop()
+    return records
+
+
+def _redis_used(client: redis.Redis) -> int:
+    info: dict[str, Any] = client.info("memory")
+    return int(info["used_memory_dataset"])
+
+
+def run_idle(b: Bench, rounds: int, stages: list[int], conc: int, say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Scenario 3: a fresh server and a fresh redis-server (on the generator core) per round and peer;
+    the server's RSS and Redis' ``used_memory_dataset`` at each stage over the baseline stage."""
+    records: list[dict[str, Any]] = []
+    all_stages = [IDLE_BASELINE, *(IDLE_BASELINE + n for n in stages)]
+    for r in range(rounds):
+        for peer in _order(r):
+            with RedisServer() as registry:
+                if b.gen_core is not None and registry.pid is not None:
+                    os.sched_setaffinity(registry.pid, {b.gen_core})
+                client = redis.Redis.from_url(registry.url)
+                server = peers.start(peer, settings=b.settings, secret=b.secret, redis_url=registry.url,
+                                     core=b.server_core, workdir=b.workdir, tag=f"idle{r}")  # fmt: skip
+                session = loadgen.IdleSession(server.url, b.tokens[peer], all_stages, core=b.gen_core, conc=conc)
+                try:
+                    base: tuple[int, int] | None = None
+                    for n in all_stages:
+                        rep = session.report()
+                        if rep["open"] != n:
+                            raise loadgen.LoadgenError(f"idle stage {n}: only {rep['open']} open ({rep['last_error']})")
+                        time.sleep(IDLE_SETTLE_S)
+                        rss, used = server.rss_bytes(), _redis_used(client)
+                        if base is None:
+                            base = (rss, used)
+                        else:
+                            conns = n - IDLE_BASELINE
+                            rec = {
+                                "scenario": "idle", "peer": peer, "round": r, "connections": conns,
+                                "server_bytes_per_conn": (rss - base[0]) / conns,
+                                "redis_bytes_per_conn": (used - base[1]) / conns,
+                                "rss_bytes": rss, "opened_in_s": rep["opened_in_s"], "dropped": rep["dropped"],
+                                "gen_cpu_s": rep["gen_cpu_s"],
+                            }  # fmt: skip
+                            records.append(rec)
+                            say(f"  round {r + 1} {peer:<9} {conns:>6} idle: server "
+                                f"{rec['server_bytes_per_conn'] / 1024:5.1f} KB/conn, registry "
+                                f"{rec['redis_bytes_per_conn'] / 1024:4.2f} KB/conn, "
+                                f"opened in {rep['opened_in_s']:.1f} s"
+                                + (f", {rep['dropped']} dropped" if rep["dropped"] else ""))  # fmt: skip
+                        session.proceed()
+                    session.finish(timeout_s=60)
+                finally:
+                    if session.proc.poll() is None:
+                        session.proc.kill()
+                        session.proc.wait(5)
+                    server.stop()
+                    client.close()
+    return records
