@@ -13,7 +13,9 @@ RUN pip install --no-cache-dir --no-index --find-links /wheels "stickyws[server]
 ENV PYTHONUNBUFFERED=1
 USER 10001
 EXPOSE 8080
+# Follows the same settings as the server (STICKYWS_PORT, STICKYWS_HEALTH_CHECK_PATH; defaults 8080, /health).
+# ECS uses the container health check in the task definition; this one serves `docker run`.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=4).status == 200 else 1)"]
+  CMD ["python", "-c", "import os, urllib.request as u; port = os.environ.get('STICKYWS_PORT', '8080'); path = os.environ.get('STICKYWS_HEALTH_CHECK_PATH', '/health'); u.urlopen(f'http://127.0.0.1:{port}{path}', timeout=4)"]
 ENTRYPOINT ["stickyws"]
 CMD ["serve", "--host", "0.0.0.0"]

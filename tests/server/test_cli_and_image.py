@@ -15,7 +15,7 @@ import jwt
 
 from stickyws.cli import build_parser
 from stickyws.localproc import free_port, stop_pid, wait_for_port
-from stickyws.settings import ENV_JWT_SECRET, Settings
+from stickyws.settings import ENV_JWT_SECRET, Settings, env_name
 from tests.server.helpers import SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,6 +84,11 @@ def test_dev_mode_serves_and_says_so_loudly() -> None:
         assert resp.status == 200
         assert body == {"status": "serving", "serverId": "dev-1", "connections": 0, "draining": False,
                         "registry": "memory"}  # fmt: skip
+        probe = json.loads(re.search(r"^\s+CMD (\[.*\])$", (ROOT / "Dockerfile").read_text(), re.M).group(1))
+        healthcheck = subprocess.run(  # the Dockerfile's HEALTHCHECK command, against this server
+            [sys.executable, *probe[1:]], env=_clean_env(STICKYWS_PORT=str(port)), capture_output=True, timeout=10
+        )
+        assert healthcheck.returncode == 0
     finally:
         stop_pid(proc)
     assert proc.returncode == 0
@@ -109,8 +114,9 @@ def test_token_command_without_secret_fails_cleanly() -> None:
 
 
 def test_dockerfile_matches_entry_point_settings_and_extra() -> None:
-    """The Dockerfile runs the packaged entry point with a subcommand that parses, health-checks the
-    health_check_path on the port setting, runs as non-root and installs only the [server] extra."""
+    """The Dockerfile runs the packaged entry point with a subcommand that parses, health-checks
+    health_check_path on the port setting (read from the same STICKYWS_* variables, same defaults), runs
+    as non-root and installs only the [server] extra."""
     dockerfile = (ROOT / "Dockerfile").read_text()
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", dockerfile, re.M).group(1))
@@ -120,8 +126,17 @@ def test_dockerfile_matches_entry_point_settings_and_extra() -> None:
     args = build_parser().parse_args(cmd)
     assert (args.command, args.host, args.port) == ("serve", "0.0.0.0", None)  # port: the `port` setting
     defaults = Settings()
-    health = re.search(r"http://127\.0\.0\.1:(\d+)(/[\w/]*)", dockerfile)
-    assert (int(health.group(1)), health.group(2)) == (defaults["port"], defaults["health_check_path"])
+    check = re.search(r"^HEALTHCHECK .*\n\s+CMD (\[.*\])$", dockerfile, re.M)
+    assert check
+    probe = json.loads(check.group(1))
+    assert probe[:2] == ["python", "-c"]
+    env_defaults = dict(re.findall(r"os\.environ\.get\('(\w+)', '([^']*)'\)", probe[2]))
+    assert env_defaults == {
+        env_name("port"): str(defaults["port"]),
+        env_name("health_check_path"): defaults["health_check_path"],
+    }
+    assert "f'http://127.0.0.1:{port}{path}'" in probe[2]
+    compile(probe[2], "HEALTHCHECK", "exec")  # the one-liner is valid Python
     assert re.search(rf"^EXPOSE {defaults['port']}$", dockerfile, re.M)
     user = re.findall(r"^USER (\S+)$", dockerfile, re.M)
     assert user
