@@ -28,6 +28,7 @@ import json
 import logging
 import random
 import time
+import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -47,6 +48,15 @@ log = logging.getLogger("stickyws.server")
 RETRY_AFTER_S = 1
 #: Pause before resubscribing after an unexpected pub/sub failure.
 LISTEN_RETRY_S = 0.5
+#: How long close() waits for its background tasks after cancelling them.
+LOOP_STOP_TIMEOUT_S = 2.0
+
+
+def _reraise_if_cancelling() -> None:
+    """Raise ``CancelledError`` if this task was cancelled (a library turned the cancellation into an error)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _last_seq(raw: str | None) -> int | None:
@@ -250,9 +260,12 @@ class ServerCore:
         self.state = ServerState.CLOSED
         for task in self._loops:
             task.cancel()
-        for task in self._loops:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._loops:
+            # asyncio.wait neither raises the tasks' errors nor swallows a cancellation of close() itself.
+            _, stuck = await asyncio.wait(self._loops, timeout=LOOP_STOP_TIMEOUT_S)
+            for task in stuck:
+                where = "".join(traceback.format_stack(task.get_stack(limit=8)[-1])) if task.get_stack() else "?"
+                log.warning("%s did not stop within %g s, at:\n%s", task.get_name(), LOOP_STOP_TIMEOUT_S, where)
         conns = list(self.connections.values())
         await asyncio.gather(
             *(self._close_conn(c, protocol.CLOSE_GOING_AWAY, "server shutting down") for c in conns),
@@ -262,8 +275,8 @@ class ServerCore:
             await self.on_closed(c)
         for task in list(self._tasks):
             task.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=LOOP_STOP_TIMEOUT_S)
         with contextlib.suppress(RegistryUnavailable):
             await self.registry.heartbeat(self.server_id, self._heartbeat_body("stopped"), 1)
         await self.registry.close()
@@ -562,6 +575,7 @@ class ServerCore:
             try:
                 await self.beat()
             except Exception:  # a registry reply we did not expect must not stop the heartbeat
+                _reraise_if_cancelling()
                 log.exception("heartbeat failed; retrying at the next beat")
                 self._needs_reconcile = True
             await asyncio.sleep(self.sv.heartbeat_interval_s)
@@ -602,6 +616,7 @@ class ServerCore:
             try:
                 await self.registry.listen([drain_channel, takeover_channel], on_message, on_subscribed)
             except Exception:  # listen() only returns by cancellation; anything else: log and resubscribe
+                _reraise_if_cancelling()
                 log.exception("drain/takeover subscription failed; resubscribing")
                 await asyncio.sleep(LISTEN_RETRY_S)
 

@@ -188,6 +188,14 @@ return 1
 )
 
 
+def _reraise_if_cancelling() -> None:
+    """Raise ``CancelledError`` if this task was cancelled: redis-py may turn a cancelled read into a
+    connection error, and a retry loop that swallowed it would never stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -243,6 +251,7 @@ class RedisRegistry:
         try:
             result = await make()
         except _DOWN_ERRORS as exc:
+            _reraise_if_cancelling()
             self.available = False
             raise RegistryUnavailable(f"registry unreachable: {type(exc).__name__}: {exc}") from None
         self.available = True
@@ -347,6 +356,7 @@ class RedisRegistry:
                     if msg is not None and msg.get("type") == "message":
                         await on_message(_text(msg["channel"]), _text(msg["data"]))
             except (*_DOWN_ERRORS, RegistryUnavailable):
+                _reraise_if_cancelling()
                 self.available = False
                 await asyncio.sleep(RESUBSCRIBE_BACKOFF_S)
             finally:

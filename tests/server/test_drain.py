@@ -291,30 +291,32 @@ def test_task_metadata_desired_stopped_triggers_drain() -> None:
     run(go())
 
 
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch):
-    """moto's mock of AWS with fake credentials (nothing leaves the process)."""
+@pytest.fixture(scope="module")
+def aws_vpc():
+    """moto's mock of AWS with fake credentials (nothing leaves the process) and one VPC, shared by this
+    module's AWS tests (moto's EC2 backend takes about a second to build)."""
+    import boto3
     from moto import mock_aws
 
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        yield
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "eu-west-1",
+        }.items():
+            mp.setenv(name, value)
+        mp.delenv("AWS_PROFILE", raising=False)
+        with mock_aws():
+            yield boto3.client("ec2").create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
 
 
-def test_describe_target_health_ip_target_deregistered_triggers_drain(aws: None) -> None:
+def test_describe_target_health_ip_target_deregistered_triggers_drain(aws_vpc: str) -> None:
     """moto 5.2.5 reports a deregistered IP target as `unused`/`Target.NotRegistered` (never `draining`);
     the poller, having seen the target registered, takes that as deregistration and drains."""
     import boto3
 
-    ec2, elb = boto3.client("ec2"), boto3.client("elbv2")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    tg = elb.create_target_group(Name="ws", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip")
+    elb = boto3.client("elbv2")
+    tg = elb.create_target_group(Name="ws", Protocol="HTTP", Port=8080, VpcId=aws_vpc, TargetType="ip")
     arn = tg["TargetGroups"][0]["TargetGroupArn"]
     target = {"Id": "10.0.1.5", "Port": 8080}
     elb.register_targets(TargetGroupArn=arn, Targets=[target])
@@ -338,16 +340,14 @@ def test_describe_target_health_ip_target_deregistered_triggers_drain(aws: None)
     run(go())
 
 
-def test_describe_target_health_draining_triggers_drain(aws: None) -> None:
+def test_describe_target_health_draining_triggers_drain(aws_vpc: str) -> None:
     """moto reports `draining` for an instance target whose instance was terminated; the poller drains on it."""
     import boto3
 
     ec2, elb = boto3.client("ec2"), boto3.client("elbv2")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    tg = elb.create_target_group(Name="ws-i", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="instance")
+    tg = elb.create_target_group(Name="ws-i", Protocol="HTTP", Port=8080, VpcId=aws_vpc, TargetType="instance")
     arn = tg["TargetGroups"][0]["TargetGroupArn"]
-    ami = ec2.describe_images()["Images"][0]["ImageId"]
-    instance = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    instance = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
     elb.register_targets(TargetGroupArn=arn, Targets=[{"Id": instance, "Port": 8080}])
 
     async def go() -> None:
