@@ -600,7 +600,12 @@ class ServerCore:
                 except (ValueError, KeyError, TypeError):
                     return
                 conn = self.by_user.get(user_id)
-                if conn is not None and by != self.server_id:
+                if conn is None or by == self.server_id:
+                    return
+                with contextlib.suppress(RegistryUnavailable):
+                    if await self.registry.owner(user_id) == self.server_id:
+                        return  # a stale request: the user came back here after that takeover
+                if self.by_user.get(user_id) is conn:
                     self.metrics.audit("route", decision="taken_over", reason="takeover", user=user_id,
                                        server=self.server_id, by=by, remote=conn.remote)  # fmt: skip
                     del self.by_user[user_id]

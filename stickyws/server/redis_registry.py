@@ -287,6 +287,10 @@ class RedisRegistry:
         deleted = await self._call(lambda: self._release(keys=[keys.user_key(user_id)], args=[server_id]))
         return bool(deleted)
 
+    async def owner(self, user_id: str) -> str | None:
+        value = await self._call(lambda: self._client.get(keys.user_key(user_id)))
+        return _text(value) if value is not None else None
+
     async def commit(
         self, record: SessionRecord, commit: Commit, *, server_id: str, routing_ttl_s: int, session_ttl_s: int
     ) -> CommitResult:

@@ -76,6 +76,10 @@ class Registry(Protocol):
         """Compare-and-delete the route; True when it was deleted."""
         ...
 
+    async def owner(self, user_id: str) -> str | None:
+        """The server that holds ``user_id``'s route now, if any."""
+        ...
+
     async def commit(
         self, record: SessionRecord, commit: Commit, *, server_id: str, routing_ttl_s: int, session_ttl_s: int
     ) -> CommitResult:
@@ -187,6 +191,9 @@ class InMemoryRegistry:
             del self._values[key]
             return True
         return False
+
+    async def owner(self, user_id: str) -> str | None:
+        return self._get(keys.user_key(user_id))
 
     async def commit(
         self, record: SessionRecord, commit: Commit, *, server_id: str, routing_ttl_s: int, session_ttl_s: int

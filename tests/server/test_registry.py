@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import aiohttp
+import pytest
 import redis
 
 from stickyws import keys, protocol
@@ -308,5 +309,27 @@ def test_redis_outbox_trims_by_bytes(redis_url: str) -> None:
             r.close()
         finally:
             await reg.close()
+
+    run(go())
+
+
+def test_stale_takeover_request_does_not_close_a_connection_that_owns_the_route(redis_url: str) -> None:
+    """A takeover request for a user whose route names this server again (they came back) is ignored;
+    one whose route names the requester closes the connection with 4001."""
+
+    async def go() -> None:
+        async with server(redis_url=redis_url, server_id="A") as a, aiohttp.ClientSession() as http:
+            ws, _ = await connect(http, a, "alice")
+            r = redis.Redis.from_url(redis_url)
+            await eventually(lambda: r.pubsub_numsub(keys.takeover_channel("A"))[0][1] == 1)
+            request = json.dumps({"userId": "alice", "by": "B"})
+            assert r.publish(keys.takeover_channel("A"), request) == 1
+            with pytest.raises(TimeoutError):
+                await ws.receive(timeout=0.3)
+            r.set(keys.user_key("alice"), "B")
+            r.publish(keys.takeover_channel("A"), request)
+            msg = await ws.receive(timeout=3)
+            assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, protocol.CLOSE_TAKEN_OVER)
+            r.close()
 
     run(go())
