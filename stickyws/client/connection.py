@@ -82,6 +82,8 @@ class ClientStats:
     session_ids: set[str] = field(default_factory=set)
     #: ``message`` frames received (their payloads go to the events, not here: a client may run for days).
     messages: int = 0
+    #: ``message`` frames dropped because their seq had been seen already (a replay overlap).
+    duplicate_messages: int = 0
     #: Frames that were not valid ``stickyws.v1`` server frames (ignored).
     bad_frames: int = 0
     #: Longest time between losing a connection and the next ``connected``.
@@ -146,6 +148,9 @@ class StickyClient:
         self.server_id: str | None = None
         self.session_id: str | None = None
         self.resume_token: str | None = None
+        #: Highest ``message`` seq received in this session: sent as ``lastSeq`` on resume so the server
+        #: replays what came after it, and used to drop a message seen twice.
+        self.last_seq = 0
         self.stop_reason: str | None = None
         self._session = session
         self._own_session = session is None
@@ -284,6 +289,7 @@ class StickyClient:
         params = {"token": self.token}
         if self.resume_token:
             params[protocol.RESUME_QUERY] = self.resume_token
+            params[protocol.LAST_SEQ_QUERY] = str(self.last_seq)
         return with_query(self.url, params)
 
     async def _connect_once(self) -> tuple[policy.Decision, bool]:
@@ -350,8 +356,14 @@ class StickyClient:
                     self.outbox.on_ack(int(frame["id"]), duplicate=bool(frame.get("duplicate")))
                     self._emit("ack", id=frame["id"], duplicate=bool(frame.get("duplicate")))
                 elif kind == "message":
+                    seq = frame.get("seq")
+                    if isinstance(seq, int) and seq <= self.last_seq:
+                        self.stats.duplicate_messages += 1
+                        continue
+                    if isinstance(seq, int):
+                        self.last_seq = seq
                     self.stats.messages += 1
-                    self._emit("message", seq=frame.get("seq"), data=frame.get("data"))
+                    self._emit("message", seq=seq, data=frame.get("data"))
                 elif kind == "error":
                     self._emit("error", code=frame.get("code"), message=frame.get("message"), id=frame.get("id"))
                 elif kind == "reconnect":
@@ -399,6 +411,8 @@ class StickyClient:
         self.server_id = str(frame.get("serverId"))
         self.session_id = str(frame.get("sessionId"))
         self.resume_token = str(frame.get("resumeToken")) or None
+        if not resumed:
+            self.last_seq = 0  # a new session numbers its messages from 1 again
         self.stats.servers.append(self.server_id)
         self.stats.session_ids.add(self.session_id)
         to_send = self.outbox.on_connected(int(frame.get("lastClientId") or 0), resumed=resumed)
