@@ -5,7 +5,7 @@
 
 * container environment: ``stickyws.settings.to_env(settings)`` (every ``STICKYWS_*`` setting;
   the server reads the same names with ``from_env``), ``REDIS_URL`` when a registry is given,
-  ``STICKYWS_SERVICE_NAME`` (``stickyws.server.metrics.ENV_SERVICE_NAME``: the service name, the
+  ``STICKYWS_SERVICE_NAME`` (``stickyws.settings.ENV_SERVICE_NAME``: the service name, the
   ``ServiceName`` dimension of the server's metrics; Fargate's task metadata does not report it),
   then the caller's extra variables;
 * ``STICKYWS_JWT_SECRET`` from Secrets Manager (``ecs.Secret``), never a literal;
@@ -40,9 +40,7 @@ from constructs import Construct
 from constructs_lib.nag import acknowledge
 from constructs_lib.observability import ACTIVE_CONNECTIONS, SERVICE_NAME_DIMENSION
 from constructs_lib.settings_check import apply_settings
-from stickyws.server.metrics import ENV_SERVICE_NAME
-from stickyws.server.triggers import ENV_TARGET_GROUP_ARN
-from stickyws.settings import ENV_JWT_SECRET, ENV_REDIS_URL, Settings, to_env
+from stickyws.settings import ENV_JWT_SECRET, ENV_REDIS_URL, ENV_SERVICE_NAME, ENV_TARGET_GROUP_ARN, Settings, to_env
 
 #: Name of the server container in the task definition (the load balancer targets it).
 CONTAINER_NAME: Final = "server"

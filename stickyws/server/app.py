@@ -18,10 +18,18 @@ from stickyws.server.auth import TokenVerifier, generate_dev_secret
 from stickyws.server.core import ServerCore
 from stickyws.server.handler import Handler, echo_handler
 from stickyws.server.identity import ENV_ECS_METADATA, fetch_task_metadata, resolve_server_id, task_ip
-from stickyws.server.metrics import ENV_SERVICE_NAME, Metrics
+from stickyws.server.metrics import Metrics
 from stickyws.server.registry import InMemoryRegistry, Registry
-from stickyws.server.triggers import ENV_TARGET_GROUP_ARN, watch_target_health, watch_task_metadata
-from stickyws.settings import ENV_JWT_SECRET, ENV_REDIS_URL, Settings, SettingsError, from_env
+from stickyws.server.triggers import watch_target_health, watch_task_metadata
+from stickyws.settings import (
+    ENV_JWT_SECRET,
+    ENV_REDIS_URL,
+    ENV_SERVICE_NAME,
+    ENV_TARGET_GROUP_ARN,
+    Settings,
+    SettingsError,
+    from_env,
+)
 
 
 class StartupError(Exception):

@@ -19,9 +19,6 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-#: Environment variable naming the ECS service, used as the ``ServiceName`` dimension.
-ENV_SERVICE_NAME = "STICKYWS_SERVICE_NAME"
-
 COUNTERS = ("HandshakesAccepted", "SessionsResumed", "MessagesIn", "MessagesOut")
 
 

@@ -23,9 +23,6 @@ from stickyws.server.identity import fetch_task_metadata
 
 log = logging.getLogger("stickyws.server")
 
-#: Environment variable with the ARN of the target group the task is registered in (needed by the
-#: DescribeTargetHealth poller; the settings model has no field for it).
-ENV_TARGET_GROUP_ARN = "STICKYWS_TARGET_GROUP_ARN"
 #: Mean interval of task-metadata polls.
 METADATA_POLL_INTERVAL_S = 5.0
 

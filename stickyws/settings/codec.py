@@ -25,6 +25,11 @@ ENV_JWT_SECRET = "STICKYWS_JWT_SECRET"
 ENV_REDIS_URL = "REDIS_URL"
 #: Environment variable that overrides the server id (default: ECS task id, else hostname-pid).
 ENV_SERVER_ID = "STICKYWS_SERVER_ID"
+#: Environment variable with the ECS service name, the ``ServiceName`` dimension of the server's metrics
+#: (rendered by the service construct; Fargate's task metadata does not carry it).
+ENV_SERVICE_NAME = "STICKYWS_SERVICE_NAME"
+#: Environment variable with the target group ARN, for the optional DescribeTargetHealth drain trigger.
+ENV_TARGET_GROUP_ARN = "STICKYWS_TARGET_GROUP_ARN"
 #: CDK context key naming a JSON or TOML settings file.
 CONTEXT_SETTINGS_FILE = "settings_file"
 

@@ -20,9 +20,7 @@ from typing import Any
 import pytest
 
 from constructs_lib.service import CONTAINER_NAME, container_environment, health_check_command
-from stickyws.server.metrics import ENV_SERVICE_NAME
-from stickyws.server.triggers import ENV_TARGET_GROUP_ARN
-from stickyws.settings import ENV_JWT_SECRET, ENV_REDIS_URL, Settings, to_env
+from stickyws.settings import ENV_JWT_SECRET, ENV_REDIS_URL, ENV_SERVICE_NAME, ENV_TARGET_GROUP_ARN, Settings, to_env
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
