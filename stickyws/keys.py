@@ -7,7 +7,8 @@ rename cannot leave one of them behind.
 key / channel                             kind     holds
 ========================================  =======  ==============================================
 ``ws:user:{userId}``                      string   id of the server holding the user's connection
-``ws:session:{sessionId}``                hash     resumable session state (see the server)
+``ws:session:{sessionId}``                hash     ``user``, ``lastClientId``, ``lastServerSeq``, ``subs``
+                                                   (JSON), replay buffer ``outFirst``, ``outBytes``, ``m:<seq>``
 ``ws:server:{serverId}:heartbeat``        string   JSON ``{serverId, connections, status, ts}``
 ``ws:drain:{serverId}``                   string   JSON drain notice (kept so a late reader sees it)
 ``ws:drain:{serverId}``                   channel  the same notice, published for live servers

@@ -5,6 +5,9 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +126,21 @@ def test_stickyws_never_imports_aws_cdk() -> None:
                 names = [node.module]
             offenders += [f"{path.relative_to(REPO_ROOT)}: {n}" for n in names if n.split(".")[0] in forbidden]
     assert offenders == []
+
+
+def test_cdk_side_needs_only_the_cdk_extra() -> None:
+    """Importing the constructs, the stack and app.py loads none of the server-only packages.
+
+    The ``[cdk]`` extra (aws-cdk-lib, constructs, cdk-nag, redis for the Lambda bundle) must be enough
+    to synthesize: a fresh interpreter imports them and reports which server packages got loaded.
+    """
+    code = (
+        "import sys, constructs_lib, stacks, app\n"
+        "server_only = {'aiohttp', 'uvloop', 'jwt', 'boto3', 'botocore', 'moto'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & server_only))\n"
+    )
+    env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]"
