@@ -126,6 +126,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip", default="", help="comma-separated: traffic,idle,storm,synth")
     p.add_argument("--quick", action="store_true", help="tiny run for development (not for the page)")
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    p.add_argument("--render-only", action="store_true", help="rewrite BENCHMARKS.md and the chart from the last run")
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.memory_rounds, args.duration_s, args.stages = 1, 1, 1.0, "1000"
@@ -135,6 +136,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.render_only:
+        if not RESULTS.exists():
+            say(f"bench: no {RESULTS.relative_to(ROOT)} yet: run make bench first")
+            return 2
+        write_outputs(json.loads(RESULTS.read_text()))
+        return 0
     started = time.monotonic()
     skip = set(filter(None, args.skip.split(",")))
     commands: list[str] = []
@@ -199,26 +206,37 @@ def main(argv: list[str] | None = None) -> int:
     say(f"\nbench: {total_s:.0f} s in all ({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())})")
     if args.quick or args.no_write:
         return 0
-    report.chart(rs, CHART)
+    stored = {
+        "written_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "args": vars(args),
+        "machine": info,
+        "commands": commands,
+        "notes": notes,
+        "traffic": traffic,
+        "idle": idle,
+        "storm": storm_result,
+        "synth": synth,
+        "make_test": test,
+        "timings_s": timings,
+        "total_s": total_s,
+    }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "traffic": traffic,
-                "idle": idle,
-                "storm": storm_result,
-                "synth": synth,
-                "make_test": test,
-                "timings_s": timings,
-                "total_s": total_s,
-            },
-            indent=1,
-        )
-        + "\n"
-    )
-    OUTPUT.write_text(page(rs, info, args, traffic, idle, storm_result, synth, test, commands, total_s, timings, notes))
-    say(f"wrote {OUTPUT.relative_to(ROOT)}, {CHART.relative_to(ROOT)} and {RESULTS.relative_to(ROOT)}")
+    RESULTS.write_text(json.dumps(stored, indent=1) + "\n")
+    write_outputs(stored)
     return 0
+
+
+def write_outputs(stored: dict[str, Any]) -> None:
+    """Write BENCHMARKS.md and the chart from one run's stored results (also ``--render-only``)."""
+    rs = report.rows(stored["traffic"], stored["idle"], stored["storm"], stored["synth"], stored["make_test"])
+    report.chart(rs, CHART)
+    args = argparse.Namespace(**stored["args"])
+    OUTPUT.write_text(
+        page(rs, stored["machine"], args, stored["traffic"], stored["idle"], stored["storm"], stored["synth"],
+             stored["make_test"], stored["commands"], stored["total_s"], stored["timings_s"], stored["notes"],
+             stored["written_at"])
+    )  # fmt: skip
+    say(f"wrote {OUTPUT.relative_to(ROOT)}, {CHART.relative_to(ROOT)} (results: {RESULTS.relative_to(ROOT)})")
 
 
 def _make_test(args: argparse.Namespace, started: float, say: Any) -> dict[str, Any] | None:
@@ -262,9 +280,9 @@ def page(
     total_s: float,
     timings: dict[str, float],
     notes: list[str],
+    when: str,
 ) -> str:
     """BENCHMARKS.md."""
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     out = [
         "# Benchmarks: the reference server against the seed article's Node.js stack",
         "",
