@@ -67,8 +67,9 @@ def run_make_test(timeout_s: float) -> dict[str, Any]:
     done = subprocess.run(["make", "test"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout_s,
                           check=False)  # fmt: skip
     wall = time.monotonic() - t0
-    tail = (done.stdout or "").strip().splitlines()[-1:] or [""]
-    result = {"wall_s": wall, "exit_code": done.returncode, "summary": tail[0], "measured_at": time.time(),
+    lines = (done.stdout or "").strip().splitlines()
+    summary = next((line.strip("= ") for line in reversed(lines) if " passed" in line or " failed" in line), "")
+    result = {"wall_s": wall, "exit_code": done.returncode, "summary": summary, "measured_at": time.time(),
               "source": "measured in this run"}  # fmt: skip
     RECORDED_TEST.parent.mkdir(parents=True, exist_ok=True)
     RECORDED_TEST.write_text(json.dumps(result, indent=2) + "\n")
