@@ -57,6 +57,7 @@ twin: setup system-deps  ## Local ALB twin: HAProxy + 3 servers + redis on loopb
 	$(BIN)/stickyws twin up --servers 3
 
 bench: setup system-deps  ## Benchmarks vs the article's Node.js server; writes BENCHMARKS.md + bench/ratios.png (<10 min).
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[bench]'
+	$(BIN)/python -c 'import matplotlib' 2>/dev/null || \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[bench]'
 	cd bench/node-peer && npm ci --no-audit --no-fund --loglevel=error
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -216,7 +216,7 @@ func openMany(g *gen, n, conc int, errs *errCount) []*websocket.Conn {
 				if err != nil {
 					errs.add(err)
 					failures++
-					if failures > 20 {
+					if failures > 200 { // bounded: a worker gives up after 200 failed attempts
 						return
 					}
 					atomic.AddInt64(&left, 1)
