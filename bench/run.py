@@ -327,7 +327,9 @@ def page(
             for s in ("handshake", "echo", "latency")
             if traffic
         )
-        + " (1.00 = the server's core saturated).",
+        + " (1.00 = the server's core saturated). In the Node echo runs the generator is close to its own "
+        "limit (its core also runs Redis): the Node echo figure is a lower bound, so the true echo ratio can "
+        "only be lower than the one shown.",
         "- Scenario 1: 100 workers each loop connect (`?token=`, subprotocol `stickyws.v1`), wait for the "
         "first frame (`connected`), run the close handshake. Every handshake is a distinct user.",
         '- Scenario 2: 100 connections; each sends `{"type":"send","id":N,"data":{...}}` and waits for '
