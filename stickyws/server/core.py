@@ -124,7 +124,7 @@ class Transport(Protocol):
         ...
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Connection:
     """A live connection: its transport and its session mirror."""
 

@@ -120,6 +120,7 @@ COMMIT_LUA = (
     _WRITE_OUTBOX_LUA
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then
+  if ARGV[15] == '' then return {3} end
   redis.call('HSET', KEYS[1], 'user', ARGV[8], 'lastClientId', ARGV[9], 'lastServerSeq', ARGV[10], 'subs', ARGV[11])
   local first, bytes = write_outbox(KEYS[1], ARGV[15])
   redis.call('HSET', KEYS[1], 'outFirst', first or (tonumber(ARGV[10]) + 1), 'outBytes', bytes)
@@ -241,6 +242,44 @@ class RedisRegistry:
         hb = keys.heartbeat_key("\x00")
         self._hb_prefix, _, self._hb_suffix = hb.partition("\x00")
         self._closed = False
+        self._batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    def _batched_commit(self, call_keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        """Queue one commit; every commit queued in the same loop iteration goes out as one pipeline."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._batch.append((call_keys, list(args), fut))
+        if len(self._batch) == 1:
+            loop.call_soon(self._start_flush)
+        return fut
+
+    def _start_flush(self) -> None:
+        task = asyncio.ensure_future(self._flush())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for call_keys, args, _ in batch:
+                await self._commit(keys=call_keys, args=args, client=pipe)
+            replies = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:
+            for *_, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError("commit batch cancelled"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, _, fut), reply in zip(batch, replies, strict=True):
+            if fut.done():
+                continue
+            if isinstance(reply, Exception):
+                fut.set_exception(reply)
+            else:
+                fut.set_result(reply)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -296,12 +335,14 @@ class RedisRegistry:
     ) -> CommitResult:
         args: list[str | int] = [
             commit.msg_id, commit.outputs, commit.topic_op, commit.topic, session_ttl_s, server_id, routing_ttl_s,
-            record.user_id, record.last_client_id, record.last_server_seq, _subs_json(record.subscriptions),
-            json.dumps(list(commit.payloads)), OUTBOX_LIMIT, OUTBOX_MAX_BYTES, _outbox_json(record.outbox),
+            record.user_id, record.last_client_id, record.last_server_seq, "",
+            json.dumps(list(commit.payloads)), OUTBOX_LIMIT, OUTBOX_MAX_BYTES, "",
         ]  # fmt: skip
-        reply = await self._call(
-            lambda: self._commit(keys=[keys.session_key(record.session_id), keys.user_key(record.user_id)], args=args)
-        )
+        call_keys = [keys.session_key(record.session_id), keys.user_key(record.user_id)]
+        reply = await self._call(lambda: self._batched_commit(call_keys, args))
+        if reply[0] == 3:  # the hash is gone (e.g. Redis restarted): send the mirror once, then as before
+            args[10], args[14] = _subs_json(record.subscriptions), _outbox_json(record.outbox) or "[]"
+            reply = await self._call(lambda: self._batched_commit(call_keys, args))
         duplicate, first_seq = bool(reply[0]), int(reply[1])
         # The outbox mirror is computed here with the script's trimming rule (append_outbox) rather than
         # read back, so a commit never ships the outbox over the wire.

@@ -67,7 +67,7 @@ class CommitResult:
     record: SessionRecord
 
 
-@dataclass
+@dataclass(slots=True)
 class SessionState:
     """The connection's mirror of its session."""
 
@@ -144,6 +144,10 @@ def append_outbox(
     entries and ``max_bytes`` of payload (the newest entry always stays). The Redis commit script
     trims the same way."""
     entries = list(outbox) + [(first_seq + i, p) for i, p in enumerate(payloads)]
+    if len(entries) > limit:
+        del entries[: len(entries) - limit]
+    if sum(len(p) for _, p in entries) * 4 <= max_bytes:  # UTF-8 needs at most 4 bytes a character
+        return tuple(entries)
     size = sum(len(p.encode()) for _, p in entries)
     while entries and (len(entries) > limit or (size > max_bytes and len(entries) > 1)):
         size -= len(entries.pop(0)[1].encode())

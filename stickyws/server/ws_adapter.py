@@ -8,7 +8,8 @@ Deliberate choices
     * Keepalive is ours, not aiohttp's ``heartbeat``: aiohttp's closes a silent peer with 1006 and
       no close frame (aiohttp 3.14 ``_handle_ping_pong_exception``), while stickyws.v1 promises 1011.
       Every ``ping_interval_s`` (``None``: no pings) the server pings; no pong within
-      ``ping_timeout_s`` closes with 1011. ``autoping`` is off so pongs reach us (pings are answered here).
+      ``ping_timeout_s`` closes with 1011. One task per server does it for every connection
+      (:class:`_Pinger`). ``autoping`` is off so pongs reach us (pings are answered here).
     * Oversized messages: aiohttp stops reading at ``max_message_bytes`` and closes with 1009; the
       close is preceded by an ``error`` frame (:data:`stickyws.protocol.ERR_TOO_BIG`) and carries a reason.
     * One frame at a time per connection: a handler that blocks delays that connection's pongs.
@@ -36,6 +37,7 @@ CLOSE_TIMEOUT_S = 2.0
 RUNNER_SHUTDOWN_TIMEOUT_S = 2.0
 _CORE: web.AppKey[ServerCore] = web.AppKey("stickyws_core", ServerCore)
 _ACCEPTING: web.AppKey[Callable[[], bool]] = web.AppKey("stickyws_accepting", Callable[[], bool])  # type: ignore[arg-type]
+_PINGER: web.AppKey[_Pinger] = web.AppKey("stickyws_pinger", "_Pinger")  # type: ignore[arg-type]
 
 
 class _WebSocket(web.WebSocketResponse):
@@ -55,9 +57,12 @@ class _WebSocket(web.WebSocketResponse):
 class AiohttpTransport:
     """:class:`~stickyws.server.core.Transport` over an aiohttp WebSocketResponse."""
 
+    __slots__ = ("next_ping", "pong_due", "ws")
+
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
-        self.pong = asyncio.Event()
+        self.next_ping = 0.0
+        self.pong_due: float | None = None
 
     async def send_text(self, text: str) -> None:
         await self.ws.send_str(text)
@@ -73,25 +78,73 @@ def _rejection_response(rejection: Rejection) -> web.Response:
     )
 
 
-async def _keepalive(core: ServerCore, conn: Connection, transport: AiohttpTransport) -> None:
-    interval = core.sv.ping_interval_s
-    if interval is None:
-        return
-    while not transport.ws.closed:
-        await asyncio.sleep(interval)
-        transport.pong.clear()
-        try:
-            await transport.ws.ping()
-        except (ConnectionError, RuntimeError):
+class _Pinger:
+    """One task pings every open connection: per connection two floats, no task, Event or timer.
+
+    Measured (bench/findings.md): a keepalive task per connection cost about 2.6 KB per idle
+    connection; this loop ticks every tenth of min(ping interval, ping timeout).
+    """
+
+    def __init__(self, core: ServerCore) -> None:
+        self.core = core
+        self.conns: dict[AiohttpTransport, Connection] = {}
+        self.task: asyncio.Task[None] | None = None
+        self.violations: set[asyncio.Task[None]] = set()
+
+    def add(self, transport: AiohttpTransport, conn: Connection) -> None:
+        interval = self.core.sv.ping_interval_s
+        if interval is None:
             return
-        try:
-            async with asyncio.timeout(core.sv.ping_timeout_s):
-                await transport.pong.wait()
-        except TimeoutError:
-            await core.on_violation(
-                conn, protocol.CLOSE_INTERNAL_ERROR, "ping_timeout", f"no pong within {core.sv.ping_timeout_s:g} s"
-            )
-            return
+        transport.next_ping = asyncio.get_running_loop().time() + interval
+        self.conns[transport] = conn
+        if self.task is None:
+            self.task = asyncio.create_task(self.run())
+
+    def discard(self, transport: AiohttpTransport) -> None:
+        self.conns.pop(transport, None)
+
+    def on_pong(self, transport: AiohttpTransport) -> None:
+        interval = self.core.sv.ping_interval_s
+        transport.pong_due = None
+        if interval is not None:
+            transport.next_ping = asyncio.get_running_loop().time() + interval
+
+    async def run(self) -> None:
+        interval, timeout = self.core.sv.ping_interval_s, self.core.sv.ping_timeout_s
+        assert interval is not None
+        tick = max(0.05, min(interval, timeout) / 10)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            for transport, conn in list(self.conns.items()):
+                if transport.pong_due is not None:
+                    if now >= transport.pong_due:
+                        self.conns.pop(transport, None)
+                        task = asyncio.create_task(
+                            self.core.on_violation(
+                                conn, protocol.CLOSE_INTERNAL_ERROR, "ping_timeout", f"no pong within {timeout:g} s"
+                            )
+                        )
+                        self.violations.add(task)
+                        task.add_done_callback(self.violations.discard)
+                elif now >= transport.next_ping:
+                    transport.pong_due = now + timeout
+                    try:
+                        await transport.ws.ping()
+                    except (ConnectionError, RuntimeError):
+                        self.conns.pop(transport, None)
+
+    async def stop(self) -> None:
+        """Cancel the ping loop and any close it started (idempotent); called when the app shuts down."""
+        tasks = [t for t in (self.task, *self.violations) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.task = None
+        self.conns.clear()
 
 
 async def ws_handler(request: web.Request) -> web.StreamResponse:
@@ -125,7 +178,9 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         raise
     transport = AiohttpTransport(ws)
     conn = await core.open(decision, transport)
-    keepalive = asyncio.create_task(_keepalive(core, conn, transport))
+    del req, decision, offered  # the handler frame lives as long as the connection: keep only what it needs
+    pinger = request.app[_PINGER]
+    pinger.add(transport, conn)
     try:
         while True:
             msg = await ws.receive()
@@ -148,13 +203,11 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
                 with contextlib.suppress(ConnectionError, RuntimeError):
                     await ws.pong(msg.data)
             elif msg.type is WSMsgType.PONG:
-                transport.pong.set()
+                pinger.on_pong(transport)
             else:  # CLOSE, CLOSING, CLOSED, ERROR
                 break
     finally:
-        keepalive.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keepalive
+        pinger.discard(transport)
         await core.on_closed(conn)
     return ws
 
@@ -170,6 +223,12 @@ def build_app(core: ServerCore, accepting: Callable[[], bool] = lambda: True) ->
     app = web.Application()
     app[_CORE] = core
     app[_ACCEPTING] = accepting
+    pinger = app[_PINGER] = _Pinger(core)
+
+    async def stop_pinger(_: web.Application) -> None:
+        await pinger.stop()
+
+    app.on_shutdown.append(stop_pinger)
     app.router.add_get(protocol.WS_PATH, ws_handler)
     app.router.add_get(core.settings["health_check_path"], health_handler)
     return app
