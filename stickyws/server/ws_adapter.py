@@ -33,6 +33,10 @@ log = logging.getLogger("stickyws.server")
 
 #: How long a close handshake waits for the peer's close frame.
 CLOSE_TIMEOUT_S = 2.0
+#: Pending connections the listening socket queues. aiohttp's default (128) overflowed in bursts of
+#: 200 simultaneous connects (870-942 overflows per 10,000, each a 10 s stall; bench/findings.md): a
+#: reconnect storm is exactly such a burst. The kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 1024
 #: How long aiohttp waits for request handlers when the runner is cleaned up.
 RUNNER_SHUTDOWN_TIMEOUT_S = 2.0
 _CORE: web.AppKey[ServerCore] = web.AppKey("stickyws_core", ServerCore)
@@ -258,7 +262,7 @@ class RunningServer:
             shutdown_timeout=RUNNER_SHUTDOWN_TIMEOUT_S,
         )
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self.host, self.port)
+        self._site = web.TCPSite(self._runner, self.host, self.port, backlog=LISTEN_BACKLOG)
         try:
             await self._site.start()
         except BaseException:
