@@ -27,7 +27,7 @@ import redis
 
 from stickyws import keys
 from stickyws.client.backoff import Backoff
-from stickyws.client.connection import Event, StickyClient
+from stickyws.client.connection import Event, StickyClient, peak_rate_per_s
 from stickyws.settings import Settings
 from stickyws.twin.cluster import TwinCluster
 
@@ -46,16 +46,6 @@ SEND_EVERY_S = 5.0
 TIME_SCALE = 0.05
 #: Bound on the whole scenario.
 STORM_TIMEOUT_S = 150.0
-
-
-def _sliding_peak_per_s(times: list[float], window_s: float = 1.0) -> float:
-    ordered = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(ordered):
-        while t - ordered[lo] > window_s:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best / window_s
 
 
 class _SeqWatch:
@@ -137,7 +127,7 @@ async def _storm(twin: TwinCluster, settings: Settings, clients_n: int, client_c
             "abrupt_1006": sum(c.stats.close_codes[1006] for c in clients),
             "reconnect_frames": sum(c.stats.reconnect_frames for c in clients),
             "all_back_s": (max(back_at) - started) if len(back_at) == len(moved) else float("inf"),
-            "peak_handshakes_per_s": _sliding_peak_per_s(times),
+            "peak_handshakes_per_s": peak_rate_per_s(times),
             "unconfirmed": unconfirmed,
             "handled_twice": twice,
             "stored_mismatch": stored_mismatch,

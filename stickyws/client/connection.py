@@ -90,6 +90,18 @@ class ClientStats:
     max_outage_s: float = 0.0
 
 
+def peak_rate_per_s(times: list[float], window_s: float = 1.0) -> float:
+    """Largest number of ``times`` (seconds, e.g. :attr:`ClientStats.reconnect_times`) in any sliding
+    ``window_s`` window, per second: the peak reconnect rate a fleet of clients put on the servers."""
+    ordered = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(ordered):
+        while t - ordered[lo] > window_s:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best / window_s
+
+
 def with_query(url: str, params: dict[str, str]) -> str:
     """``url`` with ``params`` set in its query (existing keys replaced)."""
     parts = urlsplit(url)

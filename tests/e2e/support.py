@@ -63,14 +63,3 @@ def run(coro: Coroutine[Any, Any, T], timeout_s: float) -> T:
 def client_session() -> aiohttp.ClientSession:
     """One aiohttp session for many clients: no connection limit, no shared cookie jar."""
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar())
-
-
-def peak_rate_per_s(times: list[float], window_s: float = 0.25) -> float:
-    """Largest number of events in any ``window_s`` sliding window, per second."""
-    ordered = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(ordered):
-        while t - ordered[lo] > window_s:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best / window_s
