@@ -17,7 +17,7 @@ from aws_cdk import Annotations, App, Environment
 
 from constructs_lib.nag import add_aws_solutions_checks
 from stacks import HostedZoneRef, StickyWebSocketStack
-from stickyws.settings import CONTEXT_SETTINGS_FILE, FIELDS, Finding, SettingsError, Severity, resolve
+from stickyws.settings import CONTEXT_SETTINGS_FILE, FIELDS, Finding, SettingsError, Severity, parse_bool, resolve
 
 STACK_ID: Final = "StickyWebSocketStack"
 DEFAULT_HTTP_ONLY_WARNING_ID: Final = "stickyws:app:default-http-only"
@@ -151,11 +151,10 @@ def _flag(context: Mapping[str, Any], name: str) -> bool | None:
     value = context.get(name)
     if value is None or isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off"):
-        return False
+    try:
+        return parse_bool(value)
+    except ValueError:
+        pass
     raise _option_error(f"{name}={value!r} is not true or false", f"pass -c {name}=true or -c {name}=false", name)
 
 

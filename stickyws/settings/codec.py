@@ -55,7 +55,7 @@ def parse_value(info: FieldInfo, raw: Any) -> Any:
         raise SettingValueError(info.name, raw, _expected(info))
     try:
         if kind is bool:
-            return _parse_bool(raw)
+            return parse_bool(raw)
         if kind is int:
             if isinstance(raw, bool):
                 raise ValueError
@@ -154,7 +154,8 @@ def _is_optional(kind: Any) -> bool:
     return origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(kind)
 
 
-def _parse_bool(raw: Any) -> bool:
+def parse_bool(raw: Any) -> bool:
+    """``true/false``, ``1/0``, ``yes/no``, ``on/off`` (any case) or a bool; ``ValueError`` otherwise."""
     if isinstance(raw, bool):
         return raw
     text = str(raw).strip().lower()
