@@ -1,20 +1,36 @@
 """The registry's key schema: every Redis key and channel name stickyws uses, in one place.
 
-The server, the drain-notifier Lambda, the twin and the auditor all build names here, so a
-rename cannot leave one of them behind.
+The server, the publisher, the drain-notifier Lambda, the twin and the auditor all build names
+here, so a rename cannot leave one of them behind.
 
-========================================  =======  ==============================================
-key / channel                             kind     holds
-========================================  =======  ==============================================
-``ws:user:{userId}``                      string   id of the server holding the user's connection
-``ws:session:{sessionId}``                hash     ``user``, ``lastClientId``, ``lastServerSeq``, ``subs``
-                                                   (JSON), replay buffer ``outFirst``, ``outBytes``, ``m:<seq>``
-``ws:server:{serverId}:heartbeat``        string   JSON ``{serverId, connections, status, ts}``
-``ws:drain:{serverId}``                   string   JSON drain notice (kept so a late reader sees it)
-``ws:drain:{serverId}``                   channel  the same notice, published for live servers
-``ws:reconnect:{userId}``                 channel  JSON reconnect instruction for other components
-``ws:takeover:{serverId}``                channel  JSON ``{userId, by}``: close that user's socket
-========================================  =======  ==============================================
+Every key of one user lives in ONE Redis Cluster hash slot (hash tag ``{u:<user>}``), and every
+key of one topic in one slot (``{t:<topic>}``), so each registry script touches one slot. User ids
+and topic names are encoded (:func:`encode_id`): ``{``, ``}``, ``%``, ``:`` and anything outside
+printable ASCII become ``%XX`` escapes of their UTF-8 bytes, so no id can pick its slot (it can
+never close the hash tag) or collide with another id's keys.
+
+==============================================  =======  ===========================================
+key / channel                                   kind     holds
+==============================================  =======  ===========================================
+``ws:{u:<user>}:route``                         string   id of the server holding the user's connection
+``ws:{u:<user>}:session``                       hash     ``sid``, ``lastClientId``, ``lastServerSeq``,
+                                                         ``subs`` (JSON), outbox ``outFirst``,
+                                                         ``outBytes``, ``m:<seq>``
+``ws:{t:<topic>}:meta``                         hash     ``epoch``, ``offset`` (last assigned)
+``ws:{t:<topic>}:log``                          stream   the topic's retained publications
+                                                         (fields ``o`` offset, ``d`` data JSON)
+``ws:{t:<topic>}:pub``                          channel  each publication as it is assigned
+``ws:server:<serverId>:heartbeat``              string   JSON ``{serverId, connections, status, ts}``
+``ws:server:<serverId>:push``                   channel  user messages for that server's users
+``ws:drain:<serverId>``                         string   JSON drain notice (kept so a late reader sees it)
+``ws:drain:<serverId>``                         channel  the same notice, published for live servers
+``ws:reconnect:<userId>``                       channel  JSON reconnect instruction for other components
+``ws:takeover:<serverId>``                      channel  JSON ``{userId, by}``: close that user's socket
+==============================================  =======  ===========================================
+
+A user has one session at a time (one connection per user: a newer connection takes over or is
+refused). A handshake without a resume token, or with one for a session that is no longer the
+user's, starts a fresh session in ``ws:{u:<user>}:session``.
 """
 
 from __future__ import annotations
@@ -26,21 +42,64 @@ from dataclasses import asdict, dataclass
 PREFIX = "ws"
 #: How long a drain notice key stays readable; longer than any deregistration delay (max 3600 s).
 DRAIN_NOTICE_TTL_S = 7200
+#: Characters kept as they are in encoded ids (everything else is ``%XX``-escaped).
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.@+=!~*'()$,;/|#&?<>[]^`\" ")
+
+
+def encode_id(value: str) -> str:
+    """``value`` with ``{``, ``}``, ``%``, ``:`` and non-printable or non-ASCII characters as ``%XX``.
+
+    Injective (``%`` itself is escaped) and never contains a brace, so an id cannot choose a hash
+    slot or reach another id's keys.
+    """
+    if all(ch in _SAFE for ch in value):
+        return value
+    return "".join(ch if ch in _SAFE else "".join(f"%{b:02X}" for b in ch.encode()) for ch in value)
+
+
+def user_tag(user_id: str) -> str:
+    """The hash tag shared by every key of ``user_id``."""
+    return f"{{u:{encode_id(user_id)}}}"
+
+
+def topic_tag(topic: str) -> str:
+    """The hash tag shared by every key of ``topic``."""
+    return f"{{t:{encode_id(topic)}}}"
 
 
 def user_key(user_id: str) -> str:
     """Routing key: which server holds ``user_id``'s connection."""
-    return f"{PREFIX}:user:{user_id}"
+    return f"{PREFIX}:{user_tag(user_id)}:route"
 
 
-def session_key(session_id: str) -> str:
-    """Resumable session state of ``session_id``."""
-    return f"{PREFIX}:session:{session_id}"
+def session_key(user_id: str) -> str:
+    """The resumable session of ``user_id`` (its id is the hash's ``sid`` field)."""
+    return f"{PREFIX}:{user_tag(user_id)}:session"
+
+
+def topic_meta_key(topic: str) -> str:
+    """Epoch and last offset of ``topic``."""
+    return f"{PREFIX}:{topic_tag(topic)}:meta"
+
+
+def topic_log_key(topic: str) -> str:
+    """The bounded stream of ``topic``'s retained publications."""
+    return f"{PREFIX}:{topic_tag(topic)}:log"
+
+
+def topic_channel(topic: str) -> str:
+    """Channel on which each publication of ``topic`` is announced to the servers that carry it."""
+    return f"{PREFIX}:{topic_tag(topic)}:pub"
 
 
 def heartbeat_key(server_id: str) -> str:
     """Liveness and load of ``server_id``."""
     return f"{PREFIX}:server:{server_id}:heartbeat"
+
+
+def push_channel(server_id: str) -> str:
+    """Channel on which user messages reach the server that holds the user."""
+    return f"{PREFIX}:server:{server_id}:push"
 
 
 def drain_key(server_id: str) -> str:

@@ -49,6 +49,24 @@ Added by the server (issue 3); nothing above changed meaning
     * :func:`dumps_value`: compact JSON of any value (how payloads are stored for replay).
     * :data:`MAX_MESSAGE_ID` (2**53 - 1, the largest integer a JavaScript client and the registry's
       Lua scripts hold exactly): the server answers a larger id with ``bad_message``.
+Added for server push (v1-compatible: a client that ignores unknown frame types keeps working)
+    * Pushes to a user (``stickyws.publish``, ``POST /v1/publish``) arrive as ``message`` frames: they
+      share the session's ``seq`` counter with handler replies, so ``lastSeq`` replay covers both.
+    * ``{"type":"publication","topic":T,"offset":O,"epoch":E,"data":D}``: a publication of a topic the
+      session subscribes to. Offsets increase by one per topic within an epoch.
+    * ``subscribe`` may carry ``"offset"`` and ``"epoch"`` (a position the client holds): the server
+      sends every publication after it, then live ones. Its ``ack`` carries the position live
+      publications follow from: ``{"type":"ack","id":N,"topic":T,"offset":O,"epoch":E}``.
+    * A resuming client adds ``since=<JSON object {"topic": [offset, "epoch"], ...}>`` (:data:`SINCE_QUERY`)
+      for the session's topics: missed publications are sent right after ``connected`` (after the
+      ``lastSeq`` replay), then live ones.
+    * ``{"type":"unrecoverable","topic":T,"offset":O,"epoch":E}``: the publications after the client's
+      position are gone (retention, or the topic's history was lost and its epoch changed); the
+      client continues from ``(O, E)``.
+    * ``{"type":"gap","fromSeq":A,"toSeq":B}``: messages ``A..B`` of this session are gone (the
+      session's outbox could not hold them); never a silent gap.
+    * Close 1013 (:data:`CLOSE_TRY_AGAIN_LATER`) with reason ``slow consumer``: the connection's unsent
+      output passed ``max_output_bytes``; the client resumes and gets the rest from its seq and offsets.
 """
 
 from __future__ import annotations
@@ -63,6 +81,9 @@ BEARER_SUBPROTOCOL_PREFIX = "stickyws.bearer."
 RESUME_QUERY = "resume"
 RESUME_HEADER = "X-Stickyws-Resume"
 LAST_SEQ_QUERY = "lastSeq"
+SINCE_QUERY = "since"
+#: Longest ``since`` query value the server reads (bytes of JSON); topics beyond it resubscribe by frame.
+MAX_SINCE_BYTES = 8192
 WS_PATH = "/ws"
 HEALTH_PATH = "/health"
 
@@ -124,6 +145,9 @@ class ClientMessage:
     id: int
     data: Any = None
     topic: str = ""
+    #: A subscribe's recovery position (``offset`` is ``None`` when the client holds none).
+    offset: int | None = None
+    epoch: str = ""
 
     def to_json(self) -> str:
         """The frame as the client sends it."""
@@ -132,6 +156,9 @@ class ClientMessage:
             body["data"] = self.data
         else:
             body["topic"] = self.topic
+            if self.offset is not None:
+                body["offset"] = self.offset
+                body["epoch"] = self.epoch
         return dumps(body)
 
 
@@ -168,7 +195,48 @@ def parse_client_message(text: str) -> ClientMessage:
     topic = body.get("topic")
     if not isinstance(topic, str) or not topic or len(topic) > 256:
         raise ProtocolError(ERR_BAD_MESSAGE, "topic must be a non-empty string of at most 256 characters", msg_id)
+    offset = body.get("offset")
+    if kind == "subscribe" and offset is not None:
+        epoch = body.get("epoch", "")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0 or offset > MAX_MESSAGE_ID:
+            raise ProtocolError(ERR_BAD_MESSAGE, "offset must be a non-negative integer", msg_id)
+        if not isinstance(epoch, str) or len(epoch) > 64:
+            raise ProtocolError(ERR_BAD_MESSAGE, "epoch must be a string of at most 64 characters", msg_id)
+        return ClientMessage(kind, msg_id, topic=topic, offset=offset, epoch=epoch)
     return ClientMessage(kind, msg_id, topic=topic)
+
+
+def parse_since(raw: str | None) -> dict[str, tuple[int, str]]:
+    """The ``since`` query value as ``{topic: (offset, epoch)}``; malformed entries are left out.
+
+    Never raises: a client with a bad position simply gets live publications from now on.
+    """
+    if not raw or len(raw) > MAX_SINCE_BYTES:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return {}
+    if not isinstance(body, dict):
+        return {}
+    out: dict[str, tuple[int, str]] = {}
+    for topic, pos in body.items():
+        if not (isinstance(pos, list) and len(pos) == 2 and 0 < len(topic) <= 256):
+            continue
+        offset, epoch = pos
+        if (
+            isinstance(offset, int)
+            and not isinstance(offset, bool)
+            and 0 <= offset <= MAX_MESSAGE_ID
+            and (isinstance(epoch, str) and len(epoch) <= 64)
+        ):
+            out[topic] = (offset, epoch)
+    return out
+
+
+def since_query(positions: dict[str, tuple[int, str]]) -> str:
+    """The ``since`` query value for ``positions`` (what a resuming client sends)."""
+    return dumps({topic: [offset, epoch] for topic, (offset, epoch) in sorted(positions.items())})
 
 
 def connected(
@@ -202,10 +270,40 @@ def connected(
 
 def ack(msg_id: int, *, duplicate: bool = False) -> str:
     """Acknowledge client message ``msg_id``."""
-    body: dict[str, Any] = {"type": "ack", "id": msg_id}
+    if not duplicate:
+        return f'{{"type":"ack","id":{msg_id}}}'
+    return f'{{"type":"ack","id":{msg_id},"duplicate":true}}'
+
+
+def subscribe_ack(msg_id: int, topic: str, offset: int, epoch: str, *, duplicate: bool = False) -> str:
+    """Acknowledge a subscribe with the position live publications follow from."""
+    body: dict[str, Any] = {"type": "ack", "id": msg_id, "topic": topic, "offset": offset, "epoch": epoch}
     if duplicate:
         body["duplicate"] = True
     return dumps(body)
+
+
+def message_raw(seq: int, data_json: str) -> str:
+    """:func:`message` for a payload that is already compact JSON text (no re-encoding)."""
+    return f'{{"type":"message","seq":{seq},"data":{data_json}}}'
+
+
+def publication_raw(topic: str, offset: int, epoch: str, data_json: str) -> str:
+    """A topic publication frame; ``data_json`` is the payload's JSON text."""
+    return (
+        f'{{"type":"publication","topic":{json.dumps(topic)},"offset":{offset},'
+        f'"epoch":{json.dumps(epoch)},"data":{data_json}}}'
+    )
+
+
+def unrecoverable(topic: str, offset: int, epoch: str) -> str:
+    """The publications of ``topic`` after the client's position are gone; continue from here."""
+    return dumps({"type": "unrecoverable", "topic": topic, "offset": offset, "epoch": epoch})
+
+
+def gap(from_seq: int, to_seq: int) -> str:
+    """Messages ``from_seq..to_seq`` of the session are gone."""
+    return dumps({"type": "gap", "fromSeq": from_seq, "toSeq": to_seq})
 
 
 def message(seq: int, data: Any) -> str:

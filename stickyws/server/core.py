@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import itertools
 import json
@@ -36,10 +37,27 @@ from typing import Any, Protocol
 from stickyws import keys, protocol
 from stickyws.server import drain as drain_plan
 from stickyws.server.auth import AuthError, TokenVerifier, extract_resume, extract_token, new_session_id, origin_allowed
+from stickyws.server.delivery import SeqCursor, TopicCursor
 from stickyws.server.handler import Handler, HandlerContext, HandlerError, echo_handler
 from stickyws.server.metrics import Metrics
-from stickyws.server.registry import Registry, RegistryUnavailable
-from stickyws.server.session import Commit, CommitResult, SessionRecord, SessionState
+from stickyws.server.registry import (
+    Registry,
+    RegistryUnavailable,
+    SessionReplaced,
+    TopicHistory,
+    UserPush,
+    parse_publication,
+    parse_push,
+)
+from stickyws.server.session import (
+    OUTBOX_LIMIT,
+    Commit,
+    CommitResult,
+    OutboxLimits,
+    SessionRecord,
+    SessionState,
+    append_outbox,
+)
 from stickyws.settings import Settings
 
 log = logging.getLogger("stickyws.server")
@@ -50,6 +68,11 @@ RETRY_AFTER_S = 1
 LISTEN_RETRY_S = 0.5
 #: How long close() waits for its background tasks after cancelling them.
 LOOP_STOP_TIMEOUT_S = 2.0
+#: How long an early message waits for the one before it (it may still be on its way by another path)
+#: before the server reads the missing range from the registry.
+GAP_WAIT_S = 0.05
+#: How long an ack waits for its outputs to be written when they wait behind a gap.
+ACK_WAIT_S = 2.0
 
 
 def _reraise_if_cancelling() -> None:
@@ -57,6 +80,11 @@ def _reraise_if_cancelling() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+def _mirror_tail(outbox: Sequence[tuple[int, str]]) -> tuple[tuple[int, str], ...]:
+    """The newest outbox entries that the connection's mirror keeps (see ``session.OUTBOX_LIMIT``)."""
+    return tuple(outbox[-OUTBOX_LIMIT:])
 
 
 def _last_seq(raw: str | None) -> int | None:
@@ -110,6 +138,8 @@ class Admission:
     remote: str | None
     #: The client's last seen server seq (``lastSeq`` query) on resume: later outbox messages are replayed.
     last_seq: int | None = None
+    #: The client's topic positions (``since`` query) on resume.
+    since: Mapping[str, tuple[int, str]] = field(default_factory=dict)
 
 
 class Transport(Protocol):
@@ -117,6 +147,11 @@ class Transport(Protocol):
 
     async def send_text(self, text: str) -> None:
         """Send one text frame (raises ``ConnectionError`` when the socket is gone)."""
+        ...
+
+    def write(self, text: str) -> int:
+        """Queue one text frame without waiting; returns the bytes still unsent on this connection
+        (raises ``ConnectionError`` when the socket is gone). Frames go out in call order."""
         ...
 
     async def close(self, code: int, reason: str) -> None:
@@ -135,6 +170,12 @@ class Connection:
     opened_at: float
     route_refreshed_at: float
     closing: bool = False
+    #: The session's messages written to this socket (see :mod:`stickyws.server.delivery`).
+    cursor: SeqCursor = field(default_factory=SeqCursor)
+    #: Position per subscribed topic.
+    topics: dict[str, TopicCursor] = field(default_factory=dict)
+    #: True while a read of missing messages is in flight.
+    filling: bool = False
 
     @property
     def user_id(self) -> str:
@@ -166,6 +207,8 @@ class ServerCore:
     ) -> None:
         self.settings = settings
         self.sv = settings.server
+        self.dv = settings.delivery
+        self.limits = OutboxLimits(self.dv.outbox_max_messages, self.dv.outbox_max_bytes)
         self.server_id = server_id
         self.registry = registry
         self.verifier = verifier
@@ -176,6 +219,10 @@ class ServerCore:
         self.state = ServerState.STARTING
         self.connections: dict[str, Connection] = {}
         self.by_user: dict[str, Connection] = {}
+        #: Connections per topic (the server holds one channel subscription per topic in here).
+        self.topic_conns: dict[str, set[Connection]] = {}
+        #: Pushes that arrived for users whose handshake is in flight (applied when the socket opens).
+        self._admitting: dict[str, list[UserPush]] = {}
         self._pending = 0
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -318,7 +365,9 @@ class ServerCore:
                 return self._reject(req, 403, protocol.REJECT_INVALID_RESUME, str(exc), user=user_id)
         else:
             session_id = new_session_id()
+        last_seq = _last_seq(req.query.get(protocol.LAST_SEQ_QUERY)) if resume else None
         self._pending += 1
+        self._admitting.setdefault(user_id, [])
         try:
             result = await self.registry.handshake(
                 user_id=user_id,
@@ -328,11 +377,14 @@ class ServerCore:
                 reject_live_owner=self.sv.connection_policy == "reject",
                 routing_ttl_s=self.sv.routing_ttl_s,
                 session_ttl_s=self.sv.session_ttl_s,
+                replay_after=last_seq,
+                limits=self.limits,
             )
         except RegistryUnavailable:
             self._needs_reconcile = True
             if self.sv.registry_down_policy == "reject":
                 self._pending -= 1
+                self._admitting.pop(user_id, None)
                 return self._reject(
                     req, 503, protocol.REJECT_REGISTRY_DOWN, "registry unavailable: retry", user=user_id, retry=True
                 )
@@ -343,17 +395,12 @@ class ServerCore:
                 remote=req.remote,
             )  # fmt: skip
             return Admission(user_id, record, False, None, req.remote)
-        except PermissionError:
-            self._pending -= 1
-            return self._reject(
-                req, 403, protocol.REJECT_INVALID_RESUME, "session belongs to another user", user=user_id
-            )
         if not result.claimed or result.session is None:
             self._pending -= 1
+            self._admitting.pop(user_id, None)
             return self._reject(
                 req, 409, protocol.REJECT_CONFLICT, f"user is connected to live server {result.previous}", user=user_id
             )
-        last_seq = _last_seq(req.query.get(protocol.LAST_SEQ_QUERY)) if result.resumed else None
         reason = "resume" if result.resumed else "new"
         if result.previous not in (None, self.server_id):
             reason += "+takeover"
@@ -361,20 +408,33 @@ class ServerCore:
             "route", decision="accept", reason=reason, user=user_id, server=self.server_id,
             previous=result.previous, remote=req.remote, session=session_id,
         )  # fmt: skip
-        return Admission(user_id, result.session, result.resumed, result.previous, req.remote, last_seq)
+        since = protocol.parse_since(req.query.get(protocol.SINCE_QUERY)) if result.resumed else {}
+        return Admission(
+            user_id, result.session, result.resumed, result.previous, req.remote,
+            last_seq if result.resumed else None, since,
+        )  # fmt: skip
 
     async def abandon(self, admission: Admission) -> None:
         """The upgrade failed after :meth:`admit`: free the slot and the route."""
         self._pending -= 1
+        self._admitting.pop(admission.user_id, None)
         if admission.user_id not in self.by_user:
             await self._release(admission.user_id)
 
     async def open(self, admission: Admission, transport: Transport) -> Connection:
-        """Register an upgraded connection and send its ``connected`` frame."""
+        """Register an upgraded connection, send ``connected``, then what the client missed.
+
+        Order on the socket: ``connected``; on resume with ``lastSeq`` a ``gap`` frame if the outbox
+        lost messages, then the kept messages after ``lastSeq``; pushes that arrived during the
+        handshake; for each subscribed topic the publications after the client's ``since`` position
+        (or ``unrecoverable``); then live traffic.
+        """
         self._pending -= 1
         now = time.monotonic()
+        record = admission.session
+        mirror = dataclasses.replace(record, outbox=_mirror_tail(record.outbox))
         conn = Connection(
-            f"c{next(self._ids)}", SessionState.from_record(admission.session), transport, admission.remote, now, now
+            f"c{next(self._ids)}", SessionState.from_record(mirror), transport, admission.remote, now, now
         )
         conn.session.dirty = self._needs_reconcile
         old = self.by_user.get(conn.user_id)
@@ -384,13 +444,10 @@ class ServerCore:
         if admission.resumed:
             self.metrics.count("SessionsResumed")
         if old is not None:
+            self._forget_topics(old)
             self._spawn(self._close_conn(old, protocol.CLOSE_TAKEN_OVER, "taken over by a newer connection"))
-        if admission.previous_owner not in (None, self.server_id):
-            body = protocol.dumps({"userId": conn.user_id, "by": self.server_id})
-            with contextlib.suppress(RegistryUnavailable):
-                await self.registry.publish(keys.takeover_channel(str(admission.previous_owner)), body)
         s = conn.session
-        await self._send(
+        self._write(
             conn,
             protocol.connected(
                 server_id=self.server_id,
@@ -404,8 +461,26 @@ class ServerCore:
             ),
         )
         if admission.last_seq is not None:
-            for seq, text in s.replay_after(admission.last_seq):
-                await self._send(conn, protocol.message(seq, json.loads(text)))
+            seen = min(admission.last_seq, s.last_server_seq)
+            conn.cursor.sent = seen
+            if seen + 1 < record.out_first:
+                lost_to = min(record.out_first - 1, s.last_server_seq)
+                self._write(conn, protocol.gap(seen + 1, lost_to))
+                self.metrics.count("ReplayGaps")
+                conn.cursor.skip(lost_to)
+            for seq, text in record.outbox:
+                self._offer(conn, seq, text)
+            self._skip_missing(conn, s.last_server_seq)
+        else:
+            conn.cursor.sent = s.last_server_seq
+        for push in self._admitting.pop(conn.user_id, ()):
+            self._on_user_push(push)
+        if admission.previous_owner not in (None, self.server_id):
+            body = protocol.dumps({"userId": conn.user_id, "by": self.server_id})
+            with contextlib.suppress(RegistryUnavailable):
+                await self.registry.publish(keys.takeover_channel(str(admission.previous_owner)), body)
+        if s.subscriptions:
+            await self._open_topics(conn, sorted(s.subscriptions), admission.since)
         if self.state is not ServerState.SERVING:
             self._spawn(self._tell_reconnect(conn, 0))
         return conn
@@ -414,6 +489,7 @@ class ServerCore:
         """Forget a connection that ended; release its route if no newer one of the user is here."""
         if self.connections.pop(conn.conn_id, None) is None:
             return
+        self._forget_topics(conn)
         if self.by_user.get(conn.user_id) is conn:
             del self.by_user[conn.user_id]
             await self._release(conn.user_id)
@@ -426,11 +502,305 @@ class ServerCore:
             self._needs_reconcile = True
             self._pending_releases.add(user_id)
 
-    # ------------------------------------------------------------------ messages
+    # ------------------------------------------------------------------ writing
+
+    def _write(self, conn: Connection, text: str) -> None:
+        """Queue ``text`` on ``conn``; past ``max_output_bytes`` unsent the connection is a slow
+        consumer: it is closed with 1013 and its client resumes from its seq and offsets."""
+        if conn.closing:
+            return
+        try:
+            unsent = conn.transport.write(text)
+        except (ConnectionError, RuntimeError):
+            return
+        if unsent > self.dv.max_output_bytes:
+            self.metrics.count("SlowConsumerCloses")
+            self.metrics.audit("slow_consumer", user=conn.user_id, server=self.server_id, unsent=unsent)
+            self._forget_topics(conn)
+            self._spawn(self._close_conn(conn, protocol.CLOSE_TRY_AGAIN_LATER, "slow consumer"))
 
     async def _send(self, conn: Connection, text: str) -> None:
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await conn.transport.send_text(text)
+        self._write(conn, text)
+
+    def _offer(self, conn: Connection, seq: int, text: str) -> None:
+        """Write session message ``seq`` (JSON payload ``text``) in order; hold it behind a gap."""
+        for item_seq, item in conn.cursor.offer(seq, text):
+            self._write(conn, protocol.message_raw(item_seq, item))
+            self.metrics.count("MessagesOut")
+        if conn.cursor.waiting and not conn.filling:
+            conn.filling = True
+            self._spawn(self._fill(conn))
+
+    def _skip_missing(self, conn: Connection, through: int) -> None:
+        """After a replay, seqs up to ``through`` that the registry no longer holds are a gap."""
+        if conn.cursor.sent < through:
+            self._write(conn, protocol.gap(conn.cursor.sent + 1, through))
+            self.metrics.count("ReplayGaps")
+            for item_seq, item in conn.cursor.skip(through):
+                self._write(conn, protocol.message_raw(item_seq, item))
+
+    async def _fill(self, conn: Connection) -> None:
+        """Read the messages a connection is missing from the registry (after a short wait, since
+        they are usually on their way by another path) and write them, or a ``gap`` for lost ones."""
+        try:
+            await asyncio.sleep(GAP_WAIT_S)
+            while not conn.closing and (missing := conn.cursor.missing()) is not None:
+                first, last = missing
+                try:
+                    found = await self.registry.outbox_range(
+                        user_id=conn.user_id, session_id=conn.session.session_id, first_seq=first, last_seq=last
+                    )
+                except RegistryUnavailable:
+                    self._needs_reconcile = True
+                    return
+                self._apply_range(conn, first, last, found)
+        finally:
+            conn.filling = False
+
+    def _apply_range(self, conn: Connection, first: int, last: int, found: Mapping[int, str]) -> None:
+        """Write seqs ``first..last`` read from the registry; a run of seqs it no longer has is one ``gap``."""
+        seq = first
+        while seq <= last:
+            if seq in found:
+                self._offer_now(conn, seq, found[seq])
+                seq += 1
+                continue
+            end = seq
+            while end + 1 <= last and end + 1 not in found:
+                end += 1
+            if conn.cursor.sent < end:
+                self._write(conn, protocol.gap(max(seq, conn.cursor.sent + 1), end))
+                self.metrics.count("ReplayGaps")
+                for item_seq, item in conn.cursor.skip(end):
+                    self._write(conn, protocol.message_raw(item_seq, item))
+            seq = end + 1
+
+    def _offer_now(self, conn: Connection, seq: int, text: str) -> None:
+        for item_seq, item in conn.cursor.offer(seq, text):
+            self._write(conn, protocol.message_raw(item_seq, item))
+            self.metrics.count("MessagesOut")
+
+    async def _written_through(self, conn: Connection, seq: int) -> None:
+        """Wait (bounded) until session message ``seq`` has been written (it may wait behind a gap)."""
+        if conn.cursor.sent >= seq:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(ACK_WAIT_S):
+                while conn.cursor.sent < seq and not conn.closing:  # noqa: ASYNC110 - bounded, rare
+                    await asyncio.sleep(0.01)
+
+    # ------------------------------------------------------------------ pushes and topics
+
+    def _on_user_push(self, push: UserPush) -> None:
+        conn = self.by_user.get(push.user_id)
+        if conn is None:
+            stash = self._admitting.get(push.user_id)
+            if stash is not None:
+                stash.append(push)
+            return
+        if push.session_id != conn.session.session_id:
+            return
+        s = conn.session
+        if push.seq > s.last_server_seq:
+            s.last_server_seq = push.seq
+            s.outbox = append_outbox(s.outbox, push.seq, (push.data,))
+        self.metrics.count("PushesDelivered")
+        self._offer(conn, push.seq, push.data)
+
+    def _on_publication(self, text: str) -> None:
+        try:
+            pub = parse_publication(text)
+        except ValueError:
+            log.warning("ignored a malformed publication")
+            return
+        conns = self.topic_conns.get(pub.topic)
+        if not conns:
+            return
+        frame: str | None = None
+        delivered = 0
+        for conn in list(conns):
+            cursor = conn.topics.get(pub.topic)
+            if cursor is None:
+                continue
+            items, changed = cursor.offer(pub.offset, pub.epoch, pub.data)
+            if changed:
+                self._write(conn, protocol.unrecoverable(pub.topic, 0, pub.epoch))
+                self.metrics.count("RecoveryFailures")
+            for offset, data in items:
+                if offset == pub.offset and data is pub.data:
+                    if frame is None:
+                        frame = protocol.publication_raw(pub.topic, pub.offset, pub.epoch, pub.data)
+                    self._write(conn, frame)
+                else:
+                    self._write(conn, protocol.publication_raw(pub.topic, offset, cursor.epoch, data))
+                delivered += 1
+            if cursor.missing() is not None:
+                self._spawn(self._fill_topic(conn, pub.topic))
+        self.metrics.count("Deliveries", delivered)
+
+    async def _hub_add(self, conn: Connection, topics: Sequence[str]) -> None:
+        """Count ``conn`` among the subscribers of ``topics``; subscribe the server's channel for
+        topics it did not carry yet (returns once Redis confirmed them)."""
+        new = []
+        for topic in topics:
+            conns = self.topic_conns.get(topic)
+            if conns is None:
+                conns = self.topic_conns[topic] = set()
+                new.append(keys.topic_channel(topic))
+            conns.add(conn)
+        if new:
+            with contextlib.suppress(RegistryUnavailable):
+                await self.registry.subscribe(new)
+
+    def _hub_remove(self, conn: Connection, topic: str) -> None:
+        conns = self.topic_conns.get(topic)
+        if conns is None:
+            return
+        conns.discard(conn)
+        if not conns:
+            del self.topic_conns[topic]
+            self._spawn(self._unsubscribe_channel(topic))
+
+    async def _unsubscribe_channel(self, topic: str) -> None:
+        if topic not in self.topic_conns:
+            with contextlib.suppress(RegistryUnavailable):
+                await self.registry.unsubscribe([keys.topic_channel(topic)])
+
+    def _forget_topics(self, conn: Connection) -> None:
+        for topic in list(conn.topics):
+            self._hub_remove(conn, topic)
+        conn.topics.clear()
+
+    async def _open_topics(
+        self,
+        conn: Connection,
+        topics: Sequence[str],
+        since: Mapping[str, tuple[int, str]],
+        ack: tuple[int, bool] | None = None,
+    ) -> None:
+        """Start delivering ``topics`` on ``conn``: from the client's ``since`` position where it has
+        one (missed publications first, or ``unrecoverable``), else live from the topic's position now.
+
+        ``ack`` (``(msg id, duplicate)``, one topic only) is written right before the first
+        publication, carrying the position that publication follows.
+        """
+        for topic in topics:
+            offset, epoch = since.get(topic, (0, ""))
+            conn.topics[topic] = TopicCursor(offset, epoch, recovering=True)
+        await self._hub_add(conn, topics)
+        fresh = [t for t in topics if t not in since]
+        try:
+            if fresh:
+                positions = await self.registry.topic_positions(topics=fresh)
+                for topic, pos in zip(fresh, positions, strict=True):
+                    self._finish_recovery(conn, topic, TopicHistory(pos, ()), live_from_now=True, ack=ack)
+            for topic in topics:
+                if topic in since:
+                    offset, epoch = since[topic]
+                    history = await self.registry.topic_since(
+                        topic=topic, offset=offset, epoch=epoch, limit=self.dv.topic_retention_count
+                    )
+                    self._finish_recovery(conn, topic, history, ack=ack)
+        except RegistryUnavailable:
+            self._needs_reconcile = True  # the next successful beat re-checks every cursor
+            if ack is not None:
+                cursor = conn.topics.get(topics[0])
+                offset, epoch = (cursor.offset, cursor.epoch) if cursor else (0, "")
+                self._write(conn, protocol.subscribe_ack(ack[0], topics[0], offset, epoch, duplicate=ack[1]))
+
+    def _finish_recovery(
+        self,
+        conn: Connection,
+        topic: str,
+        history: TopicHistory,
+        *,
+        live_from_now: bool = False,
+        ack: tuple[int, bool] | None = None,
+    ) -> None:
+        cursor = conn.topics.get(topic)
+        if cursor is None or conn.closing:
+            return
+        pos = history.position
+        if live_from_now:
+            cursor.offset, cursor.epoch = pos.offset, pos.epoch
+            items = cursor.recovered([], pos.offset, pos.epoch)
+        elif history.publications is None:
+            self._write(conn, protocol.unrecoverable(topic, pos.offset, pos.epoch))
+            self.metrics.count("RecoveryFailures")
+            cursor.held = {o: d for o, d in (cursor.held or {}).items() if o > pos.offset} or None
+            cursor.epoch, cursor.offset = pos.epoch, pos.offset
+            items = cursor.recovered([], pos.offset, pos.epoch)
+        else:
+            items = cursor.recovered([(p.offset, p.data) for p in history.publications], pos.offset, pos.epoch)
+        if ack is not None:
+            at = (items[0][0] - 1, cursor.epoch) if items else (cursor.offset, cursor.epoch)
+            self._write(conn, protocol.subscribe_ack(ack[0], topic, at[0], at[1], duplicate=ack[1]))
+        for offset, data in items:
+            self._write(conn, protocol.publication_raw(topic, offset, cursor.epoch, data))
+        if cursor.missing() is not None:
+            self._spawn(self._fill_topic(conn, topic))
+
+    async def _fill_topic(self, conn: Connection, topic: str) -> None:
+        """Read missed publications of ``topic`` after a short wait; an unreadable range is ``unrecoverable``."""
+        await asyncio.sleep(GAP_WAIT_S)
+        cursor = conn.topics.get(topic)
+        if cursor is None or cursor.missing() is None or conn.closing:
+            return
+        cursor.recovering = True
+        try:
+            history = await self.registry.topic_since(
+                topic=topic, offset=cursor.offset, epoch=cursor.epoch, limit=self.dv.topic_retention_count
+            )
+        except RegistryUnavailable:
+            cursor.recovering = False
+            self._needs_reconcile = True
+            return
+        self._finish_recovery(conn, topic, history)
+
+    async def recheck(self, conns: Sequence[Connection] | None = None) -> None:
+        """After the registry or its pub/sub was away: write every message and publication that the
+        connections missed meanwhile (pushes and publications announced while nobody listened).
+
+        One pipelined read of every session's seq and every topic's position; a further read only
+        for the connections that are behind.
+        """
+        conns = [c for c in (self.connections.values() if conns is None else conns) if not c.closing]
+        if not conns:
+            return
+        seqs = await self.registry.session_seqs(sessions=[(c.user_id, c.session.session_id) for c in conns])
+        for conn, seq in zip(conns, seqs, strict=True):
+            if seq is not None and seq > conn.cursor.sent and not conn.closing:
+                first = conn.cursor.sent + 1
+                found = await self.registry.outbox_range(
+                    user_id=conn.user_id, session_id=conn.session.session_id, first_seq=first, last_seq=seq
+                )
+                self._apply_range(conn, first, seq, found)
+        topics = sorted({t for c in conns for t in c.topics})
+        if not topics:
+            return
+        positions = dict(zip(topics, await self.registry.topic_positions(topics=topics), strict=True))
+        for conn in conns:
+            for topic, cursor in list(conn.topics.items()):
+                pos = positions[topic]
+                if conn.closing or (not cursor.recovering and (cursor.offset, cursor.epoch) == (pos.offset, pos.epoch)):
+                    continue
+                cursor.recovering = True
+                history = await self.registry.topic_since(
+                    topic=topic, offset=cursor.offset, epoch=cursor.epoch, limit=self.dv.topic_retention_count
+                )
+                self._finish_recovery(conn, topic, history)
+
+    async def _recheck_quietly(self) -> None:
+        try:
+            await self.recheck()
+        except RegistryUnavailable:
+            self._needs_reconcile = True
+        except Exception:
+            _reraise_if_cancelling()
+            log.exception("re-checking deliveries failed; retrying at the next beat")
+            self._needs_reconcile = True
+
+    # ------------------------------------------------------------------ messages
 
     async def on_text(self, conn: Connection, text: str) -> None:
         """Handle one client text frame: parse, dedup, handle, commit, send outputs, acknowledge."""
@@ -438,40 +808,65 @@ class ServerCore:
         try:
             msg = protocol.parse_client_message(text)
         except protocol.ProtocolError as exc:
-            await self._send(conn, protocol.error(exc.code, str(exc), exc.msg_id))
+            self._write(conn, protocol.error(exc.code, str(exc), exc.msg_id))
             return
         if msg.id > protocol.MAX_MESSAGE_ID:
             text = f"id must be at most {protocol.MAX_MESSAGE_ID}"
-            await self._send(conn, protocol.error(protocol.ERR_BAD_MESSAGE, text, msg.id))
+            self._write(conn, protocol.error(protocol.ERR_BAD_MESSAGE, text, msg.id))
             return
         session = conn.session
         if session.is_duplicate(msg.id):
-            await self._send(conn, protocol.ack(msg.id, duplicate=True))
+            self._write(conn, protocol.ack(msg.id, duplicate=True))
             return
-        outputs: list[Any] = []
+        outputs: tuple[str, ...] = ()
         if msg.type == "send":
             ctx = HandlerContext(self.server_id, session.user_id, session.session_id, msg.id,
                                  frozenset(session.subscriptions))  # fmt: skip
             try:
-                outputs = list(await self.handler(ctx, msg.data))
+                outputs = tuple(protocol.dumps_value(data) for data in await self.handler(ctx, msg.data))
             except HandlerError as exc:
-                await self._send(conn, protocol.error(exc.code, str(exc), msg.id))
+                self._write(conn, protocol.error(exc.code, str(exc), msg.id))
                 return
             except Exception:
                 log.exception("handler failed on message %s of session %s", msg.id, session.session_id)
-                await self._send(conn, protocol.error(protocol.ERR_HANDLER, "the handler failed", msg.id))
+                self._write(conn, protocol.error(protocol.ERR_HANDLER, "the handler failed", msg.id))
                 return
-            commit = Commit(msg.id, tuple(protocol.dumps_value(data) for data in outputs))
+            commit = Commit(msg.id, outputs)
         else:
             commit = Commit(msg.id, (), "add" if msg.type == "subscribe" else "remove", msg.topic)
-        result = await self._commit(conn, commit)
+        try:
+            result = await self._commit(conn, commit)
+        except SessionReplaced:
+            self._forget_topics(conn)
+            await self._close_conn(conn, protocol.CLOSE_TAKEN_OVER, "session replaced by a newer connection")
+            return
+        if msg.type != "send":
+            await self._on_topic_op(conn, msg, duplicate=result.duplicate)
+            return
         if result.duplicate:
-            await self._send(conn, protocol.ack(msg.id, duplicate=True))
+            self._write(conn, protocol.ack(msg.id, duplicate=True))
             return
         for i, data in enumerate(outputs):
-            await self._send(conn, protocol.message(result.first_seq + i, data))
-        self.metrics.count("MessagesOut", len(outputs))
-        await self._send(conn, protocol.ack(msg.id))
+            self._offer(conn, result.first_seq + i, data)
+        if outputs:
+            await self._written_through(conn, result.first_seq + len(outputs) - 1)
+        self._write(conn, protocol.ack(msg.id))
+
+    async def _on_topic_op(self, conn: Connection, msg: protocol.ClientMessage, *, duplicate: bool) -> None:
+        """Apply a committed subscribe/unsubscribe to the delivery state and acknowledge it."""
+        topic = msg.topic
+        if msg.type == "unsubscribe":
+            conn.topics.pop(topic, None)
+            self._hub_remove(conn, topic)
+            self._write(conn, protocol.ack(msg.id, duplicate=duplicate))
+            return
+        if topic not in conn.topics or msg.offset is not None:
+            since = {topic: (msg.offset, msg.epoch)} if msg.offset is not None else {}
+            conn.topics.pop(topic, None)
+            await self._open_topics(conn, [topic], since, ack=(msg.id, duplicate))
+            return
+        cursor = conn.topics[topic]
+        self._write(conn, protocol.subscribe_ack(msg.id, topic, cursor.offset, cursor.epoch, duplicate=duplicate))
 
     async def _commit(self, conn: Connection, commit: Commit) -> CommitResult:
         session = conn.session
@@ -486,7 +881,7 @@ class ServerCore:
                     self._spawn(self._close_conn(conn, protocol.CLOSE_TAKEN_OVER, "taken over while registry was down"))
             result = await self.registry.commit(
                 session.record(), commit, server_id=self.server_id, routing_ttl_s=self.sv.routing_ttl_s,
-                session_ttl_s=self.sv.session_ttl_s,
+                session_ttl_s=self.sv.session_ttl_s, limits=self.limits,
             )  # fmt: skip
         except RegistryUnavailable:
             self._needs_reconcile = True
@@ -527,6 +922,7 @@ class ServerCore:
             await self.registry.heartbeat(self.server_id, self._heartbeat_body(), self.sv.heartbeat_ttl_s)
             if self._needs_reconcile:
                 await self.reconcile()
+                await self.recheck()
             else:
                 # Idle connections: refresh route and session well before either TTL runs out.
                 stale = time.monotonic() - min(self.sv.routing_ttl_s, self.sv.session_ttl_s) / 3
@@ -583,9 +979,19 @@ class ServerCore:
     async def _listen(self) -> None:
         drain_channel = keys.drain_key(self.server_id)
         takeover_channel = keys.takeover_channel(self.server_id)
+        push_channel = keys.push_channel(self.server_id)
 
         async def on_message(channel: str, text: str) -> None:
-            if channel == drain_channel:
+            if channel == push_channel:
+                try:
+                    push = parse_push(text)
+                except ValueError:
+                    log.warning("ignored a malformed push on %s", channel)
+                    return
+                self._on_user_push(push)
+            elif channel != drain_channel and channel != takeover_channel:
+                self._on_publication(text)
+            elif channel == drain_channel:
                 try:
                     notice = keys.DrainNotice.from_json(text)
                 except ValueError:
@@ -616,10 +1022,12 @@ class ServerCore:
                 notice = await self.registry.drain_notice(self.server_id)
                 if notice is not None:
                     self.begin_drain(notice.source, notice.reason)
+            # Pushes and publications announced while the listener was away are read back.
+            self._spawn(self._recheck_quietly())
 
         while True:
             try:
-                await self.registry.listen([drain_channel, takeover_channel], on_message, on_subscribed)
+                await self.registry.listen([drain_channel, takeover_channel, push_channel], on_message, on_subscribed)
             except Exception:  # listen() only returns by cancellation; anything else: log and resubscribe
                 _reraise_if_cancelling()
                 log.exception("drain/takeover subscription failed; resubscribing")

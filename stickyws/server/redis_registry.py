@@ -25,13 +25,26 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from stickyws import keys
-from stickyws.server.registry import ClaimResult, MessageCallback, RegistryUnavailable, SubscribedCallback
+from stickyws.server.registry import (
+    ClaimResult,
+    MessageCallback,
+    Publication,
+    PushResult,
+    RegistryUnavailable,
+    SessionReplaced,
+    SubscribedCallback,
+    TopicHistory,
+    TopicPosition,
+    heartbeat_is_live,
+    history_after,
+    topic_meta_ttl_s,
+)
 from stickyws.server.session import (
-    OUTBOX_LIMIT,
-    OUTBOX_MAX_BYTES,
+    DEFAULT_OUTBOX_LIMITS,
     Commit,
     CommitResult,
     OutboxEntry,
+    OutboxLimits,
     SessionRecord,
     append_outbox,
 )
@@ -44,6 +57,8 @@ SOCKET_TIMEOUT_S = 2.0
 CONNECT_TIMEOUT_S = 1.0
 #: Pause between pub/sub resubscription attempts while Redis is down.
 RESUBSCRIBE_BACKOFF_S = 0.2
+#: How long :meth:`RedisRegistry.subscribe` waits for Redis to confirm a new channel.
+SUBSCRIBE_CONFIRM_TIMEOUT_S = 2.0
 
 #: Errors that mean "the registry cannot serve us now" (READONLY: a replica after a failover).
 _DOWN_ERRORS = (
@@ -72,66 +87,67 @@ local function write_outbox(key, entries_json)
 end
 """
 
-# KEYS: user key, session key.
-# ARGV: server, routing ttl, reject(0|1), heartbeat prefix, heartbeat suffix, session ttl, user, resume(0|1).
-# Returns {1, previous|false, resumed, lastClientId, lastServerSeq, subs, seq1, payload1, seq2, ...},
-# {0, owner} (a live owner under reject) or {2} (the session belongs to another user).
+# KEYS: route key, session key.
+# ARGV: 1 server, 2 routing ttl, 3 reject(0|1), 4 owner the caller found gone ('' none), 5 session id,
+# 6 resume(0|1), 7 session ttl, 8 replay after this seq ('' none), 9 outbox max messages, 10 outbox max bytes.
+# Returns {1, previous|false, resumed, lastClientId, lastServerSeq, subs, outFirst, seq1, payload1, ...}
+# or {0, owner} (another server owns the user under reject: the caller checks that owner's heartbeat).
 HANDSHAKE_LUA = """
-local owner = redis.call('HGET', KEYS[2], 'user')
-if ARGV[8] == '1' and owner and owner ~= ARGV[7] then return {2} end
 local prev = redis.call('GET', KEYS[1])
-if prev and prev ~= ARGV[1] and ARGV[3] == '1' then
-  local hb = redis.call('GET', ARGV[4] .. prev .. ARGV[5])
-  if hb then
-    local ok, body = pcall(cjson.decode, hb)
-    local gone = ok and type(body) == 'table' and (body['status'] == 'draining' or body['status'] == 'stopped')
-    if not gone then return {0, prev} end
-  end
-end
+if prev and prev ~= ARGV[1] and ARGV[3] == '1' and prev ~= ARGV[4] then return {0, prev} end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+local sid = redis.call('HGET', KEYS[2], 'sid')
 local resumed = 0
-if ARGV[8] == '1' and owner then
+if ARGV[6] == '1' and sid == ARGV[5] then
   resumed = 1
 else
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[2], 'user', ARGV[7], 'lastClientId', 0, 'lastServerSeq', 0, 'subs', '[]',
-             'outFirst', 1, 'outBytes', 0)
+  redis.call('HSET', KEYS[2], 'sid', ARGV[5], 'lastClientId', 0, 'lastServerSeq', 0, 'subs', '[]',
+             'outFirst', 1, 'outBytes', 0, 'outMax', ARGV[9], 'outMaxBytes', ARGV[10])
 end
-redis.call('EXPIRE', KEYS[2], ARGV[6])
+redis.call('EXPIRE', KEYS[2], ARGV[7])
 local f = redis.call('HMGET', KEYS[2], 'lastClientId', 'lastServerSeq', 'subs', 'outFirst')
 local last_seq = tonumber(f[2]) or 0
-local reply = {1, prev, resumed, tonumber(f[1]) or 0, last_seq, f[3] or '[]'}
-for s = tonumber(f[4]) or (last_seq + 1), last_seq do
-  local p = redis.call('HGET', KEYS[2], 'm:' .. s)
-  if p then
-    reply[#reply + 1] = s
-    reply[#reply + 1] = p
+local first = tonumber(f[4]) or (last_seq + 1)
+local reply = {1, prev, resumed, tonumber(f[1]) or 0, last_seq, f[3] or '[]', first}
+if ARGV[8] ~= '' then
+  for s = math.max(first, tonumber(ARGV[8]) + 1), last_seq do
+    local p = redis.call('HGET', KEYS[2], 'm:' .. string.format('%d', s))
+    if p then
+      reply[#reply + 1] = s
+      reply[#reply + 1] = p
+    end
   end
 end
 return reply
 """
 
-# KEYS: session key, user key.
-# ARGV: msg id, (unused), topic op, topic, session ttl, server, routing ttl, user, then the caller's
-# lastClientId, lastServerSeq, subs (used when the hash is gone, e.g. after a Redis restart), the payloads
-# (JSON array of JSON texts), outbox limit, outbox max bytes, and the caller's outbox (JSON, used when
-# the hash is gone). Returns {duplicate, firstSeq, lastClientId, lastServerSeq, subs}.
+# KEYS: session key, route key.
+# ARGV: 1 session id, 2 msg id, 3 topic op, 4 topic, 5 session ttl, 6 server, 7 routing ttl, 8 payloads (JSON
+# array of JSON texts), 9 outbox max messages, 10 outbox max bytes, then the caller's mirror used only when
+# the hash is gone (e.g. after a Redis restart): 11 lastClientId, 12 lastServerSeq, 13 subs ('' none),
+# 14 outbox (JSON). Returns {duplicate, firstSeq, lastClientId, lastServerSeq, subs, outFirst}, {3} (the
+# hash is gone: send the mirror) or {4} (the user's session is another one now).
 COMMIT_LUA = (
     _WRITE_OUTBOX_LUA
     + """
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  if ARGV[15] == '' then return {3} end
-  redis.call('HSET', KEYS[1], 'user', ARGV[8], 'lastClientId', ARGV[9], 'lastServerSeq', ARGV[10], 'subs', ARGV[11])
-  local first, bytes = write_outbox(KEYS[1], ARGV[15])
-  redis.call('HSET', KEYS[1], 'outFirst', first or (tonumber(ARGV[10]) + 1), 'outBytes', bytes)
+local sid = redis.call('HGET', KEYS[1], 'sid')
+if not sid then
+  if ARGV[13] == '' then return {3} end
+  redis.call('HSET', KEYS[1], 'sid', ARGV[1], 'lastClientId', ARGV[11], 'lastServerSeq', ARGV[12],
+             'subs', ARGV[13], 'outMax', ARGV[9], 'outMaxBytes', ARGV[10])
+  local first, bytes = write_outbox(KEYS[1], ARGV[14])
+  redis.call('HSET', KEYS[1], 'outFirst', first or (tonumber(ARGV[12]) + 1), 'outBytes', bytes)
+elseif sid ~= ARGV[1] then
+  return {4}
 end
 local f = redis.call('HMGET', KEYS[1], 'lastClientId', 'lastServerSeq', 'subs', 'outFirst', 'outBytes')
 local last = tonumber(f[1]) or 0
 local seq = tonumber(f[2]) or 0
 local subs = f[3] or '[]'
-local id = tonumber(ARGV[1])
+local id = tonumber(ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-if id <= last then return {1, seq + 1, last, seq, subs} end
+if id <= last then return {1, seq + 1, last, seq, subs, tonumber(f[4]) or (seq + 1)} end
 if ARGV[3] ~= '' then
   local set = {}
   for _, t in ipairs(cjson.decode(subs)) do set[t] = true end
@@ -141,35 +157,103 @@ if ARGV[3] ~= '' then
   table.sort(list)
   if #list == 0 then subs = '[]' else subs = cjson.encode(list) end
 end
-local payloads = cjson.decode(ARGV[12])
+local payloads = cjson.decode(ARGV[8])
 local newseq = seq + #payloads
 local first = tonumber(f[4]) or (seq + 1)
 local bytes = tonumber(f[5]) or 0
 for i, p in ipairs(payloads) do
-  redis.call('HSET', KEYS[1], 'm:' .. (seq + i), p)
+  redis.call('HSET', KEYS[1], 'm:' .. string.format('%d', seq + i), p)
   bytes = bytes + #p
 end
-local limit, maxb = tonumber(ARGV[13]), tonumber(ARGV[14])
+local limit, maxb = tonumber(ARGV[9]), tonumber(ARGV[10])
 while (newseq - first + 1) > limit or (bytes > maxb and first < newseq) do
-  bytes = bytes - redis.call('HSTRLEN', KEYS[1], 'm:' .. first)
-  redis.call('HDEL', KEYS[1], 'm:' .. first)
+  bytes = bytes - redis.call('HSTRLEN', KEYS[1], 'm:' .. string.format('%d', first))
+  redis.call('HDEL', KEYS[1], 'm:' .. string.format('%d', first))
   first = first + 1
 end
 redis.call('HSET', KEYS[1], 'lastClientId', id, 'lastServerSeq', newseq, 'subs', subs, 'outFirst', first,
            'outBytes', bytes)
 if redis.call('GET', KEYS[2]) == ARGV[6] then redis.call('EXPIRE', KEYS[2], ARGV[7]) end
-return {0, seq + 1, id, newseq, subs}
+return {0, seq + 1, id, newseq, subs, first}
 """
 )
 
-# KEYS: user key. ARGV: server. Compare-and-delete.
+# KEYS: session key, route key. ARGV: 1 payload (JSON text), 2 user id, 3 push channel prefix, 4 suffix.
+# Appends the payload with the next seq, trims by the limits stored with the session, and publishes it
+# on the owning server's push channel. Returns {1, seq, session id, owner|false} or {0} (no session).
+PUSH_LUA = """
+local f = redis.call('HMGET', KEYS[1], 'sid', 'lastServerSeq', 'outFirst', 'outBytes', 'outMax', 'outMaxBytes')
+if not f[1] then return {0} end
+local seq = (tonumber(f[2]) or 0) + 1
+local first = tonumber(f[3]) or seq
+local bytes = (tonumber(f[4]) or 0) + #ARGV[1]
+redis.call('HSET', KEYS[1], 'm:' .. string.format('%d', seq), ARGV[1])
+local limit, maxb = tonumber(f[5]) or 1000, tonumber(f[6]) or 1048576
+while (seq - first + 1) > limit or (bytes > maxb and first < seq) do
+  bytes = bytes - redis.call('HSTRLEN', KEYS[1], 'm:' .. string.format('%d', first))
+  redis.call('HDEL', KEYS[1], 'm:' .. string.format('%d', first))
+  first = first + 1
+end
+redis.call('HSET', KEYS[1], 'lastServerSeq', seq, 'outFirst', first, 'outBytes', bytes)
+local owner = redis.call('GET', KEYS[2])
+if owner then
+  redis.call('PUBLISH', ARGV[3] .. owner .. ARGV[4], '{"u":' .. cjson.encode(ARGV[2]) .. ',"s":' ..
+             cjson.encode(f[1]) .. ',"q":' .. string.format('%d', seq) .. ',"d":' .. ARGV[1] .. '}')
+end
+return {1, seq, f[1], owner}
+"""
+
+# KEYS: topic meta key, topic log key. ARGV: 1 payload (JSON text), 2 epoch if the topic is new, 3 retention
+# count, 4 retention ms, 5 meta ttl s, 6 topic, 7 topic channel. Returns {offset, epoch}.
+PUBLISH_TOPIC_LUA = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+end
+local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], '*', 'o', offset, 'd', ARGV[1])
+local t = redis.call('TIME')
+local cutoff = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[4])
+if cutoff > 0 then redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', cutoff)) end
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('PUBLISH', ARGV[7], '{"t":' .. cjson.encode(ARGV[6]) .. ',"o":' .. string.format('%d', offset) ..
+           ',"e":' .. cjson.encode(epoch) .. ',"d":' .. ARGV[1] .. '}')
+return {offset, epoch}
+"""
+
+# KEYS: topic meta key, topic log key. ARGV: 1 offset, 2 epoch, 3 limit.
+# Returns {epoch, offset now, o1, d1, o2, d2, ...}: the entries after ARGV offset, oldest first, read only
+# when the epoch matches and at most ``limit`` are missing (the caller judges completeness).
+TOPIC_SINCE_LUA = """
+local m = redis.call('HMGET', KEYS[1], 'epoch', 'offset')
+if not m[1] then return {'', 0} end
+local cur = tonumber(m[2]) or 0
+local off = tonumber(ARGV[1])
+local reply = {m[1], cur}
+local n = cur - off
+if n > 0 and n <= tonumber(ARGV[3]) and (ARGV[2] == m[1] or (off == 0 and ARGV[2] == '')) then
+  local entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', n)
+  for i = #entries, 1, -1 do
+    local fields = entries[i][2]
+    reply[#reply + 1] = fields[2]
+    reply[#reply + 1] = fields[4]
+  end
+end
+return reply
+"""
+
+# KEYS: route key. ARGV: server. Compare-and-delete.
 RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
-# KEYS: user key, session key.
-# ARGV: server, routing ttl, user, lastClientId, lastServerSeq, subs, session ttl, outbox (JSON).
+# KEYS: route key, session key.
+# ARGV: 1 server, 2 routing ttl, 3 session id, 4 lastClientId, 5 lastServerSeq, 6 subs, 7 session ttl,
+# 8 outbox (JSON), 9 outbox max messages, 10 outbox max bytes.
 # Returns 1 (re-registered) or 0 (another server owns the user now).
 RECONCILE_LUA = (
     _WRITE_OUTBOX_LUA
@@ -177,9 +261,12 @@ RECONCILE_LUA = (
 local owner = redis.call('GET', KEYS[1])
 if owner and owner ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-local last = tonumber(redis.call('HGET', KEYS[2], 'lastClientId') or '-1')
-if last < tonumber(ARGV[4]) then
-  redis.call('HSET', KEYS[2], 'user', ARGV[3], 'lastClientId', ARGV[4], 'lastServerSeq', ARGV[5], 'subs', ARGV[6])
+local f = redis.call('HMGET', KEYS[2], 'sid', 'lastClientId')
+if not f[1] or (f[1] == ARGV[3] and (tonumber(f[2]) or -1) < tonumber(ARGV[4])) then
+  if not f[1] then
+    redis.call('HSET', KEYS[2], 'outMax', ARGV[9], 'outMaxBytes', ARGV[10])
+  end
+  redis.call('HSET', KEYS[2], 'sid', ARGV[3], 'lastClientId', ARGV[4], 'lastServerSeq', ARGV[5], 'subs', ARGV[6])
   local first, bytes = write_outbox(KEYS[2], ARGV[8])
   redis.call('HSET', KEYS[2], 'outFirst', first or (tonumber(ARGV[5]) + 1), 'outBytes', bytes)
 end
@@ -237,13 +324,20 @@ class RedisRegistry:
         self._client = aioredis.Redis(connection_pool=self._pool, retry=Retry(NoBackoff(), 0))
         self._handshake = self._client.register_script(HANDSHAKE_LUA)
         self._commit = self._client.register_script(COMMIT_LUA)
+        self._push = self._client.register_script(PUSH_LUA)
+        self._publish_topic = self._client.register_script(PUBLISH_TOPIC_LUA)
+        self._topic_since = self._client.register_script(TOPIC_SINCE_LUA)
         self._release = self._client.register_script(RELEASE_LUA)
         self._reconcile = self._client.register_script(RECONCILE_LUA)
-        hb = keys.heartbeat_key("\x00")
-        self._hb_prefix, _, self._hb_suffix = hb.partition("\x00")
+        push = keys.push_channel("\x00")
+        self._push_prefix, _, self._push_suffix = push.partition("\x00")
         self._closed = False
         self._batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
         self._flushes: set[asyncio.Task[None]] = set()
+        # Pub/sub: the channels the listener holds, the live PubSub object, and confirmations awaited.
+        self._channels: set[str] = set()
+        self._pubsub: Any = None
+        self._confirmed: dict[str, asyncio.Event] = {}
 
     def _batched_commit(self, call_keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
         """Queue one commit; every commit queued in the same loop iteration goes out as one pipeline."""
@@ -306,20 +400,30 @@ class RedisRegistry:
         reject_live_owner: bool,
         routing_ttl_s: int,
         session_ttl_s: int,
+        replay_after: int | None = None,
+        limits: OutboxLimits = DEFAULT_OUTBOX_LIMITS,
     ) -> ClaimResult:
-        args: list[str | int] = [
-            server_id, routing_ttl_s, "1" if reject_live_owner else "0", self._hb_prefix, self._hb_suffix,
-            session_ttl_s, user_id, "1" if resume else "0",
-        ]  # fmt: skip
-        reply = await self._call(
-            lambda: self._handshake(keys=[keys.user_key(user_id), keys.session_key(session_id)], args=args)
-        )
-        if reply[0] == 2:
-            raise PermissionError("session belongs to another user")
-        if reply[0] == 0:
+        call_keys = [keys.user_key(user_id), keys.session_key(user_id)]
+        gone = ""
+        for _ in range(3):  # under reject: claim, or find the owner, check its heartbeat, claim if it is gone
+            args: list[str | int] = [
+                server_id, routing_ttl_s, "1" if reject_live_owner else "0", gone, session_id, "1" if resume else "0",
+                session_ttl_s, "" if replay_after is None else replay_after, limits.max_messages, limits.max_bytes,
+            ]  # fmt: skip
+            reply = await self._call(lambda: self._handshake(keys=call_keys, args=args))  # noqa: B023 - awaited here
+            if reply[0] == 1:
+                break
+            owner = _text(reply[1])
+            beat = await self._call(lambda: self._client.get(keys.heartbeat_key(owner)))  # noqa: B023
+            if heartbeat_is_live(_text(beat) if beat is not None else None):
+                return ClaimResult(False, owner)
+            gone = owner
+        else:
             return ClaimResult(False, _text(reply[1]))
         previous = _text(reply[1]) if reply[1] is not None else None
-        record = SessionRecord(session_id, user_id, int(reply[3]), int(reply[4]), _subs(reply[5]), _outbox(reply[6:]))
+        record = SessionRecord(
+            session_id, user_id, int(reply[3]), int(reply[4]), _subs(reply[5]), _outbox(reply[7:]), int(reply[6])
+        )
         return ClaimResult(True, previous, record, bool(reply[2]))
 
     async def release(self, user_id: str, server_id: str) -> bool:
@@ -331,39 +435,118 @@ class RedisRegistry:
         return _text(value) if value is not None else None
 
     async def commit(
-        self, record: SessionRecord, commit: Commit, *, server_id: str, routing_ttl_s: int, session_ttl_s: int
+        self,
+        record: SessionRecord,
+        commit: Commit,
+        *,
+        server_id: str,
+        routing_ttl_s: int,
+        session_ttl_s: int,
+        limits: OutboxLimits = DEFAULT_OUTBOX_LIMITS,
     ) -> CommitResult:
         args: list[str | int] = [
-            commit.msg_id, commit.outputs, commit.topic_op, commit.topic, session_ttl_s, server_id, routing_ttl_s,
-            record.user_id, record.last_client_id, record.last_server_seq, "",
-            json.dumps(list(commit.payloads)), OUTBOX_LIMIT, OUTBOX_MAX_BYTES, "",
+            record.session_id, commit.msg_id, commit.topic_op, commit.topic, session_ttl_s, server_id, routing_ttl_s,
+            json.dumps(list(commit.payloads)), limits.max_messages, limits.max_bytes,
+            record.last_client_id, record.last_server_seq, "", "",
         ]  # fmt: skip
-        call_keys = [keys.session_key(record.session_id), keys.user_key(record.user_id)]
+        call_keys = [keys.session_key(record.user_id), keys.user_key(record.user_id)]
         reply = await self._call(lambda: self._batched_commit(call_keys, args))
         if reply[0] == 3:  # the hash is gone (e.g. Redis restarted): send the mirror once, then as before
-            args[10], args[14] = _subs_json(record.subscriptions), _outbox_json(record.outbox) or "[]"
+            args[12], args[13] = _subs_json(record.subscriptions), _outbox_json(record.outbox) or "[]"
             reply = await self._call(lambda: self._batched_commit(call_keys, args))
+        if reply[0] == 4:
+            raise SessionReplaced(record.session_id)
         duplicate, first_seq = bool(reply[0]), int(reply[1])
-        # The outbox mirror is computed here with the script's trimming rule (append_outbox) rather than
-        # read back, so a commit never ships the outbox over the wire.
+        # The outbox mirror is computed here with the script's trimming rule (append_outbox, at the mirror's
+        # own small limits) rather than read back, so a commit never ships the outbox over the wire.
         outbox = record.outbox if duplicate else append_outbox(record.outbox, first_seq, commit.payloads)
-        new = SessionRecord(record.session_id, record.user_id, int(reply[2]), int(reply[3]), _subs(reply[4]), outbox)
+        new = SessionRecord(
+            record.session_id, record.user_id, int(reply[2]), int(reply[3]), _subs(reply[4]), outbox, int(reply[5])
+        )
         return CommitResult(duplicate, first_seq, new)
+
+    async def push(self, *, user_id: str, payload: str) -> PushResult:
+        call_keys = [keys.session_key(user_id), keys.user_key(user_id)]
+        args = [payload, user_id, self._push_prefix, self._push_suffix]
+        reply = await self._call(lambda: self._push(keys=call_keys, args=args))
+        if reply[0] == 0:
+            return PushResult("no_session")
+        owner = _text(reply[3]) if reply[3] is not None else None
+        return PushResult("sent" if owner else "stored", int(reply[1]), _text(reply[2]), owner)
+
+    async def outbox_range(self, *, user_id: str, session_id: str, first_seq: int, last_seq: int) -> dict[int, str]:
+        seqs = list(range(first_seq, last_seq + 1))
+        if not seqs:
+            return {}
+        fields = ["sid", *(f"m:{seq}" for seq in seqs)]
+        values = await self._call(lambda: self._client.hmget(keys.session_key(user_id), fields))
+        if values[0] is None or _text(values[0]) != session_id:
+            return {}
+        return {seq: _text(v) for seq, v in zip(seqs, values[1:], strict=True) if v is not None}
+
+    async def session_seqs(self, *, sessions: Sequence[tuple[str, str]]) -> list[int | None]:
+        if not sessions:
+            return []
+
+        async def run() -> list[Any]:
+            pipe = self._client.pipeline(transaction=False)
+            for user_id, _ in sessions:
+                pipe.hmget(keys.session_key(user_id), ["sid", "lastServerSeq"])
+            return list(await pipe.execute())
+
+        replies = await self._call(run)
+        return [
+            int(seq) if sid is not None and _text(sid) == session_id and seq is not None else None
+            for (_, session_id), (sid, seq) in zip(sessions, replies, strict=True)
+        ]
+
+    async def publish_topic(
+        self, *, topic: str, payload: str, retention_count: int, retention_s: int, epoch_if_new: str
+    ) -> Publication:
+        args: list[str | int] = [
+            payload, epoch_if_new, retention_count, retention_s * 1000, topic_meta_ttl_s(retention_s), topic,
+            keys.topic_channel(topic),
+        ]  # fmt: skip
+        call_keys = [keys.topic_meta_key(topic), keys.topic_log_key(topic)]
+        reply = await self._call(lambda: self._publish_topic(keys=call_keys, args=args))
+        return Publication(topic, int(reply[0]), _text(reply[1]), payload)
+
+    async def topic_positions(self, *, topics: Sequence[str]) -> list[TopicPosition]:
+        if not topics:
+            return []
+
+        async def run() -> list[Any]:
+            pipe = self._client.pipeline(transaction=False)
+            for topic in topics:
+                pipe.hmget(keys.topic_meta_key(topic), ["epoch", "offset"])
+            return list(await pipe.execute())
+
+        replies = await self._call(run)
+        return [TopicPosition(int(o) if o is not None else 0, _text(e) if e is not None else "") for e, o in replies]
+
+    async def topic_since(self, *, topic: str, offset: int, epoch: str, limit: int) -> TopicHistory:
+        call_keys = [keys.topic_meta_key(topic), keys.topic_log_key(topic)]
+        reply = await self._call(lambda: self._topic_since(keys=call_keys, args=[offset, epoch, limit]))
+        position = TopicPosition(int(reply[1]), _text(reply[0]))
+        entries = [(int(reply[i]), _text(reply[i + 1])) for i in range(2, len(reply) - 1, 2)]
+        return history_after(position, offset, epoch, entries, topic)
 
     async def reconcile(
         self, server_id: str, records: Sequence[SessionRecord], *, routing_ttl_s: int, session_ttl_s: int
     ) -> list[str]:
         if not records:
             return []
+        limits = DEFAULT_OUTBOX_LIMITS
 
         async def run() -> list[Any]:
             pipe = self._client.pipeline(transaction=False)
             for r in records:
                 await self._reconcile(
-                    keys=[keys.user_key(r.user_id), keys.session_key(r.session_id)],
+                    keys=[keys.user_key(r.user_id), keys.session_key(r.user_id)],
                     args=[
-                        server_id, routing_ttl_s, r.user_id, r.last_client_id, r.last_server_seq,
-                        _subs_json(r.subscriptions), session_ttl_s, _outbox_json(r.outbox),
+                        server_id, routing_ttl_s, r.session_id, r.last_client_id, r.last_server_seq,
+                        _subs_json(r.subscriptions), session_ttl_s, _outbox_json(r.outbox), limits.max_messages,
+                        limits.max_bytes,
                     ],
                     client=pipe,
                 )  # fmt: skip
@@ -390,23 +573,58 @@ class RedisRegistry:
     async def listen(
         self, channels: Sequence[str], on_message: MessageCallback, on_subscribed: SubscribedCallback
     ) -> None:
+        self._channels.update(channels)
         while True:
             pubsub = self._client.pubsub()
             try:
-                await pubsub.subscribe(*channels)
+                await pubsub.subscribe(*sorted(self._channels))
+                self._pubsub = pubsub
                 self.available = True
                 await on_subscribed()
                 while True:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if msg is not None and msg.get("type") == "message":
+                    msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
+                    if msg is None:
+                        continue
+                    kind = msg.get("type")
+                    if kind == "message":
                         await on_message(_text(msg["channel"]), _text(msg["data"]))
+                    elif kind == "subscribe":
+                        event = self._confirmed.pop(_text(msg["channel"]), None)
+                        if event is not None:
+                            event.set()
             except (*_DOWN_ERRORS, RegistryUnavailable):
                 _reraise_if_cancelling()
                 self.available = False
+                self._pubsub = None
                 await asyncio.sleep(RESUBSCRIBE_BACKOFF_S)
             finally:
+                self._pubsub = None
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def subscribe(self, channels: Sequence[str]) -> None:
+        new = [c for c in channels if c not in self._channels]
+        self._channels.update(new)
+        pubsub = self._pubsub
+        if not new or pubsub is None:
+            return  # the listener subscribes to every channel of the set when it (re)connects
+        events = [self._confirmed.setdefault(c, asyncio.Event()) for c in new]
+        with contextlib.suppress(*_DOWN_ERRORS):
+            await pubsub.subscribe(*new)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SUBSCRIBE_CONFIRM_TIMEOUT_S):
+                    for event in events:
+                        await event.wait()
+
+    async def unsubscribe(self, channels: Sequence[str]) -> None:
+        gone = [c for c in channels if c in self._channels]
+        self._channels.difference_update(gone)
+        for c in gone:
+            self._confirmed.pop(c, None)
+        pubsub = self._pubsub
+        if gone and pubsub is not None:
+            with contextlib.suppress(*_DOWN_ERRORS):
+                await pubsub.unsubscribe(*gone)
 
     async def close(self) -> None:
         if self._closed:

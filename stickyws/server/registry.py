@@ -13,13 +13,23 @@ Contracts every implementation keeps
     * :meth:`Registry.release` deletes the routing key only if this server still owns it.
     * :meth:`Registry.commit` checks the message id against the session and applies the change in
       the same atomic step, so a message is never handled twice, even by two servers.
+    * :meth:`Registry.push` appends one message to the user's session outbox with the next ``seq`` and
+      tells the owning server (``keys.push_channel``) in the same atomic step.
+    * :meth:`Registry.publish_topic` assigns the next offset of the topic's log (creating its epoch on
+      first use), trims the log by count and age, and announces it on ``keys.topic_channel`` in the
+      same atomic step: the channel carries publications in offset order.
     * Every method raises :class:`RegistryUnavailable` when the backing store cannot be reached, and
       nothing else for that case; ``available`` reflects the last call.
+
+Handshake under ``reject``: the claim script refuses when another server owns the route and returns
+that owner; the caller reads the owner's heartbeat (a second round trip only in that case) and, when
+the owner is gone, claims again on condition that the route still names that owner.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,7 +37,15 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from stickyws import keys
-from stickyws.server.session import Commit, CommitResult, SessionRecord, append_outbox, apply_topic
+from stickyws.server.session import (
+    DEFAULT_OUTBOX_LIMITS,
+    Commit,
+    CommitResult,
+    OutboxLimits,
+    SessionRecord,
+    append_outbox,
+    apply_topic,
+)
 
 #: Called with ``(channel, text)`` for each pub/sub message.
 MessageCallback = Callable[[str, str], Awaitable[None]]
@@ -53,6 +71,77 @@ class ClaimResult:
     resumed: bool = False
 
 
+class SessionReplaced(Exception):
+    """The user's session in the registry is no longer this connection's (a newer connection took over)."""
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """Outcome of :meth:`Registry.push`.
+
+    ``status``: ``"sent"`` (the user has a route: its server was told), ``"stored"`` (no route: kept
+    in the session for the client's resume) or ``"no_session"`` (unknown user or expired session:
+    nothing stored). ``seq`` is the message's seq in session ``session_id``.
+    """
+
+    status: str
+    seq: int | None = None
+    session_id: str | None = None
+    server_id: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready view (what the CLI and the HTTP endpoint answer)."""
+        return {"status": self.status, "seq": self.seq, "sessionId": self.session_id, "serverId": self.server_id}
+
+
+@dataclass(frozen=True)
+class TopicPosition:
+    """Where a topic's log stands: the last assigned ``offset`` (0: none yet) in ``epoch`` ("": no log)."""
+
+    offset: int
+    epoch: str
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready view."""
+        return {"offset": self.offset, "epoch": self.epoch}
+
+
+@dataclass(frozen=True)
+class Publication:
+    """One publication of a topic: ``data`` is its payload's compact JSON text."""
+
+    topic: str
+    offset: int
+    epoch: str
+    data: str
+
+
+@dataclass(frozen=True)
+class TopicHistory:
+    """What :meth:`Registry.topic_since` found: the topic's position now, and the publications after
+    the asked position, or ``None`` when they cannot all be given (retention, epoch change)."""
+
+    position: TopicPosition
+    publications: tuple[Publication, ...] | None
+
+
+def history_after(
+    position: TopicPosition, offset: int, epoch: str, entries: Sequence[tuple[int, str]], topic: str
+) -> TopicHistory:
+    """Judge ``entries`` (``(offset, data)`` in offset order) read after ``(offset, epoch)``.
+
+    Recoverable when the epoch matches (or the client held no epoch at offset 0, i.e. it subscribed
+    before the log existed) and ``entries`` are exactly ``offset+1 .. position.offset``.
+    """
+    if position.offset == offset and (epoch == position.epoch or offset == 0):
+        return TopicHistory(position, ())
+    same_epoch = epoch == position.epoch or (offset == 0 and epoch == "")
+    wanted = list(range(offset + 1, position.offset + 1))
+    if not same_epoch or [o for o, _ in entries] != wanted:
+        return TopicHistory(position, None)
+    return TopicHistory(position, tuple(Publication(topic, o, position.epoch, d) for o, d in entries))
+
+
 class Registry(Protocol):
     """What the server core needs from a registry (see the module docstring for the contracts)."""
 
@@ -68,8 +157,14 @@ class Registry(Protocol):
         reject_live_owner: bool,
         routing_ttl_s: int,
         session_ttl_s: int,
+        replay_after: int | None = None,
+        limits: OutboxLimits = DEFAULT_OUTBOX_LIMITS,
     ) -> ClaimResult:
-        """Claim the user's route and open (or resume) the session, atomically."""
+        """Claim the user's route and open (or resume) the session, atomically.
+
+        The returned record's outbox holds the kept messages with a seq above ``replay_after``
+        (none when ``None``); ``limits`` are stored with a new session (pushes trim by them).
+        """
         ...
 
     async def release(self, user_id: str, server_id: str) -> bool:
@@ -81,9 +176,45 @@ class Registry(Protocol):
         ...
 
     async def commit(
-        self, record: SessionRecord, commit: Commit, *, server_id: str, routing_ttl_s: int, session_ttl_s: int
+        self,
+        record: SessionRecord,
+        commit: Commit,
+        *,
+        server_id: str,
+        routing_ttl_s: int,
+        session_ttl_s: int,
+        limits: OutboxLimits = DEFAULT_OUTBOX_LIMITS,
     ) -> CommitResult:
-        """Dedup and apply ``commit`` to the session atomically; refreshes both TTLs."""
+        """Dedup and apply ``commit`` to the session atomically; refreshes both TTLs.
+
+        Raises :class:`SessionReplaced` when the user's session is another one now.
+        """
+        ...
+
+    async def push(self, *, user_id: str, payload: str) -> PushResult:
+        """Append ``payload`` (JSON text) to the user's session with the next seq and tell its server."""
+        ...
+
+    async def outbox_range(self, *, user_id: str, session_id: str, first_seq: int, last_seq: int) -> dict[int, str]:
+        """The kept messages ``first_seq..last_seq`` of the session (missing seqs are gone)."""
+        ...
+
+    async def session_seqs(self, *, sessions: Sequence[tuple[str, str]]) -> list[int | None]:
+        """``lastServerSeq`` of each ``(user_id, session_id)``; ``None`` where the session is another one."""
+        ...
+
+    async def publish_topic(
+        self, *, topic: str, payload: str, retention_count: int, retention_s: int, epoch_if_new: str
+    ) -> Publication:
+        """Assign the next offset of ``topic`` to ``payload`` (JSON text), keep it, announce it."""
+        ...
+
+    async def topic_positions(self, *, topics: Sequence[str]) -> list[TopicPosition]:
+        """The current position of each topic."""
+        ...
+
+    async def topic_since(self, *, topic: str, offset: int, epoch: str, limit: int) -> TopicHistory:
+        """The publications of ``topic`` after ``(offset, epoch)``, at most ``limit`` of them."""
         ...
 
     async def reconcile(
@@ -107,7 +238,17 @@ class Registry(Protocol):
     async def listen(
         self, channels: Sequence[str], on_message: MessageCallback, on_subscribed: SubscribedCallback
     ) -> None:
-        """Deliver messages on ``channels`` until cancelled; resubscribes after outages."""
+        """Deliver messages on ``channels`` (and those added by :meth:`subscribe`) until cancelled;
+        resubscribes to all of them after outages, then calls ``on_subscribed``."""
+        ...
+
+    async def subscribe(self, channels: Sequence[str]) -> None:
+        """Add ``channels`` to the running :meth:`listen`; returns once Redis confirmed them (or they
+        will be subscribed when the listener reconnects)."""
+        ...
+
+    async def unsubscribe(self, channels: Sequence[str]) -> None:
+        """Remove ``channels`` from the running :meth:`listen`."""
         ...
 
     async def close(self) -> None:
@@ -139,8 +280,12 @@ class InMemoryRegistry:
         self.available = True
         self._clock = clock
         self._values: dict[str, tuple[str, float]] = {}
-        self._sessions: dict[str, tuple[SessionRecord, float]] = {}
-        self._listeners: list[tuple[frozenset[str], MessageCallback]] = []
+        #: user -> (record, limits, expiry)
+        self._sessions: dict[str, tuple[SessionRecord, OutboxLimits, float]] = {}
+        #: topic -> (epoch, last offset, [(offset, data, added_at)], expiry of the meta)
+        self._topics: dict[str, tuple[str, int, list[tuple[int, str, float]], float]] = {}
+        self._channels: set[str] = set()
+        self._listener: MessageCallback | None = None
 
     def _get(self, key: str) -> str | None:
         item = self._values.get(key)
@@ -152,12 +297,16 @@ class InMemoryRegistry:
     def _set(self, key: str, value: str, ttl_s: float) -> None:
         self._values[key] = (value, self._clock() + ttl_s)
 
-    def _session(self, session_id: str) -> SessionRecord | None:
-        item = self._sessions.get(session_id)
-        if item is None or item[1] <= self._clock():
-            self._sessions.pop(session_id, None)
+    def _session(self, user_id: str) -> tuple[SessionRecord, OutboxLimits] | None:
+        item = self._sessions.get(user_id)
+        if item is None or item[2] <= self._clock():
+            self._sessions.pop(user_id, None)
             return None
-        return item[0]
+        return item[0], item[1]
+
+    def _store(self, record: SessionRecord, limits: OutboxLimits, ttl_s: float | None = None) -> None:
+        expiry = self._sessions[record.user_id][2] if ttl_s is None else self._clock() + ttl_s
+        self._sessions[record.user_id] = (record, limits, expiry)
 
     async def handshake(
         self,
@@ -169,6 +318,8 @@ class InMemoryRegistry:
         reject_live_owner: bool,
         routing_ttl_s: int,
         session_ttl_s: int,
+        replay_after: int | None = None,
+        limits: OutboxLimits = DEFAULT_OUTBOX_LIMITS,
     ) -> ClaimResult:
         key = keys.user_key(user_id)
         previous = self._get(key)
@@ -179,11 +330,16 @@ class InMemoryRegistry:
         ):
             return ClaimResult(False, previous)
         self._set(key, server_id, routing_ttl_s)
-        existing = self._session(session_id) if resume else None
-        resumed = existing is not None and existing.user_id == user_id
-        record = existing if resumed and existing else SessionRecord(session_id, user_id)
-        self._sessions[session_id] = (record, self._clock() + session_ttl_s)
-        return ClaimResult(True, previous, record, resumed)
+        existing = self._session(user_id) if resume else None
+        resumed = existing is not None and existing[0].session_id == session_id
+        if resumed and existing:
+            record, limits = existing
+        else:
+            record = SessionRecord(session_id, user_id)
+        self._store(record, limits, session_ttl_s)
+        after = replay_after if replay_after is not None else record.last_server_seq
+        shown = dataclasses.replace(record, outbox=tuple(e for e in record.outbox if e[0] > after))
+        return ClaimResult(True, previous, shown, resumed)
 
     async def release(self, user_id: str, server_id: str) -> bool:
         key = keys.user_key(user_id)
@@ -196,26 +352,107 @@ class InMemoryRegistry:
         return self._get(keys.user_key(user_id))
 
     async def commit(
-        self, record: SessionRecord, commit: Commit, *, server_id: str, routing_ttl_s: int, session_ttl_s: int
+        self,
+        record: SessionRecord,
+        commit: Commit,
+        *,
+        server_id: str,
+        routing_ttl_s: int,
+        session_ttl_s: int,
+        limits: OutboxLimits = DEFAULT_OUTBOX_LIMITS,
     ) -> CommitResult:
-        current = self._session(record.session_id) or record
+        stored = self._session(record.user_id)
+        if stored is not None and stored[0].session_id != record.session_id:
+            raise SessionReplaced(record.session_id)
+        current = stored[0] if stored else record
         if commit.msg_id <= current.last_client_id:
+            self._store(current, limits, session_ttl_s)
             return CommitResult(True, current.last_server_seq + 1, current)
         subs = set(current.subscriptions)
         apply_topic(subs, commit.topic_op, commit.topic)
+        outbox = append_outbox(
+            current.outbox, current.last_server_seq + 1, commit.payloads, limit=limits.max_messages,
+            max_bytes=limits.max_bytes,
+        )  # fmt: skip
         new = SessionRecord(
             current.session_id,
             current.user_id,
             commit.msg_id,
             current.last_server_seq + commit.outputs,
             tuple(sorted(subs)),
-            append_outbox(current.outbox, current.last_server_seq + 1, commit.payloads),
+            outbox,
+            outbox[0][0] if outbox else current.last_server_seq + commit.outputs + 1,
         )
-        self._sessions[record.session_id] = (new, self._clock() + session_ttl_s)
+        self._store(new, limits, session_ttl_s)
         route = keys.user_key(record.user_id)
         if self._get(route) == server_id:
             self._set(route, server_id, routing_ttl_s)
         return CommitResult(False, current.last_server_seq + 1, new)
+
+    async def push(self, *, user_id: str, payload: str) -> PushResult:
+        stored = self._session(user_id)
+        if stored is None:
+            return PushResult("no_session")
+        current, limits = stored
+        seq = current.last_server_seq + 1
+        outbox = append_outbox(current.outbox, seq, (payload,), limit=limits.max_messages, max_bytes=limits.max_bytes)
+        self._store(dataclasses.replace(current, last_server_seq=seq, outbox=outbox, out_first=outbox[0][0]), limits)
+        owner = self._get(keys.user_key(user_id))
+        if owner is None:
+            return PushResult("stored", seq, current.session_id)
+        body = json.dumps({"u": user_id, "s": current.session_id, "q": seq}, separators=(",", ":"))
+        await self.publish(keys.push_channel(owner), body[:-1] + ',"d":' + payload + "}")
+        return PushResult("sent", seq, current.session_id, owner)
+
+    async def outbox_range(self, *, user_id: str, session_id: str, first_seq: int, last_seq: int) -> dict[int, str]:
+        stored = self._session(user_id)
+        if stored is None or stored[0].session_id != session_id:
+            return {}
+        return {seq: text for seq, text in stored[0].outbox if first_seq <= seq <= last_seq}
+
+    async def session_seqs(self, *, sessions: Sequence[tuple[str, str]]) -> list[int | None]:
+        out: list[int | None] = []
+        for user_id, session_id in sessions:
+            stored = self._session(user_id)
+            out.append(stored[0].last_server_seq if stored and stored[0].session_id == session_id else None)
+        return out
+
+    def _topic(self, topic: str, retention_s: float | None = None) -> tuple[str, int, list[tuple[int, str, float]]]:
+        now = self._clock()
+        item = self._topics.get(topic)
+        if item is None or item[3] <= now:
+            self._topics.pop(topic, None)
+            return "", 0, []
+        epoch, offset, log, _ = item
+        if retention_s is not None:
+            log[:] = [e for e in log if e[2] > now - retention_s]
+        return epoch, offset, log
+
+    async def publish_topic(
+        self, *, topic: str, payload: str, retention_count: int, retention_s: int, epoch_if_new: str
+    ) -> Publication:
+        epoch, offset, log = self._topic(topic, retention_s)
+        epoch = epoch or epoch_if_new
+        offset += 1
+        log.append((offset, payload, self._clock()))
+        del log[: max(0, len(log) - retention_count)]
+        self._topics[topic] = (epoch, offset, log, self._clock() + max(retention_s, topic_meta_ttl_s(retention_s)))
+        publication = Publication(topic, offset, epoch, payload)
+        await self.publish(keys.topic_channel(topic), publication_body(publication))
+        return publication
+
+    async def topic_positions(self, *, topics: Sequence[str]) -> list[TopicPosition]:
+        out = []
+        for topic in topics:
+            epoch, offset, _ = self._topic(topic)
+            out.append(TopicPosition(offset, epoch))
+        return out
+
+    async def topic_since(self, *, topic: str, offset: int, epoch: str, limit: int) -> TopicHistory:
+        cur_epoch, cur, log = self._topic(topic)
+        position = TopicPosition(cur, cur_epoch)
+        entries = [(o, d) for o, d, _ in log if o > offset] if cur - offset <= limit else []
+        return history_after(position, offset, epoch, entries, topic)
 
     async def reconcile(
         self, server_id: str, records: Sequence[SessionRecord], *, routing_ttl_s: int, session_ttl_s: int
@@ -228,10 +465,13 @@ class InMemoryRegistry:
                 lost.append(record.user_id)
                 continue
             self._set(key, server_id, routing_ttl_s)
-            current = self._session(record.session_id)
-            if current is None or current.last_client_id <= record.last_client_id:
-                current = record
-            self._sessions[record.session_id] = (current, self._clock() + session_ttl_s)
+            stored = self._session(record.user_id)
+            if stored is None or (
+                stored[0].session_id == record.session_id and stored[0].last_client_id <= record.last_client_id
+            ):
+                self._store(record, stored[1] if stored else DEFAULT_OUTBOX_LIMITS, session_ttl_s)
+            else:
+                self._store(stored[0], stored[1], session_ttl_s)
         return lost
 
     async def heartbeat(self, server_id: str, body: str, ttl_s: int) -> None:
@@ -253,20 +493,66 @@ class InMemoryRegistry:
         await self.publish(keys.drain_key(notice.server_id), text)
 
     async def publish(self, channel: str, text: str) -> None:
-        for channels, callback in list(self._listeners):
-            if channel in channels:
-                await callback(channel, text)
+        if self._listener is not None and channel in self._channels:
+            await self._listener(channel, text)
 
     async def listen(
         self, channels: Sequence[str], on_message: MessageCallback, on_subscribed: SubscribedCallback
     ) -> None:
-        entry = (frozenset(channels), on_message)
-        self._listeners.append(entry)
+        self._channels.update(channels)
+        self._listener = on_message
         try:
             await on_subscribed()
             await asyncio.Event().wait()
         finally:
-            self._listeners.remove(entry)
+            self._listener = None
+
+    async def subscribe(self, channels: Sequence[str]) -> None:
+        self._channels.update(channels)
+
+    async def unsubscribe(self, channels: Sequence[str]) -> None:
+        self._channels.difference_update(channels)
 
     async def close(self) -> None:
-        self._listeners.clear()
+        self._listener = None
+        self._channels.clear()
+
+
+def topic_meta_ttl_s(retention_s: int) -> int:
+    """How long a topic's epoch and offset outlive its last publication: a day at least, so a topic
+    that is quiet for a while keeps its epoch (its clients can still tell they missed nothing)."""
+    return max(86_400, 2 * retention_s)
+
+
+def publication_body(publication: Publication) -> str:
+    """The pub/sub body announcing ``publication`` on its topic channel (data last, as raw JSON)."""
+    head = json.dumps({"t": publication.topic, "o": publication.offset, "e": publication.epoch}, separators=(",", ":"))
+    return head[:-1] + ',"d":' + publication.data + "}"
+
+
+def parse_publication(text: str) -> Publication:
+    """A topic channel body as a :class:`Publication`; raises ``ValueError`` for anything else."""
+    try:
+        body = json.loads(text)
+        return Publication(str(body["t"]), int(body["o"]), str(body["e"]), json.dumps(body["d"], separators=(",", ":")))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"malformed publication: {exc}") from None
+
+
+@dataclass(frozen=True)
+class UserPush:
+    """A push channel body: message ``seq`` of ``user_id``'s session ``session_id``; ``data`` is JSON text."""
+
+    user_id: str
+    session_id: str
+    seq: int
+    data: str
+
+
+def parse_push(text: str) -> UserPush:
+    """A push channel body as a :class:`UserPush`; raises ``ValueError`` for anything else."""
+    try:
+        body = json.loads(text)
+        return UserPush(str(body["u"]), str(body["s"]), int(body["q"]), json.dumps(body["d"], separators=(",", ":")))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"malformed push: {exc}") from None

@@ -8,10 +8,11 @@ the registry's atomic commit keeps in step, and that is used alone while the reg
 Message ids are positive integers, strictly increasing per session (``stickyws.protocol``): an id at or
 below ``last_client_id`` is a duplicate, acknowledged again but not handled again.
 
-Server messages are kept too: the session's *outbox* holds the last :data:`OUTBOX_LIMIT` messages
-(at most :data:`OUTBOX_MAX_BYTES` of payload) as ``(seq, payload JSON text)``, committed with the
-message that produced them. A client that resumes with ``lastSeq`` gets every later one again, so a
-reply produced just before a connection died is not lost either.
+Server messages are kept too: the session's *outbox* holds the last ``outbox_max_messages`` messages
+(at most ``outbox_max_bytes`` of payload) as ``(seq, payload JSON text)``, committed with the
+message that produced them, or appended by a push to the user. A client that resumes with
+``lastSeq`` gets every later one again, so a reply produced just before a connection died is not
+lost either.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-#: Messages kept per session for replay after a resume.
+#: Messages the connection's local mirror keeps (the registry keeps ``outbox_max_messages``): enough to
+#: write recent output back after the registry lost its data, small enough for 10k idle connections.
 OUTBOX_LIMIT = 64
-#: Payload bytes kept per session for replay (the newest message is always kept).
+#: Payload bytes the local mirror keeps (the newest message always stays).
 OUTBOX_MAX_BYTES = 256 * 1024
 
 #: ``(seq, payload JSON text)`` of one server message.
@@ -38,6 +40,20 @@ class SessionRecord:
     last_server_seq: int = 0
     subscriptions: tuple[str, ...] = ()
     outbox: tuple[OutboxEntry, ...] = ()
+    #: Oldest seq the registry still keeps (a resuming client below it has lost ``out_first - 1 - lastSeq``).
+    out_first: int = 1
+
+
+@dataclass(frozen=True)
+class OutboxLimits:
+    """How much of a session's output is kept for replay (settings ``outbox_max_messages``/``_bytes``)."""
+
+    max_messages: int = 1000
+    max_bytes: int = 1024 * 1024
+
+
+#: The settings' defaults (``outbox_max_messages``, ``outbox_max_bytes``).
+DEFAULT_OUTBOX_LIMITS = OutboxLimits()
 
 
 @dataclass(frozen=True)

@@ -59,17 +59,41 @@ class _WebSocket(web.WebSocketResponse):
 
 
 class AiohttpTransport:
-    """:class:`~stickyws.server.core.Transport` over an aiohttp WebSocketResponse."""
+    """:class:`~stickyws.server.core.Transport` over an aiohttp WebSocketResponse.
 
-    __slots__ = ("next_ping", "pong_due", "ws")
+    :meth:`write` puts an uncompressed text frame on the socket at once (aiohttp's frame writer,
+    which ``send_str`` uses too, without its wait for the socket to drain): the core measures what
+    stays unsent and closes slow consumers itself. With permessage-deflate the frame goes through
+    ``send_str`` in order (the compressor is stateful).
+    """
+
+    __slots__ = ("_sends", "next_ping", "pong_due", "ws")
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
         self.next_ping = 0.0
         self.pong_due: float | None = None
+        self._sends: asyncio.Task[None] | None = None
 
     async def send_text(self, text: str) -> None:
         await self.ws.send_str(text)
+
+    def write(self, text: str) -> int:
+        writer = self.ws._writer  # the adapter owns the aiohttp specifics
+        if writer is None or self.ws.closed:
+            raise ConnectionError("socket is closed")
+        if writer.compress:
+            self._sends = asyncio.ensure_future(self._send_after(self._sends, text))
+        else:
+            writer._write_websocket_frame(text.encode(), WSMsgType.TEXT, 0)
+        return writer.transport.get_write_buffer_size()
+
+    async def _send_after(self, previous: asyncio.Task[None] | None, text: str) -> None:
+        if previous is not None:
+            with contextlib.suppress(Exception):
+                await previous
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.ws.send_str(text)
 
     async def close(self, code: int, reason: str) -> None:
         await self.ws.close(code=code, message=reason.encode()[:123])

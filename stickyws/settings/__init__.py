@@ -27,6 +27,7 @@ from stickyws.settings.errors import SettingsError, SettingValueError, UnknownSe
 from stickyws.settings.model import (
     FIELDS,
     ClientSettings,
+    DeliverySettings,
     LoadBalancerSettings,
     ServerSettings,
     Settings,
@@ -45,6 +46,7 @@ __all__ = [
     "FIELDS",
     "RULES",
     "ClientSettings",
+    "DeliverySettings",
     "Finding",
     "LoadBalancerSettings",
     "ServerSettings",

@@ -256,6 +256,71 @@ class ClientSettings:
 
 
 @dataclass(frozen=True)
+class DeliverySettings:
+    """Server push: the session outbox, topic history, output bounds and the publish endpoint."""
+
+    outbox_max_messages: int = setting(
+        1000,
+        "Messages each session keeps for replay after a resume (handler replies and pushes to the "
+        "user); older ones are dropped and a resuming client is told (`gap` frame).",
+        unit="messages",
+        lo=1,
+        hi=100_000,
+        source="stickyws",
+    )
+    outbox_max_bytes: int = setting(
+        1_048_576,
+        "Payload bytes each session keeps for replay (the newest message is always kept).",
+        unit="bytes",
+        lo=1024,
+        hi=67_108_864,
+        source="stickyws",
+    )
+    topic_retention_count: int = setting(
+        1000,
+        "Publications each topic keeps for recovery after a reconnect (a bounded Redis Stream).",
+        unit="publications",
+        lo=1,
+        hi=1_000_000,
+        source="stickyws",
+    )
+    topic_retention_s: int = setting(
+        300,
+        "How long a topic keeps a publication for recovery; a client that comes back later gets an "
+        "`unrecoverable` frame for that topic.",
+        unit="s",
+        lo=1,
+        hi=2_592_000,
+        source="stickyws",
+    )
+    max_output_bytes: int = setting(
+        4_194_304,
+        "Unsent output a connection may hold (a slow consumer); past it the server closes with 1013 "
+        "and the client resumes from its seq and topic offsets.",
+        unit="bytes",
+        lo=4096,
+        hi=1_073_741_824,
+        source="stickyws",
+    )
+    max_publish_bytes: int = setting(
+        65536,
+        "Largest payload a backend may push to a user or publish to a topic (JSON bytes).",
+        unit="bytes",
+        lo=16,
+        hi=16_777_216,
+        source="stickyws",
+    )
+    publish_port: int = setting(
+        8081,
+        "Port of the server's HTTP publish endpoint (`POST /v1/publish`), never routed by the ALB; "
+        "0 turns it off. It listens only when a publish key is set.",
+        lo=0,
+        hi=65535,
+        source="stickyws",
+    )
+
+
+@dataclass(frozen=True)
 class TaskSettings:
     """The ECS Fargate task and service."""
 
@@ -312,6 +377,7 @@ GROUPS: tuple[tuple[str, type[Any]], ...] = (
     ("target_group", TargetGroupSettings),
     ("server", ServerSettings),
     ("client", ClientSettings),
+    ("delivery", DeliverySettings),
     ("task", TaskSettings),
 )
 
@@ -355,6 +421,7 @@ class Settings:
     target_group: TargetGroupSettings = dataclasses.field(default_factory=TargetGroupSettings)
     server: ServerSettings = dataclasses.field(default_factory=ServerSettings)
     client: ClientSettings = dataclasses.field(default_factory=ClientSettings)
+    delivery: DeliverySettings = dataclasses.field(default_factory=DeliverySettings)
     task: TaskSettings = dataclasses.field(default_factory=TaskSettings)
 
     fields_index: ClassVar[Mapping[str, FieldInfo]] = FIELDS

@@ -358,3 +358,68 @@ def _scaling(s: Settings) -> Iterator[Finding]:
             "target_connections_per_task",
             "max_connections",
         )
+
+
+@rule(
+    "topic-retention-covers-reconnect",
+    "Topic history outlives a drain and a reconnect backoff; clients offline longer are told, not silently skipped.",
+)
+def _topic_retention(s: Settings) -> Iterator[Finding]:
+    d, sv = s.delivery, s.server
+    needed = sv.drain_window_s + s.client.reconnect_cap_s
+    if d.topic_retention_s < needed:
+        yield _error(
+            "topic-retention-covers-reconnect",
+            f"topic_retention_s={d.topic_retention_s} < drain_window_s + reconnect_cap_s = {needed:g}: clients "
+            "moved by a drain can find their missed publications gone",
+            f"set topic_retention_s >= {needed:g}",
+            "topic_retention_s",
+            "drain_window_s",
+            "reconnect_cap_s",
+        )
+    elif d.topic_retention_s < sv.session_ttl_s:
+        yield _info(
+            "topic-retention-covers-reconnect",
+            f"topic_retention_s={d.topic_retention_s} < session_ttl_s={sv.session_ttl_s}: a client offline "
+            "longer than the retention resumes its session but gets `unrecoverable` for its topics",
+            "topic_retention_s",
+            "session_ttl_s",
+        )
+
+
+@rule("output-bound-fits-messages", "A connection's output bound holds at least two of the largest messages.")
+def _output_bound(s: Settings) -> Iterator[Finding]:
+    d = s.delivery
+    largest = max(s.server.max_message_bytes, d.max_publish_bytes)
+    if d.max_output_bytes < 2 * largest:
+        yield _error(
+            "output-bound-fits-messages",
+            f"max_output_bytes={d.max_output_bytes} < 2 x the largest message ({largest} bytes): one message "
+            "can close a healthy connection as a slow consumer",
+            f"set max_output_bytes >= {2 * largest}",
+            "max_output_bytes",
+            "max_message_bytes",
+            "max_publish_bytes",
+        )
+    if d.outbox_max_bytes < d.max_publish_bytes:
+        yield _warning(
+            "output-bound-fits-messages",
+            f"outbox_max_bytes={d.outbox_max_bytes} < max_publish_bytes={d.max_publish_bytes}: a push that large "
+            "evicts every other message of the session",
+            f"set outbox_max_bytes >= {d.max_publish_bytes}",
+            "outbox_max_bytes",
+            "max_publish_bytes",
+        )
+
+
+@rule("publish-port-apart", "The publish endpoint listens on its own port, which the ALB never routes.")
+def _publish_port(s: Settings) -> Iterator[Finding]:
+    d = s.delivery
+    if d.publish_port and d.publish_port == s.server.port:
+        yield _error(
+            "publish-port-apart",
+            f"publish_port={d.publish_port} is the WebSocket port: the ALB would route to the publish endpoint",
+            "set publish_port to another port (or 0 to turn the endpoint off)",
+            "publish_port",
+            "port",
+        )

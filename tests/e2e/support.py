@@ -63,3 +63,14 @@ def run(coro: Coroutine[Any, Any, T], timeout_s: float) -> T:
 def client_session() -> aiohttp.ClientSession:
     """One aiohttp session for many clients: no connection limit, no shared cookie jar."""
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar())
+
+
+def session_field(registry: Any, client: Any, name: str) -> str | None:
+    """Field ``name`` of ``client``'s session in the registry (None unless the stored session is the client's)."""
+    import jwt
+
+    from stickyws import keys
+
+    user = jwt.decode(client.token, options={"verify_signature": False})["sub"]
+    sid, value = registry.hmget(keys.session_key(user), ["sid", name])
+    return value if sid == client.session_id else None

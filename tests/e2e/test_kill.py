@@ -9,11 +9,10 @@ import time
 import pytest
 import redis
 
-from stickyws import keys
 from stickyws.client.backoff import Backoff
 from stickyws.client.connection import StickyClient
 from stickyws.twin.cluster import TwinCluster
-from tests.e2e.support import E2E_SETTINGS, client_session, run
+from tests.e2e.support import E2E_SETTINGS, client_session, run, session_field
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.redis]
 
@@ -70,7 +69,7 @@ def test_sigkill_moves_clients_within_the_backoff_bound_and_loses_nothing(twin: 
             assert sorted(c.outbox.confirmations) == list(range(1, 11))
             assert set(c.outbox.confirmations.values()) == {1}
             assert c.session_id is not None
-            assert registry.hget(keys.session_key(c.session_id), "lastClientId") == "10"
+            assert session_field(registry, c, "lastClientId") == "10"
         for c in clients:
             assert c.outbox.pending == {}
     finally:

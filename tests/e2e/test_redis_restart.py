@@ -12,7 +12,7 @@ import redis
 from stickyws import keys
 from stickyws.client.connection import StickyClient
 from stickyws.twin.cluster import TwinCluster
-from tests.e2e.support import E2E_SETTINGS, client_session, run
+from tests.e2e.support import E2E_SETTINGS, client_session, run, session_field
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.redis]
 
@@ -72,10 +72,7 @@ def _wait_reconciled(registry: redis.Redis, clients: list[StickyClient], twin: T
         try:
             users = [(f"redis-{i}", c) for i, c in enumerate(clients)]
             routes_ok = all(registry.get(keys.user_key(user)) == c.server_id for user, c in users)
-            sessions_ok = all(
-                registry.hget(keys.session_key(str(c.session_id)), "user") == f"redis-{i}"
-                for i, c in enumerate(clients)
-            )
+            sessions_ok = all(session_field(registry, c, "sid") == c.session_id for c in clients)
             beats = [registry.get(keys.heartbeat_key(name)) for name in twin.serving()]
             beats_ok = all(
                 b is not None and json.loads(b).get("serverId") == n for b, n in zip(beats, twin.serving(), strict=True)

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 import pytest
 import redis
 
-from stickyws import keys
 from stickyws.client.backoff import Backoff
 from stickyws.client.connection import StickyClient, peak_rate_per_s
 from stickyws.twin.cluster import TwinCluster
-from tests.e2e.support import E2E_SETTINGS, client_session, run
+from tests.e2e.support import E2E_SETTINGS, client_session, run, session_field
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.redis]
 
@@ -130,7 +129,7 @@ def _check_and_measure(
             assert c.stats.not_resumed_reconnects == 0
             assert c.stats.resumed == len(c.stats.reconnect_times) >= 1
             assert c.session_id is not None
-            handled = int(registry.hget(keys.session_key(c.session_id), "lastClientId") or 0)
+            handled = int(session_field(registry, c, "lastClientId") or 0)
             assert handled == box.sent_count  # the server handled every id, none twice (ids only grow)
     finally:
         registry.close()

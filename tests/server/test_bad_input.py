@@ -164,10 +164,10 @@ def test_unexpected_registry_fault_closes_only_that_connection_1011(redis_url: s
 
     async def go() -> None:
         async with server(redis_url=redis_url) as rs, aiohttp.ClientSession() as http:
-            ws, first = await connect(http, rs, "alice")
+            ws, _ = await connect(http, rs, "alice")
             r = redis.Redis.from_url(redis_url)
-            r.delete(keys.session_key(first["sessionId"]))
-            r.set(keys.session_key(first["sessionId"]), "not a hash")
+            r.delete(keys.session_key("alice"))
+            r.set(keys.session_key("alice"), "not a hash")
             r.close()
             await send(ws, 1, "x")
             err = await recv_json(ws)

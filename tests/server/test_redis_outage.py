@@ -26,7 +26,7 @@ def test_redis_restart_mid_session(make_redis) -> None:
 
     async def go() -> None:
         async with server(fast(), redis_url=rsrv.url, server_id="A") as rs, aiohttp.ClientSession() as http:
-            ws, first = await connect(http, rs, "alice")
+            ws, _ = await connect(http, rs, "alice")
             await send(ws, 1, "one")
             assert [(await recv_json(ws))["type"] for _ in range(2)] == ["message", "ack"]
 
@@ -50,8 +50,7 @@ def test_redis_restart_mid_session(make_redis) -> None:
 
             def reconciled() -> bool:
                 return (
-                    r.get(keys.user_key("alice")) == b"A"
-                    and r.hget(keys.session_key(first["sessionId"]), "lastClientId") == b"3"
+                    r.get(keys.user_key("alice")) == b"A" and r.hget(keys.session_key("alice"), "lastClientId") == b"3"
                 )
 
             await eventually(reconciled, timeout_s=4)
@@ -66,7 +65,7 @@ def test_redis_restart_mid_session(make_redis) -> None:
             await send(ws, 4, 4)
             assert (await recv_json(ws))["seq"] == 4
             assert (await recv_json(ws))["id"] == 4
-            assert r.hget(keys.session_key(first["sessionId"]), "lastServerSeq") == b"4"
+            assert r.hget(keys.session_key("alice"), "lastServerSeq") == b"4"
 
             await eventually(lambda: r.pubsub_numsub(keys.drain_key("A"))[0][1] == 1, timeout_s=3)
             notice = keys.DrainNotice(server_id="A", source="twin")
@@ -94,8 +93,8 @@ def test_registry_down_accept_policy_serves_and_registers_later(make_redis) -> N
             await asyncio.to_thread(rsrv.start)
             r = redis.Redis.from_url(rsrv.url)
             await eventually(lambda: r.get(keys.user_key("carol")) == b"A", timeout_s=4)
-            stored = r.hgetall(keys.session_key(first["sessionId"]))
-            assert (stored[b"user"], stored[b"lastClientId"]) == (b"carol", b"1")
+            stored = r.hgetall(keys.session_key("carol"))
+            assert (stored[b"sid"], stored[b"lastClientId"]) == (first["sessionId"].encode(), b"1")
             assert (stored[b"outFirst"], stored[b"m:1"]) == (b"1", b'"x"')
             r.close()
             await ws.close()

@@ -12,8 +12,11 @@ import redis
 from stickyws import keys, protocol
 from stickyws.server.redis_registry import RedisRegistry
 from stickyws.server.registry import InMemoryRegistry
-from stickyws.server.session import OUTBOX_LIMIT, Commit, SessionRecord, append_outbox
+from stickyws.server.session import OUTBOX_LIMIT, OUTBOX_MAX_BYTES, Commit, OutboxLimits, SessionRecord, append_outbox
 from tests.server.helpers import connect, eventually, fast, run, server, token, url
+
+#: Registry limits equal to the connection mirror's, so both trims can be compared one to one.
+MIRROR = OutboxLimits(OUTBOX_LIMIT, OUTBOX_MAX_BYTES)
 
 
 def _live(r: redis.Redis, server_id: str, status: str = "serving") -> None:
@@ -198,9 +201,11 @@ def test_commit_is_atomic_with_dedup_across_registries(redis_url: str) -> None:
             )
             assert sub.record.subscriptions == ("news",)
             r = redis.Redis.from_url(redis_url)
-            stored = r.hgetall(keys.session_key(record.session_id))
+            stored = r.hgetall(keys.session_key(record.user_id))
             assert stored == {
-                b"user": b"alice",
+                b"sid": record.session_id.encode(),
+                b"outMax": b"1000",
+                b"outMaxBytes": b"1048576",
                 b"lastClientId": b"2",
                 b"lastServerSeq": b"1",
                 b"subs": b'["news"]',
@@ -262,20 +267,22 @@ def test_redis_outbox_trims_like_the_pure_rule_and_is_replayed_on_resume(redis_u
             expected: tuple = ()
             for i in range(1, 71):
                 res = await reg.commit(
-                    record, Commit(i, (json.dumps(i),)), server_id="A", routing_ttl_s=60, session_ttl_s=60
-                )
+                    record, Commit(i, (json.dumps(i),)), server_id="A", routing_ttl_s=60, session_ttl_s=60,
+                    limits=MIRROR,
+                )  # fmt: skip
                 expected = append_outbox(expected, i, (json.dumps(i),))
                 record = res.record
             assert record.outbox == expected
             assert [seq for seq, _ in expected] == list(range(71 - OUTBOX_LIMIT, 71))
             resumed = await reg.handshake(
                 user_id="dora", server_id="B", session_id=record.session_id, resume=True,
-                reject_live_owner=False, routing_ttl_s=60, session_ttl_s=60,
+                reject_live_owner=False, routing_ttl_s=60, session_ttl_s=60, replay_after=0,
             )  # fmt: skip
             assert resumed.resumed
             assert resumed.session == record
+            assert record.out_first == 71 - OUTBOX_LIMIT
             r = redis.Redis.from_url(redis_url)
-            fields = r.hkeys(keys.session_key(record.session_id))
+            fields = r.hkeys(keys.session_key(record.user_id))
             assert sum(f.startswith(b"m:") for f in fields) == OUTBOX_LIMIT
             r.close()
         finally:
@@ -295,17 +302,19 @@ def test_redis_outbox_trims_by_bytes(redis_url: str) -> None:
             expected: tuple = ()
             for i in range(1, 5):
                 record = (
-                    await reg.commit(record, Commit(i, (big,)), server_id="A", routing_ttl_s=60, session_ttl_s=60)
+                    await reg.commit(
+                        record, Commit(i, (big,)), server_id="A", routing_ttl_s=60, session_ttl_s=60, limits=MIRROR
+                    )
                 ).record
                 expected = append_outbox(expected, i, (big,))
             assert [seq for seq, _ in expected] == [3, 4]
             resumed = await reg.handshake(
                 user_id="erin", server_id="A", session_id=record.session_id, resume=True,
-                reject_live_owner=False, routing_ttl_s=60, session_ttl_s=60,
+                reject_live_owner=False, routing_ttl_s=60, session_ttl_s=60, replay_after=0,
             )  # fmt: skip
             assert resumed.session.outbox == expected
             r = redis.Redis.from_url(redis_url)
-            assert int(r.hget(keys.session_key(record.session_id), "outBytes")) == 2 * len(big)
+            assert int(r.hget(keys.session_key(record.user_id), "outBytes")) == 2 * len(big)
             r.close()
         finally:
             await reg.close()

@@ -42,6 +42,9 @@ BROKEN = [
     ("task-counts", {"min_count": 3}, "min_count=3, desired_count=2, max_count=10 are out of order"),
     ("deployment-keeps-capacity", {"max_percent": 100}, "a deployment can neither stop nor start a task"),
     ("scaling-below-limit", {"target_connections_per_task": 20_000}, "target_connections_per_task=20000 >"),
+    ("topic-retention-covers-reconnect", {"topic_retention_s": 60}, "topic_retention_s=60 < drain_window_s"),
+    ("output-bound-fits-messages", {"max_output_bytes": 65536}, "max_output_bytes=65536 < 2 x the largest message"),
+    ("publish-port-apart", {"publish_port": 8080}, "publish_port=8080 is the WebSocket port"),
 ]
 
 
