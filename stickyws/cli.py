@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stickyws.server.cli",
     "stickyws.audit.cli",
     "stickyws.client.cli",
+    "stickyws.publish.cli",
     "stickyws.twin.cli",
 )
 

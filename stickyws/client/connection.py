@@ -45,6 +45,9 @@ EVENT_KINDS = (
     "connected",
     "ack",
     "message",
+    "publication",
+    "unrecoverable",
+    "gap",
     "error",
     "reconnect_requested",
     "closed",
@@ -84,6 +87,12 @@ class ClientStats:
     messages: int = 0
     #: ``message`` frames dropped because their seq had been seen already (a replay overlap).
     duplicate_messages: int = 0
+    #: ``publication`` frames received, and those dropped as already seen (offset at or below the position).
+    publications: int = 0
+    duplicate_publications: int = 0
+    #: ``unrecoverable`` (topic history gone) and ``gap`` (session messages gone) frames received.
+    unrecoverable: int = 0
+    gaps: int = 0
     #: Frames that were not valid ``stickyws.v1`` server frames (ignored).
     bad_frames: int = 0
     #: Longest time between losing a connection and the next ``connected``.
@@ -163,6 +172,9 @@ class StickyClient:
         #: Highest ``message`` seq received in this session: sent as ``lastSeq`` on resume so the server
         #: replays what came after it, and used to drop a message seen twice.
         self.last_seq = 0
+        #: Topics this client subscribed to, and the position (offset, epoch) it holds in each.
+        self.topics: set[str] = set()
+        self.positions: dict[str, tuple[int, str]] = {}
         self.stop_reason: str | None = None
         self._session = session
         self._own_session = session is None
@@ -220,10 +232,28 @@ class StickyClient:
         return msg.id
 
     def subscribe(self, topic: str) -> int:
-        """Queue a subscription to ``topic``; returns its id."""
-        msg = self.outbox.add_control("subscribe", topic)
+        """Queue a subscription to ``topic``; returns its id. Publications arrive as ``publication``
+        events; the client keeps each topic's position and recovers what it missed on reconnect."""
+        self.topics.add(topic)
+        msg = self.outbox.add_control("subscribe", topic, self.positions.get(topic))
         self._wake_writer.set()
         return msg.id
+
+    def unsubscribe(self, topic: str) -> int:
+        """Queue the end of a subscription to ``topic``; returns its id."""
+        self.topics.discard(topic)
+        self.positions.pop(topic, None)
+        msg = self.outbox.add_control("unsubscribe", topic)
+        self._wake_writer.set()
+        return msg.id
+
+    def _advance(self, topic: str, offset: int, epoch: str) -> bool:
+        """Record a topic position; False when ``(offset, epoch)`` was seen already."""
+        known = self.positions.get(topic)
+        if known is not None and known[1] == epoch and offset <= known[0]:
+            return False
+        self.positions[topic] = (offset, epoch)
+        return True
 
     # Waiting
 
@@ -302,6 +332,9 @@ class StickyClient:
         if self.resume_token:
             params[protocol.RESUME_QUERY] = self.resume_token
             params[protocol.LAST_SEQ_QUERY] = str(self.last_seq)
+            positions = {t: p for t, p in self.positions.items() if t in self.topics}
+            if positions:
+                params[protocol.SINCE_QUERY] = protocol.since_query(positions)
         return with_query(self.url, params)
 
     async def _connect_once(self) -> tuple[policy.Decision, bool]:
@@ -366,7 +399,35 @@ class StickyClient:
                     writer = asyncio.create_task(self._writer(ws, to_send))
                 elif kind == "ack":
                     self.outbox.on_ack(int(frame["id"]), duplicate=bool(frame.get("duplicate")))
+                    topic, offset = frame.get("topic"), frame.get("offset")
+                    if isinstance(topic, str) and isinstance(offset, int) and topic in self.topics:
+                        known = self.positions.get(topic)
+                        epoch = str(frame.get("epoch", ""))
+                        if known is None or known[1] != epoch or known[0] < offset:
+                            self.positions[topic] = (offset, epoch)
                     self._emit("ack", id=frame["id"], duplicate=bool(frame.get("duplicate")))
+                elif kind == "publication":
+                    topic, offset, epoch = frame.get("topic"), frame.get("offset"), frame.get("epoch")
+                    if not (isinstance(topic, str) and isinstance(offset, int) and isinstance(epoch, str)):
+                        self.stats.bad_frames += 1
+                        continue
+                    if not self._advance(topic, offset, epoch):
+                        self.stats.duplicate_publications += 1
+                        continue
+                    self.stats.publications += 1
+                    self._emit("publication", topic=topic, offset=offset, epoch=epoch, data=frame.get("data"))
+                elif kind == "unrecoverable":
+                    topic, offset, epoch = frame.get("topic"), frame.get("offset"), frame.get("epoch")
+                    if isinstance(topic, str) and isinstance(offset, int) and isinstance(epoch, str):
+                        self.positions[topic] = (offset, epoch)
+                        self.stats.unrecoverable += 1
+                        self._emit("unrecoverable", topic=topic, offset=offset, epoch=epoch)
+                elif kind == "gap":
+                    to_seq = frame.get("toSeq")
+                    if isinstance(to_seq, int):
+                        self.last_seq = max(self.last_seq, to_seq)
+                        self.stats.gaps += 1
+                        self._emit("gap", from_seq=frame.get("fromSeq"), to_seq=to_seq)
                 elif kind == "message":
                     seq = frame.get("seq")
                     if isinstance(seq, int) and seq <= self.last_seq:
@@ -422,9 +483,14 @@ class StickyClient:
             self._lost_at = None
         self.server_id = str(frame.get("serverId"))
         self.session_id = str(frame.get("sessionId"))
-        self.resume_token = str(frame.get("resumeToken")) or None
+        token = frame.get("resumeToken")
+        self.resume_token = token if isinstance(token, str) and token else None
         if not resumed:
             self.last_seq = 0  # a new session numbers its messages from 1 again
+            # A fresh session holds no subscriptions: subscribe again, recovering from the positions held.
+            pending = {m.message.topic for m in self.outbox.pending.values() if m.message.type == "subscribe"}
+            for topic in sorted(self.topics - pending):
+                self.outbox.add_control("subscribe", topic, self.positions.get(topic))
         self.stats.servers.append(self.server_id)
         self.stats.session_ids.add(self.session_id)
         to_send = self.outbox.on_connected(int(frame.get("lastClientId") or 0), resumed=resumed)

@@ -49,9 +49,11 @@ class Outbox:
         self.next_id += 1
         return msg
 
-    def add_control(self, kind: str, topic: str) -> ClientMessage:
-        """Queue a ``subscribe``/``unsubscribe`` for ``topic``; acknowledged like any message."""
-        msg = ClientMessage(kind, self.next_id, topic=topic)
+    def add_control(self, kind: str, topic: str, position: tuple[int, str] | None = None) -> ClientMessage:
+        """Queue a ``subscribe``/``unsubscribe`` for ``topic`` (a subscribe may carry the ``(offset, epoch)``
+        to recover from); acknowledged like any message."""
+        offset, epoch = position if position is not None else (None, "")
+        msg = ClientMessage(kind, self.next_id, topic=topic, offset=offset, epoch=epoch)
         self.pending[msg.id] = Pending(msg)
         self.next_id += 1
         return msg

@@ -23,6 +23,7 @@ from stickyws.server.registry import InMemoryRegistry, Registry
 from stickyws.server.triggers import watch_target_health, watch_task_metadata
 from stickyws.settings import (
     ENV_JWT_SECRET,
+    ENV_PUBLISH_KEY,
     ENV_REDIS_URL,
     ENV_SERVICE_NAME,
     ENV_TARGET_GROUP_ARN,
@@ -46,6 +47,8 @@ class ServerConfig:
     server_id: str
     service_name: str | None
     dev_key: bool
+    #: Key of the publish endpoint (``STICKYWS_PUBLISH_KEY``); without one the endpoint stays off.
+    publish_key: str | None = None
 
 
 def config_from_env(env: Mapping[str, str], *, dev: bool = False) -> ServerConfig:
@@ -72,6 +75,7 @@ def config_from_env(env: Mapping[str, str], *, dev: bool = False) -> ServerConfi
         server_id=resolve_server_id(env),
         service_name=env.get(ENV_SERVICE_NAME) or None,
         dev_key=dev_key,
+        publish_key=env.get(ENV_PUBLISH_KEY) or None,
     )
 
 
@@ -107,7 +111,7 @@ async def serve(config: ServerConfig, host: str, port: int, handler: Handler, en
     from stickyws.server.ws_adapter import RunningServer
 
     core = build_core(config, handler=handler)
-    server = RunningServer(core, host, port)
+    server = RunningServer(core, host, port, publish_key=config.publish_key)
     try:
         await server.start()
     except OSError as exc:
@@ -137,6 +141,9 @@ async def serve(config: ServerConfig, host: str, port: int, handler: Handler, en
         f"serving ws://{host}:{port}/ws as server {config.server_id} "
         f"(registry: {'redis' if config.redis_url else 'in-memory, single instance'})"
     )
+    publish_port = config.settings["publish_port"]
+    if config.publish_key and publish_port:
+        _say(f"publish endpoint: POST http://{host}:{publish_port}/v1/publish")
     try:
         await core.wait_stopped()
     finally:

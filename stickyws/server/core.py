@@ -606,6 +606,8 @@ class ServerCore:
             s.outbox = append_outbox(s.outbox, push.seq, (push.data,))
         self.metrics.count("PushesDelivered")
         self._offer(conn, push.seq, push.data)
+        if push.ts_ms:
+            self.metrics.lag(time.time() * 1000 - push.ts_ms)
 
     def _on_publication(self, text: str) -> None:
         try:
@@ -637,6 +639,8 @@ class ServerCore:
             if cursor.missing() is not None:
                 self._spawn(self._fill_topic(conn, pub.topic))
         self.metrics.count("Deliveries", delivered)
+        if pub.ts_ms and delivered:
+            self.metrics.lag(time.time() * 1000 - pub.ts_ms)
 
     async def _hub_add(self, conn: Connection, topics: Sequence[str]) -> None:
         """Count ``conn`` among the subscribers of ``topics``; subscribe the server's channel for

@@ -141,7 +141,10 @@ class TopicCursor:
         self.recovering = False
         out: list[Item] = []
         if epoch != self.epoch:
-            self.epoch, self.offset, self.held = epoch, offset, None
+            if items or (self.epoch == "" and self.offset == 0):
+                self.epoch = epoch  # the client held no epoch yet (it subscribed before the log existed)
+            else:
+                self.epoch, self.offset, self.held = epoch, offset, None
         for o, data in items:
             if o == self.offset + 1:
                 self.offset = o

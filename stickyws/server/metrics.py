@@ -13,18 +13,35 @@ Audit log: one JSON object per routing decision, ``{"log":"audit","event","decis
 from __future__ import annotations
 
 import json
+import random
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-COUNTERS = ("HandshakesAccepted", "SessionsResumed", "MessagesIn", "MessagesOut")
+COUNTERS = (
+    "HandshakesAccepted",
+    "SessionsResumed",
+    "MessagesIn",
+    "MessagesOut",
+    # Push: user messages handed to their socket, topic publications written to subscribers, publications
+    # accepted by the publish endpoint, slow consumers closed with 1013, topic positions that could not be
+    # recovered (retention or epoch change), and session messages reported lost to a resuming client.
+    "PushesDelivered",
+    "Deliveries",
+    "Publications",
+    "SlowConsumerCloses",
+    "RecoveryFailures",
+    "ReplayGaps",
+)
+#: Publish-to-send lag samples kept per flush (EMF carries them as one array; CloudWatch computes percentiles).
+LAG_SAMPLES = 100
 
 
 def emf_line(
     namespace: str,
-    values: Mapping[str, float],
+    values: Mapping[str, float | list[float]],
     *,
     dimensions: Mapping[str, str],
     units: Mapping[str, str],
@@ -65,6 +82,9 @@ class Metrics:
         self._clock_ms = clock_ms
         self.counters: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
+        self.lags: list[float] = []
+        self._lags_seen = 0
+        self._rng = random.Random()
 
     def _write(self, line: str) -> None:
         out = self.out or sys.stdout
@@ -78,6 +98,16 @@ class Metrics:
     def count(self, name: str, n: int = 1) -> None:
         """Add ``n`` to counter ``name`` (one of :data:`COUNTERS`)."""
         self.counters[name] += n
+
+    def lag(self, ms: float) -> None:
+        """Record one publish-to-send lag (milliseconds from the registry assigning it to the socket write)."""
+        self._lags_seen += 1
+        if len(self.lags) < LAG_SAMPLES:
+            self.lags.append(ms)
+        else:  # reservoir sampling: every lag of the interval has the same chance to be reported
+            slot = self._rng.randrange(self._lags_seen)
+            if slot < LAG_SAMPLES:
+                self.lags[slot] = ms
 
     def reject(self, reason: str) -> None:
         """Count one rejected handshake with ``reason``."""
@@ -98,8 +128,20 @@ class Metrics:
                     timestamp_ms=self._clock_ms(),
                 )
             )
+        if self.lags:
+            self._write(
+                emf_line(
+                    self.namespace,
+                    {"PublishLagMs": [round(v, 1) for v in self.lags]},
+                    dimensions=self._dims(),
+                    units={"PublishLagMs": "Milliseconds"},
+                    timestamp_ms=self._clock_ms(),
+                )
+            )
         self.counters.clear()
         self.rejected.clear()
+        self.lags.clear()
+        self._lags_seen = 0
 
     def drain_seconds(self, seconds: float) -> None:
         """Write how long a drain took."""

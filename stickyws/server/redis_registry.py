@@ -197,8 +197,10 @@ end
 redis.call('HSET', KEYS[1], 'lastServerSeq', seq, 'outFirst', first, 'outBytes', bytes)
 local owner = redis.call('GET', KEYS[2])
 if owner then
+  local t = redis.call('TIME')
+  local ms = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
   redis.call('PUBLISH', ARGV[3] .. owner .. ARGV[4], '{"u":' .. cjson.encode(ARGV[2]) .. ',"s":' ..
-             cjson.encode(f[1]) .. ',"q":' .. string.format('%d', seq) .. ',"d":' .. ARGV[1] .. '}')
+             cjson.encode(f[1]) .. ',"q":' .. string.format('%d', seq) .. ',"ts":' .. ms .. ',"d":' .. ARGV[1] .. '}')
 end
 return {1, seq, f[1], owner}
 """
@@ -215,12 +217,13 @@ end
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], '*', 'o', offset, 'd', ARGV[1])
 local t = redis.call('TIME')
-local cutoff = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[4])
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cutoff = now - tonumber(ARGV[4])
 if cutoff > 0 then redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', cutoff)) end
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('PUBLISH', ARGV[7], '{"t":' .. cjson.encode(ARGV[6]) .. ',"o":' .. string.format('%d', offset) ..
-           ',"e":' .. cjson.encode(epoch) .. ',"d":' .. ARGV[1] .. '}')
+           ',"e":' .. cjson.encode(epoch) .. ',"ts":' .. string.format('%d', now) .. ',"d":' .. ARGV[1] .. '}')
 return {offset, epoch}
 """
 

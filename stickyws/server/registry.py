@@ -114,6 +114,8 @@ class Publication:
     offset: int
     epoch: str
     data: str
+    #: Epoch milliseconds when the registry assigned it (0: unknown), for the publish-to-send lag.
+    ts_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -400,7 +402,8 @@ class InMemoryRegistry:
         owner = self._get(keys.user_key(user_id))
         if owner is None:
             return PushResult("stored", seq, current.session_id)
-        body = json.dumps({"u": user_id, "s": current.session_id, "q": seq}, separators=(",", ":"))
+        now_ms = int(time.time() * 1000)
+        body = json.dumps({"u": user_id, "s": current.session_id, "q": seq, "ts": now_ms}, separators=(",", ":"))
         await self.publish(keys.push_channel(owner), body[:-1] + ',"d":' + payload + "}")
         return PushResult("sent", seq, current.session_id, owner)
 
@@ -437,7 +440,7 @@ class InMemoryRegistry:
         log.append((offset, payload, self._clock()))
         del log[: max(0, len(log) - retention_count)]
         self._topics[topic] = (epoch, offset, log, self._clock() + max(retention_s, topic_meta_ttl_s(retention_s)))
-        publication = Publication(topic, offset, epoch, payload)
+        publication = Publication(topic, offset, epoch, payload, int(time.time() * 1000))
         await self.publish(keys.topic_channel(topic), publication_body(publication))
         return publication
 
@@ -526,7 +529,10 @@ def topic_meta_ttl_s(retention_s: int) -> int:
 
 def publication_body(publication: Publication) -> str:
     """The pub/sub body announcing ``publication`` on its topic channel (data last, as raw JSON)."""
-    head = json.dumps({"t": publication.topic, "o": publication.offset, "e": publication.epoch}, separators=(",", ":"))
+    head = json.dumps(
+        {"t": publication.topic, "o": publication.offset, "e": publication.epoch, "ts": publication.ts_ms},
+        separators=(",", ":"),
+    )
     return head[:-1] + ',"d":' + publication.data + "}"
 
 
@@ -534,7 +540,13 @@ def parse_publication(text: str) -> Publication:
     """A topic channel body as a :class:`Publication`; raises ``ValueError`` for anything else."""
     try:
         body = json.loads(text)
-        return Publication(str(body["t"]), int(body["o"]), str(body["e"]), json.dumps(body["d"], separators=(",", ":")))
+        return Publication(
+            str(body["t"]),
+            int(body["o"]),
+            str(body["e"]),
+            json.dumps(body["d"], separators=(",", ":"), ensure_ascii=False),
+            int(body.get("ts", 0)),
+        )
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"malformed publication: {exc}") from None
 
@@ -547,12 +559,14 @@ class UserPush:
     session_id: str
     seq: int
     data: str
+    ts_ms: int = 0
 
 
 def parse_push(text: str) -> UserPush:
     """A push channel body as a :class:`UserPush`; raises ``ValueError`` for anything else."""
     try:
         body = json.loads(text)
-        return UserPush(str(body["u"]), str(body["s"]), int(body["q"]), json.dumps(body["d"], separators=(",", ":")))
+        data = json.dumps(body["d"], separators=(",", ":"), ensure_ascii=False)
+        return UserPush(str(body["u"]), str(body["s"]), int(body["q"]), data, int(body.get("ts", 0)))
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"malformed push: {exc}") from None

@@ -262,15 +262,59 @@ def build_app(core: ServerCore, accepting: Callable[[], bool] = lambda: True) ->
     return app
 
 
-class RunningServer:
-    """A server core bound to ``host:port``: ``await start()``, ``await stop()`` (idempotent)."""
+def build_publish_app(core: ServerCore, key: str) -> web.Application:
+    """The publish endpoint (:mod:`stickyws.publish.http`) on the core's registry and settings."""
+    from stickyws.publish import Publisher
+    from stickyws.publish import http as publish_http
 
-    def __init__(self, core: ServerCore, host: str, port: int) -> None:
+    publisher = Publisher(registry=core.registry, settings=core.settings)
+    limit = core.settings["max_publish_bytes"] + 1024
+
+    async def publish(request: web.Request) -> web.Response:
+        refused = publish_http.check_key(request.headers, key)
+        if refused is not None:
+            return web.json_response(refused[1], status=refused[0])
+        if request.content_length is not None and request.content_length > limit:
+            status, body = 413, {"error": "too_large", "message": f"request body over {limit} bytes"}
+        else:
+            try:
+                raw = await request.content.read(limit + 1)
+            except (ConnectionError, RuntimeError, web.HTTPException):
+                raw = b"\xff" * (limit + 1)
+            status, body = await publish_http.handle(publisher, raw)
+        if status == 200:
+            core.metrics.count("Publications")
+        return web.json_response(body, status=status)
+
+    app = web.Application(client_max_size=limit + 1)
+    app.router.add_post(publish_http.PATH, publish)
+    return app
+
+
+class RunningServer:
+    """A server core bound to ``host:port``: ``await start()``, ``await stop()`` (idempotent).
+
+    With a ``publish_key``, the publish endpoint listens on ``host:publish_port`` too (default: the
+    ``publish_port`` setting; 0 turns it off).
+    """
+
+    def __init__(
+        self,
+        core: ServerCore,
+        host: str,
+        port: int,
+        *,
+        publish_key: str | None = None,
+        publish_port: int | None = None,
+    ) -> None:
         self.core = core
         self.host = host
         self.port = port
+        self.publish_key = publish_key
+        self.publish_port = core.settings["publish_port"] if publish_port is None else publish_port
         self._site: web.TCPSite | None = None
         self._runner: web.AppRunner | None = None
+        self._publish_runner: web.AppRunner | None = None
         self._stopped = False
 
     def _accepting(self) -> bool:
@@ -289,7 +333,15 @@ class RunningServer:
         self._site = web.TCPSite(self._runner, self.host, self.port, backlog=LISTEN_BACKLOG)
         try:
             await self._site.start()
+            if self.publish_key and self.publish_port:
+                self._publish_runner = web.AppRunner(
+                    build_publish_app(self.core, self.publish_key), handle_signals=False, access_log=None
+                )
+                await self._publish_runner.setup()
+                await web.TCPSite(self._publish_runner, self.host, self.publish_port).start()
         except BaseException:
+            if self._publish_runner is not None:
+                await self._publish_runner.cleanup()
             await self._runner.cleanup()
             raise
         await self.core.start()
@@ -300,6 +352,8 @@ class RunningServer:
         if self._stopped:
             return
         self._stopped = True
+        if self._publish_runner is not None:
+            await self._publish_runner.cleanup()
         await self.core.close()
         if self._runner is not None:
             await self._runner.cleanup()

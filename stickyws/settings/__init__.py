@@ -11,6 +11,7 @@
 from stickyws.settings.codec import (
     CONTEXT_SETTINGS_FILE,
     ENV_JWT_SECRET,
+    ENV_PUBLISH_KEY,
     ENV_REDIS_URL,
     ENV_SERVER_ID,
     ENV_SERVICE_NAME,
@@ -39,6 +40,7 @@ from stickyws.settings.rules import RULES, Finding, Severity, validate
 __all__ = [
     "CONTEXT_SETTINGS_FILE",
     "ENV_JWT_SECRET",
+    "ENV_PUBLISH_KEY",
     "ENV_REDIS_URL",
     "ENV_SERVER_ID",
     "ENV_SERVICE_NAME",

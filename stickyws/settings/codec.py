@@ -21,6 +21,8 @@ from stickyws.settings.model import FIELDS, FieldInfo, Settings
 ENV_PREFIX = "STICKYWS_"
 #: Environment variable that carries the HS256 token signing key (a secret, never a setting).
 ENV_JWT_SECRET = "STICKYWS_JWT_SECRET"
+#: Environment variable that carries the key of the HTTP publish endpoint (a secret; unset: endpoint off).
+ENV_PUBLISH_KEY = "STICKYWS_PUBLISH_KEY"
 #: Environment variable with the registry URL (``redis://`` or ``rediss://``); unset: in-memory registry.
 ENV_REDIS_URL = "REDIS_URL"
 #: Environment variable that overrides the server id (default: ECS task id, else hostname-pid).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -90,10 +91,14 @@ async def connect(
     *,
     resume: str | None = None,
     last_seq: int | None = None,
+    since: str | None = None,
     **kw: Any,
 ) -> tuple[aiohttp.ClientWebSocketResponse, dict[str, Any]]:
-    """Open a WebSocket as ``user`` (optionally resuming) and read its ``connected`` frame."""
+    """Open a WebSocket as ``user`` (optionally resuming, with topic positions ``since``) and read its
+    ``connected`` frame."""
     query = {"token": token(user)}
+    if since is not None:
+        query[protocol.SINCE_QUERY] = urllib.parse.quote(since)
     if resume:
         query["resume"] = resume
     if last_seq is not None:
