@@ -87,9 +87,11 @@ def test_offline_user_gets_pushes_on_resume_and_an_explicit_gap_for_what_overflo
 
     async def go() -> None:
         settings = fast(outbox_max_messages=5)
-        async with server(settings, redis_url=redis_url) as rs, aiohttp.ClientSession() as http, Publisher(
-            redis_url
-        ) as pub:
+        async with (
+            server(settings, redis_url=redis_url) as rs,
+            aiohttp.ClientSession() as http,
+            Publisher(redis_url) as pub,
+        ):
             ws, first = await connect(http, rs, "carol")
             await ws.close()
             await eventually(lambda: not rs.core.connections)
@@ -171,9 +173,11 @@ def test_resume_with_since_recovers_missed_publications_or_says_unrecoverable(re
 
     async def go() -> None:
         settings = fast(topic_retention_count=5)
-        async with server(settings, redis_url=redis_url) as rs, aiohttp.ClientSession() as http, Publisher(
-            redis_url, settings=settings
-        ) as pub:
+        async with (
+            server(settings, redis_url=redis_url) as rs,
+            aiohttp.ClientSession() as http,
+            Publisher(redis_url, settings=settings) as pub,
+        ):
             ws, first = await connect(http, rs, "dave")
             await ws.send_str(protocol.ClientMessage("subscribe", 1, topic="t").to_json())
             ack = await recv_json(ws)
@@ -227,9 +231,11 @@ def test_a_client_that_stops_reading_is_closed_1013_and_resumes_with_everything(
     async def go() -> None:
         settings = fast(max_output_bytes=262_144, outbox_max_bytes=8_388_608, outbox_max_messages=10_000)
         big = "z" * 4000
-        async with server(settings, redis_url=redis_url) as rs, aiohttp.ClientSession() as http, Publisher(
-            redis_url, settings=settings
-        ) as pub:
+        async with (
+            server(settings, redis_url=redis_url) as rs,
+            aiohttp.ClientSession() as http,
+            Publisher(redis_url, settings=settings) as pub,
+        ):
             ws, first = await connect(http, rs, "slow", max_msg_size=0, autoclose=False)
             conn = next(iter(rs.core.connections.values()))
             total = 0
@@ -256,7 +262,9 @@ def test_v1_client_that_knows_nothing_of_push_keeps_working(redis_url: str) -> N
 
     async def go() -> None:
         async with server(redis_url=redis_url) as rs, aiohttp.ClientSession() as http, Publisher(redis_url) as pub:
-            ws = await http.ws_connect(f"http://127.0.0.1:{rs.port}/ws?token={_token('old')}", protocols=["stickyws.v1"])
+            ws = await http.ws_connect(
+                f"http://127.0.0.1:{rs.port}/ws?token={_token('old')}", protocols=["stickyws.v1"]
+            )
             assert json.loads((await ws.receive()).data)["type"] == "connected"
             await ws.send_str('{"type":"send","id":1,"data":"x"}')
             assert [json.loads((await ws.receive()).data)["type"] for _ in range(2)] == ["message", "ack"]
