@@ -122,7 +122,8 @@ def test_cli_publish_prints_what_was_assigned_and_fails_cleanly(redis_url: str, 
     ok = _cli(["--topic", "prices", '{"eur": 1.08}'], redis_url)
     assert ok.returncode == 0, ok.stderr
     body = json.loads(ok.stdout)
-    assert (body["topic"], body["offset"]) == ("prices", 1) and len(body["epoch"]) == 8
+    assert (body["topic"], body["offset"]) == ("prices", 1)
+    assert len(body["epoch"]) == 8
     assert json.loads(_cli(["--user", "nobody", "1"], redis_url).stdout)["status"] == "no_session"
     stored = _stored_keys(redis_url)
     dead = make_redis()
@@ -139,7 +140,9 @@ def test_cli_publish_prints_what_was_assigned_and_fails_cleanly(redis_url: str, 
         assert res.returncode == 2, (args, res.stdout, res.stderr)
         assert res.stdout == ""
         lines = res.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("stickyws: ") and expected in lines[0], res.stderr
+        assert len(lines) == 1, res.stderr
+        assert lines[0].startswith("stickyws: ")
+        assert expected in lines[0]
     assert _stored_keys(redis_url) == stored
 
 
