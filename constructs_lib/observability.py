@@ -50,6 +50,13 @@ SESSIONS_RESUMED: Final = "SessionsResumed"
 MESSAGES_IN: Final = "MessagesIn"
 MESSAGES_OUT: Final = "MessagesOut"
 DRAIN_SECONDS: Final = "DrainSeconds"
+PUSHES_DELIVERED: Final = "PushesDelivered"
+DELIVERIES: Final = "Deliveries"
+PUBLICATIONS: Final = "Publications"
+SLOW_CONSUMER_CLOSES: Final = "SlowConsumerCloses"
+RECOVERY_FAILURES: Final = "RecoveryFailures"
+REPLAY_GAPS: Final = "ReplayGaps"
+PUBLISH_LAG_MS: Final = "PublishLagMs"
 SERVER_METRICS: Final = (
     ACTIVE_CONNECTIONS,
     HANDSHAKES_ACCEPTED,
@@ -58,6 +65,13 @@ SERVER_METRICS: Final = (
     MESSAGES_IN,
     MESSAGES_OUT,
     DRAIN_SECONDS,
+    PUSHES_DELIVERED,
+    DELIVERIES,
+    PUBLICATIONS,
+    SLOW_CONSUMER_CLOSES,
+    RECOVERY_FAILURES,
+    REPLAY_GAPS,
+    PUBLISH_LAG_MS,
 )
 #: Dimension of every server metric (value: the ECS service name); ``Reason`` is added for rejections.
 SERVICE_NAME_DIMENSION: Final = "ServiceName"
@@ -251,6 +265,34 @@ class WebSocketObservability(Construct):
                     self.server_metric(MESSAGES_OUT, "Sum", ONE_MINUTE),
                 ],
                 width=24,
+            ),
+        )
+        self._dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Push: publications and deliveries",
+                left=[
+                    self.server_metric(PUBLICATIONS, "Sum", ONE_MINUTE),
+                    self.server_metric(PUSHES_DELIVERED, "Sum", ONE_MINUTE),
+                    self.server_metric(DELIVERIES, "Sum", ONE_MINUTE),
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Publish-to-send lag (ms)",
+                left=[
+                    self.server_metric(PUBLISH_LAG_MS, "p50", ONE_MINUTE, label="p50"),
+                    self.server_metric(PUBLISH_LAG_MS, "p99", ONE_MINUTE, label="p99"),
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Slow consumers and lost history",
+                left=[
+                    self.server_metric(SLOW_CONSUMER_CLOSES, "Sum", ONE_MINUTE),
+                    self.server_metric(RECOVERY_FAILURES, "Sum", ONE_MINUTE),
+                    self.server_metric(REPLAY_GAPS, "Sum", ONE_MINUTE),
+                ],
+                width=8,
             ),
             cloudwatch.AlarmStatusWidget(alarms=list(self._alarms), title="Alarms", width=24),
         )

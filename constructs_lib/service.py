@@ -9,6 +9,9 @@
   ``ServiceName`` dimension of the server's metrics; Fargate's task metadata does not report it),
   then the caller's extra variables;
 * ``STICKYWS_JWT_SECRET`` from Secrets Manager (``ecs.Secret``), never a literal;
+* with ``publishers`` (or :meth:`WebSocketFargateService.allow_publish_from`): the HTTP publish
+  endpoint's port (``publish_port``) mapped and opened to those security groups only, and its key
+  ``STICKYWS_PUBLISH_KEY`` from Secrets Manager; the load balancer never routes that port;
 * ``stopTimeout`` = ``stop_timeout_s``; health-check grace = ``health_check_grace_s``; deployment
   ``min_healthy_percent``/``max_percent`` (100/200: replacements come up before old tasks drain)
   with the circuit breaker rolling back;
@@ -22,7 +25,7 @@ admits the load balancer's security group on the container port.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -40,7 +43,15 @@ from constructs import Construct
 from constructs_lib.nag import acknowledge
 from constructs_lib.observability import ACTIVE_CONNECTIONS, SERVICE_NAME_DIMENSION
 from constructs_lib.settings_check import apply_settings
-from stickyws.settings import ENV_JWT_SECRET, ENV_REDIS_URL, ENV_SERVICE_NAME, ENV_TARGET_GROUP_ARN, Settings, to_env
+from stickyws.settings import (
+    ENV_JWT_SECRET,
+    ENV_PUBLISH_KEY,
+    ENV_REDIS_URL,
+    ENV_SERVICE_NAME,
+    ENV_TARGET_GROUP_ARN,
+    Settings,
+    to_env,
+)
 
 #: Name of the server container in the task definition (the load balancer targets it).
 CONTAINER_NAME: Final = "server"
@@ -79,7 +90,7 @@ def container_environment(
         env[ENV_REDIS_URL] = redis_url
     env[ENV_SERVICE_NAME] = service_name
     for name, value in (extra or {}).items():
-        if name in env or name == ENV_JWT_SECRET:
+        if name in env or name in (ENV_JWT_SECRET, ENV_PUBLISH_KEY):
             raise ValueError(
                 f"environment variable {name} is rendered by WebSocketFargateService: change the setting, "
                 "the redis_url or the jwt_secret instead of overriding it"
@@ -106,6 +117,12 @@ class WebSocketFargateService(Construct):
     :param service_name: the ECS service name (also the metrics' ``ServiceName`` dimension, so it is
         fixed at synth). Default: a name unique to this construct's path in its stack. Up to 255
         letters, digits, hyphens and underscores.
+    :param publishers: security groups of the backends that may call the publish endpoint
+        (``POST /v1/publish`` on ``publish_port``). Default: none, and the endpoint stays off (no key
+        is given to the server). Needs ``publish_port`` > 0.
+    :param publish_key: Secrets Manager secret whose whole string is the publish endpoint's key.
+        Default (with ``publishers``): a generated 48-character secret; read it with
+        ``publish_key.grant_read(backend_role)``.
     """
 
     def __init__(
@@ -122,11 +139,17 @@ class WebSocketFargateService(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
         environment: Mapping[str, str] | None = None,
         service_name: str | None = None,
+        publishers: Sequence[ec2.ISecurityGroup] = (),
+        publish_key: secretsmanager.ISecret | None = None,
     ) -> None:
         super().__init__(scope, id_)
+        if publishers and not settings["publish_port"]:
+            raise ValueError("publishers need the publish endpoint: set publish_port to a port (e.g. 8081), not 0")
+        self._publish_key: secretsmanager.ISecret | None = None
         apply_settings(self, settings)
         self._settings = settings
         self._describe_target_health_granted = False
+        self._publish_mapped = False
         task = settings.task
 
         self._cluster: ecs.ICluster = cluster or ecs.Cluster(
@@ -212,6 +235,10 @@ class WebSocketFargateService(Construct):
             assign_public_ip=False,
             security_groups=[self._security_group],
         )
+        if publish_key is not None:
+            self._publish_key = publish_key
+        for peer in publishers:
+            self.allow_publish_from(peer)
 
         self._scaling = self._service.auto_scale_task_count(min_capacity=task.min_count, max_capacity=task.max_count)
         self._scaling.scale_to_track_custom_metric(
@@ -234,6 +261,41 @@ class WebSocketFargateService(Construct):
                 "AwsSolutions-IAM5[Resource::*]",
                 "ecr:GetAuthorizationToken, which pulling the image asset needs, has no resource-level permissions.",
             )
+
+    def allow_publish_from(self, peer: ec2.ISecurityGroup) -> None:
+        """Open the publish endpoint (``publish_port``) to ``peer`` only; the first call also maps the
+        port and gives the server its key from Secrets Manager (generated unless one was passed)."""
+        port = self._settings["publish_port"]
+        if not port:
+            raise ValueError("the publish endpoint is off (publish_port=0): set publish_port to a port first")
+        if not self._publish_mapped:
+            if self._publish_key is None:
+                generated = secretsmanager.Secret(
+                    self,
+                    "PublishKey",
+                    description="Key of the stickyws HTTP publish endpoint (POST /v1/publish)",
+                    generate_secret_string=secretsmanager.SecretStringGenerator(
+                        password_length=48, exclude_punctuation=True
+                    ),
+                )
+                acknowledge(
+                    generated,
+                    "AwsSolutions-SMG4",
+                    "Rotating the publish key needs every publishing backend to read the new version first; "
+                    "rotate it deliberately, then deploy.",
+                )
+                self._publish_key = generated
+            self._container.add_port_mappings(ecs.PortMapping(container_port=port, protocol=ecs.Protocol.TCP))
+            self._container.add_secret(ENV_PUBLISH_KEY, ecs.Secret.from_secrets_manager(self._publish_key))
+            self._publish_mapped = True
+        self._security_group.add_ingress_rule(
+            peer, ec2.Port.tcp(port), "stickyws publish endpoint (POST /v1/publish), never routed by the ALB"
+        )
+
+    @property
+    def publish_key(self) -> secretsmanager.ISecret | None:
+        """The publish endpoint's key (``None`` until a publisher is allowed)."""
+        return self._publish_key
 
     def grant_describe_target_health(self, target_group: elbv2.ITargetGroup | None = None) -> None:
         """Let the tasks call ``elasticloadbalancing:DescribeTargetHealth`` (the server's optional drain trigger).

@@ -162,6 +162,7 @@ def test_server_emits_what_the_dashboard_and_scaling_read() -> None:
     metrics = Metrics("StickyWebSocket", service_name="svc-1", out=out, clock_ms=lambda: 1_700_000_000_000)
     metrics.count("HandshakesAccepted")
     metrics.reject("over-capacity")
+    metrics.lag(3.5)
     metrics.flush(active_connections=7)
     metrics.drain_seconds(12.5)
     emitted: dict[str, list[list[str]]] = {}

@@ -61,6 +61,7 @@ class Variant:
     observability: Any
     topic_id: str
     target_group_id: str
+    backend_sg_id: str
 
 
 @functools.cache
@@ -88,6 +89,7 @@ def variant() -> Variant:
         stack, "SharedCluster", cluster_name="shared", cluster_arn=VARIANT_CLUSTER_ARN, vpc=vpc
     )
     registry = ConnectionRegistry(stack, "Registry", vpc=vpc, existing_url=VARIANT_REDIS_URL)
+    backend = ec2.SecurityGroup(stack, "Backend", vpc=vpc, description="a publishing backend")
     service = WebSocketFargateService(
         stack,
         "Ws",
@@ -99,6 +101,8 @@ def variant() -> Variant:
         redis_url=registry.url,
         environment={"APP_MODE": "variant"},
         service_name=VARIANT_SERVICE_NAME,
+        publishers=[backend],
+        publish_key=secretsmanager.Secret.from_secret_name_v2(stack, "SharedPublishKey", "shared/publish"),
     )
     registry.allow_from(service.service)
     alb = elbv2.ApplicationLoadBalancer(stack, "OwnAlb", vpc=vpc, internet_facing=False)
@@ -136,6 +140,7 @@ def variant() -> Variant:
         observability=observability,
         topic_id=stack.get_logical_id(topic.node.default_child),
         target_group_id=stack.get_logical_id(target_group.node.default_child),
+        backend_sg_id=stack.get_logical_id(backend.node.default_child),
     )
 
 
@@ -391,9 +396,9 @@ def test_user_image_secret_and_extra_environment() -> None:
     v = variant()
     definition = container(v.json)
     assert definition["Image"] == VARIANT_IMAGE
-    (secret,) = definition["Secrets"]
-    assert secret["Name"] == ENV_JWT_SECRET
-    assert "shared/jwt" in str(secret["ValueFrom"])
+    secrets = {item["Name"]: str(item["ValueFrom"]) for item in definition["Secrets"]}
+    assert "shared/jwt" in secrets[ENV_JWT_SECRET]
+    assert "shared/publish" in secrets["STICKYWS_PUBLISH_KEY"]
     v.template.resource_count_is("AWS::SecretsManager::Secret", 0)
     env = env_of(definition)
     assert env == {
@@ -412,7 +417,7 @@ def test_variant_settings_reach_the_template_by_value() -> None:
     assert (task["Cpu"], task["Memory"]) == ("1024", "2048")
     definition = container(v.json)
     assert definition["StopTimeout"] == 90
-    assert definition["PortMappings"] == [{"ContainerPort": 9000, "Protocol": "tcp"}]
+    assert definition["PortMappings"][0] == {"ContainerPort": 9000, "Protocol": "tcp"}  # then the publish port
     assert "urlopen('http://127.0.0.1:9000/healthz', timeout=4)" in definition["HealthCheck"]["Command"][3]
     assert definition["HealthCheck"]["StartPeriod"] == 120
     _, service = only(v.json, "AWS::ECS::Service")
@@ -497,3 +502,50 @@ def test_health_check_command_probes_the_server(status: int, exit_code: int) -> 
         thread.join(timeout=5)
     assert proc.returncode == exit_code, proc.stderr
     assert seen == ["/healthz"]
+
+
+def test_publish_endpoint_opens_only_to_the_publishers() -> None:
+    """With publishers, the publish port is mapped, its key comes from Secrets Manager, and only the
+    publishers' security group may reach it; the reference stack (no publishers) maps no such port."""
+    v = variant()
+    definition = container(v.json)
+    port = VARIANT_SETTINGS["publish_port"]
+    assert sorted(m["ContainerPort"] for m in definition["PortMappings"]) == sorted([VARIANT_SETTINGS["port"], port])
+    secret_names = {item["Name"] for item in definition["Secrets"]}
+    assert secret_names == {ENV_JWT_SECRET, "STICKYWS_PUBLISH_KEY"}
+    rules = [
+        r
+        for r in v.json["Resources"].values()
+        if r["Type"] == "AWS::EC2::SecurityGroupIngress" and r["Properties"].get("FromPort") == port
+    ]
+    assert [(r["Properties"]["ToPort"], r["Properties"]["SourceSecurityGroupId"]) for r in rules] == [
+        (port, {"Fn::GetAtt": [v.backend_sg_id, "GroupId"]})
+    ]
+
+
+def test_reference_stack_has_no_publish_endpoint(reference_template_json: dict[str, Any]) -> None:
+    """Without publishers the server gets no publish key, so its publish endpoint stays off."""
+    definition = container(reference_template_json)
+    assert [m["ContainerPort"] for m in definition["PortMappings"]] == [DEFAULTS["port"]]
+    assert {item["Name"] for item in definition["Secrets"]} == {ENV_JWT_SECRET}
+
+
+def test_publishers_need_a_publish_port() -> None:
+    """publishers with publish_port=0 fail at construction with the fix in the message."""
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_ec2 as ec2
+    from aws_cdk import aws_ecs as ecs
+
+    from constructs_lib.service import WebSocketFargateService
+
+    stack = Stack(App(), "NoPort")
+    vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=0)
+    with pytest.raises(ValueError, match="set publish_port to a port"):
+        WebSocketFargateService(
+            stack,
+            "Ws",
+            vpc=vpc,
+            settings=DEFAULTS.with_overrides({"publish_port": 0}),
+            image=ecs.ContainerImage.from_registry(VARIANT_IMAGE),
+            publishers=[ec2.SecurityGroup(stack, "B", vpc=vpc)],
+        )
