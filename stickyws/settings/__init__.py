@@ -24,6 +24,7 @@ from stickyws.settings.codec import (
     to_env,
 )
 from stickyws.settings.errors import SettingsError, SettingValueError, UnknownSettingError
+from stickyws.settings.findings import Finding, Severity
 from stickyws.settings.model import (
     FIELDS,
     ClientSettings,
@@ -33,7 +34,7 @@ from stickyws.settings.model import (
     TargetGroupSettings,
     TaskSettings,
 )
-from stickyws.settings.rules import RULES, Finding, Severity, validate
+from stickyws.settings.rules import RULES, validate
 
 __all__ = [
     "CONTEXT_SETTINGS_FILE",

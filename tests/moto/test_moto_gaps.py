@@ -16,9 +16,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tests.audit.aws_env import REGION
+from stickyws.testing.aws_env import REGION
+from stickyws.testing.moto_compat import GAPS, create_stack, deploy
 from tests.audit.edits import only, server_container
-from tests.moto.moto_compat import GAPS, create_stack, deploy
 
 pytestmark = [pytest.mark.synth, pytest.mark.filterwarnings("ignore:Tried to parse AWS::")]
 
