@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import ast
+import inspect
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import stickyws.testing
 from constructs_lib.image import PACKAGED_CONTEXT, REQUIREMENT_BUILD_ARG, default_requirement
+from stickyws.testing import plugin
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Modules of the settings package that import nothing else from stickyws.
@@ -105,7 +109,7 @@ def test_a_requirement_selects_the_packaged_dockerfile_even_in_a_checkout(tmp_pa
 
     from constructs_lib import server_image
 
-    app = App(outdir=str(tmp_path))
+    app = App(outdir=str(tmp_path), builtin_cloud_formation_validation=False)
     stack = Stack(app, "ImageOnly")
     task = ecs.FargateTaskDefinition(stack, "Task")
     requirement = "stickyws[server] @ https://example.com/stickyws-0.1.0-py3-none-any.whl"
@@ -114,3 +118,22 @@ def test_a_requirement_selects_the_packaged_dockerfile_even_in_a_checkout(tmp_pa
     (image,) = json.loads((tmp_path / "ImageOnly.assets.json").read_text(encoding="utf-8"))["dockerImages"].values()
     assert image["source"]["dockerBuildArgs"] == {REQUIREMENT_BUILD_ARG: requirement}
     assert sorted(p.name for p in (tmp_path / image["source"]["directory"]).iterdir()) == ["Dockerfile"]
+
+
+def test_readme_moto_example_uses_only_the_plugins_fixtures_and_the_public_helpers() -> None:
+    """The README's moto example overrides a plugin fixture, requests only plugin fixtures and imports public names."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(
+        r"<!-- moto-example:start -->\s*```python\n(?P<code>.*?)```\s*<!-- moto-example:end -->", readme, re.S
+    )
+    assert match is not None, "README.md lost its moto example markers"
+    tree = ast.parse(match.group("code"))
+    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    fixtures = {name for name, value in inspect.getmembers(plugin) if name.startswith("stickyws_") and callable(value)}
+    assert {f.name for f in functions if not f.name.startswith("test_")} <= fixtures
+    assert {a.arg for f in functions if f.name.startswith("test_") for a in f.args.args} <= fixtures
+    imported = {
+        a.name for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "stickyws.testing" for a in n.names
+    }
+    assert imported == {"assert_websocket_ready"}
+    assert imported <= set(stickyws.testing.__all__)
