@@ -12,6 +12,9 @@ import pytest
 from stickyws.localproc import RedisServer
 from tests.cdk_reference import ReferenceSynth, load_cdk_context, synthesize_reference
 
+#: pytest's own tester, for the tests of the stickyws pytest plugin (tests/packaging/test_plugin.py).
+pytest_plugins = ("pytester",)
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register the stickyws pytest plugin when its entry point did not (an environment installed before it existed)."""

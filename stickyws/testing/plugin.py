@@ -90,7 +90,8 @@ def stickyws_deploy(stickyws_moto_session: Any) -> Deploy:
 
 @pytest.fixture(scope="module")
 def stickyws_moto(
-    stickyws_deploy: Deploy, stickyws_template: Mapping[str, Any], stickyws_stack_name: str
+    stickyws_template: Mapping[str, Any], stickyws_stack_name: str, stickyws_deploy: Deploy
 ) -> MotoDeployment:
     """``stickyws_template`` deployed into the module's moto account as ``stickyws_stack_name``."""
+    # The template is requested first: a missing override fails before moto starts.
     return stickyws_deploy(stickyws_template, stickyws_stack_name)
