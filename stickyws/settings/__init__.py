@@ -6,6 +6,11 @@
 300
 >>> [f.rule for f in s.validate() if f.severity.value == "error"]
 []
+
+Modules, each importing only those before it (no cycles; the package re-exports the public names):
+``findings`` (Finding, Severity), ``spec`` (field specs), ``aws_names`` (settings to AWS attribute
+and property names, with AWS defaults), ``errors``, ``values`` (the one value parser and renderer),
+``rules``, ``model`` (the Settings object), ``codec`` (environment, context, files).
 """
 
 from stickyws.settings.codec import (

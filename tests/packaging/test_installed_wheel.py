@@ -205,3 +205,35 @@ def test_the_users_pytest_file_deploys_into_moto_with_the_plugin_and_passes(inst
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed" in done.stdout
+
+
+@pytest.fixture(scope="module")
+def core_only(installed: Installed, tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """The same wheel in a second fresh venv with no third-party package at all (no extra installed)."""
+    root = tmp_path_factory.mktemp("core-only")
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=TIMEOUT_S)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", "--python", str(python),
+         "install", "--no-deps", "--no-index", str(installed.wheel)],
+        check=True, capture_output=True, timeout=TIMEOUT_S,
+    )  # fmt: skip
+    (root / "project").mkdir()
+    return Installed(root, python, installed.site_packages, installed.wheel, installed.outdir, {})
+
+
+def test_without_extras_the_template_audit_runs_and_live_commands_name_their_extra(core_only: Installed) -> None:
+    """With no extra, `stickyws audit --template` passes; `--stack-name` and `serve` say which extra to install."""
+    template = str(core_only.outdir / f"{STACK}.template.json")
+    audited = core_only.run("stickyws", "audit", "--template", template)
+    assert (audited.returncode, audited.stderr) == (0, "")
+    live = core_only.run("stickyws", "audit", "--stack-name", STACK, "--region", "eu-west-1")
+    assert (live.returncode, live.stdout) == (2, "")
+    assert live.stderr == (
+        "stickyws: `audit` needs the Python package 'boto3', which is not installed: pip install 'stickyws[server]'\n"
+    )
+    serve = core_only.run("stickyws", "serve", "--dev")
+    assert serve.returncode == 2
+    assert serve.stderr.endswith("which is not installed: pip install 'stickyws[server]'\n")
+    assert "Traceback" not in serve.stderr
