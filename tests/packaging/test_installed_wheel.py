@@ -98,10 +98,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
         else:
             shutil.copy2(path, src / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "--quiet"]
-    subprocess.run(
+    built = subprocess.run(
         [*pip, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(root / "dist"), str(src)],
-        check=True, capture_output=True, timeout=TIMEOUT_S, cwd=root,
+        capture_output=True, text=True, timeout=TIMEOUT_S, cwd=root, check=False,
     )  # fmt: skip
+    assert built.returncode == 0, f"wheel build failed (this environment needs setuptools>=77):\n{built.stderr}"
     (wheel,) = (root / "dist").glob("stickyws-*.whl")
 
     venv = root / "venv"
@@ -160,6 +161,7 @@ def test_nothing_from_the_checkout_is_on_the_venv_path(installed: Installed) -> 
     probe = installed.probe
     for package in ("stickyws", "constructs_lib"):
         assert Path(probe[package]).parent == installed.site_packages / package
+    assert Path(probe["distribution"]) == installed.site_packages  # the wheel's metadata and entry points
     assert not [p for p in probe["sys_path"] if p and Path(p).resolve().is_relative_to(REPO_ROOT)]
     shadowing = [p for p in probe["sys_path"] if p and (Path(p) / "stickyws").exists()]
     assert shadowing == [str(installed.site_packages)]

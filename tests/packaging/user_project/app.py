@@ -7,6 +7,7 @@ it is the installed wheel).
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import sys
 
@@ -73,6 +74,7 @@ if __name__ == "__main__":
                 "sys_path": sys.path,
                 "stickyws": stickyws.__file__,
                 "constructs_lib": constructs_lib.__file__,
+                "distribution": str(importlib.metadata.distribution("stickyws").locate_file("")),
                 "modules": sorted(sys.modules),
             }
         )
