@@ -239,3 +239,19 @@ def test_without_extras_the_template_audit_runs_and_live_commands_name_their_ext
     assert serve.returncode == 2
     assert serve.stderr.endswith("which is not installed: pip install 'stickyws[server]'\n")
     assert "Traceback" not in serve.stderr
+
+
+def test_no_process_is_left_running_in_the_venv_folders(installed: Installed, core_only: Installed) -> None:
+    """Every process these tests started (synth, jsii's node, pytest, the CLI) has exited: none runs in there."""
+    roots = (installed.root.resolve(), core_only.root.resolve())
+    left = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cwd = (proc / "cwd").resolve(strict=True)
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if any(cwd.is_relative_to(root) for root in roots):
+            left.append((proc.name, str(cwd)))
+    assert left == []
