@@ -29,10 +29,15 @@ class NotWebSocketReady(AssertionError):
         super().__init__(f"{result.source} is not WebSocket-ready: {', '.join(bad)} {what}\n{render_table(result)}")
 
 
-def audit_template(template: Mapping[str, Any] | str | Path, assume: Mapping[str, str] | None = None) -> Audit:
-    """The audit of a synthesized template: a dict, or the path of a template JSON file."""
+def audit_template(template: Mapping[str, Any] | str | Path | Any, assume: Mapping[str, str] | None = None) -> Audit:
+    """The audit of a synthesized template: a dict, the path of a template JSON file, or an object with
+    ``to_json()`` (``aws_cdk.assertions.Template``)."""
     if isinstance(template, (str, Path)):
         return audit(view_from_template(load_template(template), f"template {template}"), assume)
+    if not isinstance(template, Mapping) and callable(getattr(template, "to_json", None)):
+        template = template.to_json()
+    if not isinstance(template, Mapping):
+        raise TypeError(f"expected a template dict, a path or an object with to_json(), got {type(template).__name__}")
     return audit(view_from_template(template), assume)
 
 
@@ -44,15 +49,15 @@ def audit_deployment(session: Any, stack_name: str, assume: Mapping[str, str] | 
 
 
 def assert_websocket_ready(
-    target: Mapping[str, Any] | str | Path | MotoDeployment | Audit,
+    target: Mapping[str, Any] | str | Path | MotoDeployment | Audit | Any,
     *,
     assume: Mapping[str, str] | None = None,
     strict: bool = False,
 ) -> Audit:
     """Fail with the audit table unless ``target`` passes every check; returns the audit.
 
-    :param target: a template (dict or JSON file path), a :class:`~stickyws.testing.MotoDeployment`,
-        or an :class:`~stickyws.audit.Audit` already made.
+    :param target: a template (dict, JSON file path, or ``aws_cdk.assertions.Template``), a
+        :class:`~stickyws.testing.MotoDeployment`, or an :class:`~stickyws.audit.Audit` already made.
     :param assume: application settings to assume where the container does not show them (as
         ``stickyws audit --assume NAME=VALUE``).
     :param strict: also fail on warnings (``warn`` rows), not only on failures.
