@@ -2,7 +2,7 @@
 # Build context: the repository root, narrowed by .dockerignore to what the image needs.
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md constraints.txt ./
+COPY pyproject.toml README.md LICENSE constraints.txt ./
 COPY stickyws ./stickyws
 RUN pip wheel --no-cache-dir -c constraints.txt --wheel-dir /wheels ".[server]"
 

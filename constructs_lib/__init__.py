@@ -6,6 +6,7 @@ own stack can use any of them alone (see docs/iac.md, "Reuse in your own stack")
 """
 
 from constructs_lib.drain_notifier import DrainNotifier
+from constructs_lib.image import server_image
 from constructs_lib.load_balancer import StickyWebSocketLoadBalancer, load_balancer_attributes
 from constructs_lib.observability import WebSocketObservability
 from constructs_lib.registry import ConnectionRegistry
@@ -21,4 +22,5 @@ __all__ = [
     "WebSocketObservability",
     "apply_settings",
     "load_balancer_attributes",
+    "server_image",
 ]

@@ -1,10 +1,13 @@
 """Local (Docker-free) bundling of the drain-notifier Lambda.
 
 ``cdk synth`` must stay offline and must not need a Docker engine, so the Lambda's code is
-assembled by copying files from this checkout and from the current Python environment:
+assembled by copying files from the current Python environment, wherever the packages come from
+(an installed wheel, or a checkout on ``sys.path``); nothing is read relative to a repository:
 
-* ``stickyws/__init__.py``, ``stickyws/keys.py`` and ``stickyws/drain_notifier.py`` (the handler
-  and the key schema it imports; NOT the rest of the package, never aiohttp), and
+* the source files of the modules ``stickyws``, ``stickyws.keys`` and ``stickyws.drain_notifier``
+  (the handler and the key schema it imports; NOT the rest of the package, never aiohttp), found
+  with ``importlib.util.find_spec`` and copied as ``stickyws/__init__.py``, ``stickyws/keys.py``
+  and ``stickyws/drain_notifier.py``, and
 * the installed ``redis`` package directory (redis-py is pure Python, so the copy made from this
   environment runs on the Lambda runtime; ``__pycache__`` is left out).
 
@@ -28,9 +31,9 @@ from aws_cdk import aws_lambda as lambda_
 
 #: Runtime of the drain-notifier function; its SAM build image is the (never pulled) bundling image.
 LAMBDA_RUNTIME: Final = lambda_.Runtime.PYTHON_3_13
-#: Directory that holds the ``stickyws`` package (the repository root in a checkout).
-SOURCE_ROOT: Final = Path(__file__).resolve().parent.parent
-#: Files copied from :data:`SOURCE_ROOT`, relative paths, the same inside the bundle.
+#: Modules whose source files are copied, each to its package-relative path (:func:`bundle_path`).
+HANDLER_MODULES: Final = ("stickyws", "stickyws.keys", "stickyws.drain_notifier")
+#: Where those modules land in the bundle.
 HANDLER_FILES: Final = ("stickyws/__init__.py", "stickyws/keys.py", "stickyws/drain_notifier.py")
 #: Installed packages copied whole from the current environment.
 HANDLER_PACKAGES: Final = ("redis",)
@@ -51,30 +54,47 @@ def package_dir(name: str) -> Path:
     if not locations:
         raise BundlingError(
             f"package {name!r} is not installed in this Python environment; the drain-notifier Lambda "
-            "bundles it from here: install the CDK extra (pip install -e '.[cdk]', as `make setup` does)"
+            "bundles it from here: install stickyws with the CDK extra (pip install 'stickyws[cdk]')"
         )
     return Path(locations[0])
+
+
+def module_file(name: str) -> Path:
+    """Source file of the module ``name`` in the current environment (not imported, only located)."""
+    spec = importlib.util.find_spec(name)
+    origin = spec.origin if spec is not None else None
+    if origin is None or not origin.endswith(".py") or not Path(origin).is_file():
+        raise BundlingError(
+            f"module {name!r} has no Python source file in this environment; the drain-notifier Lambda "
+            "bundles it from here: install stickyws with the CDK extra (pip install 'stickyws[cdk]')"
+        )
+    return Path(origin)
+
+
+def bundle_path(name: str) -> str:
+    """Path of module ``name`` inside the bundle: ``stickyws`` -> ``stickyws/__init__.py``."""
+    parts = name.split(".")
+    spec = importlib.util.find_spec(name)
+    is_package = spec is not None and spec.submodule_search_locations is not None
+    return "/".join(parts) + ("/__init__.py" if is_package else ".py")
 
 
 @jsii.implements(ILocalBundling)
 class CopyLocalBundling:
     """Assemble a Python Lambda bundle by copying files and installed packages; no Docker, no network.
 
-    :param files: paths relative to ``source_root``, copied to the same relative path.
+    :param modules: module names whose source files are copied to their :func:`bundle_path`.
     :param packages: top-level package names copied whole from the current environment.
-    :param source_root: where ``files`` are read from.
     """
 
     def __init__(
         self,
         *,
-        files: Sequence[str] = HANDLER_FILES,
+        modules: Sequence[str] = HANDLER_MODULES,
         packages: Sequence[str] = HANDLER_PACKAGES,
-        source_root: Path = SOURCE_ROOT,
     ) -> None:
-        self._files = tuple(files)
+        self._modules = tuple(modules)
         self._packages = tuple(packages)
-        self._root = source_root
 
     def try_bundle(self, output_dir: str, *_options: Any, **_keywords: Any) -> bool:
         """Copy everything into ``output_dir`` and return ``True``; raise :class:`BundlingError` if a part is missing.
@@ -83,11 +103,9 @@ class CopyLocalBundling:
         The bundling options (jsii passes them positionally, as one struct) are not needed.
         """
         out = Path(output_dir)
-        for rel in self._files:
-            src = self._root / rel
-            if not src.is_file():
-                raise BundlingError(f"{src} is missing: the drain-notifier bundle needs it (run synth from a checkout)")
-            dest = out / rel
+        for name in self._modules:
+            src = module_file(name)
+            dest = out / bundle_path(name)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dest)
         for name in self._packages:
@@ -98,7 +116,7 @@ class CopyLocalBundling:
 def drain_notifier_code() -> lambda_.Code:
     """The drain-notifier function's code: the local bundle described in this module's docstring."""
     return lambda_.Code.from_asset(
-        str(SOURCE_ROOT / "stickyws"),
+        str(package_dir("stickyws")),
         asset_hash_type=AssetHashType.OUTPUT,
         bundling=BundlingOptions(image=LAMBDA_RUNTIME.bundling_image, local=CopyLocalBundling()),
     )

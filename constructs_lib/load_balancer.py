@@ -36,9 +36,9 @@ from constructs import Construct
 
 from constructs_lib.nag import acknowledge
 from constructs_lib.settings_check import apply_settings
-from stickyws.audit.mapping import LOAD_BALANCER_ATTRIBUTES
 from stickyws.protocol import WS_PATH
 from stickyws.settings import Settings, render_value
+from stickyws.settings.aws_names import LOAD_BALANCER_ATTRIBUTES
 
 #: Annotation id of the synth warning that HTTP-only mode adds.
 HTTP_ONLY_WARNING_ID: Final = "stickyws:load-balancer:http-only"
@@ -62,7 +62,7 @@ def load_balancer_attributes(settings: Settings) -> dict[str, str]:
 
     Used for a load balancer this construct does not create (set on it, or listed in a warning);
     a new ALB gets the same values through its typed props. The key of each setting is the
-    auditor's table (:data:`stickyws.audit.mapping.LOAD_BALANCER_ATTRIBUTES`), so the construct
+    settings model's AWS names table (:data:`stickyws.settings.aws_names.LOAD_BALANCER_ATTRIBUTES`), so the construct
     writes exactly what the auditor reads back.
     """
     return {key: render_value(settings[name]) for name, key, _aws_default in LOAD_BALANCER_ATTRIBUTES}

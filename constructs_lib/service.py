@@ -26,13 +26,11 @@ admits the load balancer's security group on the container port.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Final
 
 from aws_cdk import Duration, Names
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
@@ -40,6 +38,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from constructs_lib.image import server_image
 from constructs_lib.nag import acknowledge
 from constructs_lib.observability import ACTIVE_CONNECTIONS, SERVICE_NAME_DIMENSION
 from constructs_lib.settings_check import apply_settings
@@ -55,8 +54,6 @@ from stickyws.settings import (
 
 #: Name of the server container in the task definition (the load balancer targets it).
 CONTAINER_NAME: Final = "server"
-#: Repository root: the build context of the default image (narrowed by its ``.dockerignore``).
-REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 #: Period over which the autoscaling and dashboard statistics of the server's metrics are taken.
 METRIC_PERIOD: Final = Duration.minutes(1)
 #: ECS container health-check limits (narrower than the ALB's for the timeout and start period).
@@ -106,8 +103,10 @@ class WebSocketFargateService(Construct):
         CDK default selection) without public IPs.
     :param settings: the deployment's settings; checked with ``apply_settings`` (errors raise).
     :param cluster: reuse this cluster. Default: a new cluster with Container Insights.
-    :param image: the container image. Default: built from the repository's ``Dockerfile``
-        (``ContainerImage.from_asset`` of the repo root, linux/amd64; synth only stages it).
+    :param image: the container image. Default: :func:`constructs_lib.image.server_image`, an image
+        asset (linux/amd64; synth only stages it) built by the repository's ``Dockerfile`` from a
+        checkout, or by the packaged Dockerfile that installs this stickyws version with the
+        ``[server]`` extra from the package index.
     :param jwt_secret: Secrets Manager secret whose whole string is the HS256 token signing key.
         Default: a generated 64-character secret.
     :param redis_url: registry URL given to the server as ``REDIS_URL``. Default: none (the server
@@ -190,7 +189,7 @@ class WebSocketFargateService(Construct):
         self._container = self._task_definition.add_container(
             CONTAINER_NAME,
             container_name=CONTAINER_NAME,
-            image=image or ecs.ContainerImage.from_asset(str(REPO_ROOT), platform=ecr_assets.Platform.LINUX_AMD64),
+            image=image or server_image(),
             essential=True,
             port_mappings=[ecs.PortMapping(container_port=settings["port"], protocol=ecs.Protocol.TCP)],
             environment=container_environment(

@@ -24,6 +24,20 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stickyws.twin.cli",
 )
 
+#: Third-party top-level modules a command may need, and the extra that installs each.
+EXTRA_OF_MODULE: dict[str, str] = {
+    "aiohttp": "server",
+    "uvloop": "server",
+    "redis": "server",
+    "jwt": "server",
+    "boto3": "server",
+    "botocore": "server",
+    "aws_cdk": "cdk",
+    "constructs": "cdk",
+    "cdk_nag": "cdk",
+    "moto": "testing",
+}
+
 
 class CommandError(Exception):
     """An error the user can act on; printed as ``stickyws: <message>`` with exit code ``code``."""
@@ -62,6 +76,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in EXTRA_OF_MODULE:
+            raise
+        extra = EXTRA_OF_MODULE[top]
+        print(
+            f"stickyws: `{args.command}` needs the Python package {top!r}, which is not installed: "
+            f"pip install 'stickyws[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
     return code
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,15 @@ import pytest
 
 from stickyws.localproc import RedisServer
 from tests.cdk_reference import ReferenceSynth, load_cdk_context, synthesize_reference
+
+#: pytest's own tester, for the tests of the stickyws pytest plugin (tests/packaging/test_plugin.py).
+pytest_plugins = ("pytester",)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the stickyws pytest plugin when its entry point did not (an environment installed before it existed)."""
+    if not config.pluginmanager.has_plugin("stickyws"):
+        config.pluginmanager.register(importlib.import_module("stickyws.testing.plugin"), "stickyws")
 
 
 @pytest.fixture(scope="session")

@@ -223,6 +223,8 @@ def settings_read_by(rule_id: str, settings: Settings) -> tuple[str, ...]:
 
 
 class _SettingsRecorder:
+    fields_index = FIELDS  # what Settings.fields_index is: rules read specs through it
+
     def __init__(self, settings: Settings, seen: list[str]) -> None:
         self._settings = settings
         self._seen = seen

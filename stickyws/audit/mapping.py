@@ -1,14 +1,11 @@
-"""Where each setting lives in a deployment, and what AWS uses when a source leaves it unset.
+"""What a deployment shows of each setting: :func:`observe` reads a view through the AWS names table.
 
-This is the auditor's one table from AWS names to the settings model's flat names (the
-model itself says nothing about attribute keys). :func:`observe` turns a
-:class:`~stickyws.audit.view.DeploymentView` into one :class:`Observation` per setting it can
-see. An attribute that the source omits takes the AWS default, because that is what AWS
-applies (``routing.http2.enabled`` omitted from a template means HTTP/2 *on*); the
-observation says so in ``where``. A setting whose resource was not read is not observed at all.
-
-AWS defaults below: Elastic Load Balancing and ECS API references (see
-``/work/shared/reference/alb-websocket-facts.md``).
+The table itself (attribute keys, property names, AWS defaults) lives next to the settings model,
+in :mod:`stickyws.settings.aws_names`; its names are re-exported here for the auditor's report.
+:func:`observe` turns a :class:`~stickyws.audit.view.DeploymentView` into one
+:class:`Observation` per setting it can see. An attribute that the source omits takes the AWS
+default, because that is what AWS applies; the observation says so in ``where``. A setting whose
+resource was not read is not observed at all.
 """
 
 from __future__ import annotations
@@ -16,59 +13,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stickyws.audit.view import DeploymentView
-
-#: (setting, load balancer attribute key, AWS default text)
-LOAD_BALANCER_ATTRIBUTES: tuple[tuple[str, str, str], ...] = (
-    ("idle_timeout_s", "idle_timeout.timeout_seconds", "60"),
-    ("http2_enabled", "routing.http2.enabled", "true"),
-    ("client_keep_alive_s", "client_keep_alive.seconds", "3600"),
-    ("drop_invalid_header_fields", "routing.http.drop_invalid_header_fields.enabled", "false"),
-    ("desync_mitigation_mode", "routing.http.desync_mitigation_mode", "defensive"),
+from stickyws.settings.aws_names import (
+    APP_COOKIE_NAME_KEY,
+    FARGATE_STOP_TIMEOUT_DEFAULT,
+    HEALTH_CHECK_FIELDS,
+    INFRA_SETTINGS,
+    LOAD_BALANCER_ATTRIBUTES,
+    SERVICE_FIELDS,
+    STICKINESS_DURATION_DEFAULT,
+    STICKINESS_DURATION_KEYS,
+    TARGET_GROUP_ATTRIBUTES,
 )
 
-#: (setting, target group attribute key, AWS default text); the cookie keys depend on the type.
-TARGET_GROUP_ATTRIBUTES: tuple[tuple[str, str, str], ...] = (
-    ("deregistration_delay_s", "deregistration_delay.timeout_seconds", "300"),
-    ("stickiness_enabled", "stickiness.enabled", "false"),
-    ("stickiness_type", "stickiness.type", "lb_cookie"),
-)
-STICKINESS_DURATION_KEYS = {
-    "lb_cookie": "stickiness.lb_cookie.duration_seconds",
-    "app_cookie": "stickiness.app_cookie.duration_seconds",
-}
-STICKINESS_DURATION_DEFAULT = "86400"
-APP_COOKIE_NAME_KEY = "stickiness.app_cookie.cookie_name"
-
-#: (setting, HealthCheck field, target group property, AWS default text for an HTTP target group)
-HEALTH_CHECK_FIELDS: tuple[tuple[str, str, str, str], ...] = (
-    ("health_check_path", "path", "HealthCheckPath", "/"),
-    ("health_check_interval_s", "interval_s", "HealthCheckIntervalSeconds", "30"),
-    ("health_check_timeout_s", "timeout_s", "HealthCheckTimeoutSeconds", "5"),
-    ("healthy_threshold_count", "healthy_threshold", "HealthyThresholdCount", "5"),
-    ("unhealthy_threshold_count", "unhealthy_threshold", "UnhealthyThresholdCount", "2"),
-    ("health_check_matcher", "matcher", "Matcher.HttpCode", "200"),
-)
-
-#: (setting, Service field, ECS name, AWS default text or None when ECS has no default)
-SERVICE_FIELDS: tuple[tuple[str, str, str, str | None], ...] = (
-    ("desired_count", "desired_count", "desiredCount", None),
-    ("min_healthy_percent", "min_healthy_percent", "deploymentConfiguration.minimumHealthyPercent", "100"),
-    ("max_percent", "max_percent", "deploymentConfiguration.maximumPercent", "200"),
-    ("health_check_grace_s", "health_check_grace_s", "healthCheckGracePeriodSeconds", "0"),
-)
-
-#: Fargate's stopTimeout when the container definition sets none.
-FARGATE_STOP_TIMEOUT_DEFAULT = "30"
-
-#: Settings that describe the infrastructure (read from AWS resources) rather than the application.
-INFRA_SETTINGS: frozenset[str] = frozenset(
-    [s for s, _, _ in LOAD_BALANCER_ATTRIBUTES]
-    + [s for s, _, _ in TARGET_GROUP_ATTRIBUTES]
-    + ["stickiness_duration_s", "app_cookie_name"]
-    + [s for s, _, _, _ in HEALTH_CHECK_FIELDS]
-    + [s for s, _, _, _ in SERVICE_FIELDS]
-    + ["stop_timeout_s", "task_cpu", "task_memory_mib"]
-)
+__all__ = [
+    "APP_COOKIE_NAME_KEY",
+    "FARGATE_STOP_TIMEOUT_DEFAULT",
+    "HEALTH_CHECK_FIELDS",
+    "INFRA_SETTINGS",
+    "LOAD_BALANCER_ATTRIBUTES",
+    "SERVICE_FIELDS",
+    "STICKINESS_DURATION_DEFAULT",
+    "STICKINESS_DURATION_KEYS",
+    "TARGET_GROUP_ATTRIBUTES",
+    "Observation",
+    "observe",
+]
 
 
 @dataclass(frozen=True)

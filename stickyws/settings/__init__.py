@@ -6,6 +6,11 @@
 300
 >>> [f.rule for f in s.validate() if f.severity.value == "error"]
 []
+
+Modules, each importing only those before it (no cycles; the package re-exports the public names):
+``findings`` (Finding, Severity), ``spec`` (field specs), ``aws_names`` (settings to AWS attribute
+and property names, with AWS defaults), ``errors``, ``values`` (the one value parser and renderer),
+``rules``, ``model`` (the Settings object), ``codec`` (environment, context, files).
 """
 
 from stickyws.settings.codec import (
@@ -25,6 +30,7 @@ from stickyws.settings.codec import (
     to_env,
 )
 from stickyws.settings.errors import SettingsError, SettingValueError, UnknownSettingError
+from stickyws.settings.findings import Finding, Severity
 from stickyws.settings.model import (
     FIELDS,
     ClientSettings,
@@ -35,7 +41,7 @@ from stickyws.settings.model import (
     TargetGroupSettings,
     TaskSettings,
 )
-from stickyws.settings.rules import RULES, Finding, Severity, validate
+from stickyws.settings.rules import RULES, validate
 
 __all__ = [
     "CONTEXT_SETTINGS_FILE",

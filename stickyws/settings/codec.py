@@ -9,14 +9,32 @@ from __future__ import annotations
 
 import json
 import tomllib
-import types
-import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from stickyws.settings.errors import SettingsError, SettingValueError
-from stickyws.settings.model import FIELDS, FieldInfo, Settings
+from stickyws.settings.findings import Finding, Severity
+from stickyws.settings.model import FIELDS, Settings
+from stickyws.settings.values import parse_bool, parse_value, render_value
+
+__all__ = [
+    "CONTEXT_SETTINGS_FILE",
+    "ENV_JWT_SECRET",
+    "ENV_PREFIX",
+    "ENV_REDIS_URL",
+    "ENV_SERVER_ID",
+    "ENV_SERVICE_NAME",
+    "ENV_TARGET_GROUP_ARN",
+    "env_name",
+    "from_env",
+    "load_file",
+    "parse_bool",
+    "parse_value",
+    "render_value",
+    "resolve",
+    "to_env",
+]
 
 ENV_PREFIX = "STICKYWS_"
 #: Environment variable that carries the HS256 token signing key (a secret, never a setting).
@@ -35,65 +53,10 @@ ENV_TARGET_GROUP_ARN = "STICKYWS_TARGET_GROUP_ARN"
 #: CDK context key naming a JSON or TOML settings file.
 CONTEXT_SETTINGS_FILE = "settings_file"
 
-_OFF = {"", "none", "off", "null", "disabled"}
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
 
 def env_name(name: str) -> str:
     """The environment variable that carries setting ``name``."""
     return ENV_PREFIX + name.upper()
-
-
-def parse_value(info: FieldInfo, raw: Any) -> Any:
-    """``raw`` (a string from the command line or environment, or a JSON/TOML value) as the field's type."""
-    kind = info.type
-    nullable = _is_optional(kind)
-    if nullable:
-        kind = next(a for a in typing.get_args(kind) if a is not type(None))
-    if raw is None or (nullable and isinstance(raw, str) and raw.strip().lower() in _OFF):
-        if nullable:
-            return None
-        raise SettingValueError(info.name, raw, _expected(info))
-    try:
-        if kind is bool:
-            return parse_bool(raw)
-        if kind is int:
-            if isinstance(raw, bool):
-                raise ValueError
-            if isinstance(raw, float) and not raw.is_integer():
-                raise ValueError
-            return int(raw)
-        if kind is float:
-            if isinstance(raw, bool):
-                raise ValueError
-            return float(raw)
-        if kind is str:
-            if not isinstance(raw, (str, int)) or isinstance(raw, bool):
-                raise ValueError
-            return str(raw)
-        if typing.get_origin(kind) is tuple:
-            if isinstance(raw, str):
-                return tuple(part.strip() for part in raw.split(",") if part.strip())
-            if isinstance(raw, (list, tuple)) and all(isinstance(x, str) for x in raw):
-                return tuple(raw)
-            raise ValueError
-    except (TypeError, ValueError):
-        raise SettingValueError(info.name, raw, _expected(info)) from None
-    raise TypeError(f"no parser for {info.name}: {kind!r}")
-
-
-def render_value(value: Any) -> str:
-    """A setting value as environment/context text; :func:`parse_value` reads it back unchanged."""
-    if value is None:
-        return "off"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, tuple):
-        return ",".join(value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def to_env(settings: Settings) -> dict[str, str]:
@@ -118,8 +81,6 @@ def load_file(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
         data: Any = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (OSError, ValueError) as exc:
-        from stickyws.settings.rules import Finding, Severity
-
         raise SettingsError(
             [
                 Finding(
@@ -149,36 +110,3 @@ def resolve(context: Mapping[str, Any], base: Settings | None = None) -> Setting
         settings = settings.with_overrides(load_file(str(file_name)))
     flat = {name: value for name, value in context.items() if name in FIELDS and value is not None}
     return settings.with_overrides(flat)
-
-
-def _is_optional(kind: Any) -> bool:
-    origin = typing.get_origin(kind)
-    return origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(kind)
-
-
-def parse_bool(raw: Any) -> bool:
-    """``true/false``, ``1/0``, ``yes/no``, ``on/off`` (any case) or a bool; ``ValueError`` otherwise."""
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(raw)
-
-
-def _expected(info: FieldInfo) -> str:
-    kind = info.type
-    names = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
-    if _is_optional(kind):
-        base = "a number or off"
-    elif typing.get_origin(kind) is tuple:
-        base = "a comma-separated list"
-    else:
-        base = names.get(kind, "text")
-    if info.spec.choices:
-        base = " | ".join(info.spec.choices)
-    elif info.spec.lo is not None or info.spec.hi is not None:
-        base = f"{base} ({info.spec.describe_range()})"
-    return base

@@ -11,11 +11,9 @@ Hierarchy::
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
 
-if TYPE_CHECKING:
-    from stickyws.settings.rules import Finding
+from stickyws.settings.findings import Finding, Severity
 
 
 class SettingsError(ValueError):
@@ -31,11 +29,8 @@ class SettingsError(ValueError):
 class UnknownSettingError(SettingsError):
     """A setting name that the model does not declare."""
 
-    def __init__(self, name: str) -> None:
-        from stickyws.settings.model import FIELDS
-        from stickyws.settings.rules import Finding, Severity
-
-        close = difflib.get_close_matches(name, list(FIELDS), n=3)
+    def __init__(self, name: str, known: Iterable[str] = ()) -> None:
+        close = difflib.get_close_matches(name, list(known), n=3)
         hint = f"did you mean {' or '.join(close)}?" if close else "see the settings table in README.md"
         self.name = name
         super().__init__(
@@ -55,8 +50,6 @@ class SettingValueError(SettingsError):
     """A value that cannot be read as the field's type."""
 
     def __init__(self, name: str, raw: object, expected: str) -> None:
-        from stickyws.settings.rules import Finding, Severity
-
         super().__init__(
             [
                 Finding(

@@ -16,12 +16,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from stickyws.settings.spec import Spec, setting, spec_of
-
-if TYPE_CHECKING:
-    from stickyws.settings.rules import Finding
+from stickyws.settings.errors import SettingsError, UnknownSettingError
+from stickyws.settings.findings import Finding, Severity
+from stickyws.settings.rules import validate
+from stickyws.settings.spec import FieldInfo, setting, spec_of
+from stickyws.settings.values import parse_value
 
 DAY_S = 86_400
 WEEK_S = 7 * DAY_S
@@ -382,17 +383,6 @@ GROUPS: tuple[tuple[str, type[Any]], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class FieldInfo:
-    """Where a flat setting name lives and how it is described."""
-
-    name: str
-    group: str
-    spec: Spec
-    default: Any
-    type: Any
-
-
 def _index() -> dict[str, FieldInfo]:
     import typing
 
@@ -446,8 +436,6 @@ class Settings:
         Raises :class:`stickyws.settings.errors.SettingsError` for an unknown name or a value
         that cannot be parsed (the message lists the valid names or the expected type).
         """
-        from stickyws.settings.codec import parse_value
-
         per_group: dict[str, dict[str, Any]] = {}
         for name, raw in overrides.items():
             info = _info(name)
@@ -457,15 +445,10 @@ class Settings:
 
     def validate(self) -> list[Finding]:
         """Findings of every named rule, errors first; an empty list means nothing to report."""
-        from stickyws.settings.rules import validate
-
         return validate(self)
 
     def check(self) -> list[Finding]:
         """Raise :class:`SettingsError` if any rule reports an error; else return the other findings."""
-        from stickyws.settings.errors import SettingsError
-        from stickyws.settings.rules import Severity
-
         findings = self.validate()
         errors = [f for f in findings if f.severity is Severity.ERROR]
         if errors:
@@ -477,6 +460,4 @@ def _info(name: str) -> FieldInfo:
     try:
         return FIELDS[name]
     except KeyError:
-        from stickyws.settings.errors import UnknownSettingError
-
-        raise UnknownSettingError(name) from None
+        raise UnknownSettingError(name, FIELDS) from None

@@ -8,39 +8,18 @@ balancer or a template. Add a rule with the :func:`rule` decorator; its id is it
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from stickyws.settings.model import FIELDS, Settings
+from stickyws.settings.findings import Finding, Severity
 
-
-class Severity(enum.Enum):
-    """How much a finding matters: errors stop a synth, warnings are printed, info is reported."""
-
-    ERROR = "error"
-    WARNING = "warning"
-    INFO = "info"
+if TYPE_CHECKING:
+    from stickyws.settings.model import Settings
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One thing a rule has to say: what is wrong (or worth knowing) and how to fix it."""
-
-    rule: str
-    severity: Severity
-    message: str
-    fix: str = ""
-    settings: tuple[str, ...] = ()
-
-    def render(self) -> str:
-        """One line: ``[rule] message -> fix``."""
-        text = f"[{self.rule}] {self.message}"
-        return f"{text} -> {self.fix}" if self.fix else text
-
-
-CheckFn = Callable[[Settings], Iterable[Finding]]
+CheckFn = Callable[["Settings"], Iterable[Finding]]
 
 
 @dataclass(frozen=True)
@@ -92,7 +71,7 @@ def _info(rule_id: str, message: str, *names: str) -> Finding:
 @rule("in-range", "Every setting lies inside its AWS (or stickyws) range.")
 def _in_range(s: Settings) -> Iterator[Finding]:
     for name, value in s.items():
-        spec = FIELDS[name].spec
+        spec = s.fields_index[name].spec
         if value is None:
             if not spec.nullable:
                 yield _error("in-range", f"{name} is unset", f"set {name} ({spec.describe_range()})", name)

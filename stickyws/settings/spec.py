@@ -49,6 +49,17 @@ class Spec:
         return text
 
 
+@dataclass(frozen=True)
+class FieldInfo:
+    """Where a flat setting name lives and how it is described."""
+
+    name: str
+    group: str
+    spec: Spec
+    default: Any
+    type: Any
+
+
 def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 

@@ -22,7 +22,7 @@ from stickyws.audit.from_aws import read_load_balancer
 from stickyws.cli import main
 from stickyws.localproc import free_port
 from stickyws.settings import Settings, to_env
-from tests.audit.aws_env import REGION, fake_aws_environment, no_aws_credentials
+from stickyws.testing.aws_env import REGION, fake_aws_environment, no_aws_credentials
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from constructs_lib.bundling import HANDLER_FILES, SOURCE_ROOT, package_dir
+from constructs_lib.bundling import HANDLER_FILES, HANDLER_MODULES, bundle_path, module_file, package_dir
 from stickyws.keys import drain_key
 from stickyws.settings import ENV_REDIS_URL
 from tests.cdk.test_service import drain_function, only, variant
@@ -184,8 +184,9 @@ def test_bundle_holds_exactly_the_handler_and_redis(
     assert files == set(HANDLER_FILES) | redis_files
     assert set(HANDLER_FILES) == {"stickyws/__init__.py", "stickyws/keys.py", "stickyws/drain_notifier.py"}
     assert "redis/__init__.py" in files
-    for rel in HANDLER_FILES:
-        assert (bundle / rel).read_bytes() == (SOURCE_ROOT / rel).read_bytes()
+    assert [bundle_path(m) for m in HANDLER_MODULES] == list(HANDLER_FILES)
+    for name in HANDLER_MODULES:
+        assert (bundle / bundle_path(name)).read_bytes() == module_file(name).read_bytes()
 
 
 @pytest.mark.redis

@@ -236,7 +236,7 @@ def test_image_asset_context_is_narrowed_by_dockerignore(reference_outdir: Path)
     ]
     assert len(docker_dirs) == 1
     staged = {p.name for p in docker_dirs[0].iterdir()}
-    assert {"Dockerfile", "pyproject.toml", "constraints.txt", "stickyws"} <= staged
+    assert {"Dockerfile", "pyproject.toml", "LICENSE", "constraints.txt", "stickyws"} <= staged
     assert not staged & {"tests", ".venv", "node_modules", "cdk.out", "constructs_lib", "stacks", ".git", "docs"}
 
 

@@ -1,12 +1,17 @@
-"""Fixtures for the moto tests: fake credentials and a region (the reference template comes from tests/conftest.py)."""
+"""Fixtures for the moto tests: fake credentials and a region, and the reference template for the stickyws plugin.
+
+The reference template comes from tests/conftest.py; the stickyws pytest plugin's ``stickyws_moto``
+deploys it (stickyws.testing.plugin).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from tests.audit.aws_env import fake_aws_environment
+from stickyws.testing.aws_env import fake_aws_environment
 
 
 @pytest.fixture(scope="module")
@@ -15,3 +20,15 @@ def aws_environment() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         fake_aws_environment(mp)
         yield
+
+
+@pytest.fixture(scope="module")
+def stickyws_template(reference_template_json: dict[str, Any]) -> dict[str, Any]:
+    """The plugin deploys the reference stack."""
+    return reference_template_json
+
+
+@pytest.fixture(scope="module")
+def stickyws_stack_name() -> str:
+    """Under the reference stack's own name."""
+    return "StickyWebSocketStack"

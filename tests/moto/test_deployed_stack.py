@@ -1,27 +1,28 @@
 """The synthesized reference stack deployed into moto: audited live, values read back, mutations caught.
 
-One moto account for the module: the reference stack and one stack per mutation are deployed once
-(with the documented workarounds of moto_compat.py), and every test reads them through boto3.
+One moto account for the module, from the stickyws pytest plugin (``stickyws_moto`` deploys the
+reference template, see tests/moto/conftest.py): the reference stack and one stack per mutation are
+deployed once (with the workarounds of stickyws.testing.moto_compat), and every test reads them
+through boto3.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from stickyws.audit.checks import Audit, Status, audit, catalog
 from stickyws.audit.from_aws import read_stack
 from stickyws.audit.mapping import INFRA_SETTINGS
+from stickyws.audit.report import render_table
 from stickyws.cli import main
-from tests.audit.aws_env import REGION
+from stickyws.testing import MotoDeployment, NotWebSocketReady, assert_websocket_ready
+from stickyws.testing.aws_env import REGION
+from stickyws.testing.moto_compat import create_stack
 from tests.audit.edits import MUTATIONS, container_settings, only, server_container
-from tests.moto.moto_compat import create_stack, deploy
 
 pytestmark = [pytest.mark.synth, pytest.mark.filterwarnings("ignore:Tried to parse AWS::")]
 
@@ -39,15 +40,13 @@ class Deployed:
 
 
 @pytest.fixture(scope="module")
-def deployed(aws_environment: None, reference_template_json: dict[str, Any]) -> Iterator[Deployed]:
+def deployed(stickyws_moto: MotoDeployment, stickyws_deploy: Any, reference_template_json: dict[str, Any]) -> Deployed:
     """The reference stack, one stack per mutation, and the reference without workarounds, in one mock."""
-    with mock_aws():
-        session = boto3.Session(region_name=REGION)
-        physical = deploy(session, reference_template_json, GOOD)
-        for mutation in MUTATIONS:
-            deploy(session, mutation.edit(reference_template_json), f"Mutated-{mutation.name}")
-        create_stack(session, reference_template_json, RAW)
-        yield Deployed(session, physical, reference_template_json)
+    assert stickyws_moto.stack_name == GOOD
+    for mutation in MUTATIONS:
+        stickyws_deploy(mutation.edit(reference_template_json), f"Mutated-{mutation.name}")
+    create_stack(stickyws_moto.session, reference_template_json, RAW)
+    return Deployed(stickyws_moto.session, dict(stickyws_moto.physical), reference_template_json)
 
 
 def _audit(deployed: Deployed, stack: str) -> Audit:
@@ -165,3 +164,19 @@ def test_cli_exit_code_zero_for_the_reference_stack(deployed: Deployed, capsys: 
     out = capsys.readouterr().out
     assert code == 0
     assert out.rstrip().endswith(f"{len(catalog())} pass, 0 warn, 0 fail (exit 0)")
+
+
+def test_assert_websocket_ready_passes_the_reference_and_fails_a_broken_stack_with_the_table(
+    deployed: Deployed, stickyws_moto: MotoDeployment
+) -> None:
+    """assert_websocket_ready returns the deployed reference stack's audit and fails on a broken one with its table."""
+    assert assert_websocket_ready(stickyws_moto).exit_code == 0
+    broken = next(m for m in MUTATIONS if m.name == "stickiness-off")
+    with pytest.raises(NotWebSocketReady) as caught:
+        assert_websocket_ready(MotoDeployment(deployed.session, f"Mutated-{broken.name}", deployed.template, {}))
+    failed = caught.value.audit.failed()
+    assert set(failed) == broken.failing
+    assert str(caught.value) == (
+        f"stack Mutated-{broken.name} is not WebSocket-ready: {', '.join(failed)} failed\n"
+        + render_table(caught.value.audit)
+    )

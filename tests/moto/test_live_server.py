@@ -22,9 +22,9 @@ from moto.server import ThreadedMotoServer
 from stickyws.audit.checks import catalog
 from stickyws.cli import main
 from stickyws.localproc import free_port
-from tests.audit.aws_env import fake_aws_environment
+from stickyws.testing.aws_env import fake_aws_environment
+from stickyws.testing.moto_compat import deploy
 from tests.audit.edits import MUTATIONS
-from tests.moto.moto_compat import deploy
 
 pytestmark = [pytest.mark.synth, pytest.mark.filterwarnings("ignore:Tried to parse AWS::")]
 

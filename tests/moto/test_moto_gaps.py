@@ -1,9 +1,9 @@
-"""Canaries for moto's CloudFormation gaps: one strict xfail per workaround in moto_compat.GAPS.
+"""Canaries for moto's CloudFormation gaps: one strict xfail per workaround in stickyws.testing.moto_compat.GAPS.
 
 Each canary deploys nothing but the raw template (``create_stack``, no workaround) and asserts
 that moto applied the property natively. Today each fails, which is the expected (x)failure. The
 day a moto upgrade applies the property, the canary passes, ``strict=True`` turns that XPASS into
-a failed run, and the matching workaround in moto_compat.py (and this canary) should be deleted.
+a failed run, and the matching workaround in stickyws/testing/moto_compat.py (and this canary) should be deleted.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tests.audit.aws_env import REGION
+from stickyws.testing.aws_env import REGION
+from stickyws.testing.moto_compat import GAPS, create_stack, deploy
 from tests.audit.edits import only, server_container
-from tests.moto.moto_compat import GAPS, create_stack, deploy
 
 pytestmark = [pytest.mark.synth, pytest.mark.filterwarnings("ignore:Tried to parse AWS::")]
 

@@ -1,11 +1,24 @@
-"""A fake AWS environment for tests: credentials and region that only moto accepts, no way out to AWS."""
+"""A fake AWS environment for tests: credentials and region that only moto accepts, no way out to AWS.
+
+The functions take anything with pytest's ``MonkeyPatch`` ``setenv``/``delenv`` methods, so the
+environment comes back as it was when the monkeypatch is undone.
+"""
 
 from __future__ import annotations
 
-import pytest
+from typing import Protocol
 
-#: The reference synth has a certificate ARN in eu-west-1; the mocks use that region too.
+#: Region of the fake environment (and of the moto account the pytest plugin creates).
 REGION = "eu-west-1"
+
+
+class EnvironmentPatch(Protocol):
+    """What :func:`fake_aws_environment` needs of pytest's ``MonkeyPatch``."""
+
+    def setenv(self, name: str, value: str, prepend: str | None = None) -> None: ...
+
+    def delenv(self, name: str, raising: bool = True) -> None: ...
+
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -28,15 +41,16 @@ CLEARED = (
 )
 
 
-def fake_aws_environment(mp: pytest.MonkeyPatch) -> None:
-    """Fake credentials and the test region in the environment, nothing that could reach AWS."""
+def fake_aws_environment(mp: EnvironmentPatch, region: str = REGION) -> None:
+    """Fake credentials and ``region`` in the environment, nothing that could reach AWS."""
     for name in CLEARED:
         mp.delenv(name, raising=False)
     for name, value in FAKE_CREDENTIALS.items():
         mp.setenv(name, value)
+    mp.setenv("AWS_DEFAULT_REGION", region)
 
 
-def no_aws_credentials(mp: pytest.MonkeyPatch) -> None:
+def no_aws_credentials(mp: EnvironmentPatch) -> None:
     """An environment with a region but no credentials anywhere boto3 looks."""
     fake_aws_environment(mp)
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):

@@ -1,0 +1,139 @@
+"""What the layout promises without a build: no import cycles, no auditor in the constructs, one image tail."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import stickyws.testing
+from constructs_lib.image import PACKAGED_CONTEXT, REQUIREMENT_BUILD_ARG, default_requirement
+from stickyws.testing import plugin
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Modules of the settings package that import nothing else from stickyws.
+SETTINGS_LEAVES = {"stickyws.settings.findings", "stickyws.settings.spec", "stickyws.settings.aws_names"}
+
+
+def module_name(path: Path) -> str:
+    """``stickyws/settings/model.py`` -> ``stickyws.settings.model`` (packages by their ``__init__``)."""
+    parts = list(path.relative_to(REPO_ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_imports(tree: ast.AST) -> Iterator[str]:
+    """Every module imported anywhere in ``tree`` (functions too), except under ``if TYPE_CHECKING:``."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            yield from (name for child in node.orelse for name in _runtime_imports(child))
+            continue
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+        yield from _runtime_imports(node)
+
+
+def import_graph(*packages: str) -> dict[str, set[str]]:
+    """Module -> the first-party modules it names in run-time imports (``from pkg import mod`` names ``pkg.mod``)."""
+    modules = {module_name(p): p for pkg in packages for p in (REPO_ROOT / pkg).rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        edges: set[str] = set()
+        for imported in _runtime_imports(ast.parse(path.read_text(encoding="utf-8"))):
+            if imported in modules:
+                edges.add(imported)
+        graph[name] = edges - {name}
+    return graph
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for nxt in graph[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
+def test_the_settings_package_has_no_import_cycle() -> None:
+    """No settings module reaches itself through run-time imports (lazy ones in functions included)."""
+    graph = import_graph("stickyws")
+    settings = [m for m in graph if m.startswith("stickyws.settings.")]
+    assert len(settings) >= 8
+    assert [m for m in settings if m in _reachable(graph, m)] == []
+
+
+def test_findings_spec_and_aws_names_are_leaf_modules() -> None:
+    """Finding/Severity, the field specs and the AWS names table import nothing from stickyws."""
+    graph = import_graph("stickyws")
+    assert {m: graph[m] for m in SETTINGS_LEAVES} == {m: set() for m in SETTINGS_LEAVES}
+    assert _reachable(graph, "stickyws.settings.values") == {
+        "stickyws.settings.errors",
+        "stickyws.settings.findings",
+        "stickyws.settings.spec",
+    }
+
+
+def test_constructs_never_reach_the_auditor() -> None:
+    """Nothing constructs_lib imports, directly or through stickyws, is part of stickyws.audit or stickyws.testing."""
+    graph = import_graph("stickyws", "constructs_lib")
+    reached = set().union(*(_reachable(graph, m) for m in graph if m.startswith("constructs_lib")))
+    assert sorted(m for m in reached if m.startswith(("stickyws.audit", "stickyws.testing"))) == []
+    assert "stickyws.settings.aws_names" in reached
+
+
+def test_packaged_dockerfile_runs_the_server_like_the_repository_one() -> None:
+    """From ENV on, the packaged Dockerfile is the repository's (user, port, health check, entry point)."""
+    ours = (REPO_ROOT / "Dockerfile").read_text(encoding="utf-8")
+    packaged = (PACKAGED_CONTEXT / "Dockerfile").read_text(encoding="utf-8")
+    tail = ours[ours.index("ENV PYTHONUNBUFFERED=1") :]
+    assert packaged.endswith(tail)
+    assert f"ARG {REQUIREMENT_BUILD_ARG}\n" in packaged
+    assert f'pip install --no-cache-dir "${REQUIREMENT_BUILD_ARG}"' in packaged
+    assert default_requirement() == "stickyws[server]==0.1.0"
+
+
+@pytest.mark.synth
+def test_a_requirement_selects_the_packaged_dockerfile_even_in_a_checkout(tmp_path: Path) -> None:
+    """server_image(requirement=...) stages only the packaged Dockerfile with that build argument."""
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_ecs as ecs
+
+    from constructs_lib import server_image
+
+    app = App(outdir=str(tmp_path), builtin_cloud_formation_validation=False)
+    stack = Stack(app, "ImageOnly")
+    task = ecs.FargateTaskDefinition(stack, "Task")
+    requirement = "stickyws[server] @ https://example.com/stickyws-0.1.0-py3-none-any.whl"
+    task.add_container("server", image=server_image(requirement=requirement))
+    app.synth()
+    (image,) = json.loads((tmp_path / "ImageOnly.assets.json").read_text(encoding="utf-8"))["dockerImages"].values()
+    assert image["source"]["dockerBuildArgs"] == {REQUIREMENT_BUILD_ARG: requirement}
+    assert sorted(p.name for p in (tmp_path / image["source"]["directory"]).iterdir()) == ["Dockerfile"]
+
+
+def test_readme_moto_example_uses_only_the_plugins_fixtures_and_the_public_helpers() -> None:
+    """The README's moto example overrides a plugin fixture, requests only plugin fixtures and imports public names."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(
+        r"<!-- moto-example:start -->\s*```python\n(?P<code>.*?)```\s*<!-- moto-example:end -->", readme, re.S
+    )
+    assert match is not None, "README.md lost its moto example markers"
+    tree = ast.parse(match.group("code"))
+    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    fixtures = {name for name, value in inspect.getmembers(plugin) if name.startswith("stickyws_") and callable(value)}
+    assert {f.name for f in functions if not f.name.startswith("test_")} <= fixtures
+    assert {a.arg for f in functions if f.name.startswith("test_") for a in f.args.args} <= fixtures
+    imported = {
+        a.name for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "stickyws.testing" for a in n.names
+    }
+    assert imported == {"assert_websocket_ready"}
+    assert imported <= set(stickyws.testing.__all__)
