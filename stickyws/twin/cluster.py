@@ -91,18 +91,21 @@ MIN_CAPACITY = 16
 PLACEHOLDERS = ("port", "server_id", "redis_url", "jwt_secret")
 #: Seconds the twin keeps reading reconnect announcements after a deregistered server exited.
 ANNOUNCEMENT_GRACE_S = 0.3
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def expand(template: str, values: Mapping[str, str]) -> str:
     """``template`` with every ``{name}`` of :data:`PLACEHOLDERS` replaced by ``values[name]``.
 
+    ``{{`` and ``}}`` stand for a literal brace (``ws:user:{{id}}`` gives ``ws:user:{id}``).
     Raises :class:`TwinError` naming the placeholders there are for any other ``{word}``; text in
     braces that is not a single word (JSON, ``{}``) is left as it is.
     """
 
     def fill(match: re.Match[str]) -> str:
         name = match.group(1)
+        if name is None:
+            return match.group(0)[0]
         if name not in values:
             known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
             raise TwinError(f"unknown placeholder {{{name}}} in {template!r}: use {known}")
@@ -289,20 +292,10 @@ class TwinCluster:
                 self._spawn(name)
             for proc in self.procs.values():
                 self._wait_own_health(proc)
-            layout = Layout(
-                frontend_port=self.frontend_port,
-                stats_socket=self.stats_socket,
-                slots=[Slot(n, self.procs[n].port if n in self.procs else None) for n in self._slots],
-                time_scale=self.time_scale,
-            )
-            self.config_path.write_text(haproxy_config.render(self.settings, layout), encoding="utf-8")
             binary = shutil.which("haproxy")
             if binary is None:
                 raise LocalProcessError("haproxy not found: install the Debian package haproxy (make system-deps)")
-            self.haproxy = start_process(
-                [binary, "-db", "-f", str(self.config_path)], log_path=self.dir / "haproxy.log"
-            )
-            wait_for_port(self.frontend_port, 10.0)
+            self._start_haproxy(binary)
             for name in list(self.procs):
                 self._wait_target(name, healthy=True)
                 self.procs[name].phase = "serving"
@@ -480,7 +473,7 @@ class TwinCluster:
         )
 
     def _spawn(self, name: str) -> ServerProcess:
-        port = free_port()
+        port = self._free_port()
         assert self.jwt_secret is not None
         values = {"port": str(port), "server_id": name, "redis_url": self.redis.url, "jwt_secret": self.jwt_secret}
         env = {
@@ -503,6 +496,46 @@ class TwinCluster:
         proc = ServerProcess(name, port, started, log_path)
         self.procs[name] = proc
         return proc
+
+    def _free_port(self) -> int:
+        """A free port that none of the twin's own processes was given (the OS may hand one out twice)."""
+        taken = {self.frontend_port, self.redis.port, *(p.port for p in self.procs.values())}
+        for _ in range(20):
+            port = free_port()
+            if port not in taken:
+                return port
+        raise TwinError("no free TCP port on 127.0.0.1 after 20 tries: is the machine out of ports?")
+
+    def _start_haproxy(self, binary: str, attempts: int = 3) -> None:
+        """Render the configuration and start HAProxy; returns once its runtime API and frontend answer.
+
+        A frontend port taken between choosing it and HAProxy binding it (another program on the
+        machine) makes HAProxy exit: the twin then picks another port, up to ``attempts`` times.
+        """
+        for attempt in range(1, attempts + 1):
+            layout = Layout(
+                frontend_port=self.frontend_port,
+                stats_socket=self.stats_socket,
+                slots=[Slot(n, self.procs[n].port if n in self.procs else None) for n in self._slots],
+                time_scale=self.time_scale,
+            )
+            self.config_path.write_text(haproxy_config.render(self.settings, layout), encoding="utf-8")
+            log_path = self.dir / "haproxy.log"
+            self.haproxy = start_process([binary, "-db", "-f", str(self.config_path)], log_path=log_path)
+            deadline = time.monotonic() + 10.0
+            while self.haproxy.poll() is None and time.monotonic() < deadline:
+                try:
+                    self.api.command("show info")
+                except RuntimeApiError:
+                    time.sleep(0.02)
+                    continue
+                wait_for_port(self.frontend_port, max(0.1, deadline - time.monotonic()))
+                return
+            stop_pid(self.haproxy, timeout_s=3.0)
+            tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
+            if attempt == attempts or "cannot bind" not in " ".join(tail):
+                raise TwinError(f"HAProxy did not start: {' / '.join(tail) or 'no output'}; see {log_path}")
+            self.frontend_port = self._free_port()
 
     def _wait_own_health(self, proc: ServerProcess) -> None:
         try:

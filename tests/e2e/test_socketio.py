@@ -76,7 +76,7 @@ async def _client(url: str, outcome: Outcome) -> None:
                 await asyncio.sleep(0.3)  # the upgrade completes in the background after connect
         outcome.upgraded += client.transport() == "websocket"
         outcome.completed += 1
-    except (socketio.exceptions.SocketIOError, AssertionError, TimeoutError, aiohttp.ClientError) as exc:
+    except Exception as exc:  # every failure is counted by its type; the sticky run asserts there is none
         outcome.failures[type(exc).__name__] += 1
     finally:
         await client.disconnect()
