@@ -114,6 +114,11 @@ def expand(template: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(fill, template)
 
 
+def literal(text: str) -> str:
+    """``text`` with its braces doubled, so :func:`expand` gives it back unchanged."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
 def server_command(server_cmd: str | Sequence[str]) -> list[str]:
     """The argument list of ``server_cmd`` (a string is split as a shell would, but never run by one)."""
     try:

@@ -14,7 +14,7 @@ import pytest
 
 from stickyws import keys, protocol
 from stickyws.client.connection import with_query
-from stickyws.twin.cluster import DeregisterReport, TwinCluster
+from stickyws.twin.cluster import DeregisterReport, TwinCluster, literal
 from tests.e2e.support import E2E_SETTINGS, TIME_SCALE, client_session, require_binaries, run
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.redis]
@@ -29,7 +29,8 @@ NODE_ENV = {
     "PEER_REDIS_URL": "{redis_url}",
     "PEER_JWT_SECRET": "{jwt_secret}",
     "PEER_JWT_AUDIENCE": E2E_SETTINGS["jwt_audience"],
-    "PEER_USER_KEY_TEMPLATE": keys.user_key("{{id}}"),
+    # The peer replaces "{id}" in this template with the user id.
+    "PEER_USER_KEY_TEMPLATE": literal(keys.user_key("USER")).replace("USER", literal("{id}")),
     "PEER_HEARTBEAT_KEY": keys.heartbeat_key("{server_id}"),
     "PEER_ROUTING_TTL_S": str(E2E_SETTINGS["routing_ttl_s"]),
     "PEER_HEARTBEAT_INTERVAL_S": str(E2E_SETTINGS["heartbeat_interval_s"]),

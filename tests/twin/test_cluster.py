@@ -9,7 +9,7 @@ import pytest
 
 from stickyws.settings import SettingsError
 from stickyws.twin import haproxy_config
-from stickyws.twin.cluster import TwinCluster, TwinError, expand, server_command
+from stickyws.twin.cluster import TwinCluster, TwinError, expand, literal, server_command
 from tests.e2e.support import E2E_SETTINGS, TIME_SCALE, require_binaries
 
 
@@ -72,6 +72,7 @@ def test_server_command_placeholders_are_filled_and_typos_refused_before_anythin
         "s2",
     ]
     assert expand("ws:user:{{id}} {redis_url} {}", values) == "ws:user:{id} redis://127.0.0.1:1/0 {}"
+    assert expand(literal("ws:{u:{id}}:route {port}"), values) == "ws:{u:{id}}:route {port}"
     with pytest.raises(TwinError, match=r"unknown placeholder \{prot\}.*use \{port\}, \{server_id\}"):
         TwinCluster(E2E_SETTINGS, servers=1, server_cmd="node server.js --port {prot}")
     with pytest.raises(TwinError, match="the server command is empty"):
