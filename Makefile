@@ -20,14 +20,19 @@ help:  ## List the targets.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[cdk,server,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[cdk,server,dev,examples]'
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV)/.installed node_modules/.installed  ## Create .venv (pinned deps) and the local CDK CLI.
+# The seed article's Node server: the benchmark's peer, and a `twin up --server-cmd` in the tests.
+bench/node-peer/node_modules/.installed: bench/node-peer/package.json bench/node-peer/package-lock.json
+	cd bench/node-peer && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.installed node_modules/.installed bench/node-peer/node_modules/.installed  ## Create .venv (pinned deps), the local CDK CLI and the Node peer's modules.
 
 synth: setup  ## Synthesize cdk.out/StickyWebSocketStack.template.json offline (settings: -c via CDK_ARGS).
 	$(CDK) synth --quiet $(CDK_ARGS)

@@ -11,6 +11,17 @@ Three ways to use :class:`StickyWebSocketLoadBalancer`:
 * **Existing listener** (``listener=``): only the target group and the ``Upgrade: websocket``
   listener rule are created; the listener's default action and certificates stay the owner's.
 
+Polling transports (``polling_paths=``, e.g. :data:`SOCKET_IO_PATHS`): Socket.IO, SockJS and the
+like start on HTTP long polling, whose requests carry no ``Upgrade`` header, and every request of
+one session must reach the task that created it (Socket.IO answers 400 "Session ID unknown"
+elsewhere). A second listener rule (``path-pattern``, priority ``polling_rule_priority``, by default
+the upgrade rule's + 1) forwards those paths to the SAME sticky target group, so polling requests
+and the later upgrade share one cookie and one task, also on a shared listener whose default action
+belongs to another application. The settings rules apply as for WebSocket clients: stickiness must
+be on and outlive the client's reconnect backoff (``stickiness_duration_s >= reconnect_cap_s``:
+set ``reconnect_cap_s`` to Socket.IO's ``reconnectionDelayMax``), and ``ping_interval_s`` (set it
+to Socket.IO's ``pingInterval``) must stay within the idle timeout, which also bounds a long poll.
+
 Routing decision: on a listener this construct creates, BOTH the ``Upgrade: websocket`` rule
 (priority 1) and the default action forward to the target group. Plain HTTP requests (the health
 path, polling fallbacks, a first request that primes the ``AWSALB`` cookie before the upgrade)
@@ -21,6 +32,7 @@ whose default action belongs to another application.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from aws_cdk import Annotations, Aws, CfnCondition, CfnMapping, Duration, Fn, RemovalPolicy, Stack, Token, region_info
@@ -46,6 +58,12 @@ HTTP_ONLY_WARNING_ID: Final = "stickyws:load-balancer:http-only"
 UNMANAGED_ATTRIBUTES_WARNING_ID: Final = "stickyws:load-balancer:unmanaged-attributes"
 #: Header condition of the WebSocket listener rule (ALB header matching is case-insensitive).
 UPGRADE_HEADER: Final = ("Upgrade", "websocket")
+#: ``polling_paths`` for Socket.IO (Engine.IO's default path ``/socket.io/``).
+SOCKET_IO_PATHS: Final = ("/socket.io/*",)
+#: Values one ALB ``path-pattern`` condition may hold, and the length and characters of each.
+MAX_POLLING_PATHS: Final = 5
+MAX_PATH_PATTERN_LENGTH: Final = 128
+_PATH_PATTERN_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.$/~\"'@:+&*?")
 #: Prefixes of the two log streams in the log bucket.
 ACCESS_LOG_PREFIX: Final = "access"
 CONNECTION_LOG_PREFIX: Final = "connection"
@@ -90,6 +108,11 @@ class StickyWebSocketLoadBalancer(Construct):
     :param log_bucket: bucket for access and connection logs. Default: a new bucket, S3-managed
         encryption (ALB log delivery does not support KMS), TLS enforced, public access blocked.
     :param upgrade_rule_priority: priority of the ``Upgrade: websocket`` rule; 1-50000, default 1.
+    :param polling_paths: path patterns of a polling transport forwarded to the same sticky target
+        group (see the module doc), e.g. :data:`SOCKET_IO_PATHS`; 1-5 patterns starting with ``/``,
+        at most 128 characters each. Default: none (no polling rule).
+    :param polling_rule_priority: priority of that rule; 1-50000, not the upgrade rule's. Default:
+        ``upgrade_rule_priority + 1``.
     :param target_port: container port of the targets. Default: the ``port`` setting.
     """
 
@@ -110,6 +133,8 @@ class StickyWebSocketLoadBalancer(Construct):
         log_bucket: s3.IBucket | None = None,
         upgrade_rule_priority: int = 1,
         target_port: int | None = None,
+        polling_paths: Sequence[str] = (),
+        polling_rule_priority: int | None = None,
     ) -> None:
         super().__init__(scope, id_)
         _check_props(
@@ -121,6 +146,8 @@ class StickyWebSocketLoadBalancer(Construct):
             http_only=http_only,
             upgrade_rule_priority=upgrade_rule_priority,
         )
+        polling_priority = polling_rule_priority if polling_rule_priority is not None else upgrade_rule_priority + 1
+        _check_polling(polling_paths, polling_priority, upgrade_rule_priority)
         apply_settings(self, settings)
         self._settings = settings
         self._http_only = http_only
@@ -153,6 +180,16 @@ class StickyWebSocketLoadBalancer(Construct):
             conditions=[elbv2.ListenerCondition.http_header(UPGRADE_HEADER[0], [UPGRADE_HEADER[1]])],
             action=elbv2.ListenerAction.forward([self._target_group]),
         )
+        self._polling_rule: elbv2.ApplicationListenerRule | None = None
+        if polling_paths:
+            self._polling_rule = elbv2.ApplicationListenerRule(
+                self,
+                "PollingPathRule",
+                listener=listener,
+                priority=polling_priority,
+                conditions=[elbv2.ListenerCondition.path_patterns(list(polling_paths))],
+                action=elbv2.ListenerAction.forward([self._target_group]),
+            )
 
         host = domain_name or (self._load_balancer.load_balancer_dns_name if self._load_balancer else "")
         if domain_name and hosted_zone is not None and self._load_balancer is not None:
@@ -188,6 +225,11 @@ class StickyWebSocketLoadBalancer(Construct):
     def upgrade_rule(self) -> elbv2.ApplicationListenerRule:
         """The listener rule that forwards ``Upgrade: websocket`` requests to :attr:`target_group`."""
         return self._upgrade_rule
+
+    @property
+    def polling_rule(self) -> elbv2.ApplicationListenerRule | None:
+        """The ``path-pattern`` rule of ``polling_paths`` (same target group); ``None`` without polling paths."""
+        return self._polling_rule
 
     @property
     def security_group(self) -> ec2.ISecurityGroup | None:
@@ -475,6 +517,31 @@ def _default_container_name(service: ecs.BaseService) -> str:
     if container is None:
         raise ValueError("the service's task definition has no container: pass container_name= to attach()")
     return container.container_name
+
+
+def _check_polling(paths: Sequence[str], priority: int, upgrade_priority: int) -> None:
+    """Refuse polling paths or a priority the ALB would reject, with the fix."""
+    if isinstance(paths, str):
+        raise ValueError(f"polling_paths={paths!r} is one string: pass a list, e.g. [{paths!r}]")
+    if len(paths) > MAX_POLLING_PATHS:
+        raise ValueError(f"{len(paths)} polling_paths: one ALB rule holds at most {MAX_POLLING_PATHS}; merge them")
+    for path in paths:
+        if Token.is_unresolved(path):
+            continue
+        bad = sorted(set(path) - _PATH_PATTERN_CHARS)
+        if not path.startswith("/") or len(path) > MAX_PATH_PATTERN_LENGTH or bad:
+            raise ValueError(
+                f"polling path {path!r} is not an ALB path pattern: start with /, at most "
+                f"{MAX_PATH_PATTERN_LENGTH} characters of A-Z a-z 0-9 _-.$/~\"'@:+&*? (e.g. /socket.io/*)"
+            )
+    if not paths or Token.is_unresolved(priority):
+        return
+    if not 1 <= priority <= 50_000:
+        raise ValueError(f"polling_rule_priority={priority} is outside 1-50000: pick a free priority")
+    if priority == upgrade_priority:
+        raise ValueError(
+            f"polling_rule_priority={priority} is the upgrade rule's: two rules of a listener need two priorities"
+        )
 
 
 def _check_props(

@@ -1,7 +1,9 @@
 """``stickyws twin up``: the local twin of the ALB in one terminal, driven by typed commands.
 
-``twin up [--servers N] [--time-scale F] [--set NAME=VALUE ...] [--settings-file F]`` starts
-redis-server, N reference servers and HAProxy, prints the ws:// URL, a token and client command
+``twin up [--servers N] [--time-scale F] [--set NAME=VALUE ...] [--settings-file F]
+[--server-cmd CMD] [--server-env NAME=VALUE ...] [--health-path PATH]`` starts redis-server, N
+servers (the reference server, or CMD with ``{port}``, ``{server_id}``, ``{redis_url}`` and
+``{jwt_secret}`` filled per server) and HAProxy, prints the ws:// URL, a token and client command
 per demo user, and one status line per server, then reads commands on stdin (one per line):
 
 ``status`` | ``deregister NAME`` | ``kill NAME`` | ``add`` | ``deploy`` | ``deploy-no-drain`` |
@@ -60,6 +62,32 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     up.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a setting")
     up.add_argument("--settings-file", help="JSON or TOML file of settings (applied before --set)")
+    up.add_argument(
+        "--allow-rule",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="run although the settings break RULE (e.g. stickiness with --set stickiness_enabled=false), "
+        "to see what breaks",
+    )
+    up.add_argument(
+        "--server-cmd",
+        metavar="CMD",
+        help="run your own server instead of the reference one, e.g. 'node server.js --port {port}' "
+        "(placeholders {port} {server_id} {redis_url} {jwt_secret}; split like a shell, never run by one)",
+    )
+    up.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for every server (same placeholders), e.g. SECRET={jwt_secret}",
+    )
+    up.add_argument(
+        "--health-path",
+        metavar="PATH",
+        help="the path HAProxy and the twin check on each server (= --set health_check_path=PATH)",
+    )
     up.set_defaults(run=run_up)
 
 
@@ -76,13 +104,28 @@ def _settings(args: argparse.Namespace) -> Any:
         if not sep:
             raise CommandError(f"--set {item!r}: use NAME=VALUE, e.g. --set idle_timeout_s=300")
         pairs[name.strip()] = value
+    if args.health_path is not None:
+        pairs["health_check_path"] = args.health_path
     return settings.with_overrides(pairs)
+
+
+def _server_env(args: argparse.Namespace) -> dict[str, str]:
+    from stickyws.cli import CommandError
+
+    env = {}
+    for item in args.server_env:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise CommandError(f"--server-env {item!r}: use NAME=VALUE, e.g. --server-env PORT={{port}}")
+        env[name.strip()] = value
+    return env
 
 
 def run_up(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | None = None) -> int:
     """Start the twin, print its endpoint and status, serve commands, stop everything on exit."""
     from stickyws.cli import CommandError
     from stickyws.localproc import LocalProcessError
+    from stickyws.settings import SettingsError
     from stickyws.twin.cluster import TwinCluster, TwinError
 
     stdin = stdin or sys.stdin
@@ -95,7 +138,18 @@ def run_up(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | 
 
     if args.servers < 1:
         raise CommandError("--servers must be at least 1")
-    cluster = TwinCluster(_settings(args), servers=args.servers, time_scale=args.time_scale, log=say)
+    try:
+        cluster = TwinCluster(
+            _settings(args),
+            servers=args.servers,
+            time_scale=args.time_scale,
+            log=say,
+            server_cmd=args.server_cmd,
+            server_env=_server_env(args),
+            allow_rules=tuple(args.allow_rule),
+        )
+    except (TwinError, SettingsError) as exc:
+        raise CommandError(str(exc)) from None
     stop = threading.Event()
     # Both signals explicitly: a shell starts background jobs with SIGINT ignored.
     previous = {sig: signal.signal(sig, lambda *_: _interrupt()) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -104,12 +158,12 @@ def run_up(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | 
             cluster.start()
         except (LocalProcessError, TwinError) as exc:
             raise CommandError(str(exc), code=1) from None
-        say(f"twin up: {cluster.url}")
+        say(f"twin up: {cluster.url if args.server_cmd is None else cluster.http_url}")
         assert cluster.haproxy is not None
         say(f"haproxy pid {cluster.haproxy.pid}, redis-server pid {cluster.redis.pid}, logs in {cluster.dir}")
         for status in cluster.status():
             say(status.render())
-        for user in DEMO_USERS:
+        for user in DEMO_USERS if args.server_cmd is None else ():  # tokens only mean something to stickyws
             say(f"client for {user}: stickyws client {cluster.url} --token {cluster.token(user)}")
         say("type 'help' for commands; Ctrl-C stops everything")
         reader = threading.Thread(target=_read_commands, args=(cluster, stdin, say, stop), daemon=True)
@@ -158,8 +212,7 @@ def execute(cluster: Any, words: list[str], say: Callable[[str], None]) -> str:
             say(status.render())
     elif command in ("deregister", "kill") and len(rest) == 1:
         if command == "deregister":
-            report = cluster.deregister(rest[0])
-            say(f"{report.name}: deregistered in {report.drained_s:.1f} s, {report.connections_cut} cut")
+            say(cluster.deregister(rest[0]).render())
         else:
             cluster.kill(rest[0])
     elif command == "add" and not rest:
@@ -167,8 +220,14 @@ def execute(cluster: Any, words: list[str], say: Callable[[str], None]) -> str:
     elif command in ("deploy", "deploy-no-drain") and not rest:
         started = time.monotonic()
         reports = cluster.rolling_deploy(drain_notice=command == "deploy")
+        for report in reports:
+            say(report.render())
         cut = sum(r.connections_cut for r in reports)
-        say(f"deploy: replaced {len(reports)} servers in {time.monotonic() - started:.1f} s, {cut} connections cut")
+        told = sum(r.told_to_reconnect for r in reports)
+        say(
+            f"deploy: replaced {len(reports)} servers in {time.monotonic() - started:.1f} s, "
+            f"{cut} connections cut, {told} told to reconnect"
+        )
     elif command == "token" and len(rest) == 1:
         say(cluster.token(rest[0]))
     else:

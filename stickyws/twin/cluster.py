@@ -1,9 +1,17 @@
-"""The local twin: a real redis-server, N reference servers and a real HAProxy on loopback.
+"""The local twin: a real redis-server, N servers (the reference server or your own) and a real HAProxy on loopback.
 
 Everything is rendered from ONE :class:`~stickyws.settings.Settings`: HAProxy's configuration
 (:mod:`stickyws.twin.haproxy_config`), every server's environment (``to_env``), and the timing of
 the operations below. Every process is started by this object and stopped by its PID
 (:mod:`stickyws.localproc`); :meth:`TwinCluster.stop` leaves nothing behind.
+
+Servers: the reference server by default, or any program given as ``server_cmd``: an argument
+list (or a shell-like string, split with :func:`shlex.split`, never run by a shell, so SIGTERM
+reaches the program itself) whose ``{port}``, ``{server_id}``, ``{redis_url}`` and
+``{jwt_secret}`` placeholders are filled per server (:func:`expand`; ``server_env`` values too).
+Every server also gets the settings as environment variables (``to_env``), ``REDIS_URL``,
+``STICKYWS_SERVER_ID`` and ``STICKYWS_JWT_SECRET``; it must answer ``settings["health_check_path"]``
+with the health-check matcher's status on 127.0.0.1:{port}.
 
 Operations, in the order AWS performs them:
 
@@ -19,6 +27,7 @@ Operations, in the order AWS performs them:
     early once the server holds no connection (as the ALB does), (4) ``shutdown sessions`` (the ALB
     cuts what is left), (5) SIGTERM, and SIGKILL after ``stop_timeout_s``. ``drain_notice=False``
     skips (1): the server learns of its end only from SIGTERM, after its clients were cut.
+    The :class:`DeregisterReport` says what the server did with its connections (see there).
 ``kill(name)``
     SIGKILL (a crashed task); HAProxy's checks take it out after ``unhealthy_threshold_count``.
 ``rolling_deploy()``
@@ -28,19 +37,25 @@ Operations, in the order AWS performs them:
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import re
 import secrets
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from stickyws import protocol
+from stickyws import keys, protocol
 from stickyws.keys import DrainNotice
 from stickyws.localproc import (
     LocalProcessError,
@@ -53,7 +68,15 @@ from stickyws.localproc import (
     wait_for_http,
     wait_for_port,
 )
-from stickyws.settings import ENV_JWT_SECRET, ENV_REDIS_URL, ENV_SERVER_ID, Settings, to_env
+from stickyws.settings import (
+    ENV_JWT_SECRET,
+    ENV_REDIS_URL,
+    ENV_SERVER_ID,
+    Settings,
+    SettingsError,
+    Severity,
+    to_env,
+)
 from stickyws.twin import haproxy_config
 from stickyws.twin.haproxy_config import BACKEND, Layout, Slot
 from stickyws.twin.runtime_api import RuntimeApi, RuntimeApiError, ServerState
@@ -64,6 +87,47 @@ DRAIN_SOURCE = "twin"
 SERVER_START_TIMEOUT_S = 20.0
 #: Extra slots beyond what the twin starts with: each ``add`` uses a fresh slot (see haproxy_config).
 MIN_CAPACITY = 16
+#: Placeholders of ``server_cmd`` and ``server_env`` values, filled per server by :func:`expand`.
+PLACEHOLDERS = ("port", "server_id", "redis_url", "jwt_secret")
+#: Seconds the twin keeps reading reconnect announcements after a deregistered server exited.
+ANNOUNCEMENT_GRACE_S = 0.3
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand(template: str, values: Mapping[str, str]) -> str:
+    """``template`` with every ``{name}`` of :data:`PLACEHOLDERS` replaced by ``values[name]``.
+
+    ``{{`` and ``}}`` stand for a literal brace (``ws:user:{{id}}`` gives ``ws:user:{id}``).
+    Raises :class:`TwinError` naming the placeholders there are for any other ``{word}``; text in
+    braces that is not a single word (JSON, ``{}``) is left as it is.
+    """
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return match.group(0)[0]
+        if name not in values:
+            known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+            raise TwinError(f"unknown placeholder {{{name}}} in {template!r}: use {known}")
+        return values[name]
+
+    return _PLACEHOLDER.sub(fill, template)
+
+
+def literal(text: str) -> str:
+    """``text`` with its braces doubled, so :func:`expand` gives it back unchanged."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def server_command(server_cmd: str | Sequence[str]) -> list[str]:
+    """The argument list of ``server_cmd`` (a string is split as a shell would, but never run by one)."""
+    try:
+        args = shlex.split(server_cmd) if isinstance(server_cmd, str) else list(server_cmd)
+    except ValueError as exc:
+        raise TwinError(f"cannot split the server command {server_cmd!r}: {exc}") from None
+    if not args:
+        raise TwinError("the server command is empty: give a program, e.g. 'node server.js --port {port}'")
+    return args
 
 
 def deregistration_delay_s(settings: Settings) -> float:
@@ -95,13 +159,43 @@ class ServerProcess:
 
 @dataclass(frozen=True)
 class DeregisterReport:
-    """What one deregistration did: how long the drain took and how many connections were cut."""
+    """What one deregistration did, and what the server did with its connections.
+
+    Every count is of connections HAProxy held to the server (``show stat`` ``scur``: WebSocket
+    tunnels, and HTTP requests in flight such as long polls):
+
+    * ``connections_at_start``: open when the server was put in maintenance;
+    * ``connections_cut``: still open when the deregistration delay ran out, closed by
+      ``shutdown sessions`` (what the ALB does to them);
+    * ``closed_before_cut``: ``connections_at_start - connections_cut``, the connections that ended
+      during the delay. HAProxy logs a clean close from either side alike, so this is "closed by the
+      server, or by its clients on their own": compare it with ``told_to_reconnect``;
+    * ``told_to_reconnect``: reconnect instructions the server announced for its clients on the
+      registry (``ws:reconnect:{userId}`` with its ``serverId``, as stickyws.v1 servers do) from the
+      drain notice until it exited. 0 for a server that does not speak the protocol.
+    """
 
     name: str
     drain_notice: bool
     drained_s: float
     connections_cut: int
     exit_code: int | None
+    connections_at_start: int = 0
+    told_to_reconnect: int = 0
+
+    @property
+    def closed_before_cut(self) -> int:
+        """Connections that ended during the deregistration delay (see the class doc)."""
+        return max(0, self.connections_at_start - self.connections_cut)
+
+    def render(self) -> str:
+        """``s1: deregistered in 1.2 s: 5 connections: 0 cut, 5 closed before the cut, 5 told to reconnect``."""
+        return (
+            f"{self.name}: deregistered in {self.drained_s:.1f} s: {self.connections_at_start} connection"
+            f"{'s' if self.connections_at_start != 1 else ''}: {self.connections_cut} cut, "
+            f"{self.closed_before_cut} closed before the cut, {self.told_to_reconnect} told to reconnect; "
+            f"exit code {self.exit_code}"
+        )
 
 
 @dataclass(frozen=True)
@@ -128,8 +222,12 @@ class ServerStatus:
 class TwinCluster:
     """See the module doc. ``time_scale`` shortens health-check intervals only (haproxy_config).
 
-    ``server_env`` adds environment variables to every server (tests use it for per-run knobs);
-    ``log`` receives one line per operation step (the CLI prints them).
+    The settings must pass :meth:`Settings.check`, except for the errors of the rules named in
+    ``allow_rules``: the twin then runs what the ALB must not, to show what breaks (for example
+    ``allow_rules=("stickiness",)`` with ``stickiness_enabled=false``), and logs each such error.
+    ``server_cmd`` runs your own server instead of the reference one (see the module doc);
+    ``server_env`` adds environment variables to every server (placeholders filled as in
+    ``server_cmd``); ``log`` receives one line per operation step (the CLI prints them).
     """
 
     settings: Settings
@@ -140,11 +238,22 @@ class TwinCluster:
     server_env: dict[str, str] = field(default_factory=dict)
     workdir: str | None = None
     log: Callable[[str], None] | None = None
+    server_cmd: str | Sequence[str] | None = None
+    allow_rules: Sequence[str] = ()
 
     def __post_init__(self) -> None:
-        self.settings.check()
+        errors = [f for f in self.settings.validate() if f.severity is Severity.ERROR]
+        refused = [f for f in errors if f.rule not in self.allow_rules]
+        if refused:
+            raise SettingsError(refused)
+        for finding in errors:
+            self._say(f"twin: running despite {finding.render()}")
         if self.servers < 1:
             raise ValueError("a twin needs at least one server")
+        self._command = server_command(self.server_cmd) if self.server_cmd is not None else None
+        probe = dict.fromkeys(PLACEHOLDERS, "")  # a bad placeholder fails now, not when a server starts
+        for text in [*(self._command or []), *self.server_env.values()]:
+            expand(text, probe)
         self.capacity = self.capacity or max(MIN_CAPACITY, 4 * self.servers)
         self.jwt_secret = self.jwt_secret or os.environ.get(ENV_JWT_SECRET) or secrets.token_urlsafe(32)
         self._own_workdir = self.workdir is None
@@ -188,20 +297,10 @@ class TwinCluster:
                 self._spawn(name)
             for proc in self.procs.values():
                 self._wait_own_health(proc)
-            layout = Layout(
-                frontend_port=self.frontend_port,
-                stats_socket=self.stats_socket,
-                slots=[Slot(n, self.procs[n].port if n in self.procs else None) for n in self._slots],
-                time_scale=self.time_scale,
-            )
-            self.config_path.write_text(haproxy_config.render(self.settings, layout), encoding="utf-8")
             binary = shutil.which("haproxy")
             if binary is None:
                 raise LocalProcessError("haproxy not found: install the Debian package haproxy (make system-deps)")
-            self.haproxy = start_process(
-                [binary, "-db", "-f", str(self.config_path)], log_path=self.dir / "haproxy.log"
-            )
-            wait_for_port(self.frontend_port, 10.0)
+            self._start_haproxy(binary)
             for name in list(self.procs):
                 self._wait_target(name, healthy=True)
                 self.procs[name].phase = "serving"
@@ -215,8 +314,17 @@ class TwinCluster:
         with self._lock:
             if self.haproxy is not None:
                 stop_pid(self.haproxy, timeout_s=3.0)
+            running = [p for p in self.procs.values() if p.alive]
+            for proc in running:  # SIGTERM all first: the servers shut down side by side, not one after another
+                with contextlib.suppress(ProcessLookupError):
+                    proc.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 3.0
+            for proc in running:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                if proc.alive:
+                    kill_pid(proc.proc)
             for proc in self.procs.values():
-                stop_pid(proc.proc, timeout_s=3.0)
                 proc.exit_code = proc.proc.returncode
             self.redis.__exit__(None, None, None)
             if self._own_workdir and os.environ.get("STICKYWS_TWIN_KEEP") is None:
@@ -254,24 +362,33 @@ class TwinCluster:
         proc.phase = "deregistering"
         delay_s = deregistration_delay_s(self.settings)
         started = time.monotonic()
-        if drain_notice:
-            self.publish_drain_notice(name)
-            self._say(f"{name}: drain notice published")
-        self.api.set_state(BACKEND, name, "maint")
-        self._say(f"{name}: deregistered (maint); waiting up to {delay_s:g} s for its connections to drain")
-        deadline = started + delay_s
-        remaining = self.connections(name)
-        while remaining > 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-            remaining = self.connections(name)
-        drained_s = time.monotonic() - started
-        self.api.shutdown_sessions(BACKEND, name)
-        self._say(f"{name}: deregistration delay over after {drained_s:.2f} s, {remaining} connection(s) cut")
-        stop_pid(proc.proc, timeout_s=float(self.settings["stop_timeout_s"]))
-        proc.exit_code = proc.proc.returncode
-        proc.phase = "stopped"
-        self._say(f"{name}: SIGTERM, exited with {proc.exit_code}")
-        return DeregisterReport(name, drain_notice, drained_s, remaining, proc.exit_code)
+        announcements = _ReconnectAnnouncements(self.redis.url, name)
+        try:
+            if drain_notice:
+                self.publish_drain_notice(name)
+                self._say(f"{name}: drain notice published")
+            self.api.set_state(BACKEND, name, "maint")
+            at_start = self.connections(name)
+            self._say(
+                f"{name}: deregistered (maint) with {at_start} connection(s); "
+                f"waiting up to {delay_s:g} s for them to drain"
+            )
+            deadline = started + delay_s
+            remaining = at_start
+            while remaining > 0 and time.monotonic() < deadline:
+                announcements.read(0.05)
+                remaining = self.connections(name)
+            drained_s = time.monotonic() - started
+            self.api.shutdown_sessions(BACKEND, name)
+            self._say(f"{name}: deregistration delay over after {drained_s:.2f} s, {remaining} connection(s) cut")
+            stop_pid(proc.proc, timeout_s=float(self.settings["stop_timeout_s"]))
+            proc.exit_code = proc.proc.returncode
+            proc.phase = "stopped"
+            self._say(f"{name}: SIGTERM, exited with {proc.exit_code}")
+            announcements.read_until_quiet(ANNOUNCEMENT_GRACE_S)
+        finally:
+            announcements.close()
+        return DeregisterReport(name, drain_notice, drained_s, remaining, proc.exit_code, at_start, announcements.count)
 
     def kill(self, name: str) -> None:
         """SIGKILL ``name``: its connections drop at once; HAProxy's checks mark it down later."""
@@ -361,21 +478,69 @@ class TwinCluster:
         )
 
     def _spawn(self, name: str) -> ServerProcess:
-        port = free_port()
+        port = self._free_port()
         assert self.jwt_secret is not None
+        values = {"port": str(port), "server_id": name, "redis_url": self.redis.url, "jwt_secret": self.jwt_secret}
         env = {
             **os.environ,
             **to_env(self.settings),
             ENV_REDIS_URL: self.redis.url,
             ENV_JWT_SECRET: self.jwt_secret,
             ENV_SERVER_ID: name,
-            **self.server_env,
+            **{k: expand(v, values) for k, v in self.server_env.items()},
         }
         log_path = self.dir / f"server-{name}.log"
-        args = [sys.executable, "-m", "stickyws.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-        proc = ServerProcess(name, port, start_process(args, env=env, log_path=log_path), log_path)
+        if self._command is None:
+            args = [sys.executable, "-m", "stickyws.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        else:
+            args = [expand(a, values) for a in self._command]
+        try:
+            started = start_process(args, env=env, log_path=log_path)
+        except LocalProcessError as exc:
+            raise TwinError(f"server {name}: {exc}; check the server command {shlex.join(args)!r}") from None
+        proc = ServerProcess(name, port, started, log_path)
         self.procs[name] = proc
         return proc
+
+    def _free_port(self) -> int:
+        """A free port that none of the twin's own processes was given (the OS may hand one out twice)."""
+        taken = {self.frontend_port, self.redis.port, *(p.port for p in self.procs.values())}
+        for _ in range(20):
+            port = free_port()
+            if port not in taken:
+                return port
+        raise TwinError("no free TCP port on 127.0.0.1 after 20 tries: is the machine out of ports?")
+
+    def _start_haproxy(self, binary: str, attempts: int = 3) -> None:
+        """Render the configuration and start HAProxy; returns once its runtime API and frontend answer.
+
+        A frontend port taken between choosing it and HAProxy binding it (another program on the
+        machine) makes HAProxy exit: the twin then picks another port, up to ``attempts`` times.
+        """
+        for attempt in range(1, attempts + 1):
+            layout = Layout(
+                frontend_port=self.frontend_port,
+                stats_socket=self.stats_socket,
+                slots=[Slot(n, self.procs[n].port if n in self.procs else None) for n in self._slots],
+                time_scale=self.time_scale,
+            )
+            self.config_path.write_text(haproxy_config.render(self.settings, layout), encoding="utf-8")
+            log_path = self.dir / "haproxy.log"
+            self.haproxy = start_process([binary, "-db", "-f", str(self.config_path)], log_path=log_path)
+            deadline = time.monotonic() + 10.0
+            while self.haproxy.poll() is None and time.monotonic() < deadline:
+                try:
+                    self.api.command("show info")
+                except RuntimeApiError:
+                    time.sleep(0.02)
+                    continue
+                wait_for_port(self.frontend_port, max(0.1, deadline - time.monotonic()))
+                return
+            stop_pid(self.haproxy, timeout_s=3.0)
+            tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
+            if attempt == attempts or "cannot bind" not in " ".join(tail):
+                raise TwinError(f"HAProxy did not start: {' / '.join(tail) or 'no output'}; see {log_path}")
+            self.frontend_port = self._free_port()
 
     def _wait_own_health(self, proc: ServerProcess) -> None:
         try:
@@ -404,3 +569,60 @@ class TwinCluster:
                     f"(its own {self.settings['health_check_path']} answers {own}); see {self.dir / 'haproxy.log'}"
                 )
             time.sleep(0.02)
+
+
+class _ReconnectAnnouncements:
+    """Counts the reconnect instructions one server announces on ``ws:reconnect:*`` (see DeregisterReport).
+
+    A registry that cannot be reached counts nothing (the report then says 0 told to reconnect).
+    """
+
+    def __init__(self, redis_url: str, server_id: str) -> None:
+        import redis
+
+        self.server_id = server_id
+        self.count = 0
+        self._client = redis.Redis.from_url(redis_url, socket_timeout=3)
+        self._pubsub: Any = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        try:
+            self._pubsub.psubscribe(keys.reconnect_channel("*"))
+            self._pubsub.get_message(timeout=1.0)  # the subscription is active before the drain notice goes out
+        except redis.RedisError:
+            self._pubsub = None
+
+    def read(self, timeout_s: float) -> int:
+        """Count what arrives within ``timeout_s``; returns how many messages arrived."""
+        if self._pubsub is None:
+            time.sleep(timeout_s)
+            return 0
+        import redis
+
+        seen = 0
+        deadline = time.monotonic() + timeout_s
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                message = self._pubsub.get_message(timeout=left)
+                if message is None:
+                    continue
+                seen += 1
+                try:
+                    body = json.loads(message["data"])
+                except (TypeError, ValueError):
+                    continue
+                if isinstance(body, dict) and body.get("type") == "reconnect":
+                    self.count += body.get("serverId") == self.server_id
+        except redis.RedisError:
+            self._pubsub = None
+        return seen
+
+    def read_until_quiet(self, quiet_s: float) -> None:
+        """Keep counting until nothing arrived for ``quiet_s`` (bounded: at most 20 quiet periods)."""
+        for _ in range(20):
+            if self.read(quiet_s) == 0:
+                return
+
+    def close(self) -> None:
+        """Close the subscription and its connection."""
+        if self._pubsub is not None:
+            self._pubsub.close()
+        self._client.close()

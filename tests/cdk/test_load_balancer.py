@@ -22,6 +22,7 @@ from aws_cdk.assertions import Annotations, Match, Template
 from constructs_lib.load_balancer import (
     HTTP_ONLY_WARNING_ID,
     LOG_DELIVERY_SERVICE_PRINCIPAL,
+    SOCKET_IO_PATHS,
     StickyWebSocketLoadBalancer,
 )
 from stickyws.settings import Settings, SettingsError
@@ -427,3 +428,84 @@ def test_log_delivery_account_is_fixed_when_the_region_is_known(
         assert f":iam::{account}:root" in principals
     else:
         assert "iam::" not in principals.replace(":iam::123456789012:root", "")
+
+
+# -- polling transports (Socket.IO) -----------------------------------------------------------------
+
+
+def test_socket_io_paths_reach_the_same_sticky_target_group(tmp_path: Path) -> None:
+    """polling_paths=SOCKET_IO_PATHS adds a path rule (priority 2) to the one sticky target group, also on a
+    listener the construct did not create; the upgrade rule stays priority 1."""
+    synth = _Synth(tmp_path, settings=Settings(), http_only=True, polling_paths=SOCKET_IO_PATHS)
+    template_json = synth.template().to_json()
+    resources = template_json["Resources"]
+    rules = sorted((r["Properties"] for r in resources.values() if r["Type"] == RULE), key=lambda r: r["Priority"])
+    tg_id = next(k for k, r in resources.items() if r["Type"] == TG)
+    forward = [{"Type": "forward", "TargetGroupArn": {"Ref": tg_id}}]
+    upgrade = {"Field": "http-header", "HttpHeaderConfig": {"HttpHeaderName": "Upgrade", "Values": ["websocket"]}}
+    assert [(r["Priority"], r["Conditions"], r["Actions"]) for r in rules] == [
+        (1, [upgrade], forward),
+        (2, [{"Field": "path-pattern", "PathPatternConfig": {"Values": ["/socket.io/*"]}}], forward),
+    ]
+    assert rules[0]["ListenerArn"] == rules[1]["ListenerArn"]
+    attributes = _attributes(_only(template_json, TG), "TargetGroupAttributes")
+    assert attributes["stickiness.enabled"] == "true"
+    assert attributes["stickiness.type"] == "lb_cookie"
+    assert attributes["stickiness.lb_cookie.duration_seconds"] == str(Settings()["stickiness_duration_s"])
+    assert synth.web.polling_rule is not None
+
+    shared = _Synth(tmp_path / "shared", settings=Settings(), http_only=True)
+    StickyWebSocketLoadBalancer(
+        shared.stack,
+        "Chat",
+        vpc=shared.vpc,
+        settings=Settings(),
+        listener=shared.web.listener,
+        load_balancer=shared.web.load_balancer,
+        upgrade_rule_priority=10,
+        polling_paths=["/socket.io/*", "/chat/socket.io/*"],
+        polling_rule_priority=20,
+    )
+    chat = [
+        r["Properties"]
+        for k, r in shared.template().to_json()["Resources"].items()
+        if r["Type"] == RULE and k.startswith("Chat")
+    ]
+    assert sorted((r["Priority"], r["Conditions"][0]["Field"]) for r in chat) == [
+        (10, "http-header"),
+        (20, "path-pattern"),
+    ]
+    assert shared.web.polling_rule is None
+    assert len([r for r in shared.template().to_json()["Resources"].values() if r["Type"] == RULE]) == 3
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"stickiness_enabled": False}, r"\[stickiness\] stickiness_enabled=false"),
+        ({"stickiness_duration_s": 5, "reconnect_cap_s": 30}, r"stickiness_duration_s=5 < reconnect_cap_s=30"),
+    ],
+)
+def test_socket_io_settings_follow_the_same_stickiness_rule(
+    tmp_path: Path, overrides: dict[str, Any], message: str
+) -> None:
+    """With polling paths, stickiness that is off or shorter than the client's reconnect backoff is refused."""
+    with pytest.raises(SettingsError, match=message):
+        _Synth(tmp_path, settings=Settings().with_overrides(overrides), http_only=True, polling_paths=SOCKET_IO_PATHS)
+
+
+@pytest.mark.parametrize(
+    ("props", "fix"),
+    [
+        ({"polling_paths": "/socket.io/*"}, "pass a list"),
+        ({"polling_paths": ["socket.io/*"]}, "start with /"),
+        ({"polling_paths": ["/a b"]}, "not an ALB path pattern"),
+        ({"polling_paths": [f"/p{i}" for i in range(6)]}, "at most 5"),
+        ({"polling_paths": SOCKET_IO_PATHS, "polling_rule_priority": 1}, "is the upgrade rule's"),
+        ({"polling_paths": SOCKET_IO_PATHS, "polling_rule_priority": 50_001}, "outside 1-50000"),
+    ],
+)
+def test_impossible_polling_props_fail_with_the_fix(tmp_path: Path, props: dict[str, Any], fix: str) -> None:
+    """Polling paths the ALB would reject, or a priority clash, raise ValueError naming the fix."""
+    with pytest.raises(ValueError, match=fix):
+        _Synth(tmp_path, settings=Settings(), http_only=True, **props)

@@ -146,3 +146,57 @@ def test_ctrl_c_stops_twin_up_and_everything_it_started() -> None:
         if twin.proc.poll() is None:
             twin.proc.kill()
             twin.proc.wait(timeout=5)
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "socketio" / "server.py"
+
+
+@pytest.mark.haproxy
+def test_twin_up_runs_your_server_from_server_cmd_and_reports_its_deregistration() -> None:
+    """`--server-cmd` with placeholders and `--health-path` run the Socket.IO example; `deregister` reports."""
+    require_binaries()
+    cmd = f"{sys.executable} {EXAMPLE} --port {{port}} --server-id {{server_id}} --redis-url {{redis_url}}"
+    short = ["--set", "deregistration_delay_s=2", "--set", "drain_window_s=1"]
+    twin = Proc(["twin", "up", "--servers", "2", "--server-cmd", cmd, "--health-path", "/health", *short])
+    try:
+        twin.expect(r"^twin up: http://127\.0\.0\.1:\d+$")  # your server's paths, not the reference /ws
+        pids = [int(m) for m in twin.expect(r"^haproxy pid (\d+), redis-server pid (\d+), logs in").groups()]
+        for name in ("s1", "s2"):
+            pids.append(int(twin.expect(rf"^{name}\s+pid (\d+)\s+127\.0\.0\.1:\d+\s+serving\s+healthy")[1]))
+        twin.expect("type 'help'")
+        assert not any(line.startswith("client for") for line in twin.lines)  # tokens are for stickyws servers
+        twin.type("deregister s1")
+        twin.expect(
+            r"^s1: deregistered in \d+\.\d s: 0 connections: 0 cut, 0 closed before the cut, "
+            r"0 told to reconnect; exit code \S+$"
+        )
+        assert twin.stop(signal.SIGTERM) == 0
+        twin.expect(r"^twin: stopped$")
+        assert all(_gone(pid) for pid in pids)
+    finally:
+        if twin.proc.poll() is None:
+            twin.proc.kill()
+            twin.proc.wait(timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--server-cmd", "node server.js --port {prot}"], r"unknown placeholder \{prot\}.*use \{port\}"),
+        (["--server-cmd", "node s.js", "--server-env", "NOEQUALS"], r"--server-env 'NOEQUALS': use NAME=VALUE"),
+        (["--set", "stickiness_enabled=false"], r"\[stickiness\].*set stickiness_enabled=true"),
+        (["--server-cmd", "node 'unclosed"], r"cannot split the server command"),
+    ],
+)
+def test_twin_up_refuses_bad_server_options_with_the_fix_and_no_traceback(args: list[str], message: str) -> None:
+    """A typo in --server-cmd/--server-env, or settings the ALB must not run, exit 2 with one line naming the fix."""
+    done = subprocess.run(
+        [sys.executable, "-m", "stickyws", "twin", "up", *args],
+        capture_output=True,
+        text=True,
+        timeout=BOUND_S,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2
+    assert re.search(message, done.stderr)
+    assert "Traceback" not in done.stderr + done.stdout

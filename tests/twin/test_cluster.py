@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 
 from stickyws.settings import SettingsError
 from stickyws.twin import haproxy_config
-from stickyws.twin.cluster import TwinCluster, TwinError
+from stickyws.twin.cluster import TwinCluster, TwinError, expand, literal, server_command
 from tests.e2e.support import E2E_SETTINGS, TIME_SCALE, require_binaries
 
 
@@ -57,3 +58,55 @@ def test_add_kill_and_stop_by_pid() -> None:
     assert all(_gone(pid) for pid in pids)
     assert twin.pids() == []
     assert not twin.dir.exists()
+
+
+def test_server_command_placeholders_are_filled_and_typos_refused_before_anything_starts() -> None:
+    """{port} {server_id} {redis_url} {jwt_secret} are filled, {{ }} are braces, an unknown {word} is refused."""
+    values = {"port": "4000", "server_id": "s2", "redis_url": "redis://127.0.0.1:1/0", "jwt_secret": "k"}
+    assert [expand(a, values) for a in server_command("node server.js --port {port} --id {server_id}")] == [
+        "node",
+        "server.js",
+        "--port",
+        "4000",
+        "--id",
+        "s2",
+    ]
+    assert expand("ws:user:{{id}} {redis_url} {}", values) == "ws:user:{id} redis://127.0.0.1:1/0 {}"
+    assert expand(literal("ws:{u:{id}}:route {port}"), values) == "ws:{u:{id}}:route {port}"
+    with pytest.raises(TwinError, match=r"unknown placeholder \{prot\}.*use \{port\}, \{server_id\}"):
+        TwinCluster(E2E_SETTINGS, servers=1, server_cmd="node server.js --port {prot}")
+    with pytest.raises(TwinError, match="the server command is empty"):
+        TwinCluster(E2E_SETTINGS, servers=1, server_cmd="  ")
+    with pytest.raises(TwinError, match=r"unknown placeholder \{secret\}"):
+        TwinCluster(E2E_SETTINGS, servers=1, server_cmd="node s.js", server_env={"S": "{secret}"})
+
+
+def test_allow_rules_runs_settings_the_alb_must_not_only_for_the_named_rule() -> None:
+    """stickiness_enabled=false is refused unless allow_rules names 'stickiness'; other errors still are."""
+    off = E2E_SETTINGS.with_overrides({"stickiness_enabled": False})
+    with pytest.raises(SettingsError, match=r"\[stickiness\]"):
+        TwinCluster(off, servers=1)
+    lines: list[str] = []
+    TwinCluster(off, servers=1, allow_rules=("stickiness",), log=lines.append).stop()  # never started: stop cleans up
+    assert lines == [
+        "twin: running despite [stickiness] stickiness_enabled=false: reconnects land on any task "
+        "-> set stickiness_enabled=true"
+    ]
+    with pytest.raises(SettingsError, match="drain_window_s"):
+        TwinCluster(off.with_overrides({"drain_window_s": 10}), servers=1, allow_rules=("stickiness",))
+
+
+@pytest.mark.haproxy
+def test_a_frontend_port_taken_before_haproxy_binds_it_is_replaced() -> None:
+    """When another program holds the chosen frontend port, the twin starts HAProxy on another one."""
+    require_binaries()
+    twin = TwinCluster(E2E_SETTINGS, servers=1, time_scale=TIME_SCALE, capacity=1)
+    chosen = twin.frontend_port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", chosen))
+        squatter.listen()
+        with twin:
+            assert twin.frontend_port != chosen
+            assert twin.serving() == ["s1"]
+            pids = twin.pids()
+    assert all(_gone(pid) for pid in pids)

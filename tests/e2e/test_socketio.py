@@ -1,0 +1,123 @@
+"""The Socket.IO example in the twin: cookie stickiness carries polling into the upgrade; without it, 400s."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import pytest
+import socketio
+
+from stickyws.twin.cluster import TwinCluster
+from tests.e2e.support import E2E_SETTINGS, SERVERS, TIME_SCALE, require_binaries, run
+
+pytestmark = [pytest.mark.haproxy, pytest.mark.redis]
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "socketio" / "server.py"
+SERVER_CMD = [sys.executable, str(EXAMPLE), "--port", "{port}", "--server-id", "{server_id}"]
+SERVER_CMD += ["--redis-url", "{redis_url}"]
+CLIENTS = 100
+MESSAGES = 3
+#: python-engineio's answer to a polling request or upgrade for a session another server holds
+#: (the JavaScript server words the same 400 "Session ID unknown").
+UNKNOWN_SESSION = "Invalid session"
+
+
+@dataclass
+class Outcome:
+    """What the clients of one run saw."""
+
+    connected: int = 0
+    upgraded: int = 0
+    acked: int = 0
+    completed: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    unknown_session_400s: int = 0
+    servers: Counter[str] = field(default_factory=Counter)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+async def _client(url: str, outcome: Outcome) -> None:
+    """One Socket.IO client with its own cookie jar: polling first, then the upgrade, then MESSAGES echoes."""
+
+    async def on_request_end(_: Any, __: SimpleNamespace, params: aiohttp.TraceRequestEndParams) -> None:
+        if params.response.status == 400:
+            body = await params.response.text()
+            outcome.unknown_session_400s += UNKNOWN_SESSION in body
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(on_request_end)
+    # unsafe=True: keep cookies set by an IP-address host (127.0.0.1), as a browser does.
+    http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), trace_configs=[trace])
+    client = socketio.AsyncClient(http_session=http, reconnection=False)
+    try:
+        await client.connect(url, transports=["polling", "websocket"], wait_timeout=2)
+        outcome.connected += 1
+        for i in range(MESSAGES):
+            answer = await client.call("echo", {"n": i}, timeout=2)
+            assert answer["data"] == {"n": i}
+            outcome.acked += 1
+            outcome.servers[answer["server"]] += 1
+            if i == 0:
+                await asyncio.sleep(0.3)  # the upgrade completes in the background after connect
+        outcome.upgraded += client.transport() == "websocket"
+        outcome.completed += 1
+    except Exception as exc:  # every failure is counted by its type; the sticky run asserts there is none
+        outcome.failures[type(exc).__name__] += 1
+    finally:
+        await client.disconnect()
+        await http.close()
+
+
+def _run_clients(stickiness: bool) -> Outcome:
+    """Start a twin of three example servers, run CLIENTS clients at once, stop it and check its PIDs are gone."""
+    require_binaries()
+    settings = E2E_SETTINGS.with_overrides({"stickiness_enabled": stickiness})
+    outcome = Outcome()
+    with TwinCluster(
+        settings, servers=SERVERS, time_scale=TIME_SCALE, server_cmd=SERVER_CMD, allow_rules=("stickiness",)
+    ) as twin:
+        pids = twin.pids()
+        assert len(pids) == SERVERS + 2
+
+        async def clients() -> None:
+            await asyncio.gather(*(_client(twin.http_url, outcome) for _ in range(CLIENTS)))
+
+        run(clients(), timeout_s=60)
+    assert all(_gone(pid) for pid in pids)
+    return outcome
+
+
+def test_cookie_stickiness_carries_100_polling_clients_through_the_upgrade() -> None:
+    """With lb_cookie stickiness, 100 clients start on polling, upgrade and get every echo: 0 failures, 0 400s."""
+    outcome = _run_clients(stickiness=True)
+    assert outcome.failures == Counter()
+    assert outcome.unknown_session_400s == 0
+    assert (outcome.connected, outcome.upgraded, outcome.acked) == (CLIENTS, CLIENTS, CLIENTS * MESSAGES)
+    assert outcome.completed == CLIENTS
+    assert sorted(outcome.servers) == ["s1", "s2", "s3"]
+
+
+def test_without_stickiness_polling_requests_reach_servers_that_do_not_know_the_session() -> None:
+    """With stickiness off, the same run sees 400 'Invalid session' answers and failed clients (counted)."""
+    outcome = _run_clients(stickiness=False)
+    failed = sum(outcome.failures.values())
+    print(f"stickiness off: {failed} of {CLIENTS} clients failed, {outcome.unknown_session_400s} unknown-session 400s")
+    assert outcome.unknown_session_400s > 0
+    assert failed > 0
+    assert outcome.completed + failed == CLIENTS
+    assert outcome.failures["ConnectionError"] > 0  # connect() itself fails: its polling requests went astray
