@@ -14,6 +14,7 @@ only stops reading commands: ``stickyws twin up < /dev/null`` keeps running unti
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -83,19 +84,16 @@ def run_up(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | 
     """Start the twin, print its endpoint and status, serve commands, stop everything on exit."""
     from stickyws.cli import CommandError
     from stickyws.localproc import LocalProcessError
+    from stickyws.twin.browser import allow_page_origins, demo_url
     from stickyws.twin.cluster import TwinCluster, TwinError
 
     stdin = stdin or sys.stdin
-    out = out or sys.stdout
-    lock = threading.Lock()
-
-    def say(line: str) -> None:
-        with lock:
-            print(line, file=out, flush=True)
+    say = _Output(out or sys.stdout)
 
     if args.servers < 1:
         raise CommandError("--servers must be at least 1")
     cluster = TwinCluster(_settings(args), servers=args.servers, time_scale=args.time_scale, log=say)
+    allow_page_origins(cluster)
     stop = threading.Event()
     # Both signals explicitly: a shell starts background jobs with SIGINT ignored.
     previous = {sig: signal.signal(sig, lambda *_: _interrupt()) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -111,6 +109,7 @@ def run_up(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | 
             say(status.render())
         for user in DEMO_USERS:
             say(f"client for {user}: stickyws client {cluster.url} --token {cluster.token(user)}")
+        say(f"demo page: {demo_url(cluster.http_url, {user: cluster.token(user) for user in DEMO_USERS})}")
         say("type 'help' for commands; Ctrl-C stops everything")
         reader = threading.Thread(target=_read_commands, args=(cluster, stdin, say, stop), daemon=True)
         reader.start()
@@ -119,16 +118,55 @@ def run_up(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | 
     except KeyboardInterrupt:
         pass
     finally:
+        # Stop first, report after: nothing said here may keep the processes from being stopped.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the stop
         say("twin: stopping every process it started")
-        cluster.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        try:
+            cluster.stop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         say("twin: stopped")
     return 0
 
 
 def _interrupt() -> None:
     raise KeyboardInterrupt
+
+
+class _Output:
+    """Prints whole lines from any thread; once the reader has gone (closed pipe), drops them silently.
+
+    A twin whose output nobody reads any more (``stickyws twin up | head``, a closed terminal) must
+    still stop every process it started on SIGTERM: a write error here would skip that.
+    """
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.lock = threading.Lock()
+        self.gone = False
+
+    def __call__(self, line: str) -> None:
+        with self.lock:
+            if self.gone:
+                return
+            try:
+                print(line, file=self.out, flush=True)
+            except (BrokenPipeError, ValueError, OSError):
+                self.gone = True
+                self._silence()
+
+    def _silence(self) -> None:
+        """Point the stream at /dev/null so the interpreter's final flush does not fail again."""
+        if self.out is not sys.stdout:
+            return
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
 
 
 def _read_commands(cluster: Any, stdin: TextIO, say: Callable[[str], None], stop: threading.Event) -> None:
