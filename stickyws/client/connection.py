@@ -422,7 +422,8 @@ class StickyClient:
             self._lost_at = None
         self.server_id = str(frame.get("serverId"))
         self.session_id = str(frame.get("sessionId"))
-        self.resume_token = str(frame.get("resumeToken")) or None
+        token = frame.get("resumeToken")
+        self.resume_token = token if isinstance(token, str) and token else None
         if not resumed:
             self.last_seq = 0  # a new session numbers its messages from 1 again
         self.stats.servers.append(self.server_id)
