@@ -88,9 +88,10 @@ def chromium_binaries() -> tuple[str, str]:
 
 
 @pytest.fixture
-def new_profile(chromium_binaries: tuple[str, str]) -> Iterator[Callable[[], Any]]:
-    """Factory: a headless Chromium with a fresh, temporary profile (own cookie jar). All are quit after
-    the test, and their chromedriver processes are proven gone."""
+def new_profile(chromium_binaries: tuple[str, str]) -> Iterator[Callable[..., Any]]:
+    """Factory: a headless Chromium with a fresh, temporary profile (own cookie jar); pass
+    ``third_party_cookies=True`` to allow cross-site cookies. All are quit after the test, and their
+    chromedriver processes are proven gone."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -99,11 +100,13 @@ def new_profile(chromium_binaries: tuple[str, str]) -> Iterator[Callable[[], Any
     services: list[Any] = []
     folders: list[str] = []
 
-    def make() -> Any:
+    def make(*, third_party_cookies: bool = False) -> Any:
         folder = tempfile.mkdtemp(prefix="stickyws-chromium-")
         folders.append(folder)
         options = webdriver.ChromeOptions()
         options.binary_location = browser
+        if third_party_cookies:  # the "Allow third-party cookies" setting (blocked by default here)
+            options.add_experimental_option("prefs", {"profile.cookie_controls_mode": 0})
         for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={folder}"):
             options.add_argument(flag)
         service = Service(driver_path)

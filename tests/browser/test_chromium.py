@@ -206,3 +206,19 @@ def test_a_503_is_retried_after_retry_after(twin: TwinCluster, new_profile: Call
     assert error["t"] - plan["t"] >= 1000
     assert error["detail"]["code"] == "retry_budget_exhausted"
     assert error["detail"]["message"].startswith("gave up after 2 failed connection attempts (draining")
+
+
+def test_a_cross_site_page_keeps_stickiness_through_awsalbcors(
+    twin: TwinCluster, new_profile: Callable[..., Any]
+) -> None:
+    """A page on http://localhost:P opening ws://127.0.0.1:P (another site) in a profile that allows
+    third-party cookies keeps 20 connections on one server: the browser refuses AWSALB (no SameSite,
+    so Lax) from the cross-site 101 but stores and sends AWSALBCORS (SameSite=None; Secure)."""
+    driver = new_profile(third_party_cookies=True)
+    _page(driver, twin.http_url.replace("127.0.0.1", "localhost") + DEMO_PATH)
+    servers = driver.execute_async_script(RECONNECT_N, twin.url, twin.token("cross-site"), 20)
+    assert len(servers) == 20
+    assert len(set(servers)) == 1
+    jar = {(c["domain"], c["name"]): c["value"] for c in driver.execute_cdp_cmd("Network.getAllCookies", {})["cookies"]}
+    assert jar[("127.0.0.1", "AWSALBCORS")] == servers[0]
+    assert ("127.0.0.1", "AWSALB") not in jar

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -27,7 +28,8 @@ def _gone(pid: int) -> bool:
 @pytest.mark.haproxy
 def test_sigterm_after_the_reader_closed_stdout_leaves_no_process() -> None:
     """With its stdout pipe closed by the reader, SIGTERM makes `twin up` stop HAProxy, redis and the
-    server by PID and exit 0 (no BrokenPipeError on the way out)."""
+    server by PID and exit 0 (no BrokenPipeError on the way out); before that, the demo page link it
+    printed is served."""
     require_binaries()
     proc = subprocess.Popen(
         [sys.executable, "-m", "stickyws.cli", "twin", "up", "--servers", "1"],
@@ -39,6 +41,7 @@ def test_sigterm_after_the_reader_closed_stdout_leaves_no_process() -> None:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     pids: list[int] = []
+    demo = ""
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + BOUND_S
@@ -49,9 +52,20 @@ def test_sigterm_after_the_reader_closed_stdout_leaves_no_process() -> None:
                 pids += [int(m[1]), int(m[2])]
             if m := re.match(r"^s1\s+pid (\d+)", line):
                 pids.append(int(m[1]))
+            if m := re.match(
+                r"^demo page: (http://127\.0\.0\.1:\d+/stickyws-demo\.html)#tokens=alice:\S+,bob:\S+$", line
+            ):
+                demo = m[1]
             if line.startswith("type 'help'") or time.monotonic() > deadline:
                 break
-        assert len(pids) == 3, "".join(seen)
+        if len(pids) != 3:
+            proc.wait(timeout=BOUND_S)
+            raise AssertionError(
+                "twin up did not start:\n" + "".join(seen) + (proc.stderr.read() if proc.stderr else "")
+            )
+        with urllib.request.urlopen(demo, timeout=5) as page:  # the link `twin up` prints is served
+            assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+            assert b'import { StickyClient } from "./stickyws-client.js";' in page.read()
         proc.stdout.close()  # nobody reads the twin's output any more
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=BOUND_S) == 0
