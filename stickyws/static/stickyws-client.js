@@ -189,7 +189,7 @@ export class StickyClient extends EventTarget {
       return;
     }
     this._ws = ws;
-    this._token_used = token;
+    this._tokenUsed = token;
     this._connectTimer = setTimeout(() => {
       if (this._ws === ws && !this._connected) this._abort(ws, "connect_timeout");
     }, this.options.connectTimeoutMs);
@@ -407,7 +407,7 @@ export class StickyClient extends EventTarget {
   async _preflight() {
     let token;
     try {
-      token = this._token_used;
+      token = this._tokenUsed;
       const headers = { Accept: "application/json" };
       if (token) headers.Authorization = `Bearer ${token}`;
       if (this.resumeToken) headers["X-Stickyws-Resume"] = this.resumeToken;

@@ -22,11 +22,13 @@ BOUND_S = 60.0
 
 def test_the_module_passes_its_protocol_tests_under_node(node_modules: Path) -> None:
     """Every protocol test (dedup of messages and publications, gap, unrecoverable, resume with since,
-    outbox trim, reconnect instruction, pre-flight verdicts, retry budget) passes under `node --test`."""
-    suite = NODE_DIR / "protocol.test.mjs"
-    expected = len(re.findall(r"^test\(", suite.read_text(encoding="utf-8"), flags=re.M))
+    outbox trim, reconnect instruction, pre-flight verdicts, retry budget, online/offline and
+    visibility) passes under `node --test`."""
+    suites = sorted(NODE_DIR.glob("*.test.mjs"))
+    assert [s.name for s in suites] == ["environment.test.mjs", "protocol.test.mjs"]
+    expected = sum(len(re.findall(r"^test\(", s.read_text(encoding="utf-8"), flags=re.M)) for s in suites)
     done = subprocess.run(
-        ["node", "--test", "--test-reporter=tap", suite.name],
+        ["node", "--test", "--test-reporter=tap", *(s.name for s in suites)],
         cwd=NODE_DIR,
         capture_output=True,
         text=True,
