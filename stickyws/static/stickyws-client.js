@@ -219,13 +219,14 @@ export class StickyClient extends EventTarget {
     return u.toString();
   }
 
-  _abort(ws, reason) {
+  /** Close `ws` ourselves and handle it as closed with `code` (1006: as if the network had failed). */
+  _abort(ws, reason, code = 1006) {
     try {
-      ws.close(4000, reason);
+      ws.close(code === 1006 ? 4000 : code, reason);
     } catch {
       // already closing
     }
-    this._onClose(1006, reason);
+    this._onClose(code, reason);
   }
 
   _onFrame(ws, raw) {
@@ -263,7 +264,7 @@ export class StickyClient extends EventTarget {
         this._hintMs = Math.max(0, Number(frame.retryAfterMs) || 0);
         this._failures = 0;
         this._planned = frame.reason || "server asked to reconnect";
-        this._abort(ws, "reconnect");
+        this._abort(ws, "reconnect instruction", 1000);
         break;
       case "error":
         this._onErrorFrame(frame);
@@ -392,7 +393,7 @@ export class StickyClient extends EventTarget {
         return;
       }
     }
-    if (RECONNECT_CLOSE_CODES.includes(code) || code === 4000) {
+    if (RECONNECT_CLOSE_CODES.includes(code)) {
       if (!wasConnected) this._failures += 1;
       this._schedule({ reason: reason || `closed with ${code}`, code });
       return;
