@@ -2,13 +2,15 @@
 
 ``twin up [--servers N] [--time-scale F] [--set NAME=VALUE ...] [--settings-file F]`` starts
 redis-server, N reference servers and HAProxy, prints the ws:// URL, a token and client command
-per demo user, and one status line per server, then reads commands on stdin (one per line):
+per demo user, the demo page link (the servers allow the twin's own page origins), and one status
+line per server, then reads commands on stdin (one per line):
 
 ``status`` | ``deregister NAME`` | ``kill NAME`` | ``add`` | ``deploy`` | ``deploy-no-drain`` |
 ``token USER`` | ``help`` | ``quit``
 
-Ctrl-C, SIGTERM and ``quit`` stop every process the twin started, by PID. The end of stdin
-only stops reading commands: ``stickyws twin up < /dev/null`` keeps running until a signal.
+Ctrl-C, SIGTERM and ``quit`` stop every process the twin started, by PID, before anything is
+reported: a closed stdout (nobody reads the output any more) cannot keep them running. The end of
+stdin only stops reading commands: ``stickyws twin up < /dev/null`` keeps running until a signal.
 """
 
 from __future__ import annotations
