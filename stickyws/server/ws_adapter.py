@@ -293,7 +293,8 @@ async def health_handler(request: web.Request) -> web.Response:
 
 
 def build_app(core: ServerCore, accepting: Callable[[], bool] = lambda: True) -> web.Application:
-    """The aiohttp application: ``GET /ws`` and ``GET <health_check_path>``."""
+    """The aiohttp application: ``GET /ws`` (upgrade, pre-flight), ``OPTIONS /ws`` (CORS), the static
+    files of :data:`STATIC_FILES` and ``GET <health_check_path>``."""
     app = web.Application()
     app[_CORE] = core
     app[_ACCEPTING] = accepting
