@@ -47,6 +47,14 @@ export class StickyError extends Error {
   }
 }
 
+function ignore() {}
+
+/** Stop listening to a socket we are done with (an error handler stays: Node's ws throws without one). */
+function detach(ws) {
+  ws.onopen = ws.onmessage = ws.onclose = null;
+  ws.onerror = ignore;
+}
+
 function makeEvent(type, detail) {
   if (typeof CustomEvent === "function") return new CustomEvent(type, { detail });
   const event = new Event(type);
@@ -199,7 +207,7 @@ export class StickyClient extends EventTarget {
     ws.onmessage = (event) => {
       if (this._ws === ws) this._onFrame(ws, event.data);
     };
-    ws.onerror = () => {}; // a close event follows with the code
+    ws.onerror = ignore; // a close event follows with the code
     ws.onclose = (event) => {
       if (this._ws === ws) this._onClose(event.code, event.reason || "");
     };
@@ -365,7 +373,7 @@ export class StickyClient extends EventTarget {
     const ws = this._ws;
     if (!ws) return;
     clearTimeout(this._connectTimer);
-    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    detach(ws);
     this._ws = null;
     const wasConnected = this._connected;
     const opened = this._opened;
@@ -524,7 +532,7 @@ export class StickyClient extends EventTarget {
     const ws = this._ws;
     this._ws = null;
     if (ws) {
-      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      detach(ws);
       try {
         ws.close(code === 1006 ? 1000 : code, String(reason).slice(0, 120));
       } catch {

@@ -8,7 +8,8 @@ export class FakeServer {
     this.handshakes = []; // {url, protocols, headers}
     this.preflights = []; // {url, headers}
     this.sockets = [];
-    /** (req) => null to accept, or {status, body, headers} to refuse the upgrade */
+    this.hung = [];
+    /** (req) => null to accept, {status, body, headers} to refuse the upgrade, or "hang" */
     this.refuse = () => null;
     /** (req) => {status, body, headers} for GET ?preflight=1 */
     this.preflight = () => ({ status: 200, body: { ok: true } });
@@ -32,6 +33,12 @@ export class FakeServer {
       };
       this.handshakes.push(info);
       const refusal = this.refuse(req, info);
+      if (refusal === "hang") {
+        // never answer: the client's connect timeout must end it
+        socket.on("error", () => {});
+        this.hung.push(socket);
+        return;
+      }
       if (refusal) {
         const body = JSON.stringify(refusal.body || {});
         const extra = Object.entries(refusal.headers || {}).map(([k, v]) => `${k}: ${v}\r\n`).join("");
@@ -63,6 +70,7 @@ export class FakeServer {
 
   async stop() {
     for (const ws of this.sockets) ws.terminate();
+    for (const socket of this.hung) socket.destroy();
     this.wss.close();
     await new Promise((resolve) => this.http.close(resolve));
   }

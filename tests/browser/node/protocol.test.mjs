@@ -261,6 +261,32 @@ test("the retry budget ends in one retry_budget_exhausted error and a close", as
   assert.match(errors[0].message, /gave up after 4 failed connection attempts/);
 });
 
+test("a handshake that hangs ends at connectTimeoutMs and is retried", async () => {
+  let attempts = 0;
+  server.refuse = () => (attempts++ === 0 ? "hang" : null);
+  const c = client({ connectTimeoutMs: 100 });
+  const seen = record(c);
+  await until(() => seen.of("open").length === 1, 3000, "connected on the second attempt");
+  const [plan] = seen.of("reconnecting");
+  assert.deepEqual([plan.reason, plan.code, plan.attempt], ["connect_timeout", 1006, 1]);
+  assert.equal(server.handshakes.length, 2);
+  assert.equal(server.preflights.length, 1); // asked why; 200 means "a network fault": retry
+});
+
+test("a token function is called before every attempt, and the query transport puts it in the URL", async () => {
+  let n = 0;
+  server.onConnection = (ws) => {
+    ws.sendJson(connected());
+    if (n === 1) ws.close(1012, "restart");
+  };
+  const c = client({ token: async () => `jwt${++n}`, tokenTransport: "query" });
+  const seen = record(c);
+  await until(() => seen.of("open").length === 2, 3000, "reconnected");
+  const tokens = server.handshakes.map((h) => h.url.searchParams.get("token"));
+  assert.deepEqual(tokens, ["jwt1", "jwt2"]);
+  assert.deepEqual(server.handshakes.map((h) => h.protocols), [["stickyws.v1"], ["stickyws.v1"]]);
+});
+
 test("close 4001 (taken over) stops without a reconnect", async () => {
   server.onConnection = (ws) => {
     ws.sendJson(connected());
