@@ -120,7 +120,8 @@ export declare class StickyError extends Error {
 export declare class StickyClient extends EventTarget {
   constructor(url: string, options?: StickyClientOptions);
   readonly url: string;
-  readonly state: "idle" | "connecting" | "open" | "waiting" | "closed";
+  /** checking: asking the server (pre-flight) why a handshake failed; waiting: a reconnect is planned. */
+  readonly state: "idle" | "connecting" | "open" | "checking" | "waiting" | "closed";
   readonly serverId: string | null;
   readonly sessionId: string | null;
   readonly resumeToken: string | null;

@@ -92,7 +92,7 @@ export class StickyClient extends EventTarget {
     if (typeof this._WebSocket !== "function") {
       throw new TypeError("no WebSocket implementation: pass options.WebSocket (in Node: the ws package)");
     }
-    this.state = "idle"; // idle | connecting | open | waiting | closed
+    this.state = "idle"; // idle | connecting | open | checking | waiting | closed
     this.serverId = null;
     this.sessionId = null;
     this.resumeToken = null;
@@ -116,7 +116,7 @@ export class StickyClient extends EventTarget {
 
   /** Start connecting (called by the constructor unless autoConnect is false). */
   connect() {
-    if (this.state === "closed" || this._ws) return;
+    if (this.state !== "idle") return;
     this._clearTimer();
     this._open();
   }
@@ -386,6 +386,7 @@ export class StickyClient extends EventTarget {
       return;
     }
     if (!wasConnected && !opened && code === 1006 && this.options.preflight && this._fetch) {
+      this.state = "checking"; // nothing reconnects while the server is asked why
       const verdict = await this._preflight();
       if (this.state === "closed") return;
       if (verdict) {
