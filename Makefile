@@ -32,13 +32,18 @@ bench/node-peer/node_modules/.installed: bench/node-peer/package.json bench/node
 	cd bench/node-peer && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV)/.installed node_modules/.installed bench/node-peer/node_modules/.installed  ## Create .venv (pinned deps), the local CDK CLI and the Node peer's modules.
+# The pinned `ws` package the browser client's Node tests run with (tests/browser/node).
+tests/browser/node/node_modules/.installed: tests/browser/node/package.json tests/browser/node/package-lock.json
+	cd tests/browser/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.installed node_modules/.installed bench/node-peer/node_modules/.installed tests/browser/node/node_modules/.installed  ## Create .venv (pinned deps), the local CDK CLI and the Node modules of the peer and the browser tests.
 
 synth: setup  ## Synthesize cdk.out/StickyWebSocketStack.template.json offline (settings: -c via CDK_ARGS).
 	$(CDK) synth --quiet $(CDK_ARGS)
 	@echo "wrote cdk.out/StickyWebSocketStack.template.json"
 
-system-deps:  ## Install redis-server and haproxy (Debian packages) when missing.
+system-deps:  ## Install redis-server, haproxy, chromium and chromium-driver (Debian packages) when missing.
 	@scripts/install-system-deps.sh
 
 lint: setup  ## ruff (lint + format check) and mypy.

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Install the Debian packages the tests run for real (redis-server, haproxy) when they are missing.
+# Install the Debian packages the tests run for real (redis-server, haproxy, and chromium +
+# chromium-driver for the browser tests) when they are missing.
 # Needs root or passwordless sudo; otherwise says what to install and fails.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

@@ -94,6 +94,33 @@ def _last_seq(raw: str | None) -> int | None:
     return int(raw)
 
 
+#: Hosts a browser elsewhere cannot reach: no startup warning about ``allowed_origins`` for them.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def origin_refusal(origin: str | None) -> str:
+    """The message of a 403 ``origin_not_allowed``: names the origin and the setting that admits it."""
+    return (
+        f"origin {origin!r} is not allowed: add it to the allowed_origins setting "
+        f"(STICKYWS_ALLOWED_ORIGINS={origin}, comma-separated; * allows any origin)"
+    )
+
+
+def origin_warning(allowed_origins: Sequence[str], host: str) -> str | None:
+    """The startup warning for a server browsers can reach but no browser may use, else ``None``.
+
+    Browsers always send ``Origin``; with ``allowed_origins`` empty every browser handshake is
+    refused with 403. Loopback binds (``127.0.0.0/8``, ``::1``, ``localhost``) get no warning.
+    """
+    if allowed_origins or host in LOOPBACK_HOSTS or host.startswith("127."):
+        return None
+    return (
+        f"allowed_origins is empty on a server bound to {host}: every browser handshake (browsers always "
+        "send Origin) is refused with 403 origin_not_allowed; set STICKYWS_ALLOWED_ORIGINS to your pages' "
+        "origins, e.g. https://app.example.com (comma-separated)"
+    )
+
+
 class ServerState(enum.Enum):
     """Where the server is in its life."""
 
@@ -350,7 +377,7 @@ class ServerCore:
             )
         origin = req.headers.get("Origin")
         if not origin_allowed(origin, self.sv.allowed_origins):
-            return self._reject(req, 403, protocol.REJECT_ORIGIN, f"origin {origin!r} is not allowed")
+            return self._reject(req, 403, protocol.REJECT_ORIGIN, origin_refusal(origin))
         try:
             user_id = self.verifier.verify(extract_token(req.query, req.headers, req.subprotocols))
         except AuthError as exc:
@@ -413,6 +440,40 @@ class ServerCore:
             user_id, result.session, result.resumed, result.previous, req.remote,
             last_seq if result.resumed else None, since,
         )  # fmt: skip
+
+    def preflight(self, req: HandshakeRequest) -> Rejection | None:
+        """What :meth:`admit` would answer now, without claiming a route or opening a session.
+
+        ``None``: the handshake would be admitted as far as this server can tell; else the same
+        :class:`Rejection` (status, code, ``Retry-After``). Checks, in :meth:`admit`'s order: state
+        (503 draining), capacity (503), origin (403), token (401/403), resume token (403), registry
+        outage under ``registry_down_policy=reject`` (503). It reads nothing from the registry, so it
+        cannot predict a 409 (``connection_policy=reject`` with the user live elsewhere). Counted in
+        no metric: it is a question, not a handshake.
+        """
+        if self.state is not ServerState.SERVING:
+            return Rejection(503, protocol.REJECT_DRAINING, "server is draining: retry", RETRY_AFTER_S)
+        if len(self.connections) + self._pending >= self.sv.max_connections:
+            text = f"server holds {self.sv.max_connections} connections"
+            return Rejection(503, protocol.REJECT_AT_CAPACITY, text, RETRY_AFTER_S)
+        origin = req.headers.get("Origin")
+        if not origin_allowed(origin, self.sv.allowed_origins):
+            return Rejection(403, protocol.REJECT_ORIGIN, origin_refusal(origin))
+        try:
+            user_id = self.verifier.verify(extract_token(req.query, req.headers, req.subprotocols))
+        except AuthError as exc:
+            if exc.kind == "missing":
+                return Rejection(401, protocol.REJECT_MISSING_TOKEN, str(exc))
+            return Rejection(403, protocol.REJECT_INVALID_TOKEN, str(exc))
+        resume = extract_resume(req.query, req.headers)
+        if resume:
+            try:
+                self.verifier.verify_resume(user_id, resume)
+            except AuthError as exc:
+                return Rejection(403, protocol.REJECT_INVALID_RESUME, str(exc))
+        if not self.registry.available and self.sv.registry_down_policy == "reject":
+            return Rejection(503, protocol.REJECT_REGISTRY_DOWN, "registry unavailable: retry", RETRY_AFTER_S)
+        return None
 
     async def abandon(self, admission: Admission) -> None:
         """The upgrade failed after :meth:`admit`: free the slot and the route."""

@@ -27,10 +27,12 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from stickyws import protocol
-from stickyws.server.core import Admission, Connection, HandshakeRequest, Rejection, ServerCore
+from stickyws.server.core import Admission, Connection, HandshakeRequest, Rejection, ServerCore, origin_warning
 
 log = logging.getLogger("stickyws.server")
 
+#: Query flag of the pre-flight: ``GET /ws?preflight=1`` without an upgrade answers what the upgrade would.
+PREFLIGHT_QUERY = "preflight"
 #: How long a close handshake waits for the peer's close frame.
 CLOSE_TIMEOUT_S = 2.0
 #: Pending connections the listening socket queues. aiohttp's default (128) overflowed in bursts of
@@ -178,6 +180,8 @@ class _Pinger:
 async def ws_handler(request: web.Request) -> web.StreamResponse:
     """``GET /ws``: 426 without an upgrade, else admit, upgrade and run the connection."""
     core = request.app[_CORE]
+    if request.headers.get("Upgrade", "").lower() != "websocket" and PREFLIGHT_QUERY in request.query:
+        return preflight_response(core, request)
     if request.headers.get("Upgrade", "").lower() != "websocket":
         rejection = Rejection(426, protocol.REJECT_UPGRADE_REQUIRED, "send a WebSocket upgrade (Upgrade: websocket)")
         core.metrics.reject(rejection.code)
@@ -240,6 +244,72 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+def _cors_headers(request: web.Request) -> dict[str, str]:
+    """CORS headers echoing the request's ``Origin`` (none without one).
+
+    Any origin may read a pre-flight answer: the origin is checked before the token, so a refused
+    origin learns only that it is refused (or that the server is draining or full), never whether a
+    token is valid.
+    """
+    origin = request.headers.get("Origin")
+    if not origin:
+        return {}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Credentials": "true",
+        "Access-Control-Expose-Headers": "Retry-After",
+        "Vary": "Origin",
+    }
+
+
+def preflight_response(core: ServerCore, request: web.Request) -> web.Response:
+    """``GET /ws?preflight=1`` without an upgrade: 200 ``{"ok": true}`` or the refusal the upgrade would get."""
+    offered = tuple(p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip())
+    rejection = core.preflight(HandshakeRequest(request.query, request.headers, offered, request.remote))
+    headers = {**_cors_headers(request), "Cache-Control": "no-store"}
+    if rejection is None:
+        return web.json_response({"ok": True}, headers=headers)
+    if rejection.retry_after_s is not None:
+        headers["Retry-After"] = str(rejection.retry_after_s)
+    return web.Response(
+        status=rejection.status, text=rejection.body(), content_type="application/json", headers=headers
+    )
+
+
+async def preflight_options_handler(request: web.Request) -> web.Response:
+    """``OPTIONS /ws``: the CORS pre-flight a cross-origin ``fetch`` sends before a pre-flight GET with a token."""
+    headers = {
+        **_cors_headers(request),
+        "Access-Control-Allow-Methods": "GET",
+        "Access-Control-Allow-Headers": f"Authorization, {protocol.RESUME_HEADER}",
+        "Access-Control-Max-Age": "600",
+    }
+    return web.Response(status=204, headers=headers)
+
+
+#: Files of ``stickyws/static`` served at ``/<name>``, with their content types.
+STATIC_FILES = {
+    "stickyws-client.js": "text/javascript",
+    "stickyws-client.d.ts": "application/typescript",
+    "stickyws-demo.html": "text/html",
+}
+
+
+def add_static_routes(app: web.Application) -> None:
+    """``GET /stickyws-client.js``, ``/stickyws-client.d.ts`` (the browser client) and ``/stickyws-demo.html``."""
+    from importlib import resources
+
+    folder = resources.files("stickyws") / "static"
+    for name, content_type in STATIC_FILES.items():
+        body = (folder / name).read_bytes()
+
+        async def serve(_: web.Request, body: bytes = body, content_type: str = content_type) -> web.Response:
+            headers = {"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"}
+            return web.Response(body=body, content_type=content_type, charset="utf-8", headers=headers)
+
+        app.router.add_get(f"/{name}", serve)
+
+
 async def health_handler(request: web.Request) -> web.Response:
     """``/health``: 200 while serving and accepting, 503 otherwise; JSON body from the core."""
     status, body = request.app[_CORE].health(request.app[_ACCEPTING]())
@@ -247,7 +317,8 @@ async def health_handler(request: web.Request) -> web.Response:
 
 
 def build_app(core: ServerCore, accepting: Callable[[], bool] = lambda: True) -> web.Application:
-    """The aiohttp application: ``GET /ws`` and ``GET <health_check_path>``."""
+    """The aiohttp application: ``GET /ws`` (upgrade, pre-flight), ``OPTIONS /ws`` (CORS), the static
+    files of :data:`STATIC_FILES` and ``GET <health_check_path>``."""
     app = web.Application()
     app[_CORE] = core
     app[_ACCEPTING] = accepting
@@ -258,8 +329,17 @@ def build_app(core: ServerCore, accepting: Callable[[], bool] = lambda: True) ->
 
     app.on_shutdown.append(stop_pinger)
     app.router.add_get(protocol.WS_PATH, ws_handler)
+    app.router.add_route("OPTIONS", protocol.WS_PATH, preflight_options_handler)
+    add_static_routes(app)
     app.router.add_get(core.settings["health_check_path"], health_handler)
     return app
+
+
+def warn_about_origins(core: ServerCore, host: str) -> None:
+    """Log :func:`~stickyws.server.core.origin_warning` once at startup when it applies."""
+    text = origin_warning(core.sv.allowed_origins, host)
+    if text is not None:
+        log.warning(text)
 
 
 def build_publish_app(core: ServerCore, key: str) -> web.Application:
@@ -345,6 +425,7 @@ class RunningServer:
             await self._runner.cleanup()
             raise
         await self.core.start()
+        warn_about_origins(self.core, self.host)
         return self
 
     async def stop(self) -> None:

@@ -4,18 +4,21 @@
 [--server-cmd CMD] [--server-env NAME=VALUE ...] [--health-path PATH]`` starts redis-server, N
 servers (the reference server, or CMD with ``{port}``, ``{server_id}``, ``{redis_url}`` and
 ``{jwt_secret}`` filled per server) and HAProxy, prints the ws:// URL, a token and client command
-per demo user, and one status line per server, then reads commands on stdin (one per line):
+per demo user, the demo page link (the servers allow the twin's own page origins), and one status
+line per server, then reads commands on stdin (one per line):
 
 ``status`` | ``deregister NAME`` | ``kill NAME`` | ``add`` | ``deploy`` | ``deploy-no-drain`` |
 ``token USER`` | ``help`` | ``quit``
 
-Ctrl-C, SIGTERM and ``quit`` stop every process the twin started, by PID. The end of stdin
-only stops reading commands: ``stickyws twin up < /dev/null`` keeps running until a signal.
+Ctrl-C, SIGTERM and ``quit`` stop every process the twin started, by PID, before anything is
+reported: a closed stdout (nobody reads the output any more) cannot keep them running. The end of
+stdin only stops reading commands: ``stickyws twin up < /dev/null`` keeps running until a signal.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -126,15 +129,11 @@ def run_up(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | 
     from stickyws.cli import CommandError
     from stickyws.localproc import LocalProcessError
     from stickyws.settings import SettingsError
+    from stickyws.twin.browser import allow_page_origins, demo_url
     from stickyws.twin.cluster import TwinCluster, TwinError
 
     stdin = stdin or sys.stdin
-    out = out or sys.stdout
-    lock = threading.Lock()
-
-    def say(line: str) -> None:
-        with lock:
-            print(line, file=out, flush=True)
+    say = _Output(out or sys.stdout)
 
     if args.servers < 1:
         raise CommandError("--servers must be at least 1")
@@ -150,6 +149,7 @@ def run_up(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | 
         )
     except (TwinError, SettingsError) as exc:
         raise CommandError(str(exc)) from None
+    allow_page_origins(cluster)
     stop = threading.Event()
     # Both signals explicitly: a shell starts background jobs with SIGINT ignored.
     previous = {sig: signal.signal(sig, lambda *_: _interrupt()) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -165,6 +165,8 @@ def run_up(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | 
             say(status.render())
         for user in DEMO_USERS if args.server_cmd is None else ():  # tokens only mean something to stickyws
             say(f"client for {user}: stickyws client {cluster.url} --token {cluster.token(user)}")
+        if args.server_cmd is None:
+            say(f"demo page: {demo_url(cluster.http_url, {user: cluster.token(user) for user in DEMO_USERS})}")
         say("type 'help' for commands; Ctrl-C stops everything")
         reader = threading.Thread(target=_read_commands, args=(cluster, stdin, say, stop), daemon=True)
         reader.start()
@@ -173,16 +175,55 @@ def run_up(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | 
     except KeyboardInterrupt:
         pass
     finally:
+        # Stop first, report after: nothing said here may keep the processes from being stopped.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the stop
         say("twin: stopping every process it started")
-        cluster.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        try:
+            cluster.stop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         say("twin: stopped")
     return 0
 
 
 def _interrupt() -> None:
     raise KeyboardInterrupt
+
+
+class _Output:
+    """Prints whole lines from any thread; once the reader has gone (closed pipe), drops them silently.
+
+    A twin whose output nobody reads any more (``stickyws twin up | head``, a closed terminal) must
+    still stop every process it started on SIGTERM: a write error here would skip that.
+    """
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.lock = threading.Lock()
+        self.gone = False
+
+    def __call__(self, line: str) -> None:
+        with self.lock:
+            if self.gone:
+                return
+            try:
+                print(line, file=self.out, flush=True)
+            except (BrokenPipeError, ValueError, OSError):
+                self.gone = True
+                self._silence()
+
+    def _silence(self) -> None:
+        """Point the stream at /dev/null so the interpreter's final flush does not fail again."""
+        if self.out is not sys.stdout:
+            return
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
 
 
 def _read_commands(cluster: Any, stdin: TextIO, say: Callable[[str], None], stop: threading.Event) -> None:

@@ -8,7 +8,9 @@ ALB / target group setting                       HAProxy rendering
 ===============================================  =================================================
 ``lb_cookie`` stickiness, duration D             ``cookie AWSALB insert indirect nocache maxidle Ds
                                                  maxlife Ds attr "Max-Age=D"``, ``cookie <slot>``
-                                                 on every server
+                                                 on every server; ``AWSALBCORS`` (same value,
+                                                 ``SameSite=None; Secure``) on every server
+                                                 response, routed like ``AWSALB`` when alone
 ``app_cookie`` stickiness on cookie C            ``stick match req.cook(C)`` + ``stick
                                                  store-response res.cook(C)`` in a stick table
                                                  that expires after D (follows the app's cookie)
@@ -51,6 +53,8 @@ FRONTEND = "ws_listener"
 BACKEND = "ws_targets"
 #: Cookie HAProxy inserts in ``lb_cookie`` mode: the ALB's own name.
 LB_COOKIE_NAME = "AWSALB"
+#: The ALB's cross-site copy of the stickiness cookie (``SameSite=None; Secure``).
+LB_CORS_COOKIE_NAME = "AWSALBCORS"
 #: Address rendered for a slot that holds no server yet (it is ``disabled``; never connected).
 UNUSED_SLOT_PORT = 1
 #: Twin-only timeouts without an ALB setting, in seconds: TCP connect to a target, and the
@@ -166,6 +170,24 @@ def _stickiness_lines(settings: Settings) -> list[str]:
         f"# lb_cookie stickiness: HAProxy inserts {LB_COOKIE_NAME} (opaque to clients), valid {life} s",
         f"cookie {LB_COOKIE_NAME} insert indirect nocache maxidle {duration(life)} maxlife {duration(life)}"
         f' attr "Max-Age={life}"',
+        *_cors_cookie_lines(life),
+    ]
+
+
+def _cors_cookie_lines(life: int) -> list[str]:
+    """The ALB's second cookie: ``AWSALBCORS``, same value, ``SameSite=None; Secure``.
+
+    A browser sends a cookie without ``SameSite`` only to its own site, so a page on another site
+    (``http://localhost:P`` to ``ws://127.0.0.1:T``) would lose stickiness with ``AWSALB`` alone.
+    Every response from a server sets ``AWSALBCORS`` to that server's cookie value; a request that
+    carries only ``AWSALBCORS`` is routed as if it carried ``AWSALB`` with the same value.
+    """
+    return [
+        f"# {LB_CORS_COOKIE_NAME}: the cross-site twin of {LB_COOKIE_NAME} (SameSite=None; Secure), as the ALB sets it",
+        f'http-request set-header Cookie "%[req.hdr(Cookie)]; {LB_COOKIE_NAME}=%[req.cook({LB_CORS_COOKIE_NAME})]"'
+        f" if {{ req.cook({LB_CORS_COOKIE_NAME}) -m found }} !{{ req.cook({LB_COOKIE_NAME}) -m found }}",
+        f'http-response add-header Set-Cookie "{LB_CORS_COOKIE_NAME}=%[srv_name]; Max-Age={life}; Path=/;'
+        ' SameSite=None; Secure" if { srv_name -m found }',
     ]
 
 

@@ -67,9 +67,7 @@ def test_history_after_judges_completeness_and_epochs() -> None:
     """Recoverable only with the same epoch and every offset after the position; else None."""
     pos = TopicPosition(5, "E")
     full = [(3, "c"), (4, "d"), (5, "e")]
-    assert history_after(pos, 2, "E", full, "t").publications == tuple(
-        Publication("t", o, "E", d) for o, d in full
-    )
+    assert history_after(pos, 2, "E", full, "t").publications == tuple(Publication("t", o, "E", d) for o, d in full)
     assert history_after(pos, 2, "E", full[1:], "t").publications is None  # offset 3 was trimmed
     assert history_after(pos, 2, "other", full, "t").publications is None  # the epoch changed
     assert history_after(pos, 5, "E", [], "t").publications == ()
