@@ -55,7 +55,11 @@ format: setup  ## Apply ruff's fixes and formatting.
 	$(BIN)/ruff check --fix stickyws constructs_lib stacks tests scripts app.py
 	$(BIN)/ruff format stickyws constructs_lib stacks tests scripts app.py
 
-pytest: setup system-deps  ## The test suite alone.
+# Two workers: the process fleets (tests/e2e + tests/twin, tests/browser) each stay on one worker while
+# the other takes the rest (tests/conftest.py groups them). PYTEST_ARGS="-n 0" runs everything in one process.
+PYTEST_ARGS ?= -n 2 --dist loadgroup
+
+pytest: setup system-deps  ## The test suite alone (two workers; PYTEST_ARGS="-n 0" for one).
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: setup system-deps lint pytest  ## Everything CI runs: setup, Debian packages, lint, types, tests.

@@ -16,6 +16,21 @@ from tests.cdk_reference import ReferenceSynth, load_cdk_context, synthesize_ref
 pytest_plugins = ("pytester",)
 
 
+#: Folders whose tests run real process fleets (twins, browsers); with ``pytest -n 2 --dist loadgroup``
+#: (``make test``) each group runs on one worker, in order, while the other worker takes the rest.
+XDIST_GROUPS = {"e2e": "fleet", "twin": "fleet", "browser": "browser"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put every test of a fleet folder in its folder's xdist group (a no-op without xdist)."""
+    root = Path(__file__).parent
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(root).parts
+        group = XDIST_GROUPS.get(parts[0]) if parts else None
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Register the stickyws pytest plugin when its entry point did not (an environment installed before it existed)."""
     if not config.pluginmanager.has_plugin("stickyws"):

@@ -328,19 +328,26 @@ class StickyClient:
             self._emit("stopped", reason=self.stop_reason or "closed by the application")
 
     def _handshake_url(self) -> str:
-        params = {"token": self.token}
+        """The upgrade URL: only what is not a credential (the token and the resume token travel in
+        headers, see :meth:`_handshake_headers`, so they stay out of access logs)."""
+        params: dict[str, str] = {}
         if self.resume_token:
-            params[protocol.RESUME_QUERY] = self.resume_token
             params[protocol.LAST_SEQ_QUERY] = str(self.last_seq)
             positions = {t: p for t, p in self.positions.items() if t in self.topics}
             if positions:
                 params[protocol.SINCE_QUERY] = protocol.since_query(positions)
-        return with_query(self.url, params)
+        return with_query(self.url, params) if params else self.url
+
+    def _handshake_headers(self) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if self.resume_token:
+            headers[protocol.RESUME_HEADER] = self.resume_token
+        return headers
 
     async def _connect_once(self) -> tuple[policy.Decision, bool]:
         """One connection from handshake to close; returns the decision and whether it got ``connected``."""
         assert self._session is not None
-        headers: dict[str, str] = {}
+        headers = self._handshake_headers()
         cookie = self.jar.header(self.url) if self.use_cookies else None
         if cookie:
             headers["Cookie"] = cookie

@@ -367,31 +367,41 @@ class ServerCore:
         )
         return Rejection(status, code, message, RETRY_AFTER_S if retry else None)
 
-    async def admit(self, req: HandshakeRequest) -> Admission | Rejection:
-        """Decide a handshake; on :class:`Admission` the caller must :meth:`open` or :meth:`abandon` it."""
+    def _checks(self, req: HandshakeRequest) -> tuple[Rejection, str | None] | tuple[str, str | None]:
+        """The checks a handshake passes before the registry, in order: state (503 draining), capacity
+        (503), origin (403), token (401/403), resume token (403). Returns ``(Rejection, user or None)``
+        or ``(user_id, session_id from the resume token or None)``. Pure: no metric, no log."""
         if self.state is not ServerState.SERVING:
-            return self._reject(req, 503, protocol.REJECT_DRAINING, "server is draining: retry", retry=True)
+            return Rejection(503, protocol.REJECT_DRAINING, "server is draining: retry", RETRY_AFTER_S), None
         if len(self.connections) + self._pending >= self.sv.max_connections:
-            return self._reject(
-                req, 503, protocol.REJECT_AT_CAPACITY, f"server holds {self.sv.max_connections} connections", retry=True
-            )
+            text = f"server holds {self.sv.max_connections} connections"
+            return Rejection(503, protocol.REJECT_AT_CAPACITY, text, RETRY_AFTER_S), None
         origin = req.headers.get("Origin")
         if not origin_allowed(origin, self.sv.allowed_origins):
-            return self._reject(req, 403, protocol.REJECT_ORIGIN, origin_refusal(origin))
+            return Rejection(403, protocol.REJECT_ORIGIN, origin_refusal(origin)), None
         try:
             user_id = self.verifier.verify(extract_token(req.query, req.headers, req.subprotocols))
         except AuthError as exc:
             if exc.kind == "missing":
-                return self._reject(req, 401, protocol.REJECT_MISSING_TOKEN, str(exc))
-            return self._reject(req, 403, protocol.REJECT_INVALID_TOKEN, str(exc))
+                return Rejection(401, protocol.REJECT_MISSING_TOKEN, str(exc)), None
+            return Rejection(403, protocol.REJECT_INVALID_TOKEN, str(exc)), None
         resume = extract_resume(req.query, req.headers)
-        if resume:
-            try:
-                session_id = self.verifier.verify_resume(user_id, resume)
-            except AuthError as exc:
-                return self._reject(req, 403, protocol.REJECT_INVALID_RESUME, str(exc), user=user_id)
-        else:
-            session_id = new_session_id()
+        if not resume:
+            return user_id, None
+        try:
+            return user_id, self.verifier.verify_resume(user_id, resume)
+        except AuthError as exc:
+            return Rejection(403, protocol.REJECT_INVALID_RESUME, str(exc)), user_id
+
+    async def admit(self, req: HandshakeRequest) -> Admission | Rejection:
+        """Decide a handshake; on :class:`Admission` the caller must :meth:`open` or :meth:`abandon` it."""
+        checked, detail = self._checks(req)
+        if isinstance(checked, Rejection):
+            r = checked
+            return self._reject(req, r.status, r.code, r.message, user=detail, retry=r.retry_after_s is not None)
+        user_id, resumed_id = checked, detail
+        resume = resumed_id is not None
+        session_id = resumed_id if resumed_id is not None else new_session_id()
         last_seq = _last_seq(req.query.get(protocol.LAST_SEQ_QUERY)) if resume else None
         self._pending += 1
         self._admitting.setdefault(user_id, [])
@@ -451,26 +461,9 @@ class ServerCore:
         cannot predict a 409 (``connection_policy=reject`` with the user live elsewhere). Counted in
         no metric: it is a question, not a handshake.
         """
-        if self.state is not ServerState.SERVING:
-            return Rejection(503, protocol.REJECT_DRAINING, "server is draining: retry", RETRY_AFTER_S)
-        if len(self.connections) + self._pending >= self.sv.max_connections:
-            text = f"server holds {self.sv.max_connections} connections"
-            return Rejection(503, protocol.REJECT_AT_CAPACITY, text, RETRY_AFTER_S)
-        origin = req.headers.get("Origin")
-        if not origin_allowed(origin, self.sv.allowed_origins):
-            return Rejection(403, protocol.REJECT_ORIGIN, origin_refusal(origin))
-        try:
-            user_id = self.verifier.verify(extract_token(req.query, req.headers, req.subprotocols))
-        except AuthError as exc:
-            if exc.kind == "missing":
-                return Rejection(401, protocol.REJECT_MISSING_TOKEN, str(exc))
-            return Rejection(403, protocol.REJECT_INVALID_TOKEN, str(exc))
-        resume = extract_resume(req.query, req.headers)
-        if resume:
-            try:
-                self.verifier.verify_resume(user_id, resume)
-            except AuthError as exc:
-                return Rejection(403, protocol.REJECT_INVALID_RESUME, str(exc))
+        checked, _ = self._checks(req)
+        if isinstance(checked, Rejection):
+            return checked
         if not self.registry.available and self.sv.registry_down_policy == "reject":
             return Rejection(503, protocol.REJECT_REGISTRY_DOWN, "registry unavailable: retry", RETRY_AFTER_S)
         return None
