@@ -3,7 +3,8 @@
 ``cdk synth`` must stay offline and must not need a Docker engine, so the Lambda's code is
 assembled by copying files from this checkout and from the current Python environment:
 
-* ``stickyws/__init__.py``, ``stickyws/keys.py`` and ``stickyws/drain_notifier.py`` (the handler
+* ``stickyws/__init__.py``, ``stickyws/keys.py``, ``stickyws/registry_auth.py`` and
+  ``stickyws/drain_notifier.py`` (the handler, its registry credentials
   and the key schema it imports; NOT the rest of the package, never aiohttp), and
 * the installed ``redis`` package directory (redis-py is pure Python, so the copy made from this
   environment runs on the Lambda runtime; ``__pycache__`` is left out).
@@ -31,7 +32,12 @@ LAMBDA_RUNTIME: Final = lambda_.Runtime.PYTHON_3_13
 #: Directory that holds the ``stickyws`` package (the repository root in a checkout).
 SOURCE_ROOT: Final = Path(__file__).resolve().parent.parent
 #: Files copied from :data:`SOURCE_ROOT`, relative paths, the same inside the bundle.
-HANDLER_FILES: Final = ("stickyws/__init__.py", "stickyws/keys.py", "stickyws/drain_notifier.py")
+HANDLER_FILES: Final = (
+    "stickyws/__init__.py",
+    "stickyws/keys.py",
+    "stickyws/registry_auth.py",
+    "stickyws/drain_notifier.py",
+)
 #: Installed packages copied whole from the current environment.
 HANDLER_PACKAGES: Final = ("redis",)
 #: ``handler`` setting of the function.

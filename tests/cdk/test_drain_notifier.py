@@ -182,7 +182,12 @@ def test_bundle_holds_exactly_the_handler_and_redis(
         if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
     }
     assert files == set(HANDLER_FILES) | redis_files
-    assert set(HANDLER_FILES) == {"stickyws/__init__.py", "stickyws/keys.py", "stickyws/drain_notifier.py"}
+    assert set(HANDLER_FILES) == {
+        "stickyws/__init__.py",
+        "stickyws/keys.py",
+        "stickyws/registry_auth.py",
+        "stickyws/drain_notifier.py",
+    }
     assert "redis/__init__.py" in files
     for rel in HANDLER_FILES:
         assert (bundle / rel).read_bytes() == (SOURCE_ROOT / rel).read_bytes()
