@@ -27,7 +27,6 @@ from typing import Any, cast
 from stickyws.audit.mapping import INFRA_SETTINGS, Observation, observe
 from stickyws.audit.view import DeploymentView
 from stickyws.settings import FIELDS, RULES, Settings, SettingsError, Severity, env_name, render_value
-from stickyws.settings.rules import engine_version
 
 
 class Status(enum.Enum):
@@ -459,8 +458,6 @@ def _app_matches(ctx: Context) -> Outcome:
     compared = sorted((set(ctx.observed) & ctx.from_container) & INFRA_SETTINGS)
     for name in compared:
         infra, app = ctx.settings[name], ctx.app_settings[name]
-        if name == "registry_engine_version" and engine_version(ctx.settings) == engine_version(ctx.app_settings):
-            continue  # empty means the engine's pinned default
         if infra != app:
             mismatched.append(
                 f"{name}: deployment {render_value(infra)} ({ctx.observed[name].where}), "

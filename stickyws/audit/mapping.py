@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stickyws.audit.view import DeploymentView
+from stickyws.settings.rules import DEFAULT_ENGINE_VERSIONS
 
 #: (setting, load balancer attribute key, AWS default text)
 LOAD_BALANCER_ATTRIBUTES: tuple[tuple[str, str, str], ...] = (
@@ -145,5 +146,14 @@ def observe(view: DeploymentView) -> dict[str, Observation]:
     if registry is not None:
         for name, attr, prop in REGISTRY_FIELDS:
             value = getattr(registry, attr)
-            put(name, None if value is None else str(value), f"registry {registry.id} {prop}", None)
+            where = f"registry {registry.id} {prop}"
+            if name == "registry_engine_version" and value is not None and _is_pinned_default(registry.engine, value):
+                value, where = "", f"{where} = the pinned default"  # the setting's empty value means exactly this
+            put(name, None if value is None else str(value), where, None)
     return found
+
+
+def _is_pinned_default(engine: str | None, version: str) -> bool:
+    """Whether ``version`` is the one a new registry of ``engine`` is pinned to (Serverless: its major)."""
+    pinned = DEFAULT_ENGINE_VERSIONS.get((engine or "").lower())
+    return pinned is not None and version in (pinned, pinned.split(".")[0])
