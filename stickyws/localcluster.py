@@ -271,6 +271,7 @@ class LocalCluster:
             "--cluster-config-file", str(node.directory / "nodes.conf"),
             "--cluster-node-timeout", str(self.node_timeout_ms),
             "--cluster-replica-validity-factor", "0",
+            "--repl-diskless-sync-delay", "0",  # replicas sync at once (default: wait 5 s for more)
             "--save", "",
             "--appendonly", "no",
             "--dir", str(node.directory),
