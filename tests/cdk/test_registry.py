@@ -359,3 +359,13 @@ def test_reference_service_and_notifier_authenticate(reference_template_json: di
         ]
         assert json.dumps(connect["Resource"]).count(f":user:{user['UserId']}") == 1
     assert fn["Environment"]["Variables"]["REDIS_USER"] == user["UserId"]
+
+
+@pytest.mark.parametrize("name", ["Cluster", "Serverless", "Token"])
+def test_mode_templates_pass_cfn_lint(name: str) -> None:
+    """cfn-lint finds no error in the cluster, Serverless and password-user templates (the reference template,
+    linted in test_nag_and_lint.py, covers single and IAM; NoAuth only leaves resources out)."""
+    from cfnlint.api import lint
+
+    matches = lint(json.dumps(mode_stacks()[0][name].json))
+    assert [f"{m.rule.id} {m.message}" for m in matches if m.rule.severity == "error"] == []
