@@ -371,6 +371,8 @@ SERVERLESS_MAX_CLIENTS = 65_000
 #: Serverless fixes ``client-output-buffer-limit pubsub`` at 32 MiB hard, 8 MiB soft for 60 s.
 SERVERLESS_PUBSUB_HARD_BYTES = 32 * 1024 * 1024
 SERVERLESS_PUBSUB_SOFT_BYTES = 8 * 1024 * 1024
+#: Nodes (primaries and replicas) a cluster-mode replication group may have.
+MAX_CLUSTER_NODES = 500
 #: Registry connections one server holds at most: its command pool (64) and one pub/sub connection.
 REGISTRY_CONNECTIONS_PER_SERVER = 65
 
@@ -418,6 +420,16 @@ def _registry_topology(s: Settings) -> Iterator[Finding]:
             f"registry_node_type={r.registry_node_type!r} is not an ElastiCache node type",
             "use a name such as cache.t4g.small or cache.r7g.large",
             "registry_node_type",
+        )
+    nodes = r.registry_shards * (1 + r.registry_replicas_per_shard)
+    if r.registry_mode == "cluster" and nodes > MAX_CLUSTER_NODES:
+        yield _error(
+            "registry-topology",
+            f"registry_shards={r.registry_shards} x (1 + registry_replicas_per_shard={r.registry_replicas_per_shard}) "
+            f"= {nodes} nodes > {MAX_CLUSTER_NODES}, the most a cluster-mode replication group may have",
+            f"keep registry_shards x (1 + registry_replicas_per_shard) <= {MAX_CLUSTER_NODES}",
+            "registry_shards",
+            "registry_replicas_per_shard",
         )
     if r.registry_mode == "cluster":
         yield _info(

@@ -52,6 +52,11 @@ BROKEN = [
         "registry_replicas_per_shard=0 with registry_mode=single",
     ),
     ("registry-topology", {"registry_shards": 3}, "registry_shards=3 with registry_mode=single"),
+    (
+        "registry-topology",
+        {"registry_mode": "cluster", "registry_shards": 200, "registry_replicas_per_shard": 2},
+        "registry_shards=200 x (1 + registry_replicas_per_shard=2) = 600 nodes > 500",
+    ),
     ("registry-topology", {"registry_node_type": "t4g.small"}, "registry_node_type='t4g.small' is not an"),
     ("registry-engine", {"registry_engine_version": "latest"}, "registry_engine_version='latest' is not a version"),
     (
