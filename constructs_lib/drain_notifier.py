@@ -9,18 +9,22 @@ service to a small Lambda (``stickyws.drain_notifier.handler``) that stores and 
 notice on ``ws:drain:{taskId}`` in the connection registry.
 
 Failure handling: the rule target and the function's asynchronous invocation both retry
-(``retry_attempts``) and then send the event to one encrypted, TLS-only SQS dead-letter queue.
+(``retry_attempts``) and then send the event to one TLS-only SQS dead-letter queue, encrypted with a
+customer-managed KMS key (rotated yearly) that only EventBridge (for this rule), the function's role
+and the account's key administrators may use; the events name tasks and clusters of the service.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from aws_cdk import Duration
+from aws_cdk import Aws, Duration, Names
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
@@ -68,6 +72,8 @@ class DrainNotifier(Construct):
     :param retry_attempts: retries of the rule target and of the function's asynchronous invocation
         before an event goes to the dead-letter queue. Range 0-2 (Lambda's limit). Default 2.
     :param log_retention: retention of the function's log group. Default one month.
+    :param dlq_key: KMS key of the dead-letter queue. Default: a new customer-managed key with yearly
+        rotation (about 1 USD a month).
     """
 
     def __init__(
@@ -81,15 +87,23 @@ class DrainNotifier(Construct):
         registry_url: str,
         retry_attempts: int = 2,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+        dlq_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, id_)
         if not 0 <= retry_attempts <= 2:
             raise ValueError(f"retry_attempts={retry_attempts} is outside Lambda's range 0-2: pass 0, 1 or 2")
 
+        self._dlq_key = dlq_key or kms.Key(
+            self,
+            "DeadLetterKey",
+            description="stickyws drain notifier: encrypts the dead-letter queue of failed drain events",
+            enable_key_rotation=True,
+        )
         self._dlq = sqs.Queue(
             self,
             "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self._dlq_key,
             enforce_ssl=True,
             retention_period=DLQ_RETENTION,
         )
@@ -123,6 +137,8 @@ class DrainNotifier(Construct):
         )
         role = self._function.role
         if role is not None:
+            # Lambda's own dead-letter grant is sqs:SendMessage only; a KMS-encrypted queue also needs the key.
+            self._dlq_key.grant(role, "kms:GenerateDataKey", "kms:Decrypt")
             for policy in ("AWSLambdaBasicExecutionRole", "AWSLambdaVPCAccessExecutionRole"):
                 acknowledge(
                     role,
@@ -136,9 +152,11 @@ class DrainNotifier(Construct):
             "the runtime is one constant in constructs_lib/bundling.py.",
         )
 
+        rule_name = Names.unique_resource_name(self, max_length=64, separator="-")
         self._rule = events.Rule(
             self,
             "TaskStoppingRule",
+            rule_name=rule_name,
             description="ECS tasks of this service whose desired status became STOPPED (deregistration starts)",
             event_pattern=task_state_change_pattern(cluster, service),
             targets=[
@@ -150,6 +168,23 @@ class DrainNotifier(Construct):
                 )
             ],
         )
+        # EventBridge writes failed events to the queue itself; with a KMS-encrypted queue it needs the key,
+        # for this rule only. The ARN is spelled out from the fixed rule name: a reference to the rule would
+        # close a cycle (key -> rule -> function -> role policy -> queue -> key).
+        rule_arn = f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:rule/{rule_name}"
+        self._dlq_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],
+                conditions={"ArnEquals": {"aws:SourceArn": rule_arn}},
+            )
+        )
+
+    @property
+    def dead_letter_key(self) -> kms.IKey:
+        """The KMS key that encrypts the dead-letter queue."""
+        return self._dlq_key
 
     @property
     def function(self) -> lambda_.Function:

@@ -58,7 +58,8 @@ class StickyWebSocketStack(Stack):
     :param hosted_zone: Route 53 zone of ``domain_name`` (id and name; no lookup).
     :param http_only: demo mode without TLS (a synth warning says so). Default ``False``.
     :param internet_facing: internet-facing ALB (default) or internal.
-    :param registry_url: use this existing Redis/Valkey endpoint instead of creating a replication group.
+    :param registry_url: use this existing Redis/Valkey endpoint instead of creating a cache (its
+        credentials, if any, travel in the URL).
     """
 
     def __init__(
@@ -106,12 +107,13 @@ class StickyWebSocketStack(Stack):
             hosted_zone=zone,
             http_only=http_only,
         )
-        self.registry = ConnectionRegistry(self, "Registry", vpc=self.vpc, existing_url=registry_url)
+        self.registry = ConnectionRegistry(self, "Registry", vpc=self.vpc, settings=settings, existing_url=registry_url)
         self.app = WebSocketFargateService(
             self, "Service", vpc=self.vpc, settings=settings, redis_url=self.registry.url
         )
         self.web.attach(self.app.service)
         self.registry.allow_from(self.app.service)
+        self.registry.connect_container(self.app.container)
         if settings.server.drain_poll_target_health:
             self.app.grant_describe_target_health(self.web.target_group)
         self.drain_notifier = DrainNotifier(
@@ -123,6 +125,7 @@ class StickyWebSocketStack(Stack):
             registry_url=self.registry.url,
         )
         self.registry.allow_from(self.drain_notifier.function)
+        self.registry.connect_function(self.drain_notifier.function)
         assert self.web.load_balancer is not None  # this stack always creates its load balancer
         self.observability = WebSocketObservability(
             self,

@@ -17,8 +17,12 @@ Events that are not a STOPPED desired status for a task are ignored and summaris
 value. A Redis error raises :class:`DrainNotifyError`, so the asynchronous invocation fails, Lambda
 retries it and finally sends the event to the dead-letter queue.
 
-The Lambda bundle holds only ``stickyws/__init__.py``, ``stickyws/keys.py``, this module and
-redis-py (see ``constructs_lib/bundling.py``), so this module imports nothing else from stickyws.
+The function authenticates to the registry as ``REDIS_AUTH`` says (:mod:`stickyws.registry_auth`:
+an IAM auth token signed with the function's role, or the password from Secrets Manager).
+
+The Lambda bundle holds only ``stickyws/__init__.py``, ``stickyws/keys.py``,
+``stickyws/registry_auth.py``, this module and redis-py (see ``constructs_lib/bundling.py``; botocore
+comes with the Lambda runtime), so this module imports nothing else from stickyws.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 
 from stickyws.keys import DRAIN_NOTICE_TTL_S, DrainNotice, drain_key
+from stickyws.registry_auth import RegistryAuthError, credential_provider_from_env
 
 #: Environment variable with the registry URL. Same name as ``stickyws.settings.ENV_REDIS_URL``
 #: (the bundle does not carry the settings package; tests/drain_notifier pins the equality).
@@ -50,9 +55,9 @@ class DrainNotifyError(RuntimeError):
 
 
 # Reused across invocations of a warm Lambda container: created on first use, rebuilt only when
-# REDIS_URL changes (tests point it at a fresh redis-server).
+# REDIS_URL or the auth environment changes (tests point it at a fresh redis-server).
 _client: redis.Redis | None = None
-_client_url: str | None = None
+_client_key: tuple[str, ...] | None = None
 
 
 def parse_event(event: Any) -> DrainNotice | str:
@@ -115,6 +120,14 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         )
     try:
         subscribers = publish(_redis(url), parsed)
+    except RegistryAuthError as exc:
+        raise DrainNotifyError(f"cannot authenticate to the registry at {redact(url)}: {exc}") from None
+    except redis.AuthenticationError as exc:
+        raise DrainNotifyError(
+            f"the registry at {redact(url)} refused this function's credentials ({exc}): check that the "
+            "function's role may elasticache:Connect to the cache and its user (ConnectionRegistry.grant_connect) "
+            "and that the user is in the cache's user group; the event will be retried"
+        ) from exc
     except redis.RedisError as exc:
         raise DrainNotifyError(
             f"could not publish the drain notice for task {parsed.server_id} to {redact(url)}: "
@@ -139,17 +152,35 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+#: Environment variables that decide the client (a change builds a new one).
+_CLIENT_ENV = (
+    REDIS_URL_ENV,
+    "REDIS_AUTH",
+    "REDIS_USER",
+    "REDIS_IAM_CACHE_NAME",
+    "REDIS_IAM_SERVERLESS",
+    "REDIS_PASSWORD",
+    "REDIS_PASSWORD_SECRET_ARN",
+)
+
+
 def _redis(url: str) -> redis.Redis:
-    """The module-level client for ``url``, created on first use and reused while the URL stays."""
-    global _client, _client_url
-    if _client is None or _client_url != url:
+    """The module-level client for ``url`` and the auth environment, created on first use and then reused.
+
+    Raises :class:`RegistryAuthError` when the auth environment is incomplete.
+    """
+    global _client, _client_key
+    key = (url, *(os.environ.get(name, "") for name in _CLIENT_ENV[1:]))
+    if _client is None or _client_key != key:
         if _client is not None:
             _client.close()
+            _client, _client_key = None, None
         _client = redis.Redis.from_url(
             url,
             socket_connect_timeout=REDIS_TIMEOUT_S,
             socket_timeout=REDIS_TIMEOUT_S,
             health_check_interval=30,
+            credential_provider=credential_provider_from_env(os.environ),
         )
-        _client_url = url
+        _client_key = key
     return _client

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from stickyws.localcluster import LocalCluster
 from stickyws.localproc import RedisServer
 from tests.cdk_reference import ReferenceSynth, load_cdk_context, synthesize_reference
 
@@ -109,3 +110,28 @@ def reference_stack(reference_synth: ReferenceSynth) -> Any:
 def reference_outdir(reference_synth: ReferenceSynth) -> Path:
     """Cloud assembly directory of the reference synth."""
     return reference_synth.outdir
+
+
+# A real Redis Cluster (3 primaries + 3 replicas on loopback), shared by the session.
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """One local Redis Cluster for the session; a test that kills a node restarts it before it ends."""
+    with LocalCluster(primaries=3, replicas=1) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: LocalCluster) -> str:
+    """URL of a node of the shared cluster, every primary flushed and the cluster ok before the test."""
+    import redis
+
+    redis_cluster.wait_until_ok()
+    for node in redis_cluster.primary_nodes():
+        client = redis.Redis(host="127.0.0.1", port=node.port)
+        try:
+            client.flushall()
+        finally:
+            client.close()
+    return redis_cluster.url

@@ -414,6 +414,40 @@ def _task_ingress(ctx: Context) -> Outcome:
     return Status.PASS, "; ".join(parts), ""
 
 
+@deployment_check(
+    "registry-encryption-and-auth",
+    "The connection registry requires TLS, encrypts at rest and authenticates its clients (RBAC).",
+)
+def _registry(ctx: Context) -> Outcome:
+    reg = ctx.view.registry
+    if reg is None:
+        return (
+            Status.WARN,
+            "no registry read (an existing endpoint, or a live audit without the stack)",
+            "audit the stack (--stack-name) or check the registry's TLS and authentication by hand",
+        )
+    shape = f"{reg.mode} {short_name(reg.id)}"
+    if reg.mode == "cluster":
+        shape += f" ({reg.shards} shards x {reg.replicas_per_shard} replicas)"
+    elif reg.mode == "single":
+        shape += f" ({reg.replicas_per_shard} replicas)"
+    tls = "TLS " + (reg.transit_encryption_mode or "on") if reg.transit_encryption else "no TLS"
+    at_rest = "encrypted at rest" if reg.at_rest_encryption else "not encrypted at rest"
+    groups = f" (user group {', '.join(reg.user_groups)})" if reg.user_groups else ""
+    found = f"{shape}: {tls}, {at_rest}, auth {reg.auth or 'not readable'}{groups}"
+    if not reg.transit_encryption or reg.transit_encryption_mode == "preferred":
+        return Status.FAIL, found, "set TransitEncryptionEnabled=true with TransitEncryptionMode=required"
+    if not reg.at_rest_encryption:
+        return Status.FAIL, found, "create the cache with AtRestEncryptionEnabled=true (it cannot be changed later)"
+    if reg.mode != "serverless" and not (reg.multi_az and reg.automatic_failover):
+        return Status.FAIL, found + "; Multi-AZ automatic failover off", "enable MultiAZ and AutomaticFailover"
+    if reg.auth is None:
+        return Status.WARN, found, "check the user group's users by hand (iam or password authentication)"
+    if reg.auth == "none":
+        return Status.FAIL, found, "set registry_auth=iam (an RBAC user group with an IAM user)"
+    return Status.PASS, found, ""
+
+
 @deployment_check("app-settings-match", "The settings the container runs with equal what the infrastructure does.")
 def _app_matches(ctx: Context) -> Outcome:
     if not ctx.from_container:

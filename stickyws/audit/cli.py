@@ -38,6 +38,12 @@ def register(subparsers: Any) -> None:
     source.add_argument("--stack-name", metavar="NAME", help="deployed CloudFormation stack")
     source.add_argument("--load-balancer-arn", metavar="ARN", help="any Application Load Balancer")
     source.add_argument("--target-group-arn", metavar="ARN", help="target group (with or without --load-balancer-arn)")
+    source.add_argument(
+        "--registry-id",
+        metavar="ID",
+        help="ElastiCache replication group id or Serverless cache name of the registry (with an ARN; a stack "
+        "names its own)",
+    )
     aws = parser.add_argument_group("AWS (live sources; credentials and AWS_ENDPOINT_URL as boto3 reads them)")
     aws.add_argument("--region", help="AWS region (default: from the environment or profile)")
     aws.add_argument("--profile", help="AWS named profile (default: from the environment)")
@@ -87,6 +93,10 @@ def _read(args: argparse.Namespace) -> Any:
         raise CommandError(
             "pass exactly one source: --template PATH, --stack-name NAME, or --load-balancer-arn/--target-group-arn ARN"
         )
+    if args.registry_id and not (args.load_balancer_arn or args.target_group_arn):
+        raise CommandError(
+            "--registry-id goes with --load-balancer-arn/--target-group-arn (templates and stacks name it)"
+        )
     if args.template:
         if args.region or args.profile:
             raise CommandError("--region/--profile apply to live sources, not to --template")
@@ -102,7 +112,7 @@ def _read(args: argparse.Namespace) -> Any:
         if args.stack_name:
             return read_stack(session, args.stack_name)
         if args.load_balancer_arn:
-            return read_load_balancer(session, args.load_balancer_arn, args.target_group_arn)
-        return read_target_group(session, args.target_group_arn)
+            return read_load_balancer(session, args.load_balancer_arn, args.target_group_arn, args.registry_id)
+        return read_target_group(session, args.target_group_arn, args.registry_id)
     except ReadError as exc:
         raise CommandError(str(exc)) from None

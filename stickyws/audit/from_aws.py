@@ -18,12 +18,19 @@ IAM permissions used (all read-only): ``cloudformation:ListStackResources``,
 ``elasticloadbalancing:DescribeLoadBalancers``, ``DescribeLoadBalancerAttributes``,
 ``DescribeListeners``, ``DescribeRules``, ``DescribeTargetGroups``,
 ``DescribeTargetGroupAttributes``, ``ecs:ListClusters``, ``ecs:ListServices``,
-``ecs:DescribeServices``, ``ecs:DescribeTaskDefinition``, ``ec2:DescribeSecurityGroups``.
+``ecs:DescribeServices``, ``ecs:DescribeTaskDefinition``, ``ec2:DescribeSecurityGroups``, and for
+the connection registry ``elasticache:DescribeReplicationGroups``, ``DescribeServerlessCaches``,
+``DescribeUserGroups`` and ``DescribeUsers``.
+
+The registry (the stack's ElastiCache replication group or Serverless cache, or the one named by
+``registry_id``) is read on a best-effort basis: a failure to read it becomes a note of the view
+and the registry check warns, since the load balancer audit stands without it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -48,6 +55,7 @@ from stickyws.audit.view import (
     Listener,
     ListenerRule,
     LoadBalancer,
+    Registry,
     RuleCondition,
     SecurityGroup,
     Service,
@@ -128,16 +136,45 @@ def read_stack(session: Any, stack_name: str) -> DeploymentView:
         reader.notes.append(f"stack {stack_name} has {len(albs)} load balancers; auditing {albs[0]}")
     clusters = resources.get("AWS::ECS::Cluster", [])
     services = resources.get("AWS::ECS::Service", [])
-    return reader.deployment(f"stack {stack_name}", albs[0], None, services, clusters[0] if clusters else None)
+    view = reader.deployment(f"stack {stack_name}", albs[0], None, services, clusters[0] if clusters else None)
+    groups = resources.get("AWS::ElastiCache::ReplicationGroup", [])
+    caches = resources.get("AWS::ElastiCache::ServerlessCache", [])
+    registry_id = (groups or caches)[0] if groups or caches else None
+    return _with_registry(reader, view, registry_id, serverless=not groups)
 
 
-def read_load_balancer(session: Any, load_balancer_arn: str, target_group_arn: str | None = None) -> DeploymentView:
-    """The deployment behind load balancer ``load_balancer_arn`` (target group: given, or the WebSocket one)."""
-    return _Reader(session).deployment(f"load balancer {load_balancer_arn}", load_balancer_arn, target_group_arn)
+def read_load_balancer(
+    session: Any, load_balancer_arn: str, target_group_arn: str | None = None, registry_id: str | None = None
+) -> DeploymentView:
+    """The deployment behind load balancer ``load_balancer_arn`` (target group: given, or the WebSocket one);
+    ``registry_id`` names the registry's replication group or Serverless cache."""
+    reader = _Reader(session)
+    view = reader.deployment(f"load balancer {load_balancer_arn}", load_balancer_arn, target_group_arn)
+    return _with_registry(reader, view, registry_id)
 
 
-def read_target_group(session: Any, target_group_arn: str) -> DeploymentView:
-    """The deployment around target group ``target_group_arn`` and the first load balancer it serves."""
+def read_registry(
+    session: Any, registry_id: str, *, serverless: bool | None = None
+) -> tuple[Registry | None, list[str]]:
+    """The registry ``registry_id`` (a replication group id, else a Serverless cache name) and notes on what
+    could not be read; ``serverless`` skips the guess."""
+    reader = _Reader(session)
+    return reader.registry(registry_id, serverless), reader.notes
+
+
+def _with_registry(reader: _Reader, view: DeploymentView, registry_id: str | None, *, serverless: bool | None = None
+                   ) -> DeploymentView:  # fmt: skip
+    if registry_id is None:
+        return dataclasses.replace(
+            view, notes=(*view.notes, "no ElastiCache registry named or in the stack (not read)")
+        )
+    registry = reader.registry(registry_id, serverless)
+    return dataclasses.replace(view, registry=registry, notes=tuple(reader.notes))
+
+
+def read_target_group(session: Any, target_group_arn: str, registry_id: str | None = None) -> DeploymentView:
+    """The deployment around target group ``target_group_arn`` and the first load balancer it serves (and the
+    registry ``registry_id``)."""
     reader = _Reader(session)
     group = reader.describe_target_group(target_group_arn)
     arns = group.get("LoadBalancerArns") or []
@@ -145,7 +182,8 @@ def read_target_group(session: Any, target_group_arn: str) -> DeploymentView:
         raise ReadError(f"target group {target_group_arn} is not attached to any load balancer")
     if len(arns) > 1:
         reader.notes.append(f"the target group serves {len(arns)} load balancers; auditing {arns[0]}")
-    return reader.deployment(f"target group {target_group_arn}", arns[0], target_group_arn)
+    view = reader.deployment(f"target group {target_group_arn}", arns[0], target_group_arn)
+    return _with_registry(reader, view, registry_id)
 
 
 def _pages(call: Any, token_in: str, token_out: str, key: str, **kwargs: Any) -> Iterator[Any]:
@@ -170,6 +208,90 @@ class _Reader:
             with aws_errors(f"create a {name} client"):
                 self.clients[name] = self.session.client(name)
         return self.clients[name]
+
+    # -- the connection registry ------------------------------------------------------------
+
+    def registry(self, registry_id: str, serverless: bool | None = None) -> Registry | None:
+        """The replication group or Serverless cache ``registry_id``; ``None`` (with a note) if unreadable."""
+        try:
+            if serverless is not True:
+                try:
+                    return self.replication_group(registry_id)
+                except ReadError as exc:
+                    if serverless is False or "ReplicationGroupNotFound" not in str(exc):
+                        raise
+            return self.serverless_cache(registry_id)
+        except ReadError as exc:
+            self.notes.append(f"registry {registry_id} not read: {exc}")
+            return None
+
+    def replication_group(self, group_id: str) -> Registry:
+        with aws_errors(f"describe ElastiCache replication group {group_id}"):
+            (group,) = self.client("elasticache").describe_replication_groups(ReplicationGroupId=group_id)[
+                "ReplicationGroups"
+            ]
+        cluster = bool(group.get("ClusterEnabled"))
+        node_groups = group.get("NodeGroups") or []
+        # MemberClusters lists every node (shards x (1 + replicas)); NodeGroupMembers only where cluster mode is off.
+        replicas: int | None = None
+        if group.get("MemberClusters") and node_groups:
+            replicas = len(group["MemberClusters"]) // len(node_groups) - 1
+        elif node_groups and all(g.get("NodeGroupMembers") for g in node_groups):
+            replicas = min(len(g["NodeGroupMembers"]) for g in node_groups) - 1
+        user_groups = tuple(group.get("UserGroupIds") or ())
+        auth = self.rbac_auth(user_groups[0]) if user_groups else ("token" if group.get("AuthTokenEnabled") else "none")
+        return Registry(
+            id=group_id,
+            mode="cluster" if cluster else "single",
+            engine=(group.get("Engine") or None),
+            node_type=group.get("CacheNodeType"),
+            shards=len(node_groups) if cluster else 1,
+            replicas_per_shard=replicas,
+            multi_az=str(group.get("MultiAZ", "")).lower() == "enabled",
+            automatic_failover=str(group.get("AutomaticFailover", "")).lower() in ("enabled", "enabling"),
+            transit_encryption=bool(group.get("TransitEncryptionEnabled")),
+            transit_encryption_mode=group.get("TransitEncryptionMode")
+            or ("required" if group.get("TransitEncryptionEnabled") else None),
+            at_rest_encryption=bool(group.get("AtRestEncryptionEnabled")),
+            auth=auth,
+            user_groups=user_groups,
+        )
+
+    def serverless_cache(self, name: str) -> Registry:
+        with aws_errors(f"describe ElastiCache Serverless cache {name}"):
+            (cache,) = self.client("elasticache").describe_serverless_caches(ServerlessCacheName=name)[
+                "ServerlessCaches"
+            ]
+        group = cache.get("UserGroupId")
+        return Registry(
+            id=name,
+            mode="serverless",
+            engine=cache.get("Engine"),
+            engine_version=cache.get("MajorEngineVersion"),
+            transit_encryption=True,
+            transit_encryption_mode="required",
+            at_rest_encryption=True,
+            auth=self.rbac_auth(group) if group else "none",
+            user_groups=(group,) if group else (),
+        )
+
+    def rbac_auth(self, user_group_id: str) -> str | None:
+        """``iam`` or ``token`` from the authentication type of the group's non-default users; ``None`` (noted)
+        when the group or its users cannot be read."""
+        try:
+            client = self.client("elasticache")
+            with aws_errors(f"describe ElastiCache user group {user_group_id}"):
+                (group,) = client.describe_user_groups(UserGroupId=user_group_id)["UserGroups"]
+            kinds = set()
+            for user_id in group.get("UserIds") or []:
+                with aws_errors(f"describe ElastiCache user {user_id}"):
+                    (user,) = client.describe_users(UserId=user_id)["Users"]
+                if user.get("UserName") != "default":
+                    kinds.add(str((user.get("Authentication") or {}).get("Type", "")).lower())
+        except ReadError as exc:
+            self.notes.append(f"authentication of the registry's user group not read: {exc}")
+            return None
+        return "iam" if kinds == {"iam"} else "token" if kinds == {"password"} else None
 
     # -- CloudFormation ---------------------------------------------------------------------
 

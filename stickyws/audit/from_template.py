@@ -26,6 +26,7 @@ from stickyws.audit.view import (
     Listener,
     ListenerRule,
     LoadBalancer,
+    Registry,
     RuleCondition,
     SecurityGroup,
     Service,
@@ -42,6 +43,10 @@ SERVICE_TYPE = "AWS::ECS::Service"
 TASK_TYPE = "AWS::ECS::TaskDefinition"
 SG_TYPE = "AWS::EC2::SecurityGroup"
 INGRESS_TYPE = "AWS::EC2::SecurityGroupIngress"
+REPLICATION_GROUP_TYPE = "AWS::ElastiCache::ReplicationGroup"
+SERVERLESS_CACHE_TYPE = "AWS::ElastiCache::ServerlessCache"
+USER_GROUP_TYPE = "AWS::ElastiCache::UserGroup"
+USER_TYPE = "AWS::ElastiCache::User"
 ENV_PREFIX = "STICKYWS_"
 
 
@@ -150,7 +155,89 @@ class _Reader:
             self.notes.append("no target group found behind the load balancer")
         service, task_ref, container_name = self.service(tg_id)
         task = self.task_definition(task_ref, container_name) if task_ref else None
-        return DeploymentView(source, lb, tg, service, task, tuple(self.notes))
+        registry = self.registry()
+        return DeploymentView(source, lb, tg, service, task, tuple(self.notes), registry)
+
+    # -- the connection registry ------------------------------------------------------------
+
+    def registry(self) -> Registry | None:
+        """The template's replication group or Serverless cache (the first, noted when there are more)."""
+        found = [("rg", i, p) for i, p in self.of_type(REPLICATION_GROUP_TYPE)]
+        found += [("serverless", i, p) for i, p in self.of_type(SERVERLESS_CACHE_TYPE)]
+        if not found:
+            self.notes.append(
+                "no ElastiCache replication group or Serverless cache in the template (registry not read)"
+            )
+            return None
+        if len(found) > 1:
+            self.notes.append(
+                f"{len(found)} ElastiCache caches in the template; reporting {found[0][1]} as the registry"
+            )
+        kind, logical_id, props = found[0]
+        if kind == "serverless":
+            group = self.text(props.get("UserGroupId"))
+            return Registry(
+                id=logical_id,
+                mode="serverless",
+                engine=self.text(props.get("Engine")),
+                engine_version=self.text(props.get("MajorEngineVersion")),
+                transit_encryption=True,  # Serverless always requires TLS
+                transit_encryption_mode="required",
+                at_rest_encryption=True,
+                auth=self.auth(group, props.get("AuthToken")),
+                user_groups=(group,) if group else (),
+            )
+        cluster = (
+            str(self.text(props.get("ClusterMode")) or "").lower() == "enabled"
+            or (self.number(props.get("NumNodeGroups"), "NumNodeGroups") or 1) > 1
+        )
+        groups = self.texts(props.get("UserGroupIds") or [])
+        shards = self.number(props.get("NumNodeGroups"), "NumNodeGroups") if cluster else 1
+        if cluster:
+            replicas = self.number(props.get("ReplicasPerNodeGroup"), "ReplicasPerNodeGroup")
+        else:
+            clusters = self.number(props.get("NumCacheClusters"), "NumCacheClusters")
+            replicas = clusters - 1 if clusters is not None else None
+        transit = self.flag(props.get("TransitEncryptionEnabled"))
+        return Registry(
+            id=logical_id,
+            mode="cluster" if cluster else "single",
+            engine=self.text(props.get("Engine")),
+            engine_version=self.text(props.get("EngineVersion")),
+            node_type=self.text(props.get("CacheNodeType")),
+            shards=shards,
+            replicas_per_shard=replicas,
+            multi_az=self.flag(props.get("MultiAZEnabled")) or False,
+            automatic_failover=self.flag(props.get("AutomaticFailoverEnabled")) or False,
+            transit_encryption=transit or False,
+            transit_encryption_mode=self.text(props.get("TransitEncryptionMode")) or ("required" if transit else None),
+            at_rest_encryption=self.flag(props.get("AtRestEncryptionEnabled")) or False,
+            auth=self.auth(groups[0] if groups else None, props.get("AuthToken")),
+            user_groups=groups,
+        )
+
+    def flag(self, value: Any) -> bool | None:
+        text = self.text(value) if value is not None else None
+        return None if text is None else text.lower() == "true"
+
+    def auth(self, user_group_id: str | None, auth_token: Any) -> str | None:
+        """``iam``/``token`` from the user group's non-default users, ``token`` for an AUTH token, else ``none``."""
+        if user_group_id:
+            groups = [p for _, p in self.of_type(USER_GROUP_TYPE) if self.text(p.get("UserGroupId")) == user_group_id]
+            group = groups[0] if groups else None
+            if group is None:
+                self.notes.append(f"user group {user_group_id} is not defined in this template (auth not read)")
+                return None
+            ids = set(self.texts(group.get("UserIds")))
+            kinds = {
+                str(
+                    (p.get("AuthenticationMode") or {}).get("Type") or ("password" if p.get("Passwords") else "")
+                ).lower()
+                for _, p in self.of_type(USER_TYPE)
+                if self.text(p.get("UserId")) in ids and self.text(p.get("UserName")) != "default"
+            }
+            return "iam" if kinds == {"iam"} else "token" if kinds == {"password"} else None
+        return "token" if auth_token is not None else "none"
 
     def load_balancer(self, logical_id: str, props: Mapping[str, Any]) -> LoadBalancer:
         listeners = tuple(

@@ -19,11 +19,13 @@ from stickyws.settings.aws_names import (
     HEALTH_CHECK_FIELDS,
     INFRA_SETTINGS,
     LOAD_BALANCER_ATTRIBUTES,
+    REGISTRY_FIELDS,
     SERVICE_FIELDS,
     STICKINESS_DURATION_DEFAULT,
     STICKINESS_DURATION_KEYS,
     TARGET_GROUP_ATTRIBUTES,
 )
+from stickyws.settings.rules import DEFAULT_ENGINE_VERSIONS
 
 __all__ = [
     "APP_COOKIE_NAME_KEY",
@@ -31,6 +33,7 @@ __all__ = [
     "HEALTH_CHECK_FIELDS",
     "INFRA_SETTINGS",
     "LOAD_BALANCER_ATTRIBUTES",
+    "REGISTRY_FIELDS",
     "SERVICE_FIELDS",
     "STICKINESS_DURATION_DEFAULT",
     "STICKINESS_DURATION_KEYS",
@@ -98,4 +101,18 @@ def observe(view: DeploymentView) -> dict[str, Observation]:
                 f"container {task.container.name} stopTimeout",
                 FARGATE_STOP_TIMEOUT_DEFAULT,
             )
+    registry = view.registry
+    if registry is not None:
+        for name, attr, prop in REGISTRY_FIELDS:
+            value = getattr(registry, attr)
+            where = f"registry {registry.id} {prop}"
+            if name == "registry_engine_version" and value is not None and _is_pinned_default(registry.engine, value):
+                value, where = "", f"{where} = the pinned default"  # the setting's empty value means exactly this
+            put(name, None if value is None else str(value), where, None)
     return found
+
+
+def _is_pinned_default(engine: str | None, version: str) -> bool:
+    """Whether ``version`` is the one a new registry of ``engine`` is pinned to (Serverless: its major)."""
+    pinned = DEFAULT_ENGINE_VERSIONS.get((engine or "").lower())
+    return pinned is not None and version in (pinned, pinned.split(".")[0])

@@ -103,6 +103,7 @@ def sources_markdown() -> str:
     rows.append(("stop_timeout_s", "container `stopTimeout`", mapping.FARGATE_STOP_TIMEOUT_DEFAULT))
     rows.append(("task_cpu", "task definition `cpu`", "-"))
     rows.append(("task_memory_mib", "task definition `memory`", "-"))
+    rows += [(s, f"registry cache {p}", "-") for s, _, p in mapping.REGISTRY_FIELDS]
     lines = ["| Setting | Read from | AWS default when unset |", "|---|---|---|"]
     lines += [f"| `{name}` | {where} | {default} |" for name, where, default in rows]
     return "\n".join(lines)

@@ -198,6 +198,32 @@ class TaskDefinition:
 
 
 @dataclass(frozen=True)
+class Registry:
+    """The connection registry's cache: shape, encryption and authentication; ``None``: not read.
+
+    ``mode`` is ``single`` (a replication group, cluster mode off), ``cluster`` (cluster mode on)
+    or ``serverless``; ``auth`` is ``iam`` or ``token`` (an RBAC user group whose non-default user
+    authenticates that way; a replication group AUTH token also counts as ``token``), ``none``, or
+    ``None`` when the user group was named but could not be read (``user_groups`` says which).
+    """
+
+    id: str
+    mode: str
+    engine: str | None = None
+    engine_version: str | None = None
+    node_type: str | None = None
+    shards: int | None = None
+    replicas_per_shard: int | None = None
+    multi_az: bool | None = None
+    automatic_failover: bool | None = None
+    transit_encryption: bool | None = None
+    transit_encryption_mode: str | None = None
+    at_rest_encryption: bool | None = None
+    auth: str | None = None
+    user_groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class DeploymentView:
     """Everything the auditor read about one deployment; any part may be missing.
 
@@ -211,3 +237,4 @@ class DeploymentView:
     service: Service | None = None
     task_definition: TaskDefinition | None = None
     notes: tuple[str, ...] = ()
+    registry: Registry | None = None

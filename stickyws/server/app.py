@@ -49,6 +49,8 @@ class ServerConfig:
     dev_key: bool
     #: Key of the publish endpoint (``STICKYWS_PUBLISH_KEY``); without one the endpoint stays off.
     publish_key: str | None = None
+    #: Authenticates the registry connections (``REDIS_AUTH``, see :mod:`stickyws.registry_auth`); ``None``: none.
+    registry_credentials: Any = None
 
 
 def config_from_env(env: Mapping[str, str], *, dev: bool = False) -> ServerConfig:
@@ -68,10 +70,20 @@ def config_from_env(env: Mapping[str, str], *, dev: bool = False) -> ServerConfi
                 "Secrets Manager), or run `stickyws serve --dev` for a throwaway key"
             )
         secret, dev_key = generate_dev_secret(), True
+    redis_url = env.get(ENV_REDIS_URL) or None
+    credentials = None
+    if redis_url:
+        from stickyws.registry_auth import RegistryAuthError, credential_provider_from_env
+
+        try:
+            credentials = credential_provider_from_env(env)
+        except RegistryAuthError as exc:
+            raise StartupError(f"registry authentication: {exc}") from None
     return ServerConfig(
         settings=settings,
         secret=secret,
-        redis_url=env.get(ENV_REDIS_URL) or None,
+        redis_url=redis_url,
+        registry_credentials=credentials,
         server_id=resolve_server_id(env),
         service_name=env.get(ENV_SERVICE_NAME) or None,
         dev_key=dev_key,
@@ -88,7 +100,7 @@ def build_core(
         if config.redis_url:
             from stickyws.server.redis_registry import RedisRegistry
 
-            registry = RedisRegistry(config.redis_url)
+            registry = RedisRegistry(config.redis_url, credential_provider=config.registry_credentials)
         else:
             registry = InMemoryRegistry()
     return ServerCore(

@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.credentials import CredentialProvider
 
 from stickyws import keys
 from stickyws.server.registry import (
@@ -315,10 +316,14 @@ def _subs_json(subs: Sequence[str]) -> str:
 class RedisRegistry:
     """:class:`~stickyws.server.registry.Registry` on one Redis (standalone or a primary endpoint)."""
 
-    def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = POOL_SIZE, credential_provider: CredentialProvider | None = None
+    ) -> None:
+        """``credential_provider`` (e.g. :mod:`stickyws.registry_auth`) authenticates every pooled connection."""
         self.available = True
         self._pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            credential_provider=credential_provider,
             max_connections=pool_size,
             timeout=POOL_TIMEOUT_S,
             socket_timeout=SOCKET_TIMEOUT_S,

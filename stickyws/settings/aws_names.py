@@ -54,6 +54,17 @@ SERVICE_FIELDS: tuple[tuple[str, str, str, str | None], ...] = (
 #: Fargate's stopTimeout when the container definition sets none.
 FARGATE_STOP_TIMEOUT_DEFAULT = "30"
 
+#: (setting, Registry field, where it is read) -- the connection registry's cache.
+REGISTRY_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("registry_mode", "mode", "cluster mode / Serverless"),
+    ("registry_engine", "engine", "Engine"),
+    ("registry_engine_version", "engine_version", "EngineVersion (Serverless: MajorEngineVersion)"),
+    ("registry_node_type", "node_type", "CacheNodeType"),
+    ("registry_shards", "shards", "NumNodeGroups (node groups)"),
+    ("registry_replicas_per_shard", "replicas_per_shard", "ReplicasPerNodeGroup (or NumCacheClusters - 1)"),
+    ("registry_auth", "auth", "user group users' authentication type (or AuthToken)"),
+)
+
 #: Settings that describe the infrastructure (read from AWS resources) rather than the application.
 INFRA_SETTINGS: frozenset[str] = frozenset(
     [s for s, _, _ in LOAD_BALANCER_ATTRIBUTES]
@@ -62,4 +73,5 @@ INFRA_SETTINGS: frozenset[str] = frozenset(
     + [s for s, _, _, _ in HEALTH_CHECK_FIELDS]
     + [s for s, _, _, _ in SERVICE_FIELDS]
     + ["stop_timeout_s", "task_cpu", "task_memory_mib"]
+    + [s for s, _, _ in REGISTRY_FIELDS]
 )

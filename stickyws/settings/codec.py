@@ -43,6 +43,22 @@ ENV_JWT_SECRET = "STICKYWS_JWT_SECRET"
 ENV_PUBLISH_KEY = "STICKYWS_PUBLISH_KEY"
 #: Environment variable with the registry URL (``redis://`` or ``rediss://``); unset: in-memory registry.
 ENV_REDIS_URL = "REDIS_URL"
+#: Environment variable naming how a client authenticates to the registry: ``iam``, ``token`` or ``none``
+#: (unset: ``none``, credentials in the URL apply). Rendered by ``ConnectionRegistry`` for the service and
+#: the drain notifier; read by :mod:`stickyws.registry_auth`.
+ENV_REDIS_AUTH = "REDIS_AUTH"
+#: Environment variable with the registry's RBAC user name (the user id, for IAM authentication).
+ENV_REDIS_USER = "REDIS_USER"
+#: Environment variable with the cache an IAM token is signed for: the replication group id or the
+#: Serverless cache name.
+ENV_REDIS_IAM_CACHE_NAME = "REDIS_IAM_CACHE_NAME"
+#: Environment variable that says the IAM cache is an ElastiCache Serverless cache (``true``/``false``).
+ENV_REDIS_IAM_SERVERLESS = "REDIS_IAM_SERVERLESS"
+#: Environment variable with the registry password (token mode; an ECS secret, never a plain variable).
+ENV_REDIS_PASSWORD = "REDIS_PASSWORD"
+#: Environment variable with the ARN of the Secrets Manager secret that holds the registry password as
+#: ``{"password": ...}`` (token mode where secrets cannot be injected, e.g. the drain-notifier Lambda).
+ENV_REDIS_PASSWORD_SECRET_ARN = "REDIS_PASSWORD_SECRET_ARN"
 #: Environment variable that overrides the server id (default: ECS task id, else hostname-pid).
 ENV_SERVER_ID = "STICKYWS_SERVER_ID"
 #: Environment variable with the ECS service name, the ``ServiceName`` dimension of the server's metrics

@@ -2,7 +2,7 @@
 HAProxy twin and the auditor all render or read.
 
 Settings are grouped by what they configure (load balancer, target group, server, client,
-task). Every field name is unique across the groups, so a setting has one flat name that is
+task, registry). Every field name is unique across the groups, so a setting has one flat name that is
 used everywhere: CDK context (``cdk synth -c idle_timeout_s=300``), settings files, the
 container environment (``STICKYWS_IDLE_TIMEOUT_S``) and the auditor's report.
 
@@ -31,6 +31,10 @@ STICKINESS_TYPES = ("lb_cookie", "app_cookie")
 DESYNC_MODES = ("monitor", "defensive", "strictest")
 CONNECTION_POLICIES = ("takeover", "reject")
 REGISTRY_DOWN_POLICIES = ("reject", "accept")
+REGISTRY_MODES = ("single", "cluster", "serverless")
+REGISTRY_ENGINES = ("valkey", "redis")
+REGISTRY_AUTH_MODES = ("iam", "token", "none")
+MIB = 1024 * 1024
 FARGATE_CPU_UNITS = ("256", "512", "1024", "2048", "4096", "8192", "16384")
 
 
@@ -373,6 +377,90 @@ class TaskSettings:
     scale_out_cooldown_s: int = setting(60, "Cooldown after a scale-out.", unit="s", lo=0, hi=86_400)
 
 
+@dataclass(frozen=True)
+class RegistrySettings:
+    """The ElastiCache connection registry the stack creates: topology, engine, authentication, limits."""
+
+    registry_mode: str = setting(
+        "single",
+        "`single`: one shard (a primary and its replicas, cluster mode disabled); `cluster`: cluster mode "
+        "enabled with `registry_shards` shards; `serverless`: ElastiCache Serverless (always cluster mode).",
+        choices=REGISTRY_MODES,
+    )
+    registry_engine: str = setting("valkey", "Cache engine: `valkey` or `redis` (Redis OSS).", choices=REGISTRY_ENGINES)
+    registry_engine_version: str = setting(
+        "",
+        "Engine version (`major.minor`, e.g. `8.0`); empty: the pinned default (Valkey 8.0, Redis OSS 7.1). "
+        "Serverless takes the major version only. Sharded pub/sub and IAM authentication need 7 or newer "
+        "(Valkey 7.2, Redis OSS 7.0).",
+    )
+    registry_shards: int = setting(
+        1,
+        "Shards (node groups) in `cluster` mode; `single` has exactly one, Serverless scales by itself.",
+        unit="shards",
+        lo=1,
+        hi=500,
+    )
+    registry_replicas_per_shard: int = setting(
+        1,
+        "Read replicas per shard; at least one for Multi-AZ automatic failover (ElastiCache allows 0-5).",
+        unit="replicas",
+        lo=0,
+        hi=5,
+    )
+    registry_node_type: str = setting(
+        "cache.t4g.small", "Cache node type of `single` and `cluster` modes (e.g. `cache.r7g.large`)."
+    )
+    registry_auth: str = setting(
+        "iam",
+        "How the service and the drain notifier authenticate to the registry (ElastiCache RBAC): `iam` (an "
+        "IAM-authenticated user, 15-minute SigV4 tokens, `elasticache:Connect`), `token` (a password kept in "
+        "Secrets Manager) or `none` (any client the security group admits may read and write).",
+        choices=REGISTRY_AUTH_MODES,
+    )
+    registry_serverless_max_data_gb: int = setting(
+        10,
+        "Serverless `CacheUsageLimits.DataStorage.Maximum`: the cache stops accepting writes above it.",
+        unit="GB",
+        lo=1,
+        hi=5000,
+    )
+    registry_serverless_max_ecpu_per_s: int = setting(
+        100_000,
+        "Serverless `CacheUsageLimits.ECPUPerSecond.Maximum`: requests beyond it are throttled.",
+        unit="ECPU/s",
+        lo=1000,
+        hi=15_000_000,
+    )
+    registry_pubsub_buffer_hard_bytes: int = setting(
+        32 * MIB,
+        "`client-output-buffer-limit pubsub` hard limit: a subscriber connection whose unread backlog "
+        "reaches it is disconnected. Serverless fixes it at 32 MiB; node-based caches take the parameter "
+        "group's value (ElastiCache default 32 MiB).",
+        unit="bytes",
+        lo=MIB,
+        hi=4096 * MIB,
+    )
+    registry_pubsub_buffer_soft_bytes: int = setting(
+        8 * MIB,
+        "`client-output-buffer-limit pubsub` soft limit: a backlog above it for 60 s disconnects the "
+        "subscriber. Serverless fixes it at 8 MiB.",
+        unit="bytes",
+        lo=0,
+        hi=4096 * MIB,
+    )
+    registry_pubsub_burst_messages: int = setting(
+        64,
+        "Largest burst of pub/sub messages (pushes, publications, takeover and drain notices) that one "
+        "server's subscription may receive faster than it reads them; with `max_message_bytes` it bounds "
+        "the backlog the registry buffers for that server.",
+        unit="messages",
+        lo=1,
+        hi=1_000_000,
+        source="stickyws",
+    )
+
+
 GROUPS: tuple[tuple[str, type[Any]], ...] = (
     ("load_balancer", LoadBalancerSettings),
     ("target_group", TargetGroupSettings),
@@ -380,6 +468,7 @@ GROUPS: tuple[tuple[str, type[Any]], ...] = (
     ("client", ClientSettings),
     ("delivery", DeliverySettings),
     ("task", TaskSettings),
+    ("registry", RegistrySettings),
 )
 
 
@@ -413,6 +502,7 @@ class Settings:
     client: ClientSettings = dataclasses.field(default_factory=ClientSettings)
     delivery: DeliverySettings = dataclasses.field(default_factory=DeliverySettings)
     task: TaskSettings = dataclasses.field(default_factory=TaskSettings)
+    registry: RegistrySettings = dataclasses.field(default_factory=RegistrySettings)
 
     fields_index: ClassVar[Mapping[str, FieldInfo]] = FIELDS
 

@@ -18,6 +18,7 @@ LB_TYPE = "AWS::ElasticLoadBalancingV2::LoadBalancer"
 TG_TYPE = "AWS::ElasticLoadBalancingV2::TargetGroup"
 RULE_TYPE = "AWS::ElasticLoadBalancingV2::ListenerRule"
 TASK_TYPE = "AWS::ECS::TaskDefinition"
+REGISTRY_TYPE = "AWS::ElastiCache::ReplicationGroup"
 
 
 def only(template: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -106,6 +107,18 @@ def set_stop_timeout(template: dict[str, Any], seconds: int) -> dict[str, Any]:
     return result
 
 
+def set_registry(template: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A copy whose registry replication group has ``changes`` applied (a value ``None`` removes the property)."""
+    result = copy.deepcopy(template)
+    props = only(result, REGISTRY_TYPE)
+    for key, value in changes.items():
+        if value is None:
+            props.pop(key, None)
+        else:
+            props[key] = value
+    return result
+
+
 def _idle_below_twice_ping(template: dict[str, Any]) -> dict[str, Any]:
     ping = container_settings(template)["ping_interval_s"]
     return set_lb_attribute(template, "idle_timeout.timeout_seconds", str(int(2 * ping) - 1))
@@ -145,8 +158,32 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation("no-upgrade-rule", remove_upgrade_rule, frozenset({"upgrade-rule"})),
     Mutation(
+        "registry-without-tls",
+        lambda t: set_registry(t, TransitEncryptionEnabled=False, TransitEncryptionMode=None),
+        frozenset({"registry-encryption-and-auth"}),
+    ),
+    Mutation(
+        "registry-tls-preferred",
+        lambda t: set_registry(t, TransitEncryptionMode="preferred"),
+        frozenset({"registry-encryption-and-auth"}),
+    ),
+    Mutation(
+        "registry-without-auth",
+        lambda t: set_registry(t, UserGroupIds=None),
+        frozenset({"registry-encryption-and-auth", "app-settings-match"}),
+    ),
+    Mutation(
+        "registry-without-failover",
+        lambda t: set_registry(t, NumCacheClusters=1, MultiAZEnabled=False, AutomaticFailoverEnabled=False),
+        frozenset({"registry-topology", "registry-encryption-and-auth", "app-settings-match"}),
+    ),
+    Mutation(
         "stop-timeout-150s",
         lambda t: set_stop_timeout(t, 150),
         frozenset({"in-range", "app-settings-match"}),
     ),
 )
+
+#: The mutations that stay visible after a moto deployment: moto's CloudFormation cannot create the registry
+#: (tests/moto/moto_compat.py removes ElastiCache resources), so registry mutations are judged on templates only.
+DEPLOYABLE_MUTATIONS: tuple[Mutation, ...] = tuple(m for m in MUTATIONS if not m.name.startswith("registry-"))

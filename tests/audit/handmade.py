@@ -196,7 +196,68 @@ def make_template(settings: Settings | None = None, *, https: bool = True) -> di
             "DefaultActions": http_default,
         },
     }
+    resources.update(registry_resources(s))
     template: dict[str, Any] = {"AWSTemplateFormatVersion": "2010-09-09", "Resources": resources}
     if https:
         template["Parameters"] = {CERTIFICATE_PARAMETER: {"Type": "String"}}
     return template
+
+
+def registry_resources(s: Settings) -> dict[str, Any]:
+    """The connection registry of ``s`` (node-based modes): a TLS-only, Multi-AZ replication group whose RBAC user
+    group holds a disabled default user and an IAM (or password) application user."""
+    r = s.registry
+    cluster = r.registry_mode == "cluster"
+    topology: dict[str, Any] = (
+        {
+            "NumNodeGroups": r.registry_shards,
+            "ReplicasPerNodeGroup": r.registry_replicas_per_shard,
+            "ClusterMode": "enabled",
+        }
+        if cluster
+        else {"NumCacheClusters": r.registry_replicas_per_shard + 1}
+    )
+    auth = {"Type": "iam"} if r.registry_auth == "iam" else {"Type": "password", "Passwords": ["p" * 32]}
+    cache: dict[str, Any] = {
+        "Type": "AWS::ElastiCache::ReplicationGroup",
+        "Properties": {
+            "ReplicationGroupDescription": "registry",
+            "Engine": r.registry_engine,
+            "EngineVersion": r.registry_engine_version or "8.0",
+            "CacheNodeType": r.registry_node_type,
+            "AutomaticFailoverEnabled": True,
+            "MultiAZEnabled": True,
+            "TransitEncryptionEnabled": True,
+            "TransitEncryptionMode": "required",
+            "AtRestEncryptionEnabled": True,
+            "UserGroupIds": ["reg-users"],
+            **topology,
+        },
+    }
+    if r.registry_mode == "serverless":
+        cache = {
+            "Type": "AWS::ElastiCache::ServerlessCache",
+            "Properties": {
+                "ServerlessCacheName": "reg-cache",
+                "Engine": r.registry_engine,
+                "MajorEngineVersion": (r.registry_engine_version or "8.0").split(".")[0],
+                "UserGroupId": "reg-users",
+            },
+        }
+    return {
+        "RegistryDefaultUser": {
+            "Type": "AWS::ElastiCache::User",
+            "Properties": {"Engine": r.registry_engine, "UserId": "reg-off", "UserName": "default",
+                           "AccessString": "off -@all", "NoPasswordRequired": True},
+        },
+        "RegistryAppUser": {
+            "Type": "AWS::ElastiCache::User",
+            "Properties": {"Engine": r.registry_engine, "UserId": "reg-app", "UserName": "reg-app",
+                           "AccessString": "on ~* &* +@all", "AuthenticationMode": auth},
+        },
+        "RegistryUserGroup": {
+            "Type": "AWS::ElastiCache::UserGroup",
+            "Properties": {"Engine": r.registry_engine, "UserGroupId": "reg-users", "UserIds": ["reg-off", "reg-app"]},
+        },
+        "Registry": cache,
+    }  # fmt: skip

@@ -212,3 +212,38 @@ def test_cloud_assembly_directory_with_one_template(tmp_path: Path, capsys: pyte
         f"stickyws: {tmp_path} holds 2 *.template.json files "
         "(Other.template.json, StickyWebSocketStack.template.json); pass one of them\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "found"),
+    [
+        ({}, "single Registry (1 replicas): TLS required, encrypted at rest, auth iam (user group reg-users)"),
+        (
+            {"registry_mode": "cluster", "registry_shards": 3, "registry_replicas_per_shard": 2},
+            "cluster Registry (3 shards x 2 replicas): TLS required, encrypted at rest, auth iam "
+            "(user group reg-users)",
+        ),
+        (
+            {"registry_mode": "serverless", "registry_auth": "token"},
+            "serverless Registry: TLS required, encrypted at rest, auth token (user group reg-users)",
+        ),
+    ],
+    ids=["single", "cluster", "serverless"],
+)
+def test_registry_mode_tls_and_auth_are_reported(overrides: dict[str, Any], found: str) -> None:
+    """Each registry mode is read from the template with its TLS and auth, matches the container, and passes."""
+    settings = Settings().with_overrides(overrides)
+    result = audit(view_from_template(make_template(settings)))
+    assert result.failed() == []
+    assert result.result("registry-encryption-and-auth").found == found
+    for name, value in overrides.items():
+        assert result.observed[name].text == str(value)
+
+
+def test_reference_template_registry(reference_template_json: dict[str, Any]) -> None:
+    """The reference stack's registry reads as a single primary with TLS required and IAM-authenticated RBAC."""
+    check = audit(view_from_template(reference_template_json)).result("registry-encryption-and-auth")
+    assert check.status.value == "pass"
+    assert check.found.startswith("single RegistryReplicationGroup")
+    group = only(reference_template_json, "AWS::ElastiCache::UserGroup")["UserGroupId"]
+    assert check.found.endswith(f"(1 replicas): TLS required, encrypted at rest, auth iam (user group {group})")

@@ -60,7 +60,7 @@ def test_rule_target_retries_then_dead_letters(reference_template_json: dict[str
 
 
 def test_function_settings(reference_template_json: dict[str, Any]) -> None:
-    """Python 3.13 on arm64, the stickyws handler, 30 s / 256 MB, REDIS_URL = the registry, DLQ, own log group."""
+    """Python 3.13 on arm64, the handler, 30 s / 256 MB, the registry's URL and IAM auth, DLQ, own log group."""
     _, fn = drain_function(reference_template_json)
     (queue_id,) = resources_of(reference_template_json, "AWS::SQS::Queue")
     rg_id, _ = only(reference_template_json, "AWS::ElastiCache::ReplicationGroup")
@@ -70,11 +70,16 @@ def test_function_settings(reference_template_json: dict[str, Any]) -> None:
         "stickyws.drain_notifier.handler",
     )
     assert (fn["Timeout"], fn["MemorySize"]) == (30, 256)
+    _, user = only(reference_template_json, "AWS::ElastiCache::User", where={"AuthenticationMode": {"Type": "iam"}})
     assert fn["Environment"] == {
         "Variables": {
             ENV_REDIS_URL: {
                 "Fn::Join": ["", ["rediss://", {"Fn::GetAtt": [rg_id, "PrimaryEndPoint.Address"]}, ":6380"]]
-            }
+            },
+            "REDIS_AUTH": "iam",
+            "REDIS_USER": user["UserId"],
+            "REDIS_IAM_CACHE_NAME": {"Ref": rg_id},
+            "REDIS_IAM_SERVERLESS": "false",
         }
     }
     assert fn["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": [queue_id, "Arn"]}}
@@ -108,9 +113,11 @@ def test_async_invocation_retries_then_dead_letters(reference_template_json: dic
 
 
 def test_dead_letter_queue_is_encrypted_and_tls_only(reference_template_json: dict[str, Any]) -> None:
-    """The DLQ is SQS-SSE encrypted, keeps messages 14 days and denies requests without TLS."""
+    """The DLQ is encrypted with a rotated customer-managed key, keeps messages 14 days and refuses non-TLS requests."""
     ((queue_id, queue),) = resources_of(reference_template_json, "AWS::SQS::Queue").items()
-    assert queue == {"SqsManagedSseEnabled": True, "MessageRetentionPeriod": 1209600}
+    key_id, key = only(reference_template_json, "AWS::KMS::Key")
+    assert queue == {"KmsMasterKeyId": {"Fn::GetAtt": [key_id, "Arn"]}, "MessageRetentionPeriod": 1209600}
+    assert key["EnableKeyRotation"] is True
     policies = [
         p for p in resources_of(reference_template_json, "AWS::SQS::QueuePolicy").values()
         if {"Ref": queue_id} in p["Queues"]
@@ -123,6 +130,29 @@ def test_dead_letter_queue_is_encrypted_and_tls_only(reference_template_json: di
     allow = [s for s in statements if s["Effect"] == "Allow"]
     assert [s["Principal"] for s in allow] == [{"Service": "events.amazonaws.com"}]
     assert allow[0]["Action"] == "sqs:SendMessage"
+
+
+def test_dead_letter_key_admits_only_this_rule_and_the_function(reference_template_json: dict[str, Any]) -> None:
+    """EventBridge may use the DLQ key only for this rule; the function's role may encrypt with it; nobody else."""
+    key_id, key = only(reference_template_json, "AWS::KMS::Key")
+    statements = key["KeyPolicy"]["Statement"]
+    events_statements = [s for s in statements if s["Principal"] == {"Service": "events.amazonaws.com"}]
+    assert len(statements) == 2  # the account's key administrators (CDK's default) and EventBridge
+    (grant,) = events_statements
+    assert grant["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+    rule_name = drain_rule(reference_template_json)["Name"]
+    source = grant["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::Join"][1]
+    assert source[-1] == f":rule/{rule_name}"
+    _, fn = drain_function(reference_template_json)
+    role_id = fn["Role"]["Fn::GetAtt"][0]
+    role_statements = [
+        s
+        for p in resources_of(reference_template_json, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Roles"]
+        for s in p["PolicyDocument"]["Statement"]
+    ]
+    assert {"Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [key_id, "Arn"]}} in role_statements  # fmt: skip
 
 
 def test_variant_retry_attempts_reach_both_retry_policies() -> None:
@@ -182,7 +212,12 @@ def test_bundle_holds_exactly_the_handler_and_redis(
         if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
     }
     assert files == set(HANDLER_FILES) | redis_files
-    assert set(HANDLER_FILES) == {"stickyws/__init__.py", "stickyws/keys.py", "stickyws/drain_notifier.py"}
+    assert set(HANDLER_FILES) == {
+        "stickyws/__init__.py",
+        "stickyws/keys.py",
+        "stickyws/registry_auth.py",
+        "stickyws/drain_notifier.py",
+    }
     assert "redis/__init__.py" in files
     assert [bundle_path(m) for m in HANDLER_MODULES] == list(HANDLER_FILES)
     for name in HANDLER_MODULES:

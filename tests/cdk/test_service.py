@@ -144,9 +144,20 @@ def variant() -> Variant:
     )
 
 
-def only(template_json: dict[str, Any], resource_type: str) -> tuple[str, dict[str, Any]]:
-    """``(logical id, Properties)`` of the one resource of ``resource_type``; fails if there are more or none."""
-    found = [(k, v.get("Properties", {})) for k, v in template_json["Resources"].items() if v["Type"] == resource_type]
+#: What ConnectionRegistry renders for an IAM-authenticated client.
+REGISTRY_AUTH_ENV = ("REDIS_AUTH", "REDIS_USER", "REDIS_IAM_CACHE_NAME", "REDIS_IAM_SERVERLESS")
+
+
+def only(
+    template_json: dict[str, Any], resource_type: str, *, where: dict[str, Any] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """``(logical id, Properties)`` of the one resource of ``resource_type`` (whose properties include
+    ``where``); fails if there are more or none."""
+    found = [
+        (k, v.get("Properties", {}))
+        for k, v in template_json["Resources"].items()
+        if v["Type"] == resource_type and all(v.get("Properties", {}).get(p) == x for p, x in (where or {}).items())
+    ]
     assert len(found) == 1, f"expected one {resource_type}, found {[k for k, _ in found]}"
     return found[0]
 
@@ -252,7 +263,14 @@ def test_container_environment_is_the_settings_model(reference_template_json: di
     }
     _, service = only(reference_template_json, "AWS::ECS::Service")
     assert env[ENV_SERVICE_NAME] == service["ServiceName"]
-    assert set(env) == {*expected, ENV_REDIS_URL, ENV_SERVICE_NAME}
+    _, user = only(reference_template_json, "AWS::ElastiCache::User", where={"AuthenticationMode": {"Type": "iam"}})
+    assert {k: env[k] for k in REGISTRY_AUTH_ENV} == {
+        "REDIS_AUTH": "iam",
+        "REDIS_USER": user["UserId"],
+        "REDIS_IAM_CACHE_NAME": {"Ref": rg_id},
+        "REDIS_IAM_SERVERLESS": "false",
+    }
+    assert set(env) == {*expected, ENV_REDIS_URL, ENV_SERVICE_NAME, *REGISTRY_AUTH_ENV}
     assert ENV_JWT_SECRET not in env
 
 

@@ -186,8 +186,13 @@ def test_synth_stages_the_lambda_from_the_installed_packages_and_the_packaged_do
     ]
     assert len(bundles) == 1
     handler = bundles[0] / "stickyws"
-    assert sorted(p.name for p in handler.iterdir()) == ["__init__.py", "drain_notifier.py", "keys.py"]
-    for name in ("__init__.py", "drain_notifier.py", "keys.py"):
+    assert sorted(p.name for p in handler.iterdir()) == [
+        "__init__.py",
+        "drain_notifier.py",
+        "keys.py",
+        "registry_auth.py",
+    ]
+    for name in ("__init__.py", "drain_notifier.py", "keys.py", "registry_auth.py"):
         assert (handler / name).read_bytes() == (installed.site_packages / "stickyws" / name).read_bytes()
     assert (bundles[0] / "redis" / "__init__.py").is_file()
 

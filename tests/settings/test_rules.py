@@ -45,7 +45,90 @@ BROKEN = [
     ("topic-retention-covers-reconnect", {"topic_retention_s": 60}, "topic_retention_s=60 < drain_window_s"),
     ("output-bound-fits-messages", {"max_output_bytes": 65536}, "max_output_bytes=65536 < 2 x the largest message"),
     ("publish-port-apart", {"publish_port": 8080}, "publish_port=8080 is the WebSocket port"),
+    ("in-range", {"registry_mode": "sentinel"}, "registry_mode='sentinel' is not one of single | cluster"),
+    ("in-range", {"registry_replicas_per_shard": 6}, "registry_replicas_per_shard=6 is outside the AWS range 0-5"),
+    ("in-range", {"registry_shards": 501}, "registry_shards=501 is outside the AWS range 1-500 shards"),
+    ("registry-topology", {"registry_mode": "cluster", "registry_replicas_per_shard": 0}, "Multi-AZ automatic"),
+    (
+        "registry-topology",
+        {"registry_replicas_per_shard": 0},
+        "registry_replicas_per_shard=0 with registry_mode=single",
+    ),
+    ("registry-topology", {"registry_shards": 3}, "registry_shards=3 with registry_mode=single"),
+    (
+        "registry-topology",
+        {"registry_mode": "cluster", "registry_shards": 200, "registry_replicas_per_shard": 2},
+        "registry_shards=200 x (1 + registry_replicas_per_shard=2) = 600 nodes > 500",
+    ),
+    ("registry-topology", {"registry_node_type": "t4g.small"}, "registry_node_type='t4g.small' is not an"),
+    ("registry-engine", {"registry_engine_version": "latest"}, "registry_engine_version='latest' is not a version"),
+    (
+        "registry-engine",
+        {
+            "registry_mode": "cluster",
+            "registry_engine": "redis",
+            "registry_engine_version": "6.2",
+            "registry_auth": "token",
+        },
+        "sharded pub/sub (SPUBLISH/SSUBSCRIBE), which a cluster needs",
+    ),
+    (
+        "registry-engine",
+        {"registry_engine_version": "7.1"},
+        "registry_auth=iam with valkey 7.1: ElastiCache supports IAM authentication from valkey 7.2",
+    ),
+    (
+        "registry-pubsub-backlog",
+        {"registry_pubsub_burst_messages": 512},
+        "registry_pubsub_burst_messages x max_message_bytes = 33554432 bytes >= the pub/sub hard limit 33554432",
+    ),
+    (
+        "registry-pubsub-backlog",
+        {"registry_mode": "serverless", "registry_pubsub_buffer_hard_bytes": 64 * 1024 * 1024},
+        "Serverless fixes the pub/sub output buffer at 32 MiB hard, 8 MiB soft",
+    ),
+    (
+        "registry-pubsub-backlog",
+        {"registry_pubsub_buffer_soft_bytes": 64 * 1024 * 1024},
+        "registry_pubsub_buffer_soft_bytes=67108864 > registry_pubsub_buffer_hard_bytes=33554432",
+    ),
+    (
+        "registry-serverless-clients",
+        {"registry_mode": "serverless", "max_count": 1001},
+        "max_count=1001 tasks x 65 registry connections = 65065 > 65000",
+    ),
 ]
+
+WARNED = [
+    ("registry-auth", {"registry_auth": "none"}, "registry_auth=none: any client the registry's security group"),
+    (
+        "registry-pubsub-backlog",
+        {"registry_pubsub_burst_messages": 129},
+        "registry_pubsub_burst_messages x max_message_bytes = 8454144 bytes > the pub/sub soft limit 8388608",
+    ),
+]
+
+
+@pytest.mark.parametrize(("rule_id", "overrides", "expected"), WARNED)
+def test_rule_warns_on_risky_setting(rule_id: str, overrides: dict[str, object], expected: str) -> None:
+    """The rule reports exactly one warning and no error for a risky but possible setting."""
+    findings = validate(DEFAULTS.with_overrides(overrides), [rule_id])
+    assert [f.severity for f in findings] == [Severity.WARNING]
+    assert expected in findings[0].message
+
+
+def test_registry_modes_with_defaults_pass() -> None:
+    """cluster (3 shards) and serverless with otherwise default settings pass every rule without errors or warnings."""
+    for overrides in ({"registry_mode": "cluster", "registry_shards": 3}, {"registry_mode": "serverless"}):
+        assert {f.severity for f in DEFAULTS.with_overrides(overrides).validate()} == {Severity.INFO}
+
+
+def test_registry_connection_count_matches_the_registry_pool() -> None:
+    """The Serverless client rule counts the real RedisRegistry pool plus its one pub/sub connection."""
+    from stickyws.server.redis_registry import POOL_SIZE
+    from stickyws.settings.rules import REGISTRY_CONNECTIONS_PER_SERVER
+
+    assert REGISTRY_CONNECTIONS_PER_SERVER == POOL_SIZE + 1
 
 
 @pytest.mark.parametrize(("rule_id", "overrides", "expected"), BROKEN)
@@ -59,7 +142,7 @@ def test_rule_reports_broken_setting(rule_id: str, overrides: dict[str, object],
 
 def test_every_rule_has_a_failing_case() -> None:
     """No rule goes untested: each registered rule appears in BROKEN."""
-    assert {rule_id for rule_id, _, _ in BROKEN} == set(RULES)
+    assert {rule_id for rule_id, _, _ in BROKEN + WARNED} == set(RULES)
 
 
 def test_pings_off_is_a_warning_not_an_error() -> None:
