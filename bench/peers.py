@@ -93,7 +93,8 @@ def start(
             "PEER_SERVER_ID": server_id,
             "PEER_JWT_SECRET": secret,
             "PEER_JWT_AUDIENCE": sv.jwt_audience,
-            "PEER_USER_KEY_TEMPLATE": keys.user_key(_USER_PLACEHOLDER),
+            # The route key with "{id}" where the user id goes (the peer's ids are plain: no escaping).
+            "PEER_USER_KEY_TEMPLATE": keys.user_key("\x00").replace(keys.encode_id("\x00"), _USER_PLACEHOLDER),
             "PEER_HEARTBEAT_KEY": keys.heartbeat_key(server_id),
             "PEER_ROUTING_TTL_S": str(sv.routing_ttl_s),
             "PEER_HEARTBEAT_INTERVAL_S": str(sv.heartbeat_interval_s),

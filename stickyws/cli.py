@@ -91,4 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module's main, not this copy's: `python -m stickyws.cli` loads the file twice,
+    # and the commands raise the CommandError of the imported module.
+    from stickyws.cli import main as _main
+
+    sys.exit(_main())
