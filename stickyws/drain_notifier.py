@@ -56,7 +56,7 @@ class DrainNotifyError(RuntimeError):
 
 # Reused across invocations of a warm Lambda container: created on first use, rebuilt only when
 # REDIS_URL or the auth environment changes (tests point it at a fresh redis-server).
-_client: redis.Redis | None = None
+_client: redis.Redis | redis.RedisCluster | None = None
 _client_key: tuple[str, ...] | None = None
 
 
@@ -88,13 +88,19 @@ def parse_event(event: Any) -> DrainNotice | str:
     return DrainNotice(server_id=task_id, source=SOURCE, reason=str(reason))
 
 
-def publish(client: redis.Redis, notice: DrainNotice) -> int:
-    """Store and publish ``notice`` in one MULTI/EXEC round trip; returns the subscriber count.
+def publish(client: redis.Redis | redis.RedisCluster, notice: DrainNotice) -> int:
+    """Store and publish ``notice``; returns the subscriber count.
 
-    Raises :class:`redis.RedisError` as redis-py does; :func:`handler` wraps it.
+    On one primary: one MULTI/EXEC round trip. On a Redis Cluster: ``SET`` (in the key's slot) then
+    ``PUBLISH`` (which the cluster forwards to every node), in that order, so a server that
+    subscribes late still finds the stored notice. Raises :class:`redis.RedisError` as redis-py
+    does; :func:`handler` wraps it.
     """
     key = drain_key(notice.server_id)
     body = notice.to_json()
+    if isinstance(client, redis.RedisCluster):
+        client.set(key, body, ex=DRAIN_NOTICE_TTL_S)
+        return int(client.publish(key, body))
     pipe = client.pipeline(transaction=True)
     pipe.set(key, body, ex=DRAIN_NOTICE_TTL_S)
     pipe.publish(key, body)
@@ -164,7 +170,7 @@ _CLIENT_ENV = (
 )
 
 
-def _redis(url: str) -> redis.Redis:
+def _redis(url: str) -> redis.Redis | redis.RedisCluster:
     """The module-level client for ``url`` and the auth environment, created on first use and then reused.
 
     Raises :class:`RegistryAuthError` when the auth environment is incomplete.
@@ -175,12 +181,22 @@ def _redis(url: str) -> redis.Redis:
         if _client is not None:
             _client.close()
             _client, _client_key = None, None
-        _client = redis.Redis.from_url(
+        provider = credential_provider_from_env(os.environ)
+        client: redis.Redis | redis.RedisCluster = redis.Redis.from_url(
             url,
             socket_connect_timeout=REDIS_TIMEOUT_S,
             socket_timeout=REDIS_TIMEOUT_S,
             health_check_interval=30,
-            credential_provider=credential_provider_from_env(os.environ),
+            credential_provider=provider,
         )
-        _client_key = key
+        # A cluster (e.g. an ElastiCache configuration endpoint) is asked once, then used as one.
+        if int(client.info("cluster").get("cluster_enabled", 0)) == 1:
+            client.close()
+            client = redis.RedisCluster.from_url(
+                url,
+                socket_connect_timeout=REDIS_TIMEOUT_S,
+                socket_timeout=REDIS_TIMEOUT_S,
+                credential_provider=provider,
+            )
+        _client, _client_key = client, key
     return _client

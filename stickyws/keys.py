@@ -20,8 +20,9 @@ key / channel                                   kind     holds
 ``ws:{t:<topic>}:log``                          stream   the topic's retained publications
                                                          (fields ``o`` offset, ``d`` data JSON)
 ``ws:{t:<topic>}:pub``                          channel  each publication as it is assigned
+``ws:{u:<user>}:push``                          channel  user messages, on a Redis Cluster (sharded pub/sub)
 ``ws:server:<serverId>:heartbeat``              string   JSON ``{serverId, connections, status, ts}``
-``ws:server:<serverId>:push``                   channel  user messages for that server's users
+``ws:server:<serverId>:push``                   channel  user messages for that server's users (one primary)
 ``ws:drain:<serverId>``                         string   JSON drain notice (kept so a late reader sees it)
 ``ws:drain:<serverId>``                         channel  the same notice, published for live servers
 ``ws:reconnect:<userId>``                       channel  JSON reconnect instruction for other components
@@ -90,6 +91,17 @@ def topic_log_key(topic: str) -> str:
 def topic_channel(topic: str) -> str:
     """Channel on which each publication of ``topic`` is announced to the servers that carry it."""
     return f"{PREFIX}:{topic_tag(topic)}:pub"
+
+
+def user_push_channel(user_id: str) -> str:
+    """Sharded channel of ``user_id``'s messages on a Redis Cluster (in the user's slot, so the push
+    script can publish it with ``SPUBLISH``); on one primary pushes use :func:`push_channel`."""
+    return f"{PREFIX}:{user_tag(user_id)}:push"
+
+
+def is_sharded_channel(channel: str) -> bool:
+    """Whether ``channel`` lives in one user's or one topic's slot (``SSUBSCRIBE`` on a cluster)."""
+    return channel.startswith((f"{PREFIX}:{{u:", f"{PREFIX}:{{t:"))
 
 
 def heartbeat_key(server_id: str) -> str:

@@ -529,6 +529,11 @@ class ServerCore:
             conn.cursor.sent = s.last_server_seq
         for push in self._admitting.pop(conn.user_id, ()):
             self._on_user_push(push)
+        channel = self.registry.user_channel(conn.user_id)
+        if channel is not None:  # a cluster: the user's own sharded channel, then what came before it was live
+            with contextlib.suppress(RegistryUnavailable):
+                await self.registry.subscribe([channel])
+                await self.recheck([conn])
         if admission.previous_owner not in (None, self.server_id):
             body = protocol.dumps({"userId": conn.user_id, "by": self.server_id})
             with contextlib.suppress(RegistryUnavailable):
@@ -546,6 +551,9 @@ class ServerCore:
         self._forget_topics(conn)
         if self.by_user.get(conn.user_id) is conn:
             del self.by_user[conn.user_id]
+            channel = self.registry.user_channel(conn.user_id)
+            if channel is not None:
+                self._spawn(self._unsubscribe_user(conn.user_id, channel))
             await self._release(conn.user_id)
 
     async def _release(self, user_id: str) -> None:
@@ -718,6 +726,11 @@ class ServerCore:
         if not conns:
             del self.topic_conns[topic]
             self._spawn(self._unsubscribe_channel(topic))
+
+    async def _unsubscribe_user(self, user_id: str, channel: str) -> None:
+        if user_id not in self.by_user:
+            with contextlib.suppress(RegistryUnavailable):
+                await self.registry.unsubscribe([channel])
 
     async def _unsubscribe_channel(self, topic: str) -> None:
         if topic not in self.topic_conns:
@@ -1040,7 +1053,7 @@ class ServerCore:
         push_channel = keys.push_channel(self.server_id)
 
         async def on_message(channel: str, text: str) -> None:
-            if channel == push_channel:
+            if channel == push_channel or (channel.endswith(":push") and keys.is_sharded_channel(channel)):
                 try:
                     push = parse_push(text)
                 except ValueError:

@@ -21,11 +21,14 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.credentials import CredentialProvider
 
 from stickyws import keys
+from stickyws.server.cluster_listener import ClusterListener
 from stickyws.server.registry import (
     ClaimResult,
     MessageCallback,
@@ -66,6 +69,11 @@ _DOWN_ERRORS = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.ReadOnlyError,
+    # A cluster in failover: no primary for a slot yet, or a slot in migration.
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.SlotNotCoveredError,
     OSError,
     asyncio.TimeoutError,
 )
@@ -179,9 +187,11 @@ return {0, seq + 1, id, newseq, subs, first}
 """
 )
 
-# KEYS: session key, route key. ARGV: 1 payload (JSON text), 2 user id, 3 push channel prefix, 4 suffix.
-# Appends the payload with the next seq, trims by the limits stored with the session, and publishes it
-# on the owning server's push channel. Returns {1, seq, session id, owner|false} or {0} (no session).
+# KEYS: session key, route key. ARGV: 1 payload (JSON text), 2 user id, 3 push channel prefix, 4 suffix,
+# 5 the user's sharded channel ('' on one primary). Appends the payload with the next seq, trims by the
+# limits stored with the session, and publishes it: on one primary on the owning server's push channel,
+# on a cluster with SPUBLISH on the user's own channel (same slot). Returns {1, seq, session id,
+# owner|false} or {0} (no session).
 PUSH_LUA = """
 local f = redis.call('HMGET', KEYS[1], 'sid', 'lastServerSeq', 'outFirst', 'outBytes', 'outMax', 'outMaxBytes')
 if not f[1] then return {0} end
@@ -197,17 +207,23 @@ while (seq - first + 1) > limit or (bytes > maxb and first < seq) do
 end
 redis.call('HSET', KEYS[1], 'lastServerSeq', seq, 'outFirst', first, 'outBytes', bytes)
 local owner = redis.call('GET', KEYS[2])
-if owner then
+if owner or ARGV[5] ~= '' then
   local t = redis.call('TIME')
   local ms = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-  redis.call('PUBLISH', ARGV[3] .. owner .. ARGV[4], '{"u":' .. cjson.encode(ARGV[2]) .. ',"s":' ..
-             cjson.encode(f[1]) .. ',"q":' .. string.format('%d', seq) .. ',"ts":' .. ms .. ',"d":' .. ARGV[1] .. '}')
+  local body = '{"u":' .. cjson.encode(ARGV[2]) .. ',"s":' .. cjson.encode(f[1]) .. ',"q":' ..
+               string.format('%d', seq) .. ',"ts":' .. ms .. ',"d":' .. ARGV[1] .. '}'
+  if ARGV[5] ~= '' then
+    redis.call('SPUBLISH', ARGV[5], body)
+  else
+    redis.call('PUBLISH', ARGV[3] .. owner .. ARGV[4], body)
+  end
 end
 return {1, seq, f[1], owner}
 """
 
 # KEYS: topic meta key, topic log key. ARGV: 1 payload (JSON text), 2 epoch if the topic is new, 3 retention
-# count, 4 retention ms, 5 meta ttl s, 6 topic, 7 topic channel. Returns {offset, epoch}.
+# count, 4 retention ms, 5 meta ttl s, 6 topic, 7 topic channel, 8 'PUBLISH' (one primary) or 'SPUBLISH'
+# (cluster: the channel is in the topic's slot). Returns {offset, epoch}.
 PUBLISH_TOPIC_LUA = """
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -223,7 +239,7 @@ local cutoff = now - tonumber(ARGV[4])
 if cutoff > 0 then redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', cutoff)) end
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('PUBLISH', ARGV[7], '{"t":' .. cjson.encode(ARGV[6]) .. ',"o":' .. string.format('%d', offset) ..
+redis.call(ARGV[8], ARGV[7], '{"t":' .. cjson.encode(ARGV[6]) .. ',"o":' .. string.format('%d', offset) ..
            ',"e":' .. cjson.encode(epoch) .. ',"ts":' .. string.format('%d', now) .. ',"d":' .. ARGV[1] .. '}')
 return {offset, epoch}
 """
@@ -314,13 +330,28 @@ def _subs_json(subs: Sequence[str]) -> str:
 
 
 class RedisRegistry:
-    """:class:`~stickyws.server.registry.Registry` on one Redis (standalone or a primary endpoint)."""
+    """:class:`~stickyws.server.registry.Registry` on Redis: one primary, or a Redis Cluster.
+
+    ``cluster``: ``None`` (the default) asks the registry itself on first use (``INFO cluster``), so
+    an ElastiCache configuration endpoint works as it is; ``True``/``False`` skip the question. On a
+    cluster every script runs in the slot of its keys (all of one user's or one topic's, see
+    :mod:`stickyws.keys`), commits go out one script call each (a cluster refuses pipelined
+    ``EVALSHA``), and pub/sub is sharded (:mod:`stickyws.server.cluster_listener`).
+    ``credential_provider`` (e.g. :mod:`stickyws.registry_auth`) authenticates every connection.
+    """
 
     def __init__(
-        self, url: str, *, pool_size: int = POOL_SIZE, credential_provider: CredentialProvider | None = None
+        self,
+        url: str,
+        *,
+        pool_size: int = POOL_SIZE,
+        credential_provider: CredentialProvider | None = None,
+        cluster: bool | None = None,
     ) -> None:
-        """``credential_provider`` (e.g. :mod:`stickyws.registry_auth`) authenticates every pooled connection."""
+        self._credential_provider = credential_provider
         self.available = True
+        self._url = url
+        self._pool_size = pool_size
         self._pool = aioredis.BlockingConnectionPool.from_url(
             url,
             credential_provider=credential_provider,
@@ -329,14 +360,13 @@ class RedisRegistry:
             socket_timeout=SOCKET_TIMEOUT_S,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
         )
-        self._client = aioredis.Redis(connection_pool=self._pool, retry=Retry(NoBackoff(), 0))
-        self._handshake = self._client.register_script(HANDSHAKE_LUA)
-        self._commit = self._client.register_script(COMMIT_LUA)
-        self._push = self._client.register_script(PUSH_LUA)
-        self._publish_topic = self._client.register_script(PUBLISH_TOPIC_LUA)
-        self._topic_since = self._client.register_script(TOPIC_SINCE_LUA)
-        self._release = self._client.register_script(RELEASE_LUA)
-        self._reconcile = self._client.register_script(RECONCILE_LUA)
+        self._client: Any = aioredis.Redis(connection_pool=self._pool, retry=Retry(NoBackoff(), 0))
+        self._cluster_client: Any = None
+        self._listener: ClusterListener | None = None
+        #: ``"single"`` or ``"cluster"`` once known.
+        self.mode: str | None = None if cluster is None else ("cluster" if cluster else "single")
+        self._mode_lock = asyncio.Lock()
+        self._register_scripts()
         push = keys.push_channel("\x00")
         self._push_prefix, _, self._push_suffix = push.partition("\x00")
         self._closed = False
@@ -346,6 +376,48 @@ class RedisRegistry:
         self._channels: set[str] = set()
         self._pubsub: Any = None
         self._confirmed: dict[str, asyncio.Event] = {}
+
+    def _register_scripts(self) -> None:
+        client = self._client
+        self._handshake = client.register_script(HANDSHAKE_LUA)
+        self._commit = client.register_script(COMMIT_LUA)
+        self._push = client.register_script(PUSH_LUA)
+        self._publish_topic = client.register_script(PUBLISH_TOPIC_LUA)
+        self._topic_since = client.register_script(TOPIC_SINCE_LUA)
+        self._release = client.register_script(RELEASE_LUA)
+        self._reconcile = client.register_script(RECONCILE_LUA)
+
+    @property
+    def is_cluster(self) -> bool:
+        """True on a Redis Cluster (known after the first call, or when given)."""
+        return self.mode == "cluster"
+
+    async def _ensure_mode(self) -> None:
+        """Learn whether the registry is a cluster (once), and switch to the cluster client if so."""
+        async with self._mode_lock:
+            if self.mode is None:
+                info = await self._client.info("cluster")
+                self.mode = "cluster" if int(info.get("cluster_enabled", 0)) == 1 else "single"
+            if self.mode == "cluster" and self._cluster_client is None:
+                self._cluster_client = RedisCluster.from_url(
+                    self._url,
+                    credential_provider=self._credential_provider,
+                    socket_timeout=SOCKET_TIMEOUT_S,
+                    socket_connect_timeout=CONNECT_TIMEOUT_S,
+                    max_connections=self._pool_size,
+                )
+                await self._cluster_client.initialize()
+                single, self._client = self._client, self._cluster_client
+                self._register_scripts()
+                with contextlib.suppress(Exception):
+                    await single.aclose()
+                with contextlib.suppress(Exception):
+                    await self._pool.disconnect()
+
+    def user_channel(self, user_id: str) -> str | None:
+        """The channel the holder of ``user_id`` must subscribe to for pushes: the user's own sharded
+        channel on a cluster; ``None`` on one primary (pushes come on the server's channel)."""
+        return keys.user_push_channel(user_id) if self.is_cluster else None
 
     def _batched_commit(self, call_keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
         """Queue one commit; every commit queued in the same loop iteration goes out as one pipeline."""
@@ -363,6 +435,18 @@ class RedisRegistry:
 
     async def _flush(self) -> None:
         batch, self._batch = self._batch, []
+        if self.is_cluster:  # one script call each (a cluster refuses pipelined EVALSHA), all in flight at once
+            results = await asyncio.gather(
+                *(self._commit(keys=call_keys, args=args) for call_keys, args, _ in batch), return_exceptions=True
+            )
+            for (_, _, fut), result in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(result, BaseException):
+                    fut.set_exception(result if isinstance(result, Exception) else RuntimeError("commit cancelled"))
+                else:
+                    fut.set_result(result)
+            return
         try:
             pipe = self._client.pipeline(transaction=False)
             for call_keys, args, _ in batch:
@@ -384,12 +468,14 @@ class RedisRegistry:
                 fut.set_result(reply)
 
     @property
-    def client(self) -> aioredis.Redis:
-        """The underlying client (for tests and the local twin)."""
+    def client(self) -> Any:
+        """The underlying client, ``redis.asyncio.Redis`` or ``RedisCluster`` (for tests and the local twin)."""
         return self._client
 
     async def _call(self, make: Callable[[], Awaitable[_T]]) -> _T:
         try:
+            if self.mode is None or (self.mode == "cluster" and self._cluster_client is None):
+                await self._ensure_mode()
             result = await make()
         except _DOWN_ERRORS as exc:
             _reraise_if_cancelling()
@@ -475,8 +561,12 @@ class RedisRegistry:
 
     async def push(self, *, user_id: str, payload: str) -> PushResult:
         call_keys = [keys.session_key(user_id), keys.user_key(user_id)]
-        args = [payload, user_id, self._push_prefix, self._push_suffix]
-        reply = await self._call(lambda: self._push(keys=call_keys, args=args))
+
+        async def run() -> Any:
+            args = [payload, user_id, self._push_prefix, self._push_suffix, self.user_channel(user_id) or ""]
+            return await self._push(keys=call_keys, args=args)
+
+        reply = await self._call(run)
         if reply[0] == 0:
             return PushResult("no_session")
         owner = _text(reply[3]) if reply[3] is not None else None
@@ -497,6 +587,10 @@ class RedisRegistry:
             return []
 
         async def run() -> list[Any]:
+            if self.is_cluster:
+                return await asyncio.gather(
+                    *(self._client.hmget(keys.session_key(u), ["sid", "lastServerSeq"]) for u, _ in sessions)
+                )
             pipe = self._client.pipeline(transaction=False)
             for user_id, _ in sessions:
                 pipe.hmget(keys.session_key(user_id), ["sid", "lastServerSeq"])
@@ -511,12 +605,16 @@ class RedisRegistry:
     async def publish_topic(
         self, *, topic: str, payload: str, retention_count: int, retention_s: int, epoch_if_new: str
     ) -> Publication:
-        args: list[str | int] = [
-            payload, epoch_if_new, retention_count, retention_s * 1000, topic_meta_ttl_s(retention_s), topic,
-            keys.topic_channel(topic),
-        ]  # fmt: skip
         call_keys = [keys.topic_meta_key(topic), keys.topic_log_key(topic)]
-        reply = await self._call(lambda: self._publish_topic(keys=call_keys, args=args))
+
+        async def run() -> Any:
+            args: list[str | int] = [
+                payload, epoch_if_new, retention_count, retention_s * 1000, topic_meta_ttl_s(retention_s), topic,
+                keys.topic_channel(topic), "SPUBLISH" if self.is_cluster else "PUBLISH",
+            ]  # fmt: skip
+            return await self._publish_topic(keys=call_keys, args=args)
+
+        reply = await self._call(run)
         return Publication(topic, int(reply[0]), _text(reply[1]), payload)
 
     async def topic_positions(self, *, topics: Sequence[str]) -> list[TopicPosition]:
@@ -524,6 +622,10 @@ class RedisRegistry:
             return []
 
         async def run() -> list[Any]:
+            if self.is_cluster:
+                return await asyncio.gather(
+                    *(self._client.hmget(keys.topic_meta_key(t), ["epoch", "offset"]) for t in topics)
+                )
             pipe = self._client.pipeline(transaction=False)
             for topic in topics:
                 pipe.hmget(keys.topic_meta_key(topic), ["epoch", "offset"])
@@ -546,18 +648,23 @@ class RedisRegistry:
             return []
         limits = DEFAULT_OUTBOX_LIMITS
 
+        def call(r: SessionRecord, client: Any = None) -> Any:
+            return self._reconcile(
+                keys=[keys.user_key(r.user_id), keys.session_key(r.user_id)],
+                args=[
+                    server_id, routing_ttl_s, r.session_id, r.last_client_id, r.last_server_seq,
+                    _subs_json(r.subscriptions), session_ttl_s, _outbox_json(r.outbox), limits.max_messages,
+                    limits.max_bytes,
+                ],
+                client=client,
+            )  # fmt: skip
+
         async def run() -> list[Any]:
+            if self.is_cluster:
+                return await asyncio.gather(*(call(r) for r in records))
             pipe = self._client.pipeline(transaction=False)
             for r in records:
-                await self._reconcile(
-                    keys=[keys.user_key(r.user_id), keys.session_key(r.user_id)],
-                    args=[
-                        server_id, routing_ttl_s, r.session_id, r.last_client_id, r.last_server_seq,
-                        _subs_json(r.subscriptions), session_ttl_s, _outbox_json(r.outbox), limits.max_messages,
-                        limits.max_bytes,
-                    ],
-                    client=pipe,
-                )  # fmt: skip
+                await call(r, pipe)
             return list(await pipe.execute())
 
         replies = await self._call(run)
@@ -582,6 +689,14 @@ class RedisRegistry:
         self, channels: Sequence[str], on_message: MessageCallback, on_subscribed: SubscribedCallback
     ) -> None:
         self._channels.update(channels)
+        while self.mode is None or (self.mode == "cluster" and self._cluster_client is None):
+            try:
+                await self._call(lambda: asyncio.sleep(0))  # learn the mode first
+            except RegistryUnavailable:
+                await asyncio.sleep(RESUBSCRIBE_BACKOFF_S)
+        if self.is_cluster:
+            await self._listen_cluster(on_message, on_subscribed)
+            return
         while True:
             pubsub = self._client.pubsub()
             try:
@@ -608,9 +723,30 @@ class RedisRegistry:
             finally:
                 self._pubsub = None
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
+
+    async def _listen_cluster(self, on_message: MessageCallback, on_subscribed: SubscribedCallback) -> None:
+        kwargs = {k: v for k, v in parse_url(self._url).items() if k not in ("host", "port", "db")}
+        if self._credential_provider is not None:
+            kwargs["credential_provider"] = self._credential_provider
+        listener = ClusterListener(self._client, kwargs, on_message, CONNECT_TIMEOUT_S)
+        listener.wanted.update(self._channels)
+        self._listener = listener
+
+        async def subscribed() -> None:
+            self.available = True
+            await on_subscribed()
+
+        try:
+            await listener.run(subscribed, RESUBSCRIBE_BACKOFF_S)
+        finally:
+            self._listener = None
 
     async def subscribe(self, channels: Sequence[str]) -> None:
+        if self._listener is not None:
+            self._channels.update(channels)
+            await self._listener.subscribe(channels, SUBSCRIBE_CONFIRM_TIMEOUT_S)
+            return
         new = [c for c in channels if c not in self._channels]
         self._channels.update(new)
         pubsub = self._pubsub
@@ -625,6 +761,10 @@ class RedisRegistry:
                         await event.wait()
 
     async def unsubscribe(self, channels: Sequence[str]) -> None:
+        if self._listener is not None:
+            self._channels.difference_update(channels)
+            await self._listener.unsubscribe(channels)
+            return
         gone = [c for c in channels if c in self._channels]
         self._channels.difference_update(gone)
         for c in gone:

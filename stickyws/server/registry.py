@@ -244,6 +244,11 @@ class Registry(Protocol):
         resubscribes to all of them after outages, then calls ``on_subscribed``."""
         ...
 
+    def user_channel(self, user_id: str) -> str | None:
+        """A channel the server holding ``user_id`` must add for that user's pushes (a sharded channel
+        on a cluster), or ``None`` when pushes arrive on the server's own channel."""
+        ...
+
     async def subscribe(self, channels: Sequence[str]) -> None:
         """Add ``channels`` to the running :meth:`listen`; returns once Redis confirmed them (or they
         will be subscribed when the listener reconnects)."""
@@ -509,6 +514,9 @@ class InMemoryRegistry:
             await asyncio.Event().wait()
         finally:
             self._listener = None
+
+    def user_channel(self, user_id: str) -> str | None:
+        return None
 
     async def subscribe(self, channels: Sequence[str]) -> None:
         self._channels.update(channels)

@@ -198,3 +198,36 @@ def test_notice_json_roundtrip_is_the_stored_value(client: redis.Redis) -> None:
     assert isinstance(stored, str)
     assert json.loads(stored)["type"] == "drain"
     assert DrainNotice.from_json(stored).server_id == TASK_ID
+
+
+def test_on_a_cluster_the_notice_is_stored_in_its_slot_and_reaches_a_server_on_another_node(
+    cluster_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against a Redis Cluster the handler stores the notice where the cluster keeps that key and publishes
+    it so that a subscriber on a different node receives it."""
+    monkeypatch.setenv(ENV_REDIS_URL, cluster_url)
+    monkeypatch.setattr(drain_notifier, "_client", None)
+    monkeypatch.setattr(drain_notifier, "_client_key", None)
+    cluster = redis.RedisCluster.from_url(cluster_url, decode_responses=True)
+    owner = cluster.get_node_from_key(drain_key(TASK_ID))
+    other = next(n for n in cluster.get_primaries() if n.name != owner.name)
+    listener = redis.Redis(host=other.host, port=other.port, decode_responses=True)
+    pubsub = listener.pubsub()
+    try:
+        pubsub.subscribe(drain_key(TASK_ID))
+        assert next_message(pubsub, 0.2) is None
+        result = drain_notifier.handler(ecs_event(), None)
+        assert isinstance(drain_notifier._client, redis.RedisCluster)
+        assert result["status"] == "published"
+        msg = next_message(pubsub, 2.0)
+        assert msg is not None
+        assert DrainNotice.from_json(msg["data"]).server_id == TASK_ID
+        assert cluster.get(drain_key(TASK_ID)) == msg["data"]
+        assert 0 < cluster.ttl(drain_key(TASK_ID)) <= DRAIN_NOTICE_TTL_S
+    finally:
+        pubsub.close()
+        listener.close()
+        cluster.close()
+        if drain_notifier._client is not None:
+            drain_notifier._client.close()
+        drain_notifier._client = None

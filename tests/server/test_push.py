@@ -1,4 +1,7 @@
-"""Server push: user messages and topic publications, exactly once and in order, through resumes."""
+"""Server push: user messages and topic publications, exactly once and in order, through resumes.
+
+Every test that takes ``registry_url`` runs twice: on one redis-server and on a local Redis Cluster.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-import redis
 
 from stickyws import keys, protocol
 from stickyws.publish import Publisher, PublishError
 from stickyws.server.registry import InMemoryRegistry
 from tests.server.helpers import connect, eventually, fast, recv_json, run, send, server
+from tests.server.registries import Admin
 
 
 async def _frames(ws: aiohttp.ClientWebSocketResponse, count: int, timeout_s: float = 5.0) -> list[dict[str, Any]]:
@@ -31,11 +34,15 @@ async def _until(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout_s: floa
                 return out
 
 
-def test_push_to_a_connected_user_arrives_as_the_next_message(redis_url: str) -> None:
+def test_push_to_a_connected_user_arrives_as_the_next_message(registry_url: str) -> None:
     """send_to_user returns the seq it assigned and the user's socket receives exactly that message."""
 
     async def go() -> None:
-        async with server(redis_url=redis_url) as rs, aiohttp.ClientSession() as http, Publisher(redis_url) as pub:
+        async with (
+            server(redis_url=registry_url) as rs,
+            aiohttp.ClientSession() as http,
+            Publisher(registry_url) as pub,
+        ):
             ws, first = await connect(http, rs, "alice")
             await send(ws, 1, "hi")
             assert [f["type"] for f in await _frames(ws, 2)] == ["message", "ack"]
@@ -48,11 +55,15 @@ def test_push_to_a_connected_user_arrives_as_the_next_message(redis_url: str) ->
     run(go())
 
 
-def test_pushes_and_replies_share_one_gapless_seq_order(redis_url: str) -> None:
+def test_pushes_and_replies_share_one_gapless_seq_order(registry_url: str) -> None:
     """200 pushes racing 50 client messages: the socket sees seqs 1..250 once each, in order, and every ack."""
 
     async def go() -> None:
-        async with server(redis_url=redis_url) as rs, aiohttp.ClientSession() as http, Publisher(redis_url) as pub:
+        async with (
+            server(redis_url=registry_url) as rs,
+            aiohttp.ClientSession() as http,
+            Publisher(registry_url) as pub,
+        ):
             ws, _ = await connect(http, rs, "bob")
 
             async def client_side() -> None:
@@ -81,16 +92,16 @@ def test_pushes_and_replies_share_one_gapless_seq_order(redis_url: str) -> None:
     run(go(), timeout_s=30)
 
 
-def test_offline_user_gets_pushes_on_resume_and_an_explicit_gap_for_what_overflowed(redis_url: str) -> None:
+def test_offline_user_gets_pushes_on_resume_and_an_explicit_gap_for_what_overflowed(registry_url: str) -> None:
     """Pushes to a disconnected user are kept within outbox_max_messages; the resume replays them after a
     gap frame naming exactly the seqs that no longer fit."""
 
     async def go() -> None:
         settings = fast(outbox_max_messages=5)
         async with (
-            server(settings, redis_url=redis_url) as rs,
+            server(settings, redis_url=registry_url) as rs,
             aiohttp.ClientSession() as http,
-            Publisher(redis_url) as pub,
+            Publisher(registry_url) as pub,
         ):
             ws, first = await connect(http, rs, "carol")
             await ws.close()
@@ -108,11 +119,11 @@ def test_offline_user_gets_pushes_on_resume_and_an_explicit_gap_for_what_overflo
     run(go())
 
 
-def test_push_to_an_unknown_user_stores_nothing_and_says_so(redis_url: str) -> None:
+def test_push_to_an_unknown_user_stores_nothing_and_says_so(registry_url: str, admin: Admin) -> None:
     """An unknown user gives status no_session (or PublishError with require_session) and writes no key."""
 
     async def go() -> None:
-        async with Publisher(redis_url) as pub:
+        async with Publisher(registry_url) as pub:
             assert (await pub.send_to_user("nobody", 1)).as_dict() == {
                 "status": "no_session", "seq": None, "sessionId": None, "serverId": None,
             }  # fmt: skip
@@ -127,23 +138,21 @@ def test_push_to_an_unknown_user_stores_nothing_and_says_so(redis_url: str) -> N
             assert bad.value.code == "bad_data"
 
     run(go())
-    r = redis.Redis.from_url(redis_url)
-    assert r.keys("*") == []
-    r.close()
+    assert admin.keys() == []
 
 
 def test_topic_publications_reach_every_subscriber_on_every_server_with_one_subscription_per_server(
-    redis_url: str,
+    registry_url: str, admin: Admin
 ) -> None:
     """Three subscribers on two servers get each publication once, in offset order; each server holds one
     Redis subscription for the topic; the subscribe ack names the position live publications follow."""
 
     async def go() -> None:
         async with (
-            server(redis_url=redis_url, server_id="A") as a,
-            server(redis_url=redis_url, server_id="B") as b,
+            server(redis_url=registry_url, server_id="A") as a,
+            server(redis_url=registry_url, server_id="B") as b,
             aiohttp.ClientSession() as http,
-            Publisher(redis_url) as pub,
+            Publisher(registry_url) as pub,
         ):
             first = await pub.publish("news", "before")
             sockets = []
@@ -153,9 +162,7 @@ def test_topic_publications_reach_every_subscriber_on_every_server_with_one_subs
                 ack = await recv_json(ws)
                 assert ack == {"type": "ack", "id": 1, "topic": "news", "offset": 1, "epoch": first.epoch}
                 sockets.append(ws)
-            r = redis.Redis.from_url(redis_url)
-            assert r.pubsub_numsub(keys.topic_channel("news")) == [(keys.topic_channel("news").encode(), 2)]
-            r.close()
+            assert admin.subscribers(keys.topic_channel("news")) == 2
             sent = [await pub.publish("news", {"n": i}) for i in range(2, 12)]
             assert [p.offset for p in sent] == list(range(2, 12))
             for ws in sockets:
@@ -168,16 +175,16 @@ def test_topic_publications_reach_every_subscriber_on_every_server_with_one_subs
     run(go(), timeout_s=20)
 
 
-def test_resume_with_since_recovers_missed_publications_or_says_unrecoverable(redis_url: str) -> None:
+def test_resume_with_since_recovers_missed_publications_or_says_unrecoverable(registry_url: str) -> None:
     """A client back with (offset, epoch) gets exactly the publications it missed, then live ones; past the
     retention count it gets one unrecoverable frame with the current position instead."""
 
     async def go() -> None:
         settings = fast(topic_retention_count=5)
         async with (
-            server(settings, redis_url=redis_url) as rs,
+            server(settings, redis_url=registry_url) as rs,
             aiohttp.ClientSession() as http,
-            Publisher(redis_url, settings=settings) as pub,
+            Publisher(registry_url, settings=settings) as pub,
         ):
             ws, first = await connect(http, rs, "dave")
             await ws.send_str(protocol.ClientMessage("subscribe", 1, topic="t").to_json())
@@ -208,11 +215,15 @@ def test_resume_with_since_recovers_missed_publications_or_says_unrecoverable(re
     run(go(), timeout_s=20)
 
 
-def test_subscribe_with_a_stale_epoch_is_unrecoverable(redis_url: str) -> None:
+def test_subscribe_with_a_stale_epoch_is_unrecoverable(registry_url: str) -> None:
     """A subscribe frame carrying an epoch the topic no longer has gets unrecoverable, then its ack."""
 
     async def go() -> None:
-        async with server(redis_url=redis_url) as rs, aiohttp.ClientSession() as http, Publisher(redis_url) as pub:
+        async with (
+            server(redis_url=registry_url) as rs,
+            aiohttp.ClientSession() as http,
+            Publisher(registry_url) as pub,
+        ):
             p = await pub.publish("e", 1)
             ws, _ = await connect(http, rs, "erin")
             msg = protocol.ClientMessage("subscribe", 1, topic="e", offset=7, epoch="old-epoch")
@@ -225,7 +236,7 @@ def test_subscribe_with_a_stale_epoch_is_unrecoverable(redis_url: str) -> None:
     run(go())
 
 
-def test_a_client_that_stops_reading_is_closed_1013_and_resumes_with_everything(redis_url: str) -> None:
+def test_a_client_that_stops_reading_is_closed_1013_and_resumes_with_everything(registry_url: str) -> None:
     """Pushes to a socket that is not read pile up to max_output_bytes: the server closes it with 1013 and
     holds nothing more for it; the resume then delivers every seq once."""
 
@@ -233,9 +244,9 @@ def test_a_client_that_stops_reading_is_closed_1013_and_resumes_with_everything(
         settings = fast(max_output_bytes=262_144, outbox_max_bytes=8_388_608, outbox_max_messages=10_000)
         big = "z" * 4000
         async with (
-            server(settings, redis_url=redis_url) as rs,
+            server(settings, redis_url=registry_url) as rs,
             aiohttp.ClientSession() as http,
-            Publisher(redis_url, settings=settings) as pub,
+            Publisher(registry_url, settings=settings) as pub,
         ):
             ws, first = await connect(http, rs, "slow", max_msg_size=0, autoclose=False)
             conn = next(iter(rs.core.connections.values()))
@@ -257,12 +268,16 @@ def test_a_client_that_stops_reading_is_closed_1013_and_resumes_with_everything(
     run(go(), timeout_s=40)
 
 
-def test_v1_client_that_knows_nothing_of_push_keeps_working(redis_url: str) -> None:
+def test_v1_client_that_knows_nothing_of_push_keeps_working(registry_url: str) -> None:
     """A client that sends no lastSeq or since and reads only message/ack frames still gets its replies,
     acks and pushed messages (pushes are ordinary message frames)."""
 
     async def go() -> None:
-        async with server(redis_url=redis_url) as rs, aiohttp.ClientSession() as http, Publisher(redis_url) as pub:
+        async with (
+            server(redis_url=registry_url) as rs,
+            aiohttp.ClientSession() as http,
+            Publisher(registry_url) as pub,
+        ):
             ws = await http.ws_connect(
                 f"http://127.0.0.1:{rs.port}/ws?token={_token('old')}", protocols=["stickyws.v1"]
             )
@@ -281,21 +296,25 @@ def _token(user: str) -> str:
     return token(user)
 
 
-def test_pushes_announced_while_the_listener_was_away_are_delivered_after_it_returns(redis_url: str) -> None:
+def test_pushes_announced_while_the_listener_was_away_are_delivered_after_it_returns(
+    registry_url: str, admin: Admin
+) -> None:
     """With the server's pub/sub connection killed, pushes and publications made meanwhile still reach the
     socket, once each and in order, when the listener resubscribes."""
 
     async def go() -> None:
-        async with server(redis_url=redis_url) as rs, aiohttp.ClientSession() as http, Publisher(redis_url) as pub:
+        async with (
+            server(redis_url=registry_url) as rs,
+            aiohttp.ClientSession() as http,
+            Publisher(registry_url) as pub,
+        ):
             ws, _ = await connect(http, rs, "frank")
             await ws.send_str(protocol.ClientMessage("subscribe", 1, topic="live").to_json())
             await recv_json(ws)
-            r = redis.Redis.from_url(redis_url)
-            assert r.client_kill_filter(_type="pubsub") >= 1
+            assert admin.kill_subscribers() >= 1
             for i in range(1, 6):
                 await pub.send_to_user("frank", i)
                 await pub.publish("live", i)
-            r.close()
             frames = await _frames(ws, 10, timeout_s=8)
             assert [f["seq"] for f in frames if f["type"] == "message"] == [1, 2, 3, 4, 5]
             assert [f["offset"] for f in frames if f["type"] == "publication"] == [1, 2, 3, 4, 5]
