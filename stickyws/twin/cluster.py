@@ -54,6 +54,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from stickyws import keys, protocol
 from stickyws.keys import DrainNotice
@@ -218,6 +219,28 @@ class ServerStatus:
         )
 
 
+class ExternalRegistry:
+    """A registry the twin uses but did not start (``TwinCluster(registry_url=...)``): never stopped by it."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.port = urlsplit(url).port or 6379
+
+    @property
+    def pid(self) -> int | None:
+        """Always ``None``: not the twin's process."""
+        return None
+
+    def start(self) -> ExternalRegistry:
+        """Nothing to start."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Nothing to stop."""
+
+
 @dataclass
 class TwinCluster:
     """See the module doc. ``time_scale`` shortens health-check intervals only (haproxy_config).
@@ -228,6 +251,8 @@ class TwinCluster:
     ``server_cmd`` runs your own server instead of the reference one (see the module doc);
     ``server_env`` adds environment variables to every server (placeholders filled as in
     ``server_cmd``); ``log`` receives one line per operation step (the CLI prints them).
+    ``registry_url`` runs the servers on that registry (a redis-server or a Redis Cluster you
+    started) instead of a redis-server of the twin's own.
     """
 
     settings: Settings
@@ -240,6 +265,7 @@ class TwinCluster:
     log: Callable[[str], None] | None = None
     server_cmd: str | Sequence[str] | None = None
     allow_rules: Sequence[str] = ()
+    registry_url: str | None = None
 
     def __post_init__(self) -> None:
         errors = [f for f in self.settings.validate() if f.severity is Severity.ERROR]
@@ -258,7 +284,9 @@ class TwinCluster:
         self.jwt_secret = self.jwt_secret or os.environ.get(ENV_JWT_SECRET) or secrets.token_urlsafe(32)
         self._own_workdir = self.workdir is None
         self.dir = Path(self.workdir or tempfile.mkdtemp(prefix="stickyws-twin-"))
-        self.redis = RedisServer()
+        self.redis: RedisServer | ExternalRegistry = (
+            ExternalRegistry(self.registry_url) if self.registry_url else RedisServer()
+        )
         self.frontend_port = free_port()
         self.stats_socket = str(self.dir / "haproxy.sock")
         self.config_path = self.dir / "haproxy.cfg"
@@ -414,8 +442,11 @@ class TwinCluster:
 
         from stickyws.drain_notifier import publish
 
-        client = redis.Redis.from_url(self.redis.url, socket_timeout=3)
+        client: redis.Redis | redis.RedisCluster = redis.Redis.from_url(self.redis.url, socket_timeout=3)
         try:
+            if int(client.info("cluster").get("cluster_enabled", 0)) == 1:  # as the drain notifier does
+                client.close()
+                client = redis.RedisCluster.from_url(self.redis.url, socket_timeout=3)
             return publish(client, DrainNotice(server_id=name, source=DRAIN_SOURCE, reason="twin deregister"))
         finally:
             client.close()

@@ -9,10 +9,12 @@ pytest with -s to see it).
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +23,7 @@ from stickyws.client.backoff import Backoff
 from stickyws.client.connection import Event, StickyClient
 from stickyws.publish import Publisher
 from stickyws.twin.cluster import TwinCluster
-from tests.e2e.support import E2E_SETTINGS, client_session, run
+from tests.e2e.support import E2E_SETTINGS, TIME_SCALE, client_session, run
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.redis]
 
@@ -40,6 +42,37 @@ def _topics_of(i: int) -> tuple[str, str]:
 def test_pushes_and_publications_survive_a_rolling_deploy_and_a_kill(twin: TwinCluster) -> None:
     """Every pushed message reaches its user once and in order, every publication reaches every subscriber
     once and in order (none unrecoverable), through a rolling deploy with drain notices and a kill -9."""
+    _push_through_deploy(twin, CLIENTS, USER_MESSAGES, PUBLICATIONS, SPREAD_S, "one redis-server")
+
+
+@pytest.fixture
+def cluster_twin(cluster_url: str) -> Iterator[TwinCluster]:
+    """Three reference servers behind HAProxy on the shared local Redis Cluster (3 primaries + 3 replicas)."""
+    with TwinCluster(E2E_SETTINGS, servers=3, time_scale=TIME_SCALE, registry_url=cluster_url) as cluster:
+        pids = cluster.pids()
+        yield cluster
+    assert [pid for pid in pids if _alive(pid)] == []
+
+
+def test_pushes_and_publications_survive_a_rolling_deploy_and_a_kill_on_a_redis_cluster(
+    cluster_twin: TwinCluster,
+) -> None:
+    """The same run, smaller, on a Redis Cluster registry: the same exactly-once, in-order assertions hold
+    with every key, script and channel in one slot."""
+    _push_through_deploy(cluster_twin, 90, 3000, 1000, 6.0, "a 3+3 Redis Cluster")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _push_through_deploy(
+    twin: TwinCluster, n_clients: int, user_messages: int, publications: int, spread_s: float, where: str
+) -> None:
     received: dict[int, list[int]] = defaultdict(list)  # client -> push numbers, in arrival order
     seqs: dict[int, list[int]] = defaultdict(list)
     pubs: dict[tuple[int, str], list[int]] = defaultdict(list)  # (client, topic) -> publication numbers
@@ -61,6 +94,7 @@ def test_pushes_and_publications_survive_a_rolling_deploy_and_a_kill(twin: TwinC
 
     sent_to: dict[int, list[int]] = defaultdict(list)
     published: dict[str, list[int]] = defaultdict(list)
+    published_all: list[int] = []
 
     async def scenario() -> tuple[list[StickyClient], str]:
         async with client_session() as session, Publisher(twin.redis.url, settings=E2E_SETTINGS) as pub:
@@ -74,7 +108,7 @@ def test_pushes_and_publications_survive_a_rolling_deploy_and_a_kill(twin: TwinC
                     rng=random.Random(rng.random()),
                     on_event=recorder(i),
                 )
-                for i in range(CLIENTS)
+                for i in range(n_clients)
             ]
             for c in clients:
                 c.start()
@@ -85,19 +119,20 @@ def test_pushes_and_publications_survive_a_rolling_deploy_and_a_kill(twin: TwinC
             await asyncio.gather(*(c.wait_confirmed(20) for c in clients))
 
             async def backend() -> None:
-                total = USER_MESSAGES + PUBLICATIONS
+                total = user_messages + publications
                 start = time.monotonic()
                 for k in range(total):
-                    due = start + SPREAD_S * k / total
+                    due = start + spread_s * k / total
                     if (wait := due - time.monotonic()) > 0:
                         await asyncio.sleep(wait)
-                    if k % 5 == 4:
+                    if k % (total // publications) == total // publications - 1 and len(published_all) < publications:
                         topic = f"topic-{k % TOPICS}"
                         n = len(published[topic])
                         await pub.publish(topic, {"n": n, "t": time.time()})
                         published[topic].append(n)
+                        published_all.append(n)
                     else:
-                        i = k % CLIENTS
+                        i = k % n_clients
                         n = len(sent_to[i])
                         result = await pub.send_to_user(f"push-{i}", {"n": n, "t": time.time()})
                         assert result.status in ("sent", "stored"), result
@@ -113,8 +148,8 @@ def test_pushes_and_publications_survive_a_rolling_deploy_and_a_kill(twin: TwinC
             await asyncio.gather(*(c.wait_for(lambda c: c.connected and c.server_id != victim, 30) for c in clients))
 
             def complete() -> bool:
-                return all(len(received[i]) >= len(sent_to[i]) for i in range(CLIENTS)) and all(
-                    len(pubs[(i, t)]) >= len(published[t]) for i in range(CLIENTS) for t in _topics_of(i)
+                return all(len(received[i]) >= len(sent_to[i]) for i in range(n_clients)) and all(
+                    len(pubs[(i, t)]) >= len(published[t]) for i in range(n_clients) for t in _topics_of(i)
                 )
 
             async with asyncio.timeout(30):
@@ -124,8 +159,8 @@ def test_pushes_and_publications_survive_a_rolling_deploy_and_a_kill(twin: TwinC
             return clients, victim
 
     clients, victim = run(scenario(), timeout_s=150)
-    assert sum(len(v) for v in sent_to.values()) == USER_MESSAGES
-    assert sum(len(v) for v in published.values()) == PUBLICATIONS
+    assert sum(len(v) for v in sent_to.values()) == user_messages
+    assert sum(len(v) for v in published.values()) == publications
     for i, c in enumerate(clients):
         assert received[i] == sent_to[i], f"client {i}: pushes lost, doubled or reordered"
         assert seqs[i] == list(range(1, len(seqs[i]) + 1))
@@ -134,13 +169,13 @@ def test_pushes_and_publications_survive_a_rolling_deploy_and_a_kill(twin: TwinC
         for topic in _topics_of(i):
             assert pubs[(i, topic)] == published[topic], f"client {i} {topic}: publications lost or doubled"
     moved = sum(1 for c in clients if len(set(c.stats.servers)) > 1)
-    assert moved == CLIENTS  # the rolling deploy moved every client at least once
+    assert moved == n_clients  # the rolling deploy moved every client at least once
     assert any(victim in c.stats.servers for c in clients)
     q = statistics.quantiles(lags_ms, n=100)
     dropped = sum(c.stats.duplicate_messages + c.stats.duplicate_publications for c in clients)
     print(
-        f"\npush through deploy + kill -9: {USER_MESSAGES} user messages, {PUBLICATIONS} publications "
-        f"({sum(len(v) for v in pubs.values())} deliveries) to {CLIENTS} clients; publish-to-receive lag "
+        f"\npush through deploy + kill -9 on {where}: {user_messages} user messages, {publications} publications "
+        f"({sum(len(v) for v in pubs.values())} deliveries) to {n_clients} clients; publish-to-receive lag "
         f"p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {max(lags_ms):.0f} ms; "
         f"duplicates dropped by clients: {dropped}"
     )
