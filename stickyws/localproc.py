@@ -56,6 +56,21 @@ def stop_pid(proc: subprocess.Popen[bytes], timeout_s: float = 5.0) -> None:
         proc.wait(timeout=timeout_s)
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, exited but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
 class RedisServer:
     """A throwaway ``redis-server`` on 127.0.0.1 with no persistence.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -12,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from stickyws.localproc import pid_alive
 from stickyws.settings import Settings
 from stickyws.twin.browser import allow_page_origins
 from stickyws.twin.cluster import TwinCluster
@@ -40,14 +40,6 @@ CHROMIUM_FLAGS = (
 )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="package")
 def twin() -> Iterator[TwinCluster]:
     """Redis, three reference servers and HAProxy, shared by every test of this folder; its own page
@@ -61,7 +53,7 @@ def twin() -> Iterator[TwinCluster]:
     finally:
         pids = cluster.pids()
         cluster.stop()
-        assert [pid for pid in pids if _alive(pid)] == []
+        assert [pid for pid in pids if pid_alive(pid)] == []
 
 
 @pytest.fixture(scope="package")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from stickyws import keys, protocol
 from stickyws.client.connection import with_query
+from stickyws.localproc import pid_alive
 from stickyws.twin.cluster import DeregisterReport, TwinCluster, literal
 from tests.e2e.support import E2E_SETTINGS, TIME_SCALE, client_session, require_binaries, run
 
@@ -37,14 +37,6 @@ NODE_ENV = {
     "PEER_HEARTBEAT_TTL_S": str(E2E_SETTINGS["heartbeat_ttl_s"]),
     "PEER_PING_INTERVAL_S": str(E2E_SETTINGS["ping_interval_s"]),
 }
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 async def _hold_and_deregister(twin: TwinCluster, user_prefix: str) -> tuple[DeregisterReport, int, list[int | None]]:
@@ -95,7 +87,7 @@ def test_node_server_clients_are_cut_at_the_delay_reference_clients_told_to_reco
     with node_twin:
         pids = node_twin.pids()
         node, node_held, node_closes = run(_hold_and_deregister(node_twin, "node-user"), timeout_s=30)
-    assert all(_gone(pid) for pid in pids)
+    assert all(not pid_alive(pid) for pid in pids)
 
     reference, ref_held, ref_closes = run(_hold_and_deregister(twin, "ref-user"), timeout_s=30)
 

@@ -9,7 +9,6 @@ pytest with -s to see it).
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import statistics
 import time
@@ -21,6 +20,7 @@ import pytest
 
 from stickyws.client.backoff import Backoff
 from stickyws.client.connection import Event, StickyClient
+from stickyws.localproc import pid_alive
 from stickyws.publish import Publisher
 from stickyws.twin.cluster import TwinCluster
 from tests.e2e.support import E2E_SETTINGS, TIME_SCALE, client_session, run
@@ -51,7 +51,7 @@ def cluster_twin(cluster_url: str) -> Iterator[TwinCluster]:
     with TwinCluster(E2E_SETTINGS, servers=3, time_scale=TIME_SCALE, registry_url=cluster_url) as cluster:
         pids = cluster.pids()
         yield cluster
-    assert [pid for pid in pids if _alive(pid)] == []
+    assert [pid for pid in pids if pid_alive(pid)] == []
 
 
 def test_pushes_and_publications_survive_a_rolling_deploy_and_a_kill_on_a_redis_cluster(
@@ -60,14 +60,6 @@ def test_pushes_and_publications_survive_a_rolling_deploy_and_a_kill_on_a_redis_
     """The same run, smaller, on a Redis Cluster registry: the same exactly-once, in-order assertions hold
     with every key, script and channel in one slot."""
     _push_through_deploy(cluster_twin, 90, 3000, 1000, 6.0, "a 3+3 Redis Cluster")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _push_through_deploy(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ import aiohttp
 import pytest
 import socketio
 
+from stickyws.localproc import pid_alive
 from stickyws.twin.cluster import TwinCluster
 from tests.e2e.support import E2E_SETTINGS, SERVERS, TIME_SCALE, require_binaries, run
 
@@ -41,14 +41,6 @@ class Outcome:
     failures: Counter[str] = field(default_factory=Counter)
     unknown_session_400s: int = 0
     servers: Counter[str] = field(default_factory=Counter)
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 async def _client(url: str, outcome: Outcome) -> None:
@@ -98,7 +90,7 @@ def _run_clients(stickiness: bool) -> Outcome:
             await asyncio.gather(*(_client(twin.http_url, outcome) for _ in range(CLIENTS)))
 
         run(clients(), timeout_s=60)
-    assert all(_gone(pid) for pid in pids)
+    assert all(not pid_alive(pid) for pid in pids)
     return outcome
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from stickyws.localproc import pid_alive
 from tests.e2e.support import require_binaries
 
 BOUND_S = 30.0
@@ -72,14 +73,6 @@ class Proc:
             raise
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 @pytest.mark.haproxy
 def test_twin_up_two_clients_deregister_and_stop_leave_nothing_behind() -> None:
     """The client on a deregistered server is told to reconnect, resumes on the other one, the other client
@@ -121,7 +114,7 @@ def test_twin_up_two_clients_deregister_and_stop_leave_nothing_behind() -> None:
         assert summaries[staying] == ("1", "s2", "0")
         assert twin.stop(signal.SIGTERM) == 0
         twin.expect(r"^twin: stopped$")
-        assert all(_gone(pid) for pid in pids)
+        assert all(not pid_alive(pid) for pid in pids)
         assert not logs.exists()
     finally:
         for p in [*clients, twin]:
@@ -141,7 +134,7 @@ def test_ctrl_c_stops_twin_up_and_everything_it_started() -> None:
         twin.expect("type 'help'")
         assert twin.stop(signal.SIGINT) == 0
         twin.expect(r"^twin: stopped$")
-        assert all(_gone(pid) for pid in pids)
+        assert all(not pid_alive(pid) for pid in pids)
     finally:
         if twin.proc.poll() is None:
             twin.proc.kill()
@@ -172,7 +165,7 @@ def test_twin_up_runs_your_server_from_server_cmd_and_reports_its_deregistration
         )
         assert twin.stop(signal.SIGTERM) == 0
         twin.expect(r"^twin: stopped$")
-        assert all(_gone(pid) for pid in pids)
+        assert all(not pid_alive(pid) for pid in pids)
     finally:
         if twin.proc.poll() is None:
             twin.proc.kill()

@@ -12,17 +12,10 @@ import urllib.request
 
 import pytest
 
+from stickyws.localproc import pid_alive
 from tests.e2e.support import require_binaries
 
 BOUND_S = 30.0
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 @pytest.mark.haproxy
@@ -72,7 +65,7 @@ def test_sigterm_after_the_reader_closed_stdout_leaves_no_process() -> None:
         assert proc.stderr is not None
         stderr = proc.stderr.read()
         assert "BrokenPipeError" not in stderr
-        assert [pid for pid in pids if not _gone(pid)] == []
+        assert [pid for pid in pids if pid_alive(pid)] == []
     finally:
         if proc.poll() is None:
             proc.kill()

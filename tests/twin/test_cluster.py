@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import socket
 
 import pytest
 
+from stickyws.localproc import pid_alive
 from stickyws.settings import SettingsError
 from stickyws.twin import haproxy_config
 from stickyws.twin.cluster import TwinCluster, TwinError, expand, literal, server_command
 from tests.e2e.support import E2E_SETTINGS, TIME_SCALE, require_binaries
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def test_invalid_settings_are_refused_before_anything_starts() -> None:
@@ -55,7 +47,7 @@ def test_add_kill_and_stop_by_pid() -> None:
         assert len(pids) == 4  # haproxy, redis, s2, s3
     finally:
         twin.stop()
-    assert all(_gone(pid) for pid in pids)
+    assert all(not pid_alive(pid) for pid in pids)
     assert twin.pids() == []
     assert not twin.dir.exists()
 
@@ -109,4 +101,4 @@ def test_a_frontend_port_taken_before_haproxy_binds_it_is_replaced() -> None:
             assert twin.frontend_port != chosen
             assert twin.serving() == ["s1"]
             pids = twin.pids()
-    assert all(_gone(pid) for pid in pids)
+    assert all(not pid_alive(pid) for pid in pids)
