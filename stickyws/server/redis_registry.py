@@ -133,9 +133,9 @@ return reply
 
 # KEYS: session key, route key.
 # ARGV: 1 session id, 2 msg id, 3 topic op, 4 topic, 5 session ttl, 6 server, 7 routing ttl, 8 payloads (JSON
-# array of JSON texts), 9 outbox max messages, 10 outbox max bytes, then the caller's mirror used only when
-# the hash is gone (e.g. after a Redis restart): 11 lastClientId, 12 lastServerSeq, 13 subs ('' none),
-# 14 outbox (JSON). Returns {duplicate, firstSeq, lastClientId, lastServerSeq, subs, outFirst}, {3} (the
+# array of JSON texts), 9 outbox max messages, 10 outbox max bytes, then the caller's mirror: 11 lastClientId,
+# 12 lastServerSeq (the floor of what is assigned), and, used only when the hash is gone (e.g. after a Redis
+# restart), 13 subs ('' none), 14 outbox (JSON). Returns {duplicate, firstSeq, lastClientId, lastServerSeq, subs, outFirst}, {3} (the
 # hash is gone: send the mirror) or {4} (the user's session is another one now).
 COMMIT_LUA = (
     _WRITE_OUTBOX_LUA
@@ -151,8 +151,10 @@ elseif sid ~= ARGV[1] then
   return {4}
 end
 local f = redis.call('HMGET', KEYS[1], 'lastClientId', 'lastServerSeq', 'subs', 'outFirst', 'outBytes')
-local last = tonumber(f[1]) or 0
-local seq = tonumber(f[2]) or 0
+-- The caller's mirror holds what this registry acknowledged to it: never number below it (a failover can
+-- lose the newest writes of a primary whose replica had not received them yet).
+local last = math.max(tonumber(f[1]) or 0, tonumber(ARGV[11]) or 0)
+local seq = math.max(tonumber(f[2]) or 0, tonumber(ARGV[12]) or 0)
 local subs = f[3] or '[]'
 local id = tonumber(ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
