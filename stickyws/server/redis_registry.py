@@ -135,8 +135,8 @@ return reply
 # ARGV: 1 session id, 2 msg id, 3 topic op, 4 topic, 5 session ttl, 6 server, 7 routing ttl, 8 payloads (JSON
 # array of JSON texts), 9 outbox max messages, 10 outbox max bytes, then the caller's mirror: 11 lastClientId,
 # 12 lastServerSeq (the floor of what is assigned), and, used only when the hash is gone (e.g. after a Redis
-# restart), 13 subs ('' none), 14 outbox (JSON). Returns {duplicate, firstSeq, lastClientId, lastServerSeq, subs, outFirst}, {3} (the
-# hash is gone: send the mirror) or {4} (the user's session is another one now).
+# restart), 13 subs ('' none), 14 outbox (JSON). Returns {duplicate, firstSeq, lastClientId, lastServerSeq,
+# subs, outFirst}, {3} (the hash is gone: send the mirror) or {4} (the user's session is another one now).
 COMMIT_LUA = (
     _WRITE_OUTBOX_LUA
     + """
