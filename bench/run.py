@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import cost, report, scenarios, storm
+from bench import cost, fanout, report, scenarios, storm
 from bench import generator as loadgen
 from bench.peers import BENCH_DIR
 from stickyws.localproc import RedisServer
@@ -123,7 +123,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--synth-rounds", type=int, default=3)
     p.add_argument("--make-test", choices=("auto", "run", "recorded", "skip"), default="auto")
     p.add_argument("--budget-s", type=float, default=570.0, help="wall-time budget of the whole run")
-    p.add_argument("--skip", default="", help="comma-separated: traffic,idle,storm,synth")
+    p.add_argument("--fanout-rounds", type=int, default=3, help="rounds of scenarios 5-6 (alternated)")
+    p.add_argument("--fanout-subscribers", type=int, default=10_000, help="subscribers of scenarios 5-6")
+    p.add_argument("--fanout-topics", type=int, default=1000, help="topics of the steady stream (scenario 6)")
+    p.add_argument("--fanout-reps", type=int, default=10, help="publications to all subscribers (scenario 5)")
+    p.add_argument("--fanout-rate", type=float, default=1000.0, help="publications/s of the steady stream")
+    p.add_argument("--fanout-duration-s", type=float, default=5.0, help="seconds of the steady stream")
+    p.add_argument("--skip", default="", help="comma-separated: traffic,idle,fanout,storm,synth")
     p.add_argument("--quick", action="store_true", help="tiny run for development (not for the page)")
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     p.add_argument("--render-only", action="store_true", help="rewrite BENCHMARKS.md and the chart from the last run")
@@ -131,6 +137,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.rounds, args.memory_rounds, args.duration_s, args.stages = 1, 1, 1.0, "1000"
         args.storm_clients, args.synth_rounds, args.make_test = 300, 1, "recorded"
+        args.fanout_rounds, args.fanout_subscribers, args.fanout_topics, args.fanout_reps = 1, 1000, 100, 3
+        args.fanout_duration_s = 1.0
     return args
 
 
@@ -164,11 +172,16 @@ def main(argv: list[str] | None = None) -> int:
         commands.append("cd bench/node-peer && npm ci")
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=BENCH_DIR / "node-peer",
                        check=True)  # fmt: skip
+    if "fanout" not in skip and not (BENCH_DIR / "socketio-peer" / "node_modules" / "socket.io").is_dir():
+        commands.append("cd bench/socketio-peer && npm ci")
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=BENCH_DIR / "socketio-peer",
+                       check=True)  # fmt: skip
     settings = Settings().with_overrides(BENCH_OVERRIDES)
     info = machine()
     say("stickyws benchmarks: " + info["machine"])
     traffic: list[dict[str, Any]] = []
     idle: list[dict[str, Any]] = []
+    fan: list[dict[str, Any]] = []
     storm_result: dict[str, Any] | None = None
     synth: dict[str, Any] | None = None
     timings: dict[str, float] = {}
@@ -176,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         with redis_on(GEN_CORE) as redis_server:
             secret = secrets.token_urlsafe(32)
-            tokens = scenarios.write_tokens(settings, secret, workdir, max(stages) + 2000)
+            tokens = scenarios.write_tokens(settings, secret, workdir, max(max(stages), args.fanout_subscribers) + 2000)
             b = scenarios.Bench(settings, secret, redis_server.url, tokens, SERVER_CORE, GEN_CORE, workdir)
             if "traffic" not in skip:
                 t0 = time.monotonic()
@@ -188,6 +201,14 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"scenario 3: {args.memory_rounds} rounds x 2 peers, stages {stages}")
                 idle = scenarios.run_idle(b, args.memory_rounds, stages, 200, say)
                 timings["idle"] = time.monotonic() - t0
+            if "fanout" not in skip:
+                t0 = time.monotonic()
+                say(f"scenarios 5-6: fan-out, {args.fanout_rounds} rounds x 2 peers, {args.fanout_subscribers:,} "
+                    f"subscribers; {args.fanout_reps} publications to all, then {args.fanout_rate:g}/s to "
+                    f"{args.fanout_topics:,} topics for {args.fanout_duration_s:g} s")  # fmt: skip
+                fan = fanout.run_fanout(b, args.fanout_rounds, args.fanout_subscribers, args.fanout_topics,
+                                        args.fanout_reps, args.fanout_rate, args.fanout_duration_s, say)  # fmt: skip
+                timings["fanout"] = time.monotonic() - t0
         if "storm" not in skip:
             t0 = time.monotonic()
             say(f"scenario 4: reconnect storm, {args.storm_clients} clients, 3 servers behind the twin")

@@ -1,0 +1,103 @@
+"""Scenarios 5-6: fan-out from a backend, the reference server against socket.io + its Redis adapter.
+
+Both servers run side by side on the server core (one under load at a time); the Go generator
+(``loadgen -mode fanout``), its publisher child and Redis share the other core. Per round and peer
+(alternated A B, B A, ...): the generator opens ``subscribers`` connections, each subscribed to the
+topic ``fan`` and to one of ``topics`` topics (``t-<i mod topics>``); then
+
+* 5: ``reps`` publications to ``fan``, one at a time (each waits until every subscriber has it):
+  deliveries/s = subscribers / (last receive - publish time), median over the reps;
+* 6: ``rate`` publications/s for ``duration_s``, round robin over the topics (``subscribers / topics``
+  each): deliveries per second of server CPU, publish-to-receive p50/p99.
+
+Publishers: the reference server's is :mod:`bench.fanout_pub` (``stickyws.publish.Publisher``), the
+socket.io peer's ``bench/socketio-peer/publish.js`` (``@socket.io/redis-emitter``). Both stamp the data
+with the wall clock in microseconds just before publishing, the generator subtracts it on receipt.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import generator as loadgen
+from bench import peers
+from bench.peers import BENCH_DIR, FANOUT_PEERS, Server
+from bench.scenarios import Bench
+
+#: Seconds one generator phase may take beyond its own bounds before it counts as hung.
+PHASE_SLACK_S = 120.0
+
+
+def publisher(peer: str, redis_url: str) -> list[str]:
+    """The backend command that publishes for ``peer`` (started by the generator, on its core)."""
+    if peer == "reference":
+        return [sys.executable, "-m", "bench.fanout_pub", redis_url]
+    return ["node", str(BENCH_DIR / "socketio-peer" / "publish.js"), redis_url]
+
+
+def _order(round_no: int) -> tuple[str, ...]:
+    return FANOUT_PEERS if round_no % 2 == 0 else tuple(reversed(FANOUT_PEERS))
+
+
+def _phase(session: loadgen.FanoutSession, server: Server) -> dict[str, Any]:
+    cpu0 = server.cpu_s()
+    session.proceed()
+    rep = session.report()
+    rep["server_cpu_s"] = server.cpu_s() - cpu0
+    rep["server_cpu_cores"] = rep["server_cpu_s"] / rep["wall_s"]
+    return rep
+
+
+def run_fanout(b: Bench, rounds: int, subscribers: int, topics: int, reps: int, rate: float, duration_s: float,
+               say: Callable[[str], None]) -> list[dict[str, Any]]:  # fmt: skip
+    """Scenarios 5 and 6 for both peers, ``rounds`` alternated rounds; one record per round, peer and scenario."""
+    tokens = {"reference": b.tokens["reference"], "socketio": b.tokens["node"]}
+    servers = {p: peers.start(p, settings=b.settings, secret=b.secret, redis_url=b.redis_url, core=b.server_core,
+                              workdir=b.workdir, tag="fanout") for p in FANOUT_PEERS}  # fmt: skip
+    records: list[dict[str, Any]] = []
+    try:
+        for r in range(rounds):
+            for peer in _order(r):
+                server = servers[peer]
+                session = loadgen.FanoutSession(
+                    server.url, tokens[peer], publisher(peer, b.redis_url), core=b.gen_core,
+                    log_path=b.workdir / f"loadgen-fanout-{peer}-{r}.log",
+                    client="stickyws" if peer == "reference" else "socketio", n=subscribers, topics=topics,
+                    reps=reps, rate=rate, duration=duration_s, conc=200,
+                )  # fmt: skip
+                try:
+                    ready = session.report()
+                    if ready["open"] < subscribers:
+                        raise loadgen.LoadgenError(
+                            f"fanout {peer}: only {ready['open']} of {subscribers} subscribed ({ready['last_error']})"
+                        )
+                    one = _phase(session, server)
+                    stream = _phase(session, server)
+                    done = session.finish(timeout_s=60)
+                finally:
+                    session.kill()
+                common = {"peer": peer, "round": r, "subscribers": ready["open"], "opened_in_s": ready["opened_in_s"],
+                          "publisher_cpu_s": done["publisher_cpu_s"]}  # fmt: skip
+                one.update(common, scenario="fanout-one")
+                stream.update(common, scenario="fanout-stream")
+                stream["deliveries_per_core_s"] = stream["deliveries"] / max(stream["server_cpu_s"], 1e-9)
+                records += [one, stream]
+                say(f"  round {r + 1} {peer:<9} one->{one['subscribers']:,}: {one['deliveries_per_s']:9,.0f} "
+                    f"deliveries/s (fan-out {one['fanout_ms_median']:.0f} ms), p50 {one['p50_ms']:.1f} ms "
+                    f"p99 {one['p99_ms']:.1f} ms, server {one['server_cpu_cores']:.2f} cores, generator "
+                    f"{one['gen_cpu_cores']:.2f} cores" + (f", {one['missing']} missing" if one["missing"] else ""))
+                say(f"  round {r + 1} {peer:<9} stream {stream['publications']:,} pubs -> {topics:,} topics: "
+                    f"{stream['deliveries_per_s']:9,.0f} deliveries/s, {stream['deliveries_per_core_s']:9,.0f} per "
+                    f"server core-s, p50 {stream['p50_ms']:.1f} ms p99 {stream['p99_ms']:.1f} ms, server "
+                    f"{stream['server_cpu_cores']:.2f} cores, generator {stream['gen_cpu_cores']:.2f} cores, "
+                    f"publisher {done['publisher_cpu_s']:.1f} cpu-s"
+                    + ("" if stream["complete"] else f", {stream['expected'] - stream['deliveries']} missing"))
+    finally:
+        for server in servers.values():
+            server.stop()
+    return records
+
+
