@@ -60,4 +60,5 @@ bench: setup system-deps  ## Benchmarks vs the article's Node.js server; writes 
 	$(BIN)/python -c 'import matplotlib' 2>/dev/null || \
 	  $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[bench]'
 	cd bench/node-peer && npm ci --no-audit --no-fund --loglevel=error
+	cd bench/socketio-peer && npm ci --no-audit --no-fund --loglevel=error
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

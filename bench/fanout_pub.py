@@ -4,19 +4,22 @@
 
 Reads ``PHASE TOPIC`` lines on stdin (the load generator paces them) and publishes
 ``{"p": PHASE, "ts": <wall clock in microseconds>}`` to ``TOPIC``, at most :data:`IN_FLIGHT` at a
-time; exits when stdin closes, after the last publish is answered. Errors go to stderr, one line each.
+time; exits when stdin closes, after the last publish is answered, printing one JSON line: how many
+it published and the p50/p99 of the publish call (stamp to the registry's answer). Errors go to
+stderr, one line each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 
 from stickyws.publish import Publisher, PublishError
 
-#: Publishes awaited concurrently (the registry pool holds 8 connections).
-IN_FLIGHT = 64
+#: Publishes awaited concurrently: the registry pool's size, so no stamped publish waits for a connection.
+IN_FLIGHT = 8
 
 
 async def main(url: str) -> int:
@@ -26,13 +29,16 @@ async def main(url: str) -> int:
     slots = asyncio.Semaphore(IN_FLIGHT)
     failures = 0
     pending: set[asyncio.Task[None]] = set()
+    call_ms: list[float] = []
 
     async with Publisher(url) as pub:
 
         async def one(phase: str, topic: str) -> None:
             nonlocal failures
             try:
-                await pub.publish(topic, {"p": phase, "ts": time.time_ns() // 1000})
+                t0 = time.time_ns()
+                await pub.publish(topic, {"p": phase, "ts": t0 // 1000})
+                call_ms.append((time.time_ns() - t0) / 1e6)
             except PublishError as exc:
                 failures += 1
                 print(f"fanout_pub: {topic}: {exc}", file=sys.stderr, flush=True)
@@ -49,6 +55,13 @@ async def main(url: str) -> int:
             task.add_done_callback(pending.discard)
         if pending:
             await asyncio.gather(*pending)
+    call_ms.sort()
+
+    def pick(q: float) -> float:
+        return call_ms[int(q * (len(call_ms) - 1))] if call_ms else 0.0
+
+    print(json.dumps({"published": len(call_ms), "failures": failures, "call_p50_ms": pick(0.5),
+                      "call_p99_ms": pick(0.99)}), flush=True)  # fmt: skip
     return 1 if failures else 0
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -49,8 +49,10 @@ def ensure_built(log: list[str]) -> Path:
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise LoadgenError(f"go build failed: {done.stderr.strip()}")
-    log.append("GO111MODULE=off GOPATH=/usr/share/gocode go build -o bench/.build/loadgen "
-                   "bench/loadgen/main.go bench/loadgen/fanout.go")
+    log.append(
+        "GO111MODULE=off GOPATH=/usr/share/gocode go build -o bench/.build/loadgen "
+        "bench/loadgen/main.go bench/loadgen/fanout.go"
+    )
     return BINARY
 
 
@@ -129,7 +131,12 @@ class FanoutSession:
         self.log_path = log_path
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                start_new_session=True,
                 cwd=BENCH_DIR.parent,
             )
 

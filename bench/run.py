@@ -68,8 +68,8 @@ def _cmd(args: list[str]) -> str:
     return "not found"
 
 
-def _node_pkg(name: str) -> str:
-    path = BENCH_DIR / "node-peer" / "node_modules" / name / "package.json"
+def _node_pkg(name: str, peer: str = "node-peer") -> str:
+    path = BENCH_DIR / peer / "node_modules" / name / "package.json"
     return json.loads(path.read_text())["version"] if path.exists() else "missing"
 
 
@@ -91,7 +91,9 @@ def machine() -> dict[str, str]:
         "python": f"{platform.python_version()}; aiohttp {version('aiohttp')}, uvloop {version('uvloop')}, "
         f"redis-py {version('redis')}, PyJWT {version('PyJWT')}",
         "node": f"{_cmd(['node', '--version'])}; ws {_node_pkg('ws')}, ioredis {_node_pkg('ioredis')}, "
-        f"jsonwebtoken {_node_pkg('jsonwebtoken')}",
+        f"jsonwebtoken {_node_pkg('jsonwebtoken')}; socket.io {_node_pkg('socket.io', 'socketio-peer')}, "
+        f"@socket.io/redis-adapter {_node_pkg('@socket.io/redis-adapter', 'socketio-peer')}, "
+        f"@socket.io/redis-emitter {_node_pkg('@socket.io/redis-emitter', 'socketio-peer')}",
         "redis": _cmd(["redis-server", "--version"]),
         "haproxy": _cmd(["haproxy", "-v"]),
         "go": _cmd(["go", "version"]),
@@ -220,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         synth = cost.run_synth(args.synth_rounds, say)
         timings["synth"] = time.monotonic() - t0
     test = _make_test(args, started, say)
-    rs = report.rows(traffic, idle, storm_result, synth, test)
+    rs = report.rows(traffic, idle, storm_result, synth, test, fan)
     say("")
     say(report.table(rs))
     total_s = time.monotonic() - started
@@ -235,27 +237,74 @@ def main(argv: list[str] | None = None) -> int:
         "notes": notes,
         "traffic": traffic,
         "idle": idle,
+        "fanout": fan,
         "storm": storm_result,
         "synth": synth,
         "make_test": test,
         "timings_s": timings,
         "total_s": total_s,
     }
+    if skip and RESULTS.exists():
+        stored = keep_skipped(stored, json.loads(RESULTS.read_text()), skip)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(stored, indent=1) + "\n")
     write_outputs(stored)
     return 0
 
 
+#: Per stage: its key in the stored results and the arguments that describe it on the page.
+STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "traffic": ("traffic", ("rounds", "duration_s", "conc", "latency_rate")),
+    "idle": ("idle", ("memory_rounds", "stages")),
+    "fanout": (
+        "fanout",
+        tuple(f"fanout_{k}" for k in ("rounds", "subscribers", "topics", "reps", "rate", "duration_s")),
+    ),
+    "storm": ("storm", ("storm_clients",)),
+    "synth": ("synth", ("synth_rounds",)),
+}
+
+
+def keep_skipped(stored: dict[str, Any], previous: dict[str, Any], skip: set[str]) -> dict[str, Any]:
+    """``stored`` with the stages in ``skip`` (and ``make test`` when not measured) taken from ``previous``,
+    the last stored run, so the page stays whole; a note on the page says which stages are older."""
+    out = {
+        **stored,
+        "args": dict(stored["args"]),
+        "timings_s": dict(stored["timings_s"]),
+        "notes": list(stored["notes"]),
+    }
+    kept = []
+    for stage in sorted(skip & STAGES.keys()):
+        key, arg_names = STAGES[stage]
+        if previous.get(key):
+            out[key] = previous[key]
+            out["args"].update({a: previous["args"][a] for a in arg_names if a in previous.get("args", {})})
+            if stage in previous.get("timings_s", {}):
+                out["timings_s"][stage] = previous["timings_s"][stage]
+            kept.append(stage)
+    if out["make_test"] is None and previous.get("make_test"):
+        out["make_test"] = previous["make_test"]
+    if kept:
+        out["notes"].append(
+            f"This page joins two runs: {', '.join(kept)} from the run of "
+            f"{previous.get('written_at', 'an earlier run')}, the rest from the run of {stored['written_at']} "
+            "(same machine, same method)."
+        )
+        out["notes"] += [n for n in previous.get("notes", []) if n not in out["notes"]]
+    return out
+
+
 def write_outputs(stored: dict[str, Any]) -> None:
     """Write BENCHMARKS.md and the chart from one run's stored results (also ``--render-only``)."""
-    rs = report.rows(stored["traffic"], stored["idle"], stored["storm"], stored["synth"], stored["make_test"])
+    rs = report.rows(stored["traffic"], stored["idle"], stored["storm"], stored["synth"], stored["make_test"],
+                     stored.get("fanout", []))  # fmt: skip
     report.chart(rs, CHART)
     args = argparse.Namespace(**stored["args"])
     OUTPUT.write_text(
         page(rs, stored["machine"], args, stored["traffic"], stored["idle"], stored["storm"], stored["synth"],
              stored["make_test"], stored["commands"], stored["total_s"], stored["timings_s"], stored["notes"],
-             stored["written_at"])
+             stored["written_at"], stored.get("fanout", []), getattr(args, "fanout_rounds", 0))
     )  # fmt: skip
     say(f"wrote {OUTPUT.relative_to(ROOT)}, {CHART.relative_to(ROOT)} (results: {RESULTS.relative_to(ROOT)})")
 
@@ -302,6 +351,8 @@ def page(
     timings: dict[str, float],
     notes: list[str],
     when: str,
+    fan: list[dict[str, Any]] | None = None,
+    fan_rounds: int = 0,
 ) -> str:
     """BENCHMARKS.md."""
     out = [
@@ -365,6 +416,7 @@ def page(
         "`RLIMIT_NOFILE` is raised as far as the hard limit allows, for the servers and the generator. "
         "Loopback source ports: 20,100 connections fit in the ephemeral range 32768-60999; Linux reuses "
         "TIME_WAIT ports on loopback (`tcp_tw_reuse=2`).",
+        *fanout.method_lines(fan or [], fan_rounds),
         "- Scenario 4: see `bench/storm.py`: 3 reference servers behind the twin's HAProxy, clients are the "
         "reference `StickyClient` in one Python process on the generator core, each sending a numbered message "
         f"every {storm.SEND_EVERY_S:g} s; one server is deregistered the way the twin does it (drain notice, "
@@ -400,6 +452,8 @@ def page(
         "audit log line and metrics; per message: the exactly-once commit (dedup + outbox for replay) in Redis.",
         "",
     ]
+    if fan:
+        out += fanout.peer_section()
     if storm_result is not None:
         out += ["## Reconnect storm, in full", "", "```", json.dumps(storm_result, indent=1), "```", ""]
     if idle:

@@ -14,9 +14,12 @@ package main
 //	         (or -timeout); fan-out time = last receive - publish ts; deliveries/s = N / that
 //	phase b  P publications/s for S seconds, round robin over the T topics; then waits for the
 //	         deliveries still in flight (bounded); deliveries/s and publish-to-receive p50/p99
-//	done     after stdin closes: the publisher's CPU; connections closed
+//	done     after stdin closes: the publisher's CPU and its own JSON report (its last stdout line,
+//	         if any); connections closed
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -235,6 +238,8 @@ func runFanout(g *gen, sio bool, n, topics, conc, reps int, rate float64, dur ti
 	}
 	pub := exec.Command(pubCmd[0], pubCmd[1:]...)
 	pub.Stderr = os.Stderr
+	var pubOut bytes.Buffer
+	pub.Stdout = &pubOut
 	pubIn, err := pub.StdinPipe()
 	if err != nil || pub.Start() != nil {
 		fmt.Fprintln(os.Stderr, "loadgen: cannot start the publisher:", pubCmd[0])
@@ -394,6 +399,10 @@ func runFanout(g *gen, sio bool, n, topics, conc, reps int, rate float64, dur ti
 	if pubErr != nil {
 		last = pubErr.Error()
 	}
+	var pubReport interface{}
+	if lines := strings.Split(strings.TrimSpace(pubOut.String()), "\n"); len(lines) > 0 {
+		_ = json.Unmarshal([]byte(lines[len(lines)-1]), &pubReport)
+	}
 	emit(report{"mode": "fanout", "phase": "done", "closed": len(subs), "publisher_cpu_s": pubCPU,
-		"publisher_error": last})
+		"publisher_error": last, "publisher": pubReport})
 }
