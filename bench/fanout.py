@@ -88,7 +88,8 @@ def run_fanout(b: Bench, rounds: int, subscribers: int, topics: int, reps: int, 
                     f"  round {r + 1} {peer:<9} one->{one['subscribers']:,}: {one['deliveries_per_s']:9,.0f} "
                     f"deliveries/s (fan-out {one['fanout_ms_median']:.0f} ms), p50 {one['p50_ms']:.1f} ms "
                     f"p99 {one['p99_ms']:.1f} ms, server {one['server_cpu_cores']:.2f} cores, generator "
-                    f"{one['gen_cpu_cores']:.2f} cores" + (f", {one['missing']} missing" if one["missing"] else "")
+                    f"{one['gen_cpu_cores']:.2f} cores ({one['gen_burst_cores']:.2f} in the bursts)"
+                    + (f", {one['missing']} missing" if one["missing"] else "")
                 )
                 say(
                     f"  round {r + 1} {peer:<9} stream {stream['publications']:,} pubs -> {topics:,} topics: "
@@ -124,6 +125,7 @@ def method_lines(fan: list[dict[str, Any]], rounds: int) -> list[str]:
         )
         for s in ("fanout-one", "fanout-stream")
     )  # fmt: skip
+    burst = ", ".join(f"{p} {_med(fan, 'fanout-one', p, 'gen_burst_cores'):.2f}" for p in FANOUT_PEERS)
     pub = ", ".join(f"{p} {_med(fan, 'fanout-stream', p, 'publisher_cpu_s'):.1f} CPU-s" for p in FANOUT_PEERS)
     return [
         f"- Scenarios 5-6 (fan-out): {rounds} rounds, alternated; per round and peer the generator "
@@ -140,7 +142,9 @@ def method_lines(fan: list[dict[str, Any]], rounds: int) -> list[str]:
         f"{stream['send_s']:.0f} s, round robin over the {topics:,} topics ({rate * subs / topics:,.0f} "
         "deliveries/s offered), then the deliveries in flight are awaited (bounded); judged by deliveries per "
         "second of server CPU (`/proc/PID/stat` over the phase), since both servers deliver the offered "
-        "rate. CPU in cores over each phase (medians): " + cpu + f"; publisher CPU per session: {pub}. "
+        "rate. CPU in cores over each phase (medians): " + cpu + "; the generator's CPU while a scenario-5 "
+        f"publication was in flight (from the publish to the last receipt): {burst} cores; publisher CPU per "
+        f"session: {pub}. "
         "Redis, the generator and the publisher share one core (and the machine with other work): where "
         "the generator is near a full core the fan-out figures are lower bounds for both servers "
         '("at least" in the table).',

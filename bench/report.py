@@ -60,9 +60,11 @@ def median_of(records: list[dict[str, Any]], scenario: str, peer: str, key: str,
 
 
 def gen_core_load(records: list[dict[str, Any]], scenario: str, peer: str) -> float:
-    """Median CPU of the load generator in ``scenario`` (cores, over the phase's wall time)."""
+    """Median CPU of the load generator in ``scenario`` (cores): while publications were in flight
+    (``gen_burst_cores``) where the generator reports it, else over the phase's wall time."""
     values = [
-        float(r["gen_cpu_cores"]) for r in records if r["scenario"] == scenario and r["peer"] == peer
+        float(r.get("gen_burst_cores", r["gen_cpu_cores"])) for r in records
+        if r["scenario"] == scenario and r["peer"] == peer
     ]  # fmt: skip
     return statistics.median(values) if values else 0.0
 

@@ -11,7 +11,8 @@ package main
 //
 //	ready    connections open and subscribed
 //	phase a  R publications to "fan", one at a time: each waits until all N subscribers have it
-//	         (or -timeout); fan-out time = last receive - publish ts; deliveries/s = N / that
+//	         (or -timeout); fan-out time = last receive - publish ts; deliveries/s = N / that;
+//	         gen_burst_cores: the generator's CPU while publications were in flight, over that time
 //	phase b  P publications/s for S seconds, round robin over the T topics; then waits for the
 //	         deliveries still in flight (bounded); deliveries/s and publish-to-receive p50/p99
 //	done     after stdin closes: the publisher's CPU and its own JSON report (its last stdout line,
@@ -137,9 +138,8 @@ func subscribe(c *websocket.Conn, sio bool, id int, topic string, timeout time.D
 }
 
 // parsePub finds the phase and the publish timestamp in a publication frame of either protocol.
-func parsePub(data []byte) (phase int, ts int64, ok bool) {
-	s := string(data)
-	i := strings.Index(s, `"ts":`)
+func parsePub(s []byte) (phase int, ts int64, ok bool) {
+	i := bytes.Index(s, []byte(`"ts":`))
 	if i < 0 {
 		return 0, 0, false
 	}
@@ -151,11 +151,11 @@ func parsePub(data []byte) (phase int, ts int64, ok bool) {
 	for k < len(s) && s[k] >= '0' && s[k] <= '9' {
 		k++
 	}
-	v, err := strconv.ParseInt(s[j:k], 10, 64)
+	v, err := strconv.ParseInt(string(s[j:k]), 10, 64)
 	if err != nil {
 		return 0, 0, false
 	}
-	p := strings.Index(s, `"p":"`)
+	p := bytes.Index(s, []byte(`"p":"`))
 	if p < 0 || p+5 >= len(s) {
 		return 0, 0, false
 	}
@@ -311,15 +311,19 @@ func runFanout(g *gen, sio bool, n, topics, conc, reps int, rate float64, dur ti
 		cpu0, t0 = cpuSeconds(), time.Now()
 		var fanMs, rates []float64
 		missing := int64(0)
+		burstCPU, burstWall := 0.0, 0.0
 		for r := 0; r < reps; r++ {
 			base := atomic.LoadInt64(&st.got[0])
 			atomic.StoreInt64(&st.lastRecv, 0)
+			c0, w0 := cpuSeconds(), time.Now()
 			send("a fan")
 			_ = pubW.Flush()
 			if !waitCount(&st.got[0], base+open, g.timeout) {
 				missing += base + open - atomic.LoadInt64(&st.got[0])
 				continue
 			}
+			burstCPU += cpuSeconds() - c0
+			burstWall += time.Since(w0).Seconds()
 			ms := float64(atomic.LoadInt64(&st.lastRecv)-atomic.LoadInt64(&st.pubTs)) / 1000
 			fanMs = append(fanMs, ms)
 			rates = append(rates, float64(open)/(ms/1000))
@@ -332,7 +336,7 @@ func runFanout(g *gen, sio bool, n, topics, conc, reps int, rate float64, dur ti
 			"fanout_ms_median": median(fanMs), "deliveries_per_s": median(rates), "deliveries": len(all),
 			"missing": missing, "p50_ms": percentile(all, 0.5), "p99_ms": percentile(all, 0.99),
 			"max_ms": percentile(all, 1.0), "wall_s": wall, "dropped": atomic.LoadInt64(&st.dropped),
-			"gen_cpu_s": cpu, "gen_cpu_cores": cpu / wall})
+			"gen_cpu_s": cpu, "gen_cpu_cores": cpu / wall, "gen_burst_cores": burstCPU / burstWall})
 	}
 
 	// Phase b: a steady stream, round robin over the topics.
