@@ -83,6 +83,8 @@ def run_fanout(b: Bench, rounds: int, subscribers: int, topics: int, reps: int, 
                 one.update(common, scenario="fanout-one")
                 stream.update(common, scenario="fanout-stream")
                 stream["deliveries_per_core_s"] = stream["deliveries"] / max(stream["server_cpu_s"], 1e-9)
+                for rec in (one, stream):
+                    rec["server_us_per_delivery"] = rec["server_cpu_s"] * 1e6 / max(int(rec["deliveries"]), 1)
                 records += [one, stream]
                 say(
                     f"  round {r + 1} {peer:<9} one->{one['subscribers']:,}: {one['deliveries_per_s']:9,.0f} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,14 @@ def fanout_rows(fan: list[dict[str, Any]]) -> list[Row]:
         out.append(Row(f"5. publish-to-receive {label}, 1 -> {subs:,}", f"{ref:.1f} ms", f"{sio:.1f} ms",
                        ref / sio, FANOUT_P99_MAX_RATIO if judged else float("nan"), False,
                        "<= 1.0x" if judged else "(info)", short=f"p99, {short1}"))  # fmt: skip
+    with contextlib.suppress(ValueError, KeyError, statistics.StatisticsError):
+        ref, sio = (
+            statistics.median(r["server_cpu_s"] * 1e6 / max(int(r["deliveries"]), 1) for r in fan
+                              if r["scenario"] == "fanout-one" and r["peer"] == p)
+            for p in peers
+        )  # fmt: skip
+        out.append(Row(f"5. server CPU per delivery, 1 -> {subs:,}", f"{ref:.1f} us", f"{sio:.1f} us", ref / sio,
+                       float("nan"), False, "(info)"))  # fmt: skip
     topics, rate = int(stream["topics"]), float(stream["target_rate_per_s"])
     what = f"{rate:,.0f} pub/s to {topics:,} topics"
     ref, sio = (median_of(fan, "fanout-stream", p, "deliveries_per_core_s") for p in peers)
@@ -173,7 +182,7 @@ def rows(traffic: list[dict[str, Any]], idle: list[dict[str, Any]], storm: dict[
 def table(rs: list[Row]) -> str:
     """The results as a Markdown table."""
     lines = [
-        "| scenario | reference (stickyws) | Node peer | ratio | target | result |",
+        "| scenario | reference (stickyws) | Node peer (5-6: socket.io) | ratio | target | result |",
         "|---|---|---|---|---|---|",
     ]
     for r in rs:
