@@ -94,13 +94,14 @@ func (g *gen) dialSocketIO() (*websocket.Conn, error) {
 	return c, nil
 }
 
-func awaitFrame(c *websocket.Conn, timeout time.Duration, match func(string) bool, sio bool) error {
+// awaitFrame reads until a frame matches (answering engine.io pings on the way); returns that frame.
+func awaitFrame(c *websocket.Conn, timeout time.Duration, match func(string) bool, sio bool) (string, error) {
 	_ = c.SetReadDeadline(time.Now().Add(timeout))
 	defer c.SetReadDeadline(time.Time{})
 	for {
 		_, data, err := c.ReadMessage()
 		if err != nil {
-			return err
+			return "", err
 		}
 		s := string(data)
 		if sio && s == "2" {
@@ -108,11 +109,12 @@ func awaitFrame(c *websocket.Conn, timeout time.Duration, match func(string) boo
 			continue
 		}
 		if match(s) {
-			return nil
+			return s, nil
 		}
 	}
 }
 
+// subscribe sends one subscribe and waits for its ack; an error frame (or error ack) is an error.
 func subscribe(c *websocket.Conn, sio bool, id int, topic string, timeout time.Duration) error {
 	_ = c.SetWriteDeadline(time.Now().Add(timeout))
 	var frame, want string
@@ -126,15 +128,19 @@ func subscribe(c *websocket.Conn, sio bool, id int, topic string, timeout time.D
 	if err := c.WriteMessage(websocket.TextMessage, []byte(frame)); err != nil {
 		return err
 	}
-	return awaitFrame(c, timeout, func(s string) bool {
-		if strings.Contains(s, `"type":"error"`) || strings.Contains(s, `"error"`) {
-			return true
-		}
+	got, err := awaitFrame(c, timeout, func(s string) bool {
 		if sio {
-			return strings.HasPrefix(s, want)
+			return strings.HasPrefix(s, want) || strings.HasPrefix(s, "44")
 		}
-		return strings.Contains(s, want)
+		return strings.Contains(s, want) || strings.Contains(s, `"type":"error"`)
 	}, sio)
+	if err != nil {
+		return err
+	}
+	if strings.Contains(got, `"error"`) || strings.HasPrefix(got, "44") {
+		return fmt.Errorf("subscribe %s refused: %.120s", topic, got)
+	}
+	return nil
 }
 
 // parsePub finds the phase and the publish timestamp in a publication frame of either protocol.
