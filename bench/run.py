@@ -492,7 +492,8 @@ def page(
         "",
         "`make bench` installs the Debian packages `golang-go` and `golang-github-gorilla-websocket-dev` with "
         "apt-get when they are missing (root), builds the generator into `bench/.build/`, runs `npm ci` in "
-        "`bench/node-peer/`, and writes this page, `bench/ratios.png` and `bench/results/last-run.json`. "
+        "`bench/node-peer/` and `bench/socketio-peer/`, and writes this page, `bench/ratios.png` and "
+        "`bench/results/last-run.json`. "
         f"Stage times of this run: {', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}.",
         "",
     ]
