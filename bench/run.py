@@ -173,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         args.stages = ",".join(map(str, stages))
         say("bench: " + notes[-1])
+    if "fanout" not in skip and args.fanout_subscribers + FD_SPARE > nofile:
+        wanted, args.fanout_subscribers = args.fanout_subscribers, (nofile - FD_SPARE) // 1000 * 1000
+        notes.append(
+            f"The open-file limit is {nofile:,}, so the fan-out scenarios use {args.fanout_subscribers:,} "
+            f"subscribers instead of {wanted:,}."
+        )
+        say("bench: " + notes[-1])
     loadgen.ensure_built(commands)
     if not (BENCH_DIR / "node-peer" / "node_modules" / "ws").is_dir():
         commands.append("cd bench/node-peer && npm ci")

@@ -11,7 +11,7 @@ package main
 //
 //	ready    connections open and subscribed
 //	phase a  R publications to "fan", one at a time: each waits until all N subscribers have it
-//	         (or -timeout); fan-out time = last receive - publish ts; deliveries/s = N / that;
+//	         (or -timeout); fan-out time = last receive - publish ts; deliveries/s = N / its median;
 //	         gen_burst_cores: the generator's CPU while publications were in flight, over that time
 //	phase b  P publications/s for S seconds, round robin over the T topics; then waits for the
 //	         deliveries still in flight (bounded); deliveries/s and publish-to-receive p50/p99
@@ -231,10 +231,19 @@ func lags(subs []*subscriber, phase int) []float64 {
 	return all
 }
 
+// median of v (the mean of the middle two for an even count; 0 for none).
 func median(v []float64) float64 {
 	c := append([]float64(nil), v...)
 	sort.Float64s(c)
-	return percentile(c, 0.5)
+	n := len(c)
+	switch {
+	case n == 0:
+		return 0
+	case n%2 == 1:
+		return c[n/2]
+	default:
+		return (c[n/2-1] + c[n/2]) / 2
+	}
 }
 
 func runFanout(g *gen, sio bool, n, topics, conc, reps int, rate float64, dur time.Duration, pubCmd []string) {
@@ -315,7 +324,7 @@ func runFanout(g *gen, sio bool, n, topics, conc, reps int, rate float64, dur ti
 	// Phase a: one publication at a time to all subscribers.
 	if in.Scan() {
 		cpu0, t0 = cpuSeconds(), time.Now()
-		var fanMs, rates []float64
+		var fanMs []float64
 		missing := int64(0)
 		burstCPU, burstWall := 0.0, 0.0
 		for r := 0; r < reps; r++ {
@@ -332,14 +341,17 @@ func runFanout(g *gen, sio bool, n, topics, conc, reps int, rate float64, dur ti
 			burstWall += time.Since(w0).Seconds()
 			ms := float64(atomic.LoadInt64(&st.lastRecv)-atomic.LoadInt64(&st.pubTs)) / 1000
 			fanMs = append(fanMs, ms)
-			rates = append(rates, float64(open)/(ms/1000))
 			time.Sleep(20 * time.Millisecond)
 		}
 		wall := time.Since(t0).Seconds()
+		rate := 0.0 // every publication timed out: no fan-out time to divide by
+		if len(fanMs) > 0 {
+			rate = float64(open) / (median(fanMs) / 1000)
+		}
 		all := lags(subs, 0)
 		cpu := cpuSeconds() - cpu0
 		emit(report{"mode": "fanout", "phase": "a", "subscribers": open, "reps": reps, "fanout_ms": fanMs,
-			"fanout_ms_median": median(fanMs), "deliveries_per_s": median(rates), "deliveries": len(all),
+			"fanout_ms_median": median(fanMs), "deliveries_per_s": rate, "deliveries": len(all),
 			"missing": missing, "p50_ms": percentile(all, 0.5), "p99_ms": percentile(all, 0.99),
 			"max_ms": percentile(all, 1.0), "wall_s": wall, "dropped": atomic.LoadInt64(&st.dropped),
 			"gen_cpu_s": cpu, "gen_cpu_cores": cpu / wall, "gen_burst_cores": burstCPU / burstWall})
