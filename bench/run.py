@@ -276,16 +276,21 @@ STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+JOINED_NOTE = "This page joins runs (same machine, same method): "
+
+
 def keep_skipped(stored: dict[str, Any], previous: dict[str, Any], skip: set[str]) -> dict[str, Any]:
     """``stored`` with the stages in ``skip`` (and ``make test`` when not measured) taken from ``previous``,
-    the last stored run, so the page stays whole; a note on the page says which stages are older."""
+    the last stored run, so the page stays whole. ``stage_runs`` records when each stage was measured, and
+    one note on the page says which stages come from which run."""
     out = {
         **stored,
         "args": dict(stored["args"]),
         "timings_s": dict(stored["timings_s"]),
-        "notes": list(stored["notes"]),
+        "notes": [n for n in stored["notes"] if not n.startswith(JOINED_NOTE)],
     }
-    kept = []
+    measured_at = dict.fromkeys((s for s in STAGES if s not in skip), stored["written_at"])
+    before = previous.get("stage_runs", {})
     for stage in sorted(skip & STAGES.keys()):
         key, arg_names = STAGES[stage]
         if previous.get(key):
@@ -293,18 +298,20 @@ def keep_skipped(stored: dict[str, Any], previous: dict[str, Any], skip: set[str
             out["args"].update({a: previous["args"][a] for a in arg_names if a in previous.get("args", {})})
             if stage in previous.get("timings_s", {}):
                 out["timings_s"][stage] = previous["timings_s"][stage]
-            kept.append(stage)
+            measured_at[stage] = before.get(stage, previous.get("written_at", "an earlier run"))
     if out["make_test"] is None and previous.get("make_test"):
         out["make_test"] = dict(previous["make_test"])
         if out["make_test"].get("source") == "measured in this run":
             out["make_test"]["source"] = f"recorded by an earlier `make bench` ({previous.get('written_at', '?')})"
-    if kept:
-        out["notes"].append(
-            f"This page joins two runs: {', '.join(kept)} from the run of "
-            f"{previous.get('written_at', 'an earlier run')}, the rest from the run of {stored['written_at']} "
-            "(same machine, same method)."
-        )
-        out["notes"] += [n for n in previous.get("notes", []) if n not in out["notes"]]
+    out["stage_runs"] = measured_at
+    out["notes"] += [n for n in previous.get("notes", []) if n not in out["notes"] and not n.startswith(JOINED_NOTE)]
+    runs: dict[str, list[str]] = {}
+    for stage, when in measured_at.items():
+        if stage not in skip or out.get(STAGES[stage][0]):
+            runs.setdefault(when, []).append(stage)
+    if len(runs) > 1:
+        out["notes"].append(JOINED_NOTE + "; ".join(f"{', '.join(st)} from the run of {when}"
+                                                    for when, st in sorted(runs.items())) + ".")  # fmt: skip
     return out
 
 
