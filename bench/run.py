@@ -392,9 +392,9 @@ def page(
         "Where a target is missed, the section *Missed targets* below has the profile, the experiments and "
         "their measured effect (in short: the echo gap is the exactly-once Redis commit per message, which "
         "the peer does not do; memory is mostly aiohttp's per-connection state, and one server-wide ping "
-        "task instead of one per connection takes 2.6 KB off; in the fan-out stream with 10 subscribers per "
-        "publication, the reference spends more per publication on redis-py's pub/sub reply parsing, and its "
-        "p99 tail varies from round to round).",
+        "task instead of one per connection takes 2.6 KB off; in fan-out, the reference's p99 tails come from "
+        "rounds in which it got too little of its shared core, and with 10 subscribers per publication it spends "
+        "more per publication than socket.io, in redis-py's pub/sub reply parsing).",
         "",
         *(f"Note: {n}\n" for n in notes),
         "## Machine and versions",
