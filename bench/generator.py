@@ -7,9 +7,11 @@ in GOPATH mode (``GO111MODULE=off GOPATH=/usr/share/gocode``), so no module prox
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,8 @@ from typing import Any
 from bench.peers import BENCH_DIR, taskset
 
 SOURCE = BENCH_DIR / "loadgen" / "main.go"
+#: Every file of the generator (one package; ``SOURCE`` has the flags and the modes' summary).
+SOURCES = (SOURCE, BENCH_DIR / "loadgen" / "fanout.go")
 BINARY = BENCH_DIR / ".build" / "loadgen"
 GOPATH = "/usr/share/gocode"
 GORILLA = Path(GOPATH) / "src" / "github.com" / "gorilla" / "websocket"
@@ -37,15 +41,18 @@ def ensure_built(log: list[str]) -> Path:
             raise LoadgenError(f"install the Debian packages {' '.join(DEBIAN_PACKAGES)} (needs root), then rerun")
         log.append(f"apt-get install -y {' '.join(DEBIAN_PACKAGES)}")
         subprocess.run(["apt-get", "install", "-y", "-q", *DEBIAN_PACKAGES], check=True, stdout=subprocess.DEVNULL)
-    if BINARY.exists() and BINARY.stat().st_mtime >= SOURCE.stat().st_mtime:
+    if BINARY.exists() and BINARY.stat().st_mtime >= max(p.stat().st_mtime for p in SOURCES):
         return BINARY
     BINARY.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GO111MODULE": "off", "GOPATH": GOPATH, "GOCACHE": str(BINARY.parent / "gocache")}
-    cmd = ["go", "build", "-o", str(BINARY), str(SOURCE)]
+    cmd = ["go", "build", "-o", str(BINARY), *map(str, SOURCES)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise LoadgenError(f"go build failed: {done.stderr.strip()}")
-    log.append("GO111MODULE=off GOPATH=/usr/share/gocode go build -o bench/.build/loadgen bench/loadgen/main.go")
+    log.append(
+        "GO111MODULE=off GOPATH=/usr/share/gocode go build -o bench/.build/loadgen "
+        "bench/loadgen/main.go bench/loadgen/fanout.go"
+    )
     return BINARY
 
 
@@ -108,4 +115,61 @@ class IdleSession:
             self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait(5)
+
+
+class FanoutSession:
+    """``loadgen -mode fanout``: subscribers plus a publisher child; one report per phase.
+
+    :meth:`report` blocks for the next JSON report (``ready``, ``a``, ``b``, ``done``); :meth:`proceed`
+    starts the next phase; :meth:`finish` closes stdin (publisher and connections closed, ``done``).
+    """
+
+    def __init__(self, url: str, tokens: Path, publisher: list[str], *, core: int | None, log_path: Path,
+                 **flags: Any) -> None:  # fmt: skip
+        cmd = taskset(core, [*args("fanout", url, tokens, **flags), "--", *publisher])
+        self.log_path = log_path
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                start_new_session=True,
+                cwd=BENCH_DIR.parent,
+            )
+
+    def report(self) -> dict[str, Any]:
+        """The next JSON report."""
+        assert self.proc.stdout is not None
+        while line := self.proc.stdout.readline():
+            if line.startswith("{"):
+                result: dict[str, Any] = json.loads(line)
+                return result
+        err = self.log_path.read_text(errors="replace")[-300:]
+        raise LoadgenError(f"loadgen fanout exited with {self.proc.wait(5)} before its report: {err.strip()}")
+
+    def proceed(self) -> None:
+        """Start the next phase."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+
+    def finish(self, timeout_s: float) -> dict[str, Any]:
+        """Close stdin; returns the ``done`` report (the generator is killed when it overruns)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            done = self.report()
+            self.proc.wait(timeout=timeout_s)
+            return done
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        """Kill the generator (its publisher child is in its process group) if it is still running."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)

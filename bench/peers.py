@@ -3,7 +3,8 @@
 ``reference``: ``stickyws serve`` (aiohttp + uvloop, Redis registry, echo handler), settings from the
 settings model (``to_env``). ``node``: ``bench/node-peer/server.js`` (the seed article's server on
 ``ws`` + ``ioredis``), given the same key layout (from :mod:`stickyws.keys`), secret, audience, TTLs
-and intervals through its environment.
+and intervals through its environment. ``socketio``: ``bench/socketio-peer/server.js`` (socket.io with
+``@socket.io/redis-adapter``), the peer of the fan-out scenarios, given the secret, audience and Redis.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from stickyws.settings import ENV_JWT_SECRET, ENV_REDIS_URL, ENV_SERVER_ID, Sett
 
 BENCH_DIR = Path(__file__).resolve().parent
 NODE_PEER = BENCH_DIR / "node-peer" / "server.js"
+SOCKETIO_PEER = BENCH_DIR / "socketio-peer" / "server.js"
 PEERS = ("reference", "node")
+#: The peers of the fan-out scenarios.
+FANOUT_PEERS = ("reference", "socketio")
 #: Seconds a server gets to answer /health after it starts.
 START_TIMEOUT_S = 20.0
 _USER_PLACEHOLDER = "{id}"
@@ -37,7 +41,9 @@ class Server:
 
     @property
     def url(self) -> str:
-        """The WebSocket endpoint."""
+        """The WebSocket endpoint (socket.io: its websocket transport)."""
+        if self.peer == "socketio":
+            return f"ws://127.0.0.1:{self.port}/socket.io/?EIO=4&transport=websocket"
         return f"ws://127.0.0.1:{self.port}/ws"
 
     @property
@@ -104,8 +110,19 @@ def start(
         }
         args = ["node", str(NODE_PEER)]
         health = "/health"
+    elif peer == "socketio":
+        env = {
+            **os.environ,
+            "PEER_PORT": str(port),
+            "PEER_SERVER_ID": server_id,
+            "PEER_JWT_SECRET": secret,
+            "PEER_JWT_AUDIENCE": settings.server.jwt_audience,
+            "PEER_REDIS_URL": redis_url,
+        }
+        args = ["node", str(SOCKETIO_PEER)]
+        health = "/health"
     else:
-        raise ValueError(f"unknown peer {peer!r}: one of {PEERS}")
+        raise ValueError(f"unknown peer {peer!r}: one of {(*PEERS, *FANOUT_PEERS[1:])}")
     proc = start_process(taskset(core, args), env=env, log_path=log_path)
     server = Server(peer, port, proc, log_path)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,11 @@ IDLE_MAX_KB = 16.0
 IDLE_TARGET_CONNS = 10_000
 SYNTH_MAX_RATIO = 1.3
 MAKE_TEST_MAX_S = 180.0
+#: The fan-out targets: deliveries/s at least the socket.io peer's, p99 at most the peer's.
+FANOUT_MIN_RATIO = 1.0
+FANOUT_P99_MAX_RATIO = 1.0
+#: Generator-core CPU (generator + publisher, cores) from which a fan-out reading is a lower bound.
+GEN_SATURATED_CORES = 0.8
 
 
 @dataclass(frozen=True)
@@ -54,8 +60,63 @@ def median_of(records: list[dict[str, Any]], scenario: str, peer: str, key: str,
     return statistics.median(values)
 
 
+def gen_core_load(records: list[dict[str, Any]], scenario: str, peer: str) -> float:
+    """Median CPU of the load generator in ``scenario`` (cores): while publications were in flight
+    (``gen_burst_cores``) where the generator reports it, else over the phase's wall time."""
+    values = [
+        float(r.get("gen_burst_cores", r["gen_cpu_cores"])) for r in records
+        if r["scenario"] == scenario and r["peer"] == peer
+    ]  # fmt: skip
+    return statistics.median(values) if values else 0.0
+
+
+def fanout_rows(fan: list[dict[str, Any]]) -> list[Row]:
+    """Scenarios 5-6: the reference server against the socket.io peer."""
+    out: list[Row] = []
+    peers = ("reference", "socketio")
+    subs = int(median_of(fan, "fanout-one", "reference", "subscribers"))
+    one = next(r for r in fan if r["scenario"] == "fanout-one")
+    stream = next(r for r in fan if r["scenario"] == "fanout-stream")
+    short1 = f"1 -> {subs // 1000}k, reference / socket.io"
+    sat = any(gen_core_load(fan, "fanout-one", p) >= GEN_SATURATED_CORES for p in peers)
+    least = "at least " if sat else ""
+    ref, sio = (median_of(fan, "fanout-one", p, "deliveries_per_s") for p in peers)
+    out.append(Row(f"5. one publication to {subs:,} subscribers: deliveries/s (x{one['reps']})",
+                   f"{least}{ref:,.0f}", f"{least}{sio:,.0f}", ref / sio, FANOUT_MIN_RATIO, True, ">= 1.0x",
+                   note="socket.io peer", short=f"deliveries/s, {short1}"))  # fmt: skip
+    for key, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
+        ref, sio = (median_of(fan, "fanout-one", p, key) for p in peers)
+        judged = label == "p99"
+        out.append(Row(f"5. publish-to-receive {label}, 1 -> {subs:,}", f"{ref:.1f} ms", f"{sio:.1f} ms",
+                       ref / sio, FANOUT_P99_MAX_RATIO if judged else float("nan"), False,
+                       "<= 1.0x" if judged else "(info)", short=f"p99, {short1}"))  # fmt: skip
+    with contextlib.suppress(ValueError, KeyError, statistics.StatisticsError):
+        ref, sio = (
+            statistics.median(r["server_cpu_s"] * 1e6 / max(int(r["deliveries"]), 1) for r in fan
+                              if r["scenario"] == "fanout-one" and r["peer"] == p)
+            for p in peers
+        )  # fmt: skip
+        out.append(Row(f"5. server CPU per delivery, 1 -> {subs:,}", f"{ref:.1f} us", f"{sio:.1f} us", ref / sio,
+                       float("nan"), False, "(info)"))  # fmt: skip
+    topics, rate = int(stream["topics"]), float(stream["target_rate_per_s"])
+    what = f"{rate:,.0f} pub/s to {topics:,} topics"
+    ref, sio = (median_of(fan, "fanout-stream", p, "deliveries_per_core_s") for p in peers)
+    rref, rsio = (median_of(fan, "fanout-stream", p, "deliveries_per_s") for p in peers)
+    out.append(Row(f"6. {what}: deliveries per server core-s", f"{ref:,.0f} ({rref:,.0f}/s)",
+                   f"{sio:,.0f} ({rsio:,.0f}/s)", ref / sio, FANOUT_MIN_RATIO, True, ">= 1.0x",
+                   note="socket.io peer", short="deliveries per core-s, stream, reference / socket.io"))  # fmt: skip
+    for key, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
+        ref, sio = (median_of(fan, "fanout-stream", p, key) for p in peers)
+        judged = label == "p99"
+        out.append(Row(f"6. publish-to-receive {label}, {what}", f"{ref:.1f} ms", f"{sio:.1f} ms", ref / sio,
+                       FANOUT_P99_MAX_RATIO if judged else float("nan"), False, "<= 1.0x" if judged else "(info)",
+                       short="p99, stream, reference / socket.io"))  # fmt: skip
+    return out
+
+
 def rows(traffic: list[dict[str, Any]], idle: list[dict[str, Any]], storm: dict[str, Any] | None,
-         synth: dict[str, Any] | None, test: dict[str, Any] | None) -> list[Row]:  # fmt: skip
+         synth: dict[str, Any] | None, test: dict[str, Any] | None,
+         fan: list[dict[str, Any]] | None = None) -> list[Row]:  # fmt: skip
     """The results table."""
     out: list[Row] = []
     if traffic:
@@ -106,6 +167,8 @@ def rows(traffic: list[dict[str, Any]], idle: list[dict[str, Any]], storm: dict[
             note=f"peak {storm['peak_handshakes_per_s']:.0f} handshakes/s on the survivors",
             short="storm: time until all back / target",
         ))  # fmt: skip
+    if fan:
+        out += fanout_rows(fan)
     if synth is not None:
         out.append(Row("synth: `make synth` vs minimal pattern app", f"{synth['project_s']:.1f} s",
                        f"{synth['minimal_s']:.1f} s (minimal)", synth["ratio"], SYNTH_MAX_RATIO, False,
@@ -119,7 +182,7 @@ def rows(traffic: list[dict[str, Any]], idle: list[dict[str, Any]], storm: dict[
 def table(rs: list[Row]) -> str:
     """The results as a Markdown table."""
     lines = [
-        "| scenario | reference (stickyws) | Node peer | ratio | target | result |",
+        "| scenario | reference (stickyws) | Node peer (5-6: socket.io) | ratio | target | result |",
         "|---|---|---|---|---|---|",
     ]
     for r in rs:

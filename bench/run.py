@@ -1,7 +1,11 @@
 """``make bench``: run every scenario, print the table, write BENCHMARKS.md and bench/ratios.png.
 
     .venv/bin/python -m bench.run [--rounds 5] [--memory-rounds 3] [--duration-s 3] [--storm-clients 3000]
+                                  [--fanout-rounds 3] [--fanout-subscribers 10000] [--fanout-rate 1000]
                                   [--synth-rounds 3] [--make-test auto|run|recorded|skip] [--quick]
+                                  [--skip traffic,idle,fanout,storm,synth]
+
+A run that skips stages keeps those stages' results from the last stored run on the page (a note says so).
 
 Bounded: every generator run has a timeout, the storm has one, synths and ``make test`` have one;
 ``--make-test auto`` runs ``make test`` only when the run so far leaves room for it inside
@@ -25,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import cost, report, scenarios, storm
+from bench import cost, fanout, report, scenarios, storm
 from bench import generator as loadgen
 from bench.peers import BENCH_DIR
 from stickyws.localproc import RedisServer
@@ -68,8 +72,8 @@ def _cmd(args: list[str]) -> str:
     return "not found"
 
 
-def _node_pkg(name: str) -> str:
-    path = BENCH_DIR / "node-peer" / "node_modules" / name / "package.json"
+def _node_pkg(name: str, peer: str = "node-peer") -> str:
+    path = BENCH_DIR / peer / "node_modules" / name / "package.json"
     return json.loads(path.read_text())["version"] if path.exists() else "missing"
 
 
@@ -91,7 +95,9 @@ def machine() -> dict[str, str]:
         "python": f"{platform.python_version()}; aiohttp {version('aiohttp')}, uvloop {version('uvloop')}, "
         f"redis-py {version('redis')}, PyJWT {version('PyJWT')}",
         "node": f"{_cmd(['node', '--version'])}; ws {_node_pkg('ws')}, ioredis {_node_pkg('ioredis')}, "
-        f"jsonwebtoken {_node_pkg('jsonwebtoken')}",
+        f"jsonwebtoken {_node_pkg('jsonwebtoken')}; socket.io {_node_pkg('socket.io', 'socketio-peer')}, "
+        f"@socket.io/redis-adapter {_node_pkg('@socket.io/redis-adapter', 'socketio-peer')}, "
+        f"@socket.io/redis-emitter {_node_pkg('@socket.io/redis-emitter', 'socketio-peer')}",
         "redis": _cmd(["redis-server", "--version"]),
         "haproxy": _cmd(["haproxy", "-v"]),
         "go": _cmd(["go", "version"]),
@@ -122,8 +128,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--storm-clients", type=int, default=3000)
     p.add_argument("--synth-rounds", type=int, default=3)
     p.add_argument("--make-test", choices=("auto", "run", "recorded", "skip"), default="auto")
-    p.add_argument("--budget-s", type=float, default=570.0, help="wall-time budget of the whole run")
-    p.add_argument("--skip", default="", help="comma-separated: traffic,idle,storm,synth")
+    p.add_argument("--budget-s", type=float, default=870.0, help="wall-time budget of the whole run")
+    p.add_argument("--fanout-rounds", type=int, default=3, help="rounds of scenarios 5-6 (alternated)")
+    p.add_argument("--fanout-subscribers", type=int, default=10_000, help="subscribers of scenarios 5-6")
+    p.add_argument("--fanout-topics", type=int, default=1000, help="topics of the steady stream (scenario 6)")
+    p.add_argument("--fanout-reps", type=int, default=10, help="publications to all subscribers (scenario 5)")
+    p.add_argument("--fanout-rate", type=float, default=1000.0, help="publications/s of the steady stream")
+    p.add_argument("--fanout-duration-s", type=float, default=5.0, help="seconds of the steady stream")
+    p.add_argument("--skip", default="", help="comma-separated: traffic,idle,fanout,storm,synth")
     p.add_argument("--quick", action="store_true", help="tiny run for development (not for the page)")
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     p.add_argument("--render-only", action="store_true", help="rewrite BENCHMARKS.md and the chart from the last run")
@@ -131,6 +143,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.rounds, args.memory_rounds, args.duration_s, args.stages = 1, 1, 1.0, "1000"
         args.storm_clients, args.synth_rounds, args.make_test = 300, 1, "recorded"
+        args.fanout_rounds, args.fanout_subscribers, args.fanout_topics, args.fanout_reps = 1, 1000, 100, 3
+        args.fanout_duration_s = 1.0
     return args
 
 
@@ -159,16 +173,28 @@ def main(argv: list[str] | None = None) -> int:
         )
         args.stages = ",".join(map(str, stages))
         say("bench: " + notes[-1])
+    if "fanout" not in skip and args.fanout_subscribers + FD_SPARE > nofile:
+        wanted, args.fanout_subscribers = args.fanout_subscribers, (nofile - FD_SPARE) // 1000 * 1000
+        notes.append(
+            f"The open-file limit is {nofile:,}, so the fan-out scenarios use {args.fanout_subscribers:,} "
+            f"subscribers instead of {wanted:,}."
+        )
+        say("bench: " + notes[-1])
     loadgen.ensure_built(commands)
     if not (BENCH_DIR / "node-peer" / "node_modules" / "ws").is_dir():
         commands.append("cd bench/node-peer && npm ci")
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=BENCH_DIR / "node-peer",
+                       check=True)  # fmt: skip
+    if "fanout" not in skip and not (BENCH_DIR / "socketio-peer" / "node_modules" / "socket.io").is_dir():
+        commands.append("cd bench/socketio-peer && npm ci")
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=BENCH_DIR / "socketio-peer",
                        check=True)  # fmt: skip
     settings = Settings().with_overrides(BENCH_OVERRIDES)
     info = machine()
     say("stickyws benchmarks: " + info["machine"])
     traffic: list[dict[str, Any]] = []
     idle: list[dict[str, Any]] = []
+    fan: list[dict[str, Any]] = []
     storm_result: dict[str, Any] | None = None
     synth: dict[str, Any] | None = None
     timings: dict[str, float] = {}
@@ -176,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         with redis_on(GEN_CORE) as redis_server:
             secret = secrets.token_urlsafe(32)
-            tokens = scenarios.write_tokens(settings, secret, workdir, max(stages) + 2000)
+            tokens = scenarios.write_tokens(settings, secret, workdir, max(max(stages), args.fanout_subscribers) + 2000)
             b = scenarios.Bench(settings, secret, redis_server.url, tokens, SERVER_CORE, GEN_CORE, workdir)
             if "traffic" not in skip:
                 t0 = time.monotonic()
@@ -188,6 +214,14 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"scenario 3: {args.memory_rounds} rounds x 2 peers, stages {stages}")
                 idle = scenarios.run_idle(b, args.memory_rounds, stages, 200, say)
                 timings["idle"] = time.monotonic() - t0
+            if "fanout" not in skip:
+                t0 = time.monotonic()
+                say(f"scenarios 5-6: fan-out, {args.fanout_rounds} rounds x 2 peers, {args.fanout_subscribers:,} "
+                    f"subscribers; {args.fanout_reps} publications to all, then {args.fanout_rate:g}/s to "
+                    f"{args.fanout_topics:,} topics for {args.fanout_duration_s:g} s")  # fmt: skip
+                fan = fanout.run_fanout(b, args.fanout_rounds, args.fanout_subscribers, args.fanout_topics,
+                                        args.fanout_reps, args.fanout_rate, args.fanout_duration_s, say)  # fmt: skip
+                timings["fanout"] = time.monotonic() - t0
         if "storm" not in skip:
             t0 = time.monotonic()
             say(f"scenario 4: reconnect storm, {args.storm_clients} clients, 3 servers behind the twin")
@@ -199,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         synth = cost.run_synth(args.synth_rounds, say)
         timings["synth"] = time.monotonic() - t0
     test = _make_test(args, started, say)
-    rs = report.rows(traffic, idle, storm_result, synth, test)
+    rs = report.rows(traffic, idle, storm_result, synth, test, fan)
     say("")
     say(report.table(rs))
     total_s = time.monotonic() - started
@@ -214,27 +248,83 @@ def main(argv: list[str] | None = None) -> int:
         "notes": notes,
         "traffic": traffic,
         "idle": idle,
+        "fanout": fan,
         "storm": storm_result,
         "synth": synth,
         "make_test": test,
         "timings_s": timings,
         "total_s": total_s,
     }
+    if skip and RESULTS.exists():
+        stored = keep_skipped(stored, json.loads(RESULTS.read_text()), skip)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(stored, indent=1) + "\n")
     write_outputs(stored)
     return 0
 
 
+#: Per stage: its key in the stored results and the arguments that describe it on the page.
+STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "traffic": ("traffic", ("rounds", "duration_s", "conc", "latency_rate")),
+    "idle": ("idle", ("memory_rounds", "stages")),
+    "fanout": (
+        "fanout",
+        tuple(f"fanout_{k}" for k in ("rounds", "subscribers", "topics", "reps", "rate", "duration_s")),
+    ),
+    "storm": ("storm", ("storm_clients",)),
+    "synth": ("synth", ("synth_rounds",)),
+}
+
+
+JOINED_NOTE = "This page joins runs (same machine, same method): "
+
+
+def keep_skipped(stored: dict[str, Any], previous: dict[str, Any], skip: set[str]) -> dict[str, Any]:
+    """``stored`` with the stages in ``skip`` (and ``make test`` when not measured) taken from ``previous``,
+    the last stored run, so the page stays whole. ``stage_runs`` records when each stage was measured, and
+    one note on the page says which stages come from which run."""
+    out = {
+        **stored,
+        "args": dict(stored["args"]),
+        "timings_s": dict(stored["timings_s"]),
+        "notes": [n for n in stored["notes"] if not n.startswith(JOINED_NOTE)],
+    }
+    measured_at = dict.fromkeys((s for s in STAGES if s not in skip), stored["written_at"])
+    before = previous.get("stage_runs", {})
+    for stage in sorted(skip & STAGES.keys()):
+        key, arg_names = STAGES[stage]
+        if previous.get(key):
+            out[key] = previous[key]
+            out["args"].update({a: previous["args"][a] for a in arg_names if a in previous.get("args", {})})
+            if stage in previous.get("timings_s", {}):
+                out["timings_s"][stage] = previous["timings_s"][stage]
+            measured_at[stage] = before.get(stage, previous.get("written_at", "an earlier run"))
+    if out["make_test"] is None and previous.get("make_test"):
+        out["make_test"] = dict(previous["make_test"])
+        if out["make_test"].get("source") == "measured in this run":
+            out["make_test"]["source"] = f"recorded by an earlier `make bench` ({previous.get('written_at', '?')})"
+    out["stage_runs"] = measured_at
+    out["notes"] += [n for n in previous.get("notes", []) if n not in out["notes"] and not n.startswith(JOINED_NOTE)]
+    runs: dict[str, list[str]] = {}
+    for stage, when in measured_at.items():
+        if stage not in skip or out.get(STAGES[stage][0]):
+            runs.setdefault(when, []).append(stage)
+    if len(runs) > 1:
+        out["notes"].append(JOINED_NOTE + "; ".join(f"{', '.join(st)} from the run of {when}"
+                                                    for when, st in sorted(runs.items())) + ".")  # fmt: skip
+    return out
+
+
 def write_outputs(stored: dict[str, Any]) -> None:
     """Write BENCHMARKS.md and the chart from one run's stored results (also ``--render-only``)."""
-    rs = report.rows(stored["traffic"], stored["idle"], stored["storm"], stored["synth"], stored["make_test"])
+    rs = report.rows(stored["traffic"], stored["idle"], stored["storm"], stored["synth"], stored["make_test"],
+                     stored.get("fanout", []))  # fmt: skip
     report.chart(rs, CHART)
     args = argparse.Namespace(**stored["args"])
     OUTPUT.write_text(
         page(rs, stored["machine"], args, stored["traffic"], stored["idle"], stored["storm"], stored["synth"],
              stored["make_test"], stored["commands"], stored["total_s"], stored["timings_s"], stored["notes"],
-             stored["written_at"])
+             stored["written_at"], stored.get("fanout", []), getattr(args, "fanout_rounds", 0))
     )  # fmt: skip
     say(f"wrote {OUTPUT.relative_to(ROOT)}, {CHART.relative_to(ROOT)} (results: {RESULTS.relative_to(ROOT)})")
 
@@ -281,6 +371,8 @@ def page(
     timings: dict[str, float],
     notes: list[str],
     when: str,
+    fan: list[dict[str, Any]] | None = None,
+    fan_rounds: int = 0,
 ) -> str:
     """BENCHMARKS.md."""
     out = [
@@ -295,11 +387,14 @@ def page(
         f"![ratios against their targets](bench/{CHART.name})",
         "",
         "Memory cells read `total (server RSS + registry in Redis)` per connection. The storm and cost rows "
-        "are judged against their targets (ratio = measured / target); the others against the Node peer. "
+        "are judged against their targets (ratio = measured / target); the fan-out rows (5-6) against socket.io "
+        "with its Redis adapter (its numbers stand in the peer column); the others against the Node peer. "
         "Where a target is missed, the section *Missed targets* below has the profile, the experiments and "
         "their measured effect (in short: the echo gap is the exactly-once Redis commit per message, which "
         "the peer does not do; memory is mostly aiohttp's per-connection state, and one server-wide ping "
-        "task instead of one per connection takes 2.6 KB off).",
+        "task instead of one per connection takes 2.6 KB off; in fan-out, the reference's p99 tails come from "
+        "rounds in which it got too little of its shared core, and with 10 subscribers per publication it spends "
+        "more per publication than socket.io, in redis-py's pub/sub reply parsing).",
         "",
         *(f"Note: {n}\n" for n in notes),
         "## Machine and versions",
@@ -344,6 +439,7 @@ def page(
         "`RLIMIT_NOFILE` is raised as far as the hard limit allows, for the servers and the generator. "
         "Loopback source ports: 20,100 connections fit in the ephemeral range 32768-60999; Linux reuses "
         "TIME_WAIT ports on loopback (`tcp_tw_reuse=2`).",
+        *fanout.method_lines(fan or [], fan_rounds),
         "- Scenario 4: see `bench/storm.py`: 3 reference servers behind the twin's HAProxy, clients are the "
         "reference `StickyClient` in one Python process on the generator core, each sending a numbered message "
         f"every {storm.SEND_EVERY_S:g} s; one server is deregistered the way the twin does it (drain notice, "
@@ -379,6 +475,8 @@ def page(
         "audit log line and metrics; per message: the exactly-once commit (dedup + outbox for replay) in Redis.",
         "",
     ]
+    if fan:
+        out += fanout.peer_section()
     if storm_result is not None:
         out += ["## Reconnect storm, in full", "", "```", json.dumps(storm_result, indent=1), "```", ""]
     if idle:
@@ -408,7 +506,8 @@ def page(
         "",
         "`make bench` installs the Debian packages `golang-go` and `golang-github-gorilla-websocket-dev` with "
         "apt-get when they are missing (root), builds the generator into `bench/.build/`, runs `npm ci` in "
-        "`bench/node-peer/`, and writes this page, `bench/ratios.png` and `bench/results/last-run.json`. "
+        "`bench/node-peer/` and `bench/socketio-peer/`, and writes this page, `bench/ratios.png` and "
+        "`bench/results/last-run.json`. "
         f"Stage times of this run: {', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}.",
         "",
     ]

@@ -107,9 +107,11 @@ async def _storm(twin: TwinCluster, settings: Settings, clients_n: int, client_c
         registry = redis.Redis.from_url(twin.redis.url, decode_responses=True)
         try:
             stored_mismatch = 0
-            for c in clients:
+            for i, c in enumerate(clients):
                 assert c.session_id is not None
-                handled = int(registry.hget(keys.session_key(c.session_id), "lastClientId") or 0)
+                # Sessions are keyed by user (one per user); the hash's sid names the session.
+                stored = registry.hmget(keys.session_key(f"storm-{i}"), ["sid", "lastClientId"])
+                handled = int(stored[1] or 0) if stored[0] == c.session_id else 0
                 stored_mismatch += handled != c.outbox.sent_count
         finally:
             registry.close()

@@ -9,6 +9,8 @@
 //	latency    -conc C -rate R -duration S   the same frames at a fixed total rate R/s; p50/p99
 //	idle       -stages 1000,10000,... -conc C   open connections up to each stage, print a report,
 //	                                  wait for a line on stdin, go on; after the last: close all
+//	fanout     -client stickyws|socketio -n N -topics T ... -- PUBLISHER   subscribers and a
+//	                                  backend publishing to them (fanout.go has the details)
 //
 // Every report carries the generator's own CPU time (getrusage), so its load can be checked.
 // Every loop is bounded by -duration or by the stage counts; every network wait by -timeout.
@@ -349,7 +351,7 @@ func runIdle(g *gen, stages []int, conc int) {
 }
 
 func main() {
-	mode := flag.String("mode", "", "handshake | echo | latency | idle")
+	mode := flag.String("mode", "", "handshake | echo | latency | idle | fanout")
 	target := flag.String("url", "", "ws://127.0.0.1:PORT/ws")
 	tokens := flag.String("tokens", "", "file with one token per line")
 	proto := flag.String("subprotocol", "stickyws.v1", "subprotocol to offer")
@@ -358,6 +360,10 @@ func main() {
 	rate := flag.Float64("rate", 1000, "total messages per second (latency)")
 	stages := flag.String("stages", "1000", "comma-separated open-connection counts (idle)")
 	timeout := flag.Float64("timeout", 10, "seconds any single network wait may take")
+	client := flag.String("client", "stickyws", "stickyws | socketio (fanout)")
+	subs := flag.Int("n", 10000, "subscribers (fanout)")
+	topics := flag.Int("topics", 1000, "topics of the steady stream (fanout)")
+	reps := flag.Int("reps", 10, "publications to all subscribers, one at a time (fanout)")
 	flag.Parse()
 	if *target == "" || *tokens == "" {
 		fmt.Fprintln(os.Stderr, "loadgen: -url and -tokens are required")
@@ -375,6 +381,12 @@ func main() {
 		runEcho(g, *conc, d)
 	case "latency":
 		runLatency(g, *conc, *rate, d)
+	case "fanout":
+		if *client != "stickyws" && *client != "socketio" {
+			fmt.Fprintln(os.Stderr, "loadgen: -client must be stickyws or socketio")
+			os.Exit(2)
+		}
+		runFanout(g, *client == "socketio", *subs, *topics, *conc, *reps, *rate, d, flag.Args())
 	case "idle":
 		var st []int
 		for _, s := range strings.Split(*stages, ",") {
@@ -387,7 +399,7 @@ func main() {
 		}
 		runIdle(g, st, *conc)
 	default:
-		fmt.Fprintln(os.Stderr, "loadgen: -mode must be handshake, echo, latency or idle")
+		fmt.Fprintln(os.Stderr, "loadgen: -mode must be handshake, echo, latency, idle or fanout")
 		os.Exit(2)
 	}
 }
