@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -61,6 +62,11 @@ SOCKET_TIMEOUT_S = 2.0
 CONNECT_TIMEOUT_S = 1.0
 #: Pause between pub/sub resubscription attempts while Redis is down.
 RESUBSCRIBE_BACKOFF_S = 0.2
+#: TCP keepalive of the registry connections: a registry that went silent (a partition, not a restart)
+#: is noticed within about 5 + 2 x 3 = 11 s, also by the pub/sub listener, which reads without a timeout.
+KEEPALIVE_OPTIONS: dict[int, int] = (
+    {socket.TCP_KEEPIDLE: 5, socket.TCP_KEEPINTVL: 2, socket.TCP_KEEPCNT: 3} if hasattr(socket, "TCP_KEEPIDLE") else {}
+)
 #: How long :meth:`RedisRegistry.subscribe` waits for Redis to confirm a new channel.
 SUBSCRIBE_CONFIRM_TIMEOUT_S = 2.0
 
@@ -361,6 +367,8 @@ class RedisRegistry:
             timeout=POOL_TIMEOUT_S,
             socket_timeout=SOCKET_TIMEOUT_S,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_keepalive=True,
+            socket_keepalive_options=KEEPALIVE_OPTIONS,
         )
         self._client: Any = aioredis.Redis(connection_pool=self._pool, retry=Retry(NoBackoff(), 0))
         self._cluster_client: Any = None
@@ -707,7 +715,9 @@ class RedisRegistry:
                 self.available = True
                 await on_subscribed()
                 while True:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
+                    # No per-read timeout (it cost a timer per message); a peer that went silent is found
+                    # by TCP keepalive (KEEPALIVE_OPTIONS), a closed one at once.
+                    msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=None)
                     if msg is None:
                         continue
                     kind = msg.get("type")
