@@ -109,7 +109,8 @@ class ClusterListener:
         finally:
             self._broken.set()
 
-    async def _subscribe_on(self, channels: Iterable[str], *, wait_s: float) -> None:
+    async def _subscribe_on(self, channels: Iterable[str]) -> list[asyncio.Event]:
+        """Send the subscriptions; returns the events their confirmations set (waited for outside the lock)."""
         events = []
         for channel in channels:
             name, host, port = self._node_of(channel)
@@ -121,6 +122,10 @@ class ClusterListener:
             else:
                 await pubsub.subscribe(channel)
             self._channel_node[channel] = name
+        return events
+
+    @staticmethod
+    async def _confirmed(events: list[asyncio.Event], wait_s: float) -> None:
         if wait_s > 0 and events:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait_s):
@@ -133,8 +138,9 @@ class ClusterListener:
             self._broken.clear()
             try:
                 async with self._lock:
-                    await self._subscribe_on(sorted(self.wanted), wait_s=2.0)
+                    events = await self._subscribe_on(sorted(self.wanted))
                     self.live = True
+                await self._confirmed(events, 2.0)
                 await on_subscribed()
                 await self._broken.wait()
             except (TimeoutError, aioredis.ConnectionError, aioredis.TimeoutError, OSError):
@@ -150,15 +156,20 @@ class ClusterListener:
 
     async def subscribe(self, channels: Iterable[str], wait_s: float) -> None:
         """Add ``channels``; returns once Redis confirmed them (or they wait for the next round)."""
-        self.wanted.update(channels)
+        asked = list(channels)
+        self.wanted.update(asked)
         async with self._lock:  # the round in progress holds it while it subscribes its snapshot
             pending = sorted(c for c in self.wanted if c not in self._channel_node)
-            if not pending or not self.live:
-                return  # nothing new, or the next round subscribes everything wanted
+            if not self.live:
+                return  # the next round subscribes everything wanted
             try:
-                await self._subscribe_on(pending, wait_s=wait_s)
+                await self._subscribe_on(pending)
             except (aioredis.RedisError, OSError):
                 self._broken.set()
+                return
+        # Outside the lock, so other connections subscribe meanwhile; also waits for a confirmation
+        # another call is still waiting for (the channel counts only once Redis has confirmed it).
+        await self._confirmed([e for c in asked if (e := self._confirm.get(c)) is not None], wait_s)
 
     async def unsubscribe(self, channels: Iterable[str]) -> None:
         """Drop ``channels``."""
