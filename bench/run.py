@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.run [--rounds 5] [--memory-rounds 3] [--duration-s 3] [--storm-clients 3000]
                                   [--synth-rounds 3] [--make-test auto|run|recorded|skip] [--quick]
-                                  [--shard-rounds 3] [--shard-servers 2] [--only shards]
+                                  [--shard-rounds 3] [--shard-servers 3] [--only shards]
 
 Bounded: every generator run has a timeout, the storm has one, synths and ``make test`` have one;
 ``--make-test auto`` runs ``make test`` only when the run so far leaves room for it inside
@@ -126,7 +126,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget-s", type=float, default=570.0, help="wall-time budget of the whole run")
     p.add_argument("--skip", default="", help="comma-separated: traffic,idle,storm,shards,synth")
     p.add_argument("--shard-rounds", type=int, default=3, help="rounds of the registry-shards scenario (alternated)")
-    p.add_argument("--shard-servers", type=int, default=2, help="reference servers per registry in that scenario")
+    p.add_argument("--shard-servers", type=int, default=3, help="reference servers per registry in that scenario")
     p.add_argument("--only", choices=("shards",), help="run only this scenario; it replaces its part of the last run")
     p.add_argument("--quick", action="store_true", help="tiny run for development (not for the page)")
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")

@@ -19,6 +19,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import resource
+import shutil
 import statistics
 import subprocess
 import time
@@ -35,11 +38,16 @@ from bench.report import Row
 from stickyws.localcluster import LocalCluster
 from stickyws.localproc import RedisServer
 from stickyws.server.auth import TokenVerifier
+from stickyws.server.redis_registry import HANDSHAKE_LUA
 from stickyws.settings import Settings
 
 #: The registries compared, in the order of the first round.
 REGISTRIES = ("one redis-server", "cluster, 1 shard", "cluster, 3 shards")
 SCENARIOS = ("handshake", "echo")
+#: The stage that drives Redis alone: the registry's handshake script, sent by redis-benchmark.
+REDIS_BOUND = "handshake script"
+#: redis-benchmark load: requests, connections, pipeline depth, threads, users (keys are reused).
+RB_REQUESTS, RB_CLIENTS, RB_PIPELINE, RB_THREADS, RB_USERS = 100_000, 60, 32, 2, 100_000
 #: Tokens per server (users ``shard<i>-<n>``); handshakes cycle through them.
 TOKENS_PER_SERVER = 2000
 #: Seconds a generator run may take beyond its duration (dialing, closing).
@@ -171,6 +179,59 @@ def measure(registry: Registry, servers: list[peers.Server], tokens: list[Path],
     }  # fmt: skip
 
 
+def redis_bound(registry: Registry, timeout_s: float = 120.0) -> dict[str, Any]:
+    """Drive Redis alone: ``redis-benchmark`` sends the registry's own handshake script (EVALSHA, random users
+    of ``RB_USERS``, both keys in one slot) to every shard; no server in between, so Redis is the limit.
+
+    ``--cluster`` spreads the load over the shards (its ``{tag}`` becomes a tag of each node's slots);
+    redis-benchmark refuses a 1-node cluster, so one shard gets a fixed tag instead (that node owns every slot).
+    """
+    binary = shutil.which("redis-benchmark")
+    if binary is None:
+        raise loadgen.LoadgenError("redis-benchmark not found: install the Debian package redis-tools")
+    sha = ""
+    for _, port in registry.shards:
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+        try:
+            sha = str(client.script_load(HANDSHAKE_LUA))
+        finally:
+            client.close()
+    cluster = len(registry.shards) > 1
+    tag = "{tag}" if cluster else "{bench}"
+    cmd = [binary, *(["--cluster"] if cluster else []), "-h", "127.0.0.1", "-p", str(registry.shards[0][1]),
+           "-c", str(RB_CLIENTS), "-n", str(RB_REQUESTS), "-r", str(RB_USERS), "-P", str(RB_PIPELINE),
+           "--threads", str(RB_THREADS), "-q",
+           # KEYS route, session; ARGV server, routing ttl, reject, gone owner, session id, resume, session ttl,
+           # replay after, outbox max messages, outbox max bytes (see HANDSHAKE_LUA).
+           "EVALSHA", sha, "2", f"ws:{tag}:route:__rand_int__", f"ws:{tag}:session:__rand_int__", "bench", "3600",
+           "0", "", "sid-__rand_int__", "0", "86400", "", "64", "65536"]  # fmt: skip
+    redis0, cmds0 = registry.cpu_s(), registry.commands()
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy0, t0 = machine_busy_s(), time.monotonic()
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise loadgen.LoadgenError(f"redis-benchmark did not finish within {timeout_s:g} s") from None
+    wall = time.monotonic() - t0
+    machine_cores = (machine_busy_s() - busy0) / wall
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    found = re.findall(r"([0-9.]+) requests per second", done.stdout)
+    if done.returncode != 0 or not found:
+        raise loadgen.LoadgenError(f"redis-benchmark failed: {(done.stdout + done.stderr).strip()[-300:]}")
+    redis_cores = [(b - a) / wall for a, b in zip(redis0, registry.cpu_s(), strict=True)]
+    commands = [(b - a) / wall for a, b in zip(cmds0, registry.commands(), strict=True)]
+    rate = float(found[-1])
+    bench_cpu = (children1.ru_utime + children1.ru_stime - children0.ru_utime - children0.ru_stime) / wall
+    return {
+        "scenario": REDIS_BOUND, "registry": registry.name, "shards": len(registry.shards), "servers": 0,
+        "conc": RB_CLIENTS, "rate_per_s": rate, "errors": 0, "last_error": "", "server_cores": [],
+        "server_cpu_cores": 0.0, "redis_cores": redis_cores, "redis_cpu_cores": sum(redis_cores),
+        "redis_max_shard_cores": max(redis_cores), "redis_commands_per_s": commands,
+        "redis_cpu_us_per_op": sum(redis_cores) / rate * 1e6, "gen_cpu_cores": bench_cpu,
+        "machine_cpu_cores": machine_cores, "wall_s": wall,
+    }  # fmt: skip
+
+
 def _order(round_no: int) -> list[int]:
     idx = list(range(len(REGISTRIES)))
     return idx if round_no % 2 == 0 else idx[::-1]
@@ -194,8 +255,11 @@ def run_shards(settings: Settings, secret: str, workdir: Path, *, rounds: int, d
                 run_generators("handshake", [s.url for s in fleet], tokens, 1 + GEN_SLACK_S, conc=10, duration=1)
             for r in range(rounds):
                 for i in _order(r):
-                    for scenario in SCENARIOS:
-                        rec = measure(regs[i], fleets[i], tokens, scenario, conc, duration_s)
+                    for scenario in (*SCENARIOS, REDIS_BOUND):
+                        if scenario == REDIS_BOUND:
+                            rec = redis_bound(regs[i])
+                        else:
+                            rec = measure(regs[i], fleets[i], tokens, scenario, conc, duration_s)
                         rec["round"] = r
                         records.append(rec)
                         say(
@@ -231,11 +295,15 @@ def rows(records: list[dict[str, Any]] | None) -> list[Row]:
     if not records:
         return []
     out = []
-    servers = records[0]["servers"]
-    for scenario, label in (("handshake", "handshakes/s"), ("echo", "exactly-once echo messages/s")):
+    servers = max(int(r["servers"]) for r in records)
+    for scenario, label in (
+        ("handshake", f"handshakes/s, {servers} servers"),
+        ("echo", f"exactly-once echo messages/s, {servers} servers"),
+        (REDIS_BOUND, "Redis alone: handshake scripts/s"),
+    ):
         three, one = (median(records, scenario, REGISTRIES[i], "rate_per_s") for i in (2, 1))
-        out.append(Row(f"5. registry shards: {label}, {servers} servers", f"{three:,.0f} (3 shards)",
-                       f"{one:,.0f} (1 shard)", three / one, float("nan"), True, "(info)",
+        out.append(Row(f"5. registry shards: {label}", f"{three:,.0f} (3 shards)", f"{one:,.0f} (1 shard)",
+                       three / one, float("nan"), True, "(info)",
                        note="3 shards / 1 shard; see *Registry shards*"))  # fmt: skip
     return out
 
@@ -243,14 +311,15 @@ def rows(records: list[dict[str, Any]] | None) -> list[Row]:
 def bottleneck(records: list[dict[str, Any]], scenario: str, registry: str, cores: int) -> str:
     """Which resource limited ``scenario`` on ``registry``, from the CPU medians."""
     shard = median(records, scenario, registry, "redis_max_shard_cores")
-    ours = sum(median(records, scenario, registry, k) for k in ("server_cpu_cores", "redis_cpu_cores", "gen_cpu_cores"))
+    srv, rds, gen = (median(records, scenario, registry, k) for k in ("server_cpu_cores", "redis_cpu_cores",
+                                                                      "gen_cpu_cores"))  # fmt: skip
     machine = median(records, scenario, registry, "machine_cpu_cores")
     if shard >= SATURATED_CORES:
         return f"Redis (busiest shard {shard:.2f} cores)"
+    split = f"servers {srv:.2f}, Redis {rds:.2f}, load {gen:.2f}, other work {max(0.0, machine - srv - rds - gen):.2f}"
     if machine >= SATURATED_CORES * cores:
-        return (f"the machine's CPU ({machine:.2f} of {cores} cores busy: {ours:.2f} this stage, "
-                f"{max(0.0, machine - ours):.2f} other work)")  # fmt: skip
-    return f"no CPU ({machine:.2f} of {cores} cores busy): waits in the servers"
+        return f"the machine's CPU ({machine:.2f} of {cores} cores busy: {split})"
+    return f"waits, not CPU ({machine:.2f} of {cores} cores busy: {split})"
 
 
 def section(records: list[dict[str, Any]] | None, meta: dict[str, Any] | None) -> list[str]:
@@ -258,22 +327,28 @@ def section(records: list[dict[str, Any]] | None, meta: dict[str, Any] | None) -
     if not records:
         return []
     meta = meta or {}
-    servers = records[0]["servers"]
+    ws = [r for r in records if r["scenario"] != REDIS_BOUND]
+    servers, conc = (max(int(r[k]) for r in ws) for k in ("servers", "conc"))
     cores = int(meta.get("cores") or os.cpu_count() or 1)
     out = [
         "## Registry shards: one redis-server, a 1-shard and a 3-shard Redis Cluster",
         "",
-        f"Measured {meta.get('written_at', '')} ({meta.get('rounds', '?')} rounds alternated, "
-        f"{meta.get('duration_s', '?')} s per stage, {records[0]['conc']} connections or handshake workers in "
-        f"all, split over {servers} reference servers per registry; {meta.get('conditions', '')}). Cells are "
-        "medians over the rounds; CPU in cores (1.00 = one core busy for the whole stage), read from "
-        "`/proc/<pid>/stat` by PID for every server and every redis-server that holds slots.",
+        f"Measured {meta.get('written_at', '')} by `python -m bench.run --only shards` "
+        f"({meta.get('rounds', '?')} rounds, the registries alternated; {meta.get('conditions', '')}). "
+        f"`handshake` and `echo`: the generator's modes, {conc} connections (or handshake workers) in all for "
+        f"{meta.get('duration_s', '?')} s, split over {servers} reference servers on the registry, one generator "
+        f"per server on its own port. `{REDIS_BOUND}`: no server, `redis-benchmark` ({RB_CLIENTS} connections, "
+        f"pipeline {RB_PIPELINE}, {RB_THREADS} threads, {RB_REQUESTS:,} calls over {RB_USERS:,} users) sends the "
+        "registry's own handshake script to every shard, so Redis is the part under load. Cells are medians over "
+        "the rounds; CPU in cores (1.00 = one core busy for the whole stage), read from `/proc/<pid>/stat` by PID "
+        "for every server and every redis-server that holds slots, from `/proc/stat` for the whole machine. "
+        "Redis commands count the calls inside scripts.",
         "",
-        "| registry | scenario | rate/s | servers (cores each) | Redis per shard (cores) | Redis commands/s per "
-        "shard | Redis CPU per op | generators | errors | bottleneck |",
+        "| registry | stage | rate/s | servers (cores each) | Redis per shard (cores) | Redis commands/s per "
+        "shard | Redis CPU per op | load generator (cores) | errors | what limited it |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for scenario in SCENARIOS:
+    for scenario in (*SCENARIOS, REDIS_BOUND):
         for reg in REGISTRIES:
             srv = median_list(records, scenario, reg, "server_cores")
             rds = median_list(records, scenario, reg, "redis_cores")
@@ -281,21 +356,20 @@ def section(records: list[dict[str, Any]] | None, meta: dict[str, Any] | None) -
             errors = sum(int(r["errors"]) for r in records if r["scenario"] == scenario and r["registry"] == reg)
             out.append(
                 f"| {reg} | {scenario} | {median(records, scenario, reg, 'rate_per_s'):,.0f} | "
-                + " + ".join(f"{c:.2f}" for c in srv) + " | " + " / ".join(f"{c:.2f}" for c in rds) + " | "
-                + " / ".join(f"{c:,.0f}" for c in cmd) + " | "
+                + (" + ".join(f"{c:.2f}" for c in srv) or "none") + " | "
+                + " / ".join(f"{c:.2f}" for c in rds) + " | " + " / ".join(f"{c:,.0f}" for c in cmd) + " | "
                 + f"{median(records, scenario, reg, 'redis_cpu_us_per_op'):.0f} us | "
                 + f"{median(records, scenario, reg, 'gen_cpu_cores'):.2f} | {errors} | "
                 + bottleneck(records, scenario, reg, cores) + " |"
             )  # fmt: skip
     out.append("")
-    for scenario, label in (("handshake", "handshakes"), ("echo", "echo messages")):
+    for scenario, label in (("handshake", "handshakes"), ("echo", "echo messages"), (REDIS_BOUND, REDIS_BOUND + "s")):
         one, three = (median(records, scenario, REGISTRIES[i], "rate_per_s") for i in (1, 2))
         us = median(records, scenario, REGISTRIES[1], "redis_cpu_us_per_op")
         out.append(
-            f"- {label}: 3 shards / 1 shard = {three / one:.2f}x measured. On the 1-shard cluster Redis spends "
-            f"{us:.0f} us of CPU per operation, so one shard would saturate near {1e6 / us:,.0f}/s "
-            f"and 3 evenly loaded shards near {3e6 / us:,.0f}/s (derived from the CPU per operation, "
-            "not measured: it assumes the servers and the network keep up)."
+            f"- {label}: 3 shards / 1 shard = {three / one:.2f}x measured. On the 1-shard cluster Redis spent "
+            f"{us:.0f} us of CPU per operation: one shard saturates near {1e6 / us:,.0f}/s, 3 evenly loaded "
+            f"shards near {3e6 / us:,.0f}/s (arithmetic from the CPU per operation, not measured)."
         )
     out.append("")
     return out
