@@ -176,6 +176,9 @@ def measure(registry: Registry, servers: list[peers.Server], tokens: list[Path],
         "redis_cpu_us_per_op": sum(redis_cores) / rate * 1e6 if rate else float("nan"),
         "gen_cpu_cores": sum(float(r["gen_cpu_cores"]) for r in reports), "machine_cpu_cores": machine_cores,
         "wall_s": wall,
+        # handshake only: time from dial to the "connected" frame (median of the generators' p50, worst p99)
+        "connect_p50_ms": statistics.median(float(r.get("connect_p50_ms", 0)) for r in reports),
+        "connect_p99_ms": max(float(r.get("connect_p99_ms", 0)) for r in reports),
     }  # fmt: skip
 
 
@@ -267,6 +270,8 @@ def run_shards(settings: Settings, secret: str, workdir: Path, *, rounds: int, d
                             + " ".join(f"{c:.2f}" for c in rec["server_cores"])
                             + "  redis " + " ".join(f"{c:.2f}" for c in rec["redis_cores"])
                             + f"  generators {rec['gen_cpu_cores']:.2f}  machine {rec['machine_cpu_cores']:.2f} cores"
+                            + (f"  connect p50 {rec['connect_p50_ms']:.1f} ms p99 {rec['connect_p99_ms']:.1f} ms"
+                               if scenario == "handshake" else "")
                             + (f", {rec['errors']} errors: {rec['last_error'][:60]}" if rec["errors"] else "")
                         )  # fmt: skip
         finally:
@@ -380,5 +385,15 @@ def section(records: list[dict[str, Any]] | None, meta: dict[str, Any] | None) -
             line + " (arithmetic from the medians above, not measured; a shard's CPU per operation falls as it "
             "gets busier, so these are floors)."
         )
+    cells = []
+    for reg in REGISTRIES:
+        rate, p50, p99 = (
+            median(records, "handshake", reg, k) for k in ("rate_per_s", "connect_p50_ms", "connect_p99_ms")
+        )
+        cells.append(f"{reg} {p50:.0f} / {p99:.0f} ms of a {conc / rate * 1000:.0f} ms cycle")
+    out.append(
+        "- handshake connect time, dial to the `connected` frame, p50 / p99 (the cycle is workers / rate: "
+        "connect, then the close handshake): " + "; ".join(cells) + "."
+    )
     out.append("")
     return out
