@@ -5,8 +5,13 @@ generator's ``handshake`` and ``echo`` modes), ``servers`` reference servers per
 (one generator process per server, hitting its port directly; the connections are split evenly, each
 server's users are its own). Around every stage the CPU time of every process is read from
 ``/proc/<pid>/stat`` by PID: each server, each redis-server holding slots (per shard), and each
-generator (its own ``getrusage``); ``INFO stats`` gives the commands each shard processed. So the
-table shows where the time goes, and whether Redis or the servers are the limit.
+generator (its own ``getrusage``); ``/proc/stat`` gives the whole machine's busy time (other work
+included) and ``INFO stats`` the commands each shard processed. So the table shows where the time
+goes, and whether Redis or the servers are the limit.
+
+A third stage takes the servers out: ``redis-benchmark`` sends the registry's own handshake script
+straight to the shards (:func:`redis_bound`), so the load is on Redis and the gain of more shards shows
+where Redis is the bottleneck (as far as the machine's cores allow).
 
 Nothing is pinned: on a 2-core machine pinning three shards to one core would cap them at that core
 and hide exactly the gain this scenario looks for. Rounds alternate the order of the registries
@@ -184,7 +189,7 @@ def measure(registry: Registry, servers: list[peers.Server], tokens: list[Path],
 
 def redis_bound(registry: Registry, timeout_s: float = 120.0) -> dict[str, Any]:
     """Drive Redis alone: ``redis-benchmark`` sends the registry's own handshake script (EVALSHA, random users
-    of ``RB_USERS``, both keys in one slot) to every shard; no server in between, so Redis is the limit.
+    of ``RB_USERS``, both keys in one slot) to every shard; no server in between, so Redis is the part under load.
 
     ``--cluster`` spreads the load over the shards (its ``{tag}`` becomes a tag of each node's slots);
     redis-benchmark refuses a 1-node cluster, so one shard gets a fixed tag instead (that node owns every slot).
