@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.run [--rounds 5] [--memory-rounds 3] [--duration-s 3] [--storm-clients 3000]
                                   [--fanout-rounds 3] [--fanout-subscribers 10000] [--fanout-rate 1000]
                                   [--synth-rounds 3] [--make-test auto|run|recorded|skip] [--quick]
-                                  [--skip traffic,idle,fanout,storm,synth]
+                                  [--skip traffic,idle,fanout,storm,shards,synth]
+                                  [--shard-rounds 3] [--shard-servers 3] [--only shards]
 
 A run that skips stages keeps those stages' results from the last stored run on the page (a note says so).
 
@@ -29,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import cost, fanout, report, scenarios, storm
+from bench import cost, fanout, report, scenarios, shards, storm
 from bench import generator as loadgen
 from bench.peers import BENCH_DIR
 from stickyws.localproc import RedisServer
@@ -128,14 +129,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--storm-clients", type=int, default=3000)
     p.add_argument("--synth-rounds", type=int, default=3)
     p.add_argument("--make-test", choices=("auto", "run", "recorded", "skip"), default="auto")
-    p.add_argument("--budget-s", type=float, default=870.0, help="wall-time budget of the whole run")
+    p.add_argument("--budget-s", type=float, default=1000.0, help="wall-time budget of the whole run")
     p.add_argument("--fanout-rounds", type=int, default=3, help="rounds of scenarios 5-6 (alternated)")
     p.add_argument("--fanout-subscribers", type=int, default=10_000, help="subscribers of scenarios 5-6")
     p.add_argument("--fanout-topics", type=int, default=1000, help="topics of the steady stream (scenario 6)")
     p.add_argument("--fanout-reps", type=int, default=10, help="publications to all subscribers (scenario 5)")
     p.add_argument("--fanout-rate", type=float, default=1000.0, help="publications/s of the steady stream")
     p.add_argument("--fanout-duration-s", type=float, default=5.0, help="seconds of the steady stream")
-    p.add_argument("--skip", default="", help="comma-separated: traffic,idle,fanout,storm,synth")
+    p.add_argument("--skip", default="", help="comma-separated: traffic,idle,fanout,storm,shards,synth")
+    p.add_argument("--shard-rounds", type=int, default=3, help="rounds of the registry-shards scenario (alternated)")
+    p.add_argument("--shard-servers", type=int, default=3, help="reference servers per registry in that scenario")
+    p.add_argument("--only", choices=("shards",), help="run only this scenario; it replaces its part of the last run")
     p.add_argument("--quick", action="store_true", help="tiny run for development (not for the page)")
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     p.add_argument("--render-only", action="store_true", help="rewrite BENCHMARKS.md and the chart from the last run")
@@ -145,6 +149,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.storm_clients, args.synth_rounds, args.make_test = 300, 1, "recorded"
         args.fanout_rounds, args.fanout_subscribers, args.fanout_topics, args.fanout_reps = 1, 1000, 100, 3
         args.fanout_duration_s = 1.0
+        args.shard_rounds = 1
     return args
 
 
@@ -156,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         write_outputs(json.loads(RESULTS.read_text()))
         return 0
+    if args.only == "shards":
+        return _only_shards(args)
     started = time.monotonic()
     skip = set(filter(None, args.skip.split(",")))
     commands: list[str] = []
@@ -227,13 +234,19 @@ def main(argv: list[str] | None = None) -> int:
             say(f"scenario 4: reconnect storm, {args.storm_clients} clients, 3 servers behind the twin")
             storm_result = storm.run_storm(settings, args.storm_clients, SERVER_CORE, GEN_CORE, say)
             timings["storm"] = time.monotonic() - t0
+        shard_records: list[dict[str, Any]] | None = None
+        shard_meta: dict[str, Any] | None = None
+        if "shards" not in skip:
+            t0 = time.monotonic()
+            shard_records, shard_meta = _shards(args, settings, workdir)
+            timings["shards"] = time.monotonic() - t0
     if "synth" not in skip:
         t0 = time.monotonic()
         say(f"synth cost: make synth vs the minimal pattern app, {args.synth_rounds} rounds alternated")
         synth = cost.run_synth(args.synth_rounds, say)
         timings["synth"] = time.monotonic() - t0
     test = _make_test(args, started, say)
-    rs = report.rows(traffic, idle, storm_result, synth, test, fan)
+    rs = report.rows(traffic, idle, storm_result, synth, test, fan) + shards.rows(shard_records)
     say("")
     say(report.table(rs))
     total_s = time.monotonic() - started
@@ -251,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         "fanout": fan,
         "storm": storm_result,
         "synth": synth,
+        "shards": shard_records,
+        "shards_meta": shard_meta,
         "make_test": test,
         "timings_s": timings,
         "total_s": total_s,
@@ -319,14 +334,72 @@ def write_outputs(stored: dict[str, Any]) -> None:
     """Write BENCHMARKS.md and the chart from one run's stored results (also ``--render-only``)."""
     rs = report.rows(stored["traffic"], stored["idle"], stored["storm"], stored["synth"], stored["make_test"],
                      stored.get("fanout", []))  # fmt: skip
+    rs += shards.rows(stored.get("shards"))
     report.chart(rs, CHART)
     args = argparse.Namespace(**stored["args"])
     OUTPUT.write_text(
-        page(rs, stored["machine"], args, stored["traffic"], stored["idle"], stored["storm"], stored["synth"],
-             stored["make_test"], stored["commands"], stored["total_s"], stored["timings_s"], stored["notes"],
-             stored["written_at"], stored.get("fanout", []), getattr(args, "fanout_rounds", 0))
-    )  # fmt: skip
+        page(
+            rs,
+            stored["machine"],
+            args,
+            stored["traffic"],
+            stored["idle"],
+            stored["storm"],
+            stored["synth"],
+            stored["make_test"],
+            stored["commands"],
+            stored["total_s"],
+            stored["timings_s"],
+            stored["notes"],
+            stored["written_at"],
+            stored.get("fanout", []),
+            getattr(args, "fanout_rounds", 0),
+            extra=shards.section(stored.get("shards"), stored.get("shards_meta")),
+        )
+    )
     say(f"wrote {OUTPUT.relative_to(ROOT)}, {CHART.relative_to(ROOT)} (results: {RESULTS.relative_to(ROOT)})")
+
+
+def _shards(args: argparse.Namespace, settings: Settings, workdir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The registry-shards scenario, with the conditions it ran in (load average before and after)."""
+    load0 = os.getloadavg()
+    say(f"registry shards: {args.shard_rounds} rounds x 3 registries, {args.duration_s:g} s each, "
+        f"{args.conc} clients over {args.shard_servers} servers")  # fmt: skip
+    records = shards.run_shards(
+        settings, secrets.token_urlsafe(32), workdir, rounds=args.shard_rounds, duration_s=args.duration_s,
+        conc=args.conc, servers=args.shard_servers, say=say,
+    )  # fmt: skip
+    load1 = os.getloadavg()
+    meta = {
+        "written_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rounds": args.shard_rounds,
+        "duration_s": args.duration_s, "cores": os.cpu_count(),
+        "conditions": f"load average {load0[0]:.1f} before and {load1[0]:.1f} after on {os.cpu_count()} cores, "
+        "nothing pinned, other work running on the machine",
+    }  # fmt: skip
+    return records, meta
+
+
+def _only_shards(args: argparse.Namespace) -> int:
+    """``--only shards``: run that scenario and put it into the last run's results and the page."""
+    raise_nofile()
+    commands: list[str] = []
+    loadgen.ensure_built(commands)
+    settings = Settings().with_overrides(BENCH_OVERRIDES)
+    with tempfile.TemporaryDirectory(prefix="stickyws-bench-") as tmp:
+        records, meta = _shards(args, settings, Path(tmp))
+    say("")
+    say(report.table(shards.rows(records)))
+    say("\n".join(shards.section(records, meta)))
+    if args.quick or args.no_write:
+        return 0
+    stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else None
+    if stored is None:
+        say(f"bench: no {RESULTS.relative_to(ROOT)} to add the shards to: run make bench for the whole page")
+        return 0
+    stored["shards"], stored["shards_meta"] = records, meta
+    RESULTS.write_text(json.dumps(stored, indent=1) + "\n")
+    write_outputs(stored)
+    return 0
 
 
 def _make_test(args: argparse.Namespace, started: float, say: Any) -> dict[str, Any] | None:
@@ -373,6 +446,7 @@ def page(
     when: str,
     fan: list[dict[str, Any]] | None = None,
     fan_rounds: int = 0,
+    extra: list[str] | None = None,
 ) -> str:
     """BENCHMARKS.md."""
     out = [
@@ -493,6 +567,7 @@ def page(
     if synth is not None:
         samples = ", ".join(f"{k}: {' / '.join(f'{v:.1f}' for v in vs)} s" for k, vs in synth["samples"].items())
         out += ["## Synth samples", "", samples, ""]
+    out += extra or []
     if FINDINGS.exists():
         out += [FINDINGS.read_text().strip(), ""]
     out += [

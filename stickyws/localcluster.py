@@ -4,8 +4,11 @@
 processes on ports the OS picks (client port and cluster-bus port each, so nothing depends on
 ``port + 10000``), joins them with ``redis-cli --cluster create ... --cluster-replicas N
 --cluster-yes`` and waits until every node reports ``cluster_state:ok`` and every replica's link to
-its primary is up. :meth:`LocalCluster.kill_primary` sends SIGKILL to a primary (a crash, not a
-shutdown) and :meth:`LocalCluster.wait_for_failover` waits until a replica owns its slots; with the
+its primary is up. With ``primaries=1`` (no replicas) there is nothing to join: the single node is
+given every slot itself (``CLUSTER ADDSLOTSRANGE 0 16383``), a one-shard cluster that speaks the
+cluster protocol (slot map, sharded pub/sub), for comparisons against more shards.
+:meth:`LocalCluster.kill_primary` sends SIGKILL to a primary (a crash, not a shutdown)
+and :meth:`LocalCluster.wait_for_failover` waits until a replica owns its slots; with the
 short default ``cluster-node-timeout`` (1 s) that takes 2-4 s. Every process is stopped by the PID
 this module started, never by name.
 
@@ -28,6 +31,8 @@ from stickyws.localproc import LocalProcessError, free_port, stop_pid, wait_for_
 
 #: cluster-node-timeout of the local nodes: how long a node may be silent before it counts as failing.
 DEFAULT_NODE_TIMEOUT_MS = 1000
+#: Hash slots of a Redis Cluster.
+SLOTS = 16384
 _T = TypeVar("_T")
 
 
@@ -80,8 +85,9 @@ class Failover:
 class LocalCluster:
     """A Redis Cluster of ``primaries`` shards with ``replicas`` replicas each, on 127.0.0.1.
 
-    :param primaries: shards, 3-16 (``redis-cli --cluster create`` needs at least 3 primaries).
-    :param replicas: replicas per primary, 0-3.
+    :param primaries: shards, 1 or 3-16 (``redis-cli --cluster create`` needs at least 3 primaries; one
+        shard is formed without it, and takes no replicas).
+    :param replicas: replicas per primary, 0-3 (0 with ``primaries=1``).
     :param node_timeout_ms: ``cluster-node-timeout``, 100-60000 ms. Default 1000.
     """
 
@@ -94,10 +100,12 @@ class LocalCluster:
         server_binary: str = "redis-server",
         cli_binary: str = "redis-cli",
     ) -> None:
-        if not 3 <= primaries <= 16:
-            raise ValueError(f"primaries={primaries} is outside 3-16: redis-cli --cluster create needs 3 or more")
+        if primaries != 1 and not 3 <= primaries <= 16:
+            raise ValueError(f"primaries={primaries} is outside 1 or 3-16: redis-cli --cluster create needs 3 or more")
         if not 0 <= replicas <= 3:
             raise ValueError(f"replicas={replicas} is outside 0-3")
+        if primaries == 1 and replicas:
+            raise ValueError(f"replicas={replicas} with primaries=1: a one-shard cluster is formed without replicas")
         if not 100 <= node_timeout_ms <= 60_000:
             raise ValueError(f"node_timeout_ms={node_timeout_ms} is outside 100-60000")
         self.primaries, self.replicas, self.node_timeout_ms = primaries, replicas, node_timeout_ms
@@ -124,7 +132,10 @@ class LocalCluster:
                 self._spawn(node)
             for node in self.nodes:
                 wait_for_port(node.port, max(0.1, deadline - time.monotonic()))
-            self._create(max(1.0, deadline - time.monotonic()))
+            if self.primaries == 1:
+                self._query(self.nodes[0], "CLUSTER", "ADDSLOTSRANGE", "0", str(SLOTS - 1))
+            else:
+                self._create(max(1.0, deadline - time.monotonic()))
             self.wait_until_ok(max(1.0, deadline - time.monotonic()))
         except BaseException:
             self.stop()
@@ -207,7 +218,7 @@ class LocalCluster:
             if not all(self.cluster_info(n).get("cluster_state") == "ok" for n in live):
                 return False
             states = [s for s in self.topology() if s.port in {n.port for n in live}]
-            if sum(s.slots for s in states if s.role == "master") != 16384:
+            if sum(s.slots for s in states if s.role == "master") != SLOTS:
                 return False
             replicas = [n for n in live if n.port in {s.port for s in states if s.role == "slave"}]
             return all("master_link_status:up" in self._query(n, "INFO", "replication") for n in replicas)

@@ -75,9 +75,28 @@ def test_stop_leaves_no_process_or_directory() -> None:
     assert not root.exists()
 
 
+def test_one_shard_cluster_holds_every_slot_and_serves_cluster_clients() -> None:
+    """primaries=1: one node owns all 16384 slots, a cluster client works on it, and stop leaves no process."""
+    with LocalCluster(primaries=1, replicas=0) as cluster:
+        (state,) = cluster.topology()
+        assert (state.role, state.slots) == ("master", 16384)
+        assert [n.port for n in cluster.primary_nodes()] == [cluster.nodes[0].port]
+        assert cluster.cluster_info(cluster.nodes[0])["cluster_state"] == "ok"
+        client = RedisCluster.from_url(cluster.url)
+        client.mset_nonatomic({"{a}x": "1", "{b}y": "2"})
+        assert client.mget_nonatomic(["{a}x", "{b}y"]) == [b"1", b"2"]
+        assert client.execute_command("INFO", "cluster")["cluster_enabled"] == 1
+        client.close()
+        pids = cluster.pids
+    assert len(pids) == 1
+    assert not os.path.exists(f"/proc/{pids[0]}")
+
+
 def test_bad_shapes_are_refused() -> None:
     """Fewer than 3 primaries or an out-of-range node timeout is refused before anything starts."""
-    with pytest.raises(ValueError, match="primaries=2 is outside 3-16"):
+    with pytest.raises(ValueError, match="primaries=2 is outside 1 or 3-16"):
         LocalCluster(primaries=2)
+    with pytest.raises(ValueError, match="replicas=1 with primaries=1"):
+        LocalCluster(primaries=1, replicas=1)
     with pytest.raises(ValueError, match="node_timeout_ms=50 is outside 100-60000"):
         LocalCluster(node_timeout_ms=50)
