@@ -34,7 +34,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from stickyws import keys
 from stickyws.server.session import (
@@ -544,17 +544,27 @@ def publication_body(publication: Publication) -> str:
     return head[:-1] + ',"d":' + publication.data + "}"
 
 
+def _split_body(text: str) -> tuple[dict[str, Any], str]:
+    """A pub/sub body's head fields and its ``d`` payload text, without parsing the payload.
+
+    Bodies put ``"d"`` last (:func:`publication_body`, the registry's scripts), and a ``,"d":`` inside a
+    head string would have its quote escaped, so the first one starts the payload.
+    """
+    cut = text.find(',"d":')
+    if cut < 0 or not text.endswith("}"):
+        raise ValueError("not a stickyws pub/sub body")
+    head = json.loads(text[:cut] + "}")
+    data = text[cut + 5 : -1]
+    if not isinstance(head, dict) or not data:
+        raise ValueError("not a stickyws pub/sub body")
+    return head, data
+
+
 def parse_publication(text: str) -> Publication:
     """A topic channel body as a :class:`Publication`; raises ``ValueError`` for anything else."""
     try:
-        body = json.loads(text)
-        return Publication(
-            str(body["t"]),
-            int(body["o"]),
-            str(body["e"]),
-            json.dumps(body["d"], separators=(",", ":"), ensure_ascii=False),
-            int(body.get("ts", 0)),
-        )
+        head, data = _split_body(text)
+        return Publication(str(head["t"]), int(head["o"]), str(head["e"]), data, int(head.get("ts", 0)))
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"malformed publication: {exc}") from None
 
@@ -573,8 +583,7 @@ class UserPush:
 def parse_push(text: str) -> UserPush:
     """A push channel body as a :class:`UserPush`; raises ``ValueError`` for anything else."""
     try:
-        body = json.loads(text)
-        data = json.dumps(body["d"], separators=(",", ":"), ensure_ascii=False)
-        return UserPush(str(body["u"]), str(body["s"]), int(body["q"]), data, int(body.get("ts", 0)))
+        head, data = _split_body(text)
+        return UserPush(str(head["u"]), str(head["s"]), int(head["q"]), data, int(head.get("ts", 0)))
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"malformed push: {exc}") from None

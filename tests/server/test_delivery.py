@@ -73,3 +73,18 @@ def test_history_after_judges_completeness_and_epochs() -> None:
     assert history_after(pos, 5, "E", [], "t").publications == ()
     everything = [(o, str(o)) for o in range(1, 6)]
     assert history_after(pos, 0, "", everything, "t").publications is not None  # subscribed before the log
+
+
+def test_pubsub_bodies_keep_the_payload_text_as_published() -> None:
+    """A publication body round-trips with its payload text untouched, also when the topic name holds
+    the payload marker; anything else is a ValueError."""
+    import pytest
+
+    from stickyws.server.registry import parse_publication, parse_push, publication_body
+
+    pub = Publication('news,"d":x', 7, "ep", '{"é":[1, 2.50]}', 123)
+    assert parse_publication(publication_body(pub)) == pub
+    assert parse_push('{"u":"a","s":"s1","q":3,"ts":9,"d":"hi"}').data == '"hi"'
+    for bad in ("", "{}", '{"t":"x","o":1,"e":"e"}', '{"t":"x","d":1', "[1,2]"):
+        with pytest.raises(ValueError, match=r"pub/sub body|malformed publication"):
+            parse_publication(bad)
