@@ -69,9 +69,20 @@ def taskset(core: int | None, args: list[str]) -> list[str]:
 
 
 def start(
-    peer: str, *, settings: Settings, secret: str, redis_url: str, core: int | None, workdir: Path, tag: str
+    peer: str,
+    *,
+    settings: Settings,
+    secret: str,
+    redis_url: str,
+    core: int | None,
+    workdir: Path,
+    tag: str,
+    registry: str = "redis",
 ) -> Server:
-    """Start ``peer`` on a free port, pinned to ``core``; returns once its /health answers 200."""
+    """Start ``peer`` on a free port, pinned to ``core``; returns once its /health answers 200.
+
+    ``registry="memory"`` starts the reference server without ``REDIS_URL`` (its in-memory registry).
+    """
     port = free_port()
     server_id = f"{peer}-{tag}"
     log_path = workdir / f"{server_id}.log"
@@ -79,7 +90,7 @@ def start(
         env = {
             **os.environ,
             **to_env(settings),
-            ENV_REDIS_URL: redis_url,
+            ENV_REDIS_URL: redis_url if registry == "redis" else "",
             ENV_JWT_SECRET: secret,
             ENV_SERVER_ID: server_id,
         }
