@@ -65,6 +65,9 @@ Added for server push (v1-compatible: a client that ignores unknown frame types 
       client continues from ``(O, E)``.
     * ``{"type":"gap","fromSeq":A,"toSeq":B}``: messages ``A..B`` of this session are gone (the
       session's outbox could not hold them); never a silent gap.
+    * ``{"type":"message","data":D}`` without ``seq``: a handler reply of a server that runs with
+      ``inbound_delivery=at_most_once``; it is not numbered, not kept and never replayed (clients
+      that number messages ignore it for ``lastSeq``).
     * Close 1013 (:data:`CLOSE_TRY_AGAIN_LATER`) with reason ``slow consumer``: the connection's unsent
       output passed ``max_output_bytes``; the client resumes and gets the rest from its seq and offsets.
 """
@@ -286,6 +289,11 @@ def subscribe_ack(msg_id: int, topic: str, offset: int, epoch: str, *, duplicate
 def message_raw(seq: int, data_json: str) -> str:
     """:func:`message` for a payload that is already compact JSON text (no re-encoding)."""
     return f'{{"type":"message","seq":{seq},"data":{data_json}}}'
+
+
+def message_unnumbered(data_json: str) -> str:
+    """A reply that is neither numbered nor kept for replay (``inbound_delivery=at_most_once``)."""
+    return f'{{"type":"message","data":{data_json}}}'
 
 
 def publication_raw(topic: str, offset: int, epoch: str, data_json: str) -> str:

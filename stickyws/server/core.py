@@ -236,6 +236,8 @@ class ServerCore:
         self.sv = settings.server
         self.dv = settings.delivery
         self.limits = OutboxLimits(self.dv.outbox_max_messages, self.dv.outbox_max_bytes)
+        #: ``inbound_delivery=at_most_once``: sends are handled and acknowledged without a registry commit.
+        self._at_most_once = self.dv.inbound_delivery == "at_most_once"
         self.server_id = server_id
         self.registry = registry
         self.verifier = verifier
@@ -895,6 +897,14 @@ class ServerCore:
             except Exception:
                 log.exception("handler failed on message %s of session %s", msg.id, session.session_id)
                 self._write(conn, protocol.error(protocol.ERR_HANDLER, "the handler failed", msg.id))
+                return
+            if self._at_most_once:
+                # No commit: the mirror remembers the id for this connection only; replies are unnumbered.
+                session.last_client_id = max(session.last_client_id, msg.id)
+                for data in outputs:
+                    self._write(conn, protocol.message_unnumbered(data))
+                    self.metrics.count("MessagesOut")
+                self._write(conn, protocol.ack(msg.id))
                 return
             commit = Commit(msg.id, outputs)
         else:
