@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from stickyws import keys
+from stickyws import json_codec, keys
 from stickyws.server.session import (
     DEFAULT_OUTBOX_LIMITS,
     Commit,
@@ -539,12 +539,12 @@ def publication_body(publication: Publication) -> str:
 def parse_publication(text: str) -> Publication:
     """A topic channel body as a :class:`Publication`; raises ``ValueError`` for anything else."""
     try:
-        body = json.loads(text)
+        body = json_codec.loads(text)
         return Publication(
             str(body["t"]),
             int(body["o"]),
             str(body["e"]),
-            json.dumps(body["d"], separators=(",", ":"), ensure_ascii=False),
+            json_codec.dumps(body["d"]),
             int(body.get("ts", 0)),
         )
     except (KeyError, TypeError, AttributeError) as exc:
@@ -565,8 +565,8 @@ class UserPush:
 def parse_push(text: str) -> UserPush:
     """A push channel body as a :class:`UserPush`; raises ``ValueError`` for anything else."""
     try:
-        body = json.loads(text)
-        data = json.dumps(body["d"], separators=(",", ":"), ensure_ascii=False)
+        body = json_codec.loads(text)
+        data = json_codec.dumps(body["d"])
         return UserPush(str(body["u"]), str(body["s"]), int(body["q"]), data, int(body.get("ts", 0)))
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"malformed push: {exc}") from None
