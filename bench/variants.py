@@ -1,0 +1,191 @@
+"""Side-by-side runs of server variants: the same generator scenarios, alternated, medians and ratios.
+
+    .venv/bin/python -m bench.variants --variants reference,reference-json [--scenarios echo] [--rounds 5]
+
+A variant is a peer (``reference`` or ``node``) with settings overrides, a registry and extra
+environment (:data:`VARIANTS`). Every variant runs at once on the server core (one under load at a
+time); round ``r`` starts with variant ``r mod n`` (A B C, B C A, ...), so a noisy machine's drift hits
+all alike. Printed: per scenario and variant the median rate (or p50/p99), the ratio to the first
+variant, and the median server and generator CPU (a generator near one core means the figure is a
+lower bound: "at least").
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import generator as loadgen
+from bench import peers, scenarios
+from bench.peers import BENCH_DIR, Server
+from stickyws.settings import Settings
+
+#: Generator CPU (cores) from which a rate is reported as "at least" (the generator may be the limit).
+GEN_SATURATED_CORES = 0.85
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One server configuration under test."""
+
+    name: str
+    peer: str = "reference"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    registry: str = "redis"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    doc: str = ""
+
+
+_NO_ORJSON = {"PYTHONPATH": str(BENCH_DIR / "shadow" / "no-orjson")}
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("reference", doc="stickyws serve, Redis registry, defaults (exactly_once)"),
+        Variant("reference-amo", overrides={"inbound_delivery": "at_most_once"}, doc="inbound_delivery=at_most_once"),
+        Variant("reference-json", extra_env=_NO_ORJSON, doc="as reference, standard json instead of orjson"),
+        Variant(
+            "reference-amo-json",
+            overrides={"inbound_delivery": "at_most_once"},
+            extra_env=_NO_ORJSON,
+            doc="at_most_once with the standard json",
+        ),
+        Variant(
+            "reference-no-hiredis",
+            extra_env={"PYTHONPATH": str(BENCH_DIR / "shadow" / "no-hiredis")},
+            doc="as reference, redis-py's pure-Python RESP parser instead of hiredis",
+        ),
+        Variant("reference-memory", registry="memory", doc="in-memory registry (no Redis)"),
+        Variant("proto-aiohttp", peer="proto-aiohttp", doc="the frames on aiohttp + uvloop alone, no registry"),
+        Variant("proto-picows", peer="proto-picows", doc="the frames on picows + uvloop alone, no registry"),
+        Variant("node", peer="node", doc="Node ws + ioredis, nothing persisted per message"),
+        Variant(
+            "node-commit",
+            peer="node",
+            extra_env={"PEER_COMMIT": "1"},
+            doc="Node ws + ioredis, one Lua commit (dedup, seq, outbox) per message before the ack",
+        ),
+    )
+}
+SCENARIOS = ("handshake", "echo", "latency")
+
+
+def _tokens(b: scenarios.Bench, v: Variant) -> Path:
+    return b.tokens.get(v.peer, b.tokens["reference"])
+
+
+def start(variant: Variant, b: scenarios.Bench, tag: str) -> Server:
+    """Start ``variant`` pinned to the server core."""
+    settings = b.settings.with_overrides(variant.overrides) if variant.overrides else b.settings
+    return peers.start(variant.peer, settings=settings, secret=b.secret, redis_url=b.redis_url, core=b.server_core,
+                       workdir=b.workdir, tag=tag, registry=variant.registry, extra_env=variant.extra_env)  # fmt: skip
+
+
+def run(
+    b: scenarios.Bench,
+    variants: list[Variant],
+    scenario_names: list[str],
+    rounds: int,
+    duration_s: float,
+    conc: int,
+    rate: float,
+    say: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """Every variant x scenario x round, alternated; one record per generator run (``peer`` = variant name)."""
+    servers: dict[str, Server] = {}
+    records: list[dict[str, Any]] = []
+    timeout_s = duration_s + 60
+    try:
+        for v in variants:
+            servers[v.name] = start(v, b, f"v{len(servers)}")
+        for v in variants:  # warm-up
+            loadgen.run("echo", servers[v.name].url, _tokens(b, v), core=b.gen_core, timeout_s=timeout_s,
+                        conc=conc, duration=1)  # fmt: skip
+        for r in range(rounds):
+            order = variants[r % len(variants) :] + variants[: r % len(variants)]
+            for v in order:
+                server = servers[v.name]
+                for scenario in scenario_names:
+                    flags: dict[str, Any] = {"conc": conc, "duration": duration_s}
+                    if scenario == "latency":
+                        flags["rate"] = rate
+                    cpu0, t0 = server.cpu_s(), time.monotonic()
+                    rec = loadgen.run(scenario, server.url, _tokens(b, v), core=b.gen_core, timeout_s=timeout_s,
+                                      **flags)  # fmt: skip
+                    rec["server_cpu_cores"] = (server.cpu_s() - cpu0) / (time.monotonic() - t0)
+                    rec.update(scenario=scenario, peer=v.name, round=r)
+                    records.append(rec)
+                    say(f"  round {r + 1} {v.name:<20} {scenario:<9} {rec['rate_per_s']:9.0f}/s server "
+                        f"{rec['server_cpu_cores']:.2f} cores, generator {rec['gen_cpu_cores']:.2f} cores"
+                        + (f", p50 {rec['p50_ms']:.2f} ms p99 {rec['p99_ms']:.2f} ms" if scenario == "latency" else "")
+                        + (f", {rec['errors']} errors" if rec.get("errors") else ""))  # fmt: skip
+    finally:
+        for server in servers.values():
+            server.stop()
+    return records
+
+
+def med(records: list[dict[str, Any]], scenario: str, name: str, key: str) -> float:
+    """Median of ``key`` over one variant's records of ``scenario``."""
+    values = [float(r[key]) for r in records if r["scenario"] == scenario and r["peer"] == name]
+    if not values:
+        raise ValueError(f"no {scenario}/{name} records")
+    return statistics.median(values)
+
+
+def summary(records: list[dict[str, Any]], names: list[str]) -> list[str]:
+    """Lines: per scenario and variant the medians and the ratio to the first variant."""
+    out = []
+    for scenario in dict.fromkeys(r["scenario"] for r in records):
+        base = med(records, scenario, names[0], "rate_per_s")
+        for name in names:
+            rate = med(records, scenario, name, "rate_per_s")
+            gen = med(records, scenario, name, "gen_cpu_cores")
+            line = (f"{scenario:<9} {name:<20} {'>= ' if gen >= GEN_SATURATED_CORES else ''}{rate:,.0f}/s "
+                    f"({rate / base:.2f}x {names[0]}), server {med(records, scenario, name, 'server_cpu_cores'):.2f} "
+                    f"cores, generator {gen:.2f} cores")  # fmt: skip
+            if scenario == "latency":
+                p50, p99 = (med(records, scenario, name, k) for k in ("p50_ms", "p99_ms"))
+                line += f", p50 {p50:.2f} ms p99 {p99:.2f} ms"
+            out.append(line)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench.variants", description=__doc__.split("\n\n")[0])
+    p.add_argument("--variants", default="reference,reference-json", help=f"comma-separated, of {', '.join(VARIANTS)}")
+    p.add_argument("--scenarios", default="echo", help=f"comma-separated, of {', '.join(SCENARIOS)}")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--duration-s", type=float, default=3.0)
+    p.add_argument("--conc", type=int, default=100)
+    p.add_argument("--rate", type=float, default=1000.0, help="total msg/s of the latency scenario")
+    args = p.parse_args(argv)
+    chosen = [VARIANTS[n] for n in args.variants.split(",")]
+    names = [v.name for v in chosen]
+    from bench.run import GEN_CORE, SERVER_CORE, raise_nofile, redis_on
+
+    raise_nofile()
+    loadgen.ensure_built([])
+    settings = Settings().with_overrides({"max_connections": 30_000})
+    with tempfile.TemporaryDirectory(prefix="stickyws-variants-") as tmp, redis_on(GEN_CORE) as redis_server:
+        workdir = Path(tmp)
+        secret = secrets.token_urlsafe(32)
+        tokens = scenarios.write_tokens(settings, secret, workdir, args.conc + 2000)
+        b = scenarios.Bench(settings, secret, redis_server.url, tokens, SERVER_CORE, GEN_CORE, workdir)
+        records = run(b, chosen, args.scenarios.split(","), args.rounds, args.duration_s, args.conc, args.rate,
+                      lambda line: print(line, flush=True))  # fmt: skip
+    print()
+    for line in summary(records, names):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
