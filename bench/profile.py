@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], help="setting override KEY=VALUE (repeatable)")
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--raw", type=Path, help="also keep py-spy's raw output here")
+    p.add_argument("--env", action="append", default=[], help="extra server environment KEY=VALUE (repeatable)")
     args = p.parse_args(argv)
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(pyspy).exists():
@@ -91,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         secret = secrets.token_urlsafe(32)
         tokens = scenarios.write_tokens(settings, secret, workdir, args.conc + 100)
         server = peers.start("reference", settings=settings, secret=secret, redis_url=redis_server.url,
-                             core=SERVER_CORE, workdir=workdir, tag="profile", registry=args.registry)  # fmt: skip
+                             core=SERVER_CORE, workdir=workdir, tag="profile", registry=args.registry,
+                             extra_env=dict(item.split("=", 1) for item in args.env))  # fmt: skip
         try:
             loadgen.run("echo", server.url, tokens["reference"], core=GEN_CORE, timeout_s=60, conc=args.conc,
                         duration=1)  # fmt: skip  # warm-up

@@ -202,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     rs = report.rows(traffic, idle, storm_result, synth, test)
     say("")
     say(report.table(rs))
+    say("")
+    for line in report.verdict_lines(rs):
+        say(line)
+    if "traffic" not in skip:
+        say("NOT MEASURED fan-out and push throughput: not among these scenarios (no regression check in this run)")
     total_s = time.monotonic() - started
     say(f"\nbench: {total_s:.0f} s in all ({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())})")
     if args.quick or args.no_write:

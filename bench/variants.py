@@ -62,6 +62,11 @@ VARIANTS: dict[str, Variant] = {
             extra_env={"PYTHONPATH": str(BENCH_DIR / "shadow" / "no-hiredis")},
             doc="as reference, redis-py's pure-Python RESP parser instead of hiredis",
         ),
+        Variant(
+            "reference-scripts-once",
+            extra_env={"PYTHONPATH": str(BENCH_DIR / "shadow" / "pipeline-scripts-once")},
+            doc="as reference, without redis-py's SCRIPT EXISTS before every commit pipeline",
+        ),
         Variant("reference-memory", registry="memory", doc="in-memory registry (no Redis)"),
         Variant("proto-aiohttp", peer="proto-aiohttp", doc="the frames on aiohttp + uvloop alone, no registry"),
         Variant("proto-picows", peer="proto-picows", doc="the frames on picows + uvloop alone, no registry"),
@@ -97,8 +102,11 @@ def run(
     conc: int,
     rate: float,
     say: Callable[[str], None],
+    plan: dict[str, list[str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every variant x scenario x round, alternated; one record per generator run (``peer`` = variant name)."""
+    """Every variant x scenario x round, alternated; one record per generator run (``peer`` = variant name).
+
+    ``plan`` (variant name -> scenarios) limits what a variant runs (default: ``scenario_names``)."""
     servers: dict[str, Server] = {}
     records: list[dict[str, Any]] = []
     timeout_s = duration_s + 60
@@ -112,7 +120,7 @@ def run(
             order = variants[r % len(variants) :] + variants[: r % len(variants)]
             for v in order:
                 server = servers[v.name]
-                for scenario in scenario_names:
+                for scenario in (plan or {}).get(v.name, scenario_names):
                     flags: dict[str, Any] = {"conc": conc, "duration": duration_s}
                     if scenario == "latency":
                         flags["rate"] = rate
@@ -132,6 +140,56 @@ def run(
     return records
 
 
+def run_idle(
+    b: scenarios.Bench, variants: list[Variant], rounds: int, conns: int, say: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """Memory per idle connection: per round and variant a fresh redis-server and server, ``conns``
+    connections over a baseline of :data:`~bench.scenarios.IDLE_BASELINE`; server RSS and Redis
+    ``used_memory_dataset`` deltas per connection (``scenario`` ``idle``, ``rate_per_s`` = KB per connection)."""
+    import os
+
+    import redis
+
+    from stickyws.localproc import RedisServer
+
+    records: list[dict[str, Any]] = []
+    stages = [scenarios.IDLE_BASELINE, scenarios.IDLE_BASELINE + conns]
+    for r in range(rounds):
+        for v in variants[r % len(variants) :] + variants[: r % len(variants)]:
+            with RedisServer() as registry:
+                if b.gen_core is not None and registry.pid is not None:
+                    os.sched_setaffinity(registry.pid, {b.gen_core})
+                client = redis.Redis.from_url(registry.url)
+                bb = scenarios.Bench(b.settings, b.secret, registry.url, b.tokens, b.server_core, b.gen_core, b.workdir)
+                server = start(v, bb, f"idle{r}")
+                session = loadgen.IdleSession(server.url, _tokens(b, v), stages, core=b.gen_core, conc=200)
+                try:
+                    readings = []
+                    for _ in stages:
+                        rep = session.report()
+                        time.sleep(scenarios.IDLE_SETTLE_S)
+                        used = int(client.info("memory")["used_memory_dataset"])
+                        readings.append((server.rss_bytes(), used, int(rep["open"]), float(rep["gen_cpu_s"])))
+                        session.proceed()
+                    session.finish(timeout_s=60)
+                finally:
+                    if session.proc.poll() is None:
+                        session.proc.kill()
+                        session.proc.wait(5)
+                    server.stop()
+                    client.close()
+            (rss0, used0, open0, _), (rss1, used1, open1, gen_s) = readings
+            n = open1 - open0
+            rec = {"scenario": "idle", "peer": v.name, "round": r, "open": n, "server_kb": (rss1 - rss0) / n / 1024,
+                   "registry_kb": (used1 - used0) / n / 1024, "gen_cpu_cores": 0.0, "server_cpu_cores": 0.0,
+                   "gen_cpu_s": gen_s}  # fmt: skip
+            rec["rate_per_s"] = rec["server_kb"] + rec["registry_kb"]
+            records.append(rec)
+            say(f"  round {r + 1} {v.name:<20} {n} idle: {rec['rate_per_s']:.2f} KB/conn (server "
+                f"{rec['server_kb']:.2f} + registry {rec['registry_kb']:.2f})")  # fmt: skip
+    return records
+
+
 def med(records: list[dict[str, Any]], scenario: str, name: str, key: str) -> float:
     """Median of ``key`` over one variant's records of ``scenario``."""
     values = [float(r[key]) for r in records if r["scenario"] == scenario and r["peer"] == name]
@@ -145,7 +203,15 @@ def summary(records: list[dict[str, Any]], names: list[str]) -> list[str]:
     out = []
     for scenario in dict.fromkeys(r["scenario"] for r in records):
         base = med(records, scenario, names[0], "rate_per_s")
+        if scenario == "idle":
+            for name in names:
+                kb, srv, reg = (med(records, "idle", name, k) for k in ("rate_per_s", "server_kb", "registry_kb"))
+                out.append(f"idle      {name:<20} {kb:.2f} KB per idle connection (server {srv:.2f} + registry "
+                           f"{reg:.2f}; {kb / base:.2f}x {names[0]})")  # fmt: skip
+            continue
         for name in names:
+            if not any(r["scenario"] == scenario and r["peer"] == name for r in records):
+                continue
             rate = med(records, scenario, name, "rate_per_s")
             gen = med(records, scenario, name, "gen_cpu_cores")
             line = (f"{scenario:<9} {name:<20} {'>= ' if gen >= GEN_SATURATED_CORES else ''}{rate:,.0f}/s "
@@ -158,6 +224,11 @@ def summary(records: list[dict[str, Any]], names: list[str]) -> list[str]:
     return out
 
 
+def saturated(records: list[dict[str, Any]], scenario: str, name: str) -> bool:
+    """Whether the generator ran near a full core for ``name`` (its rate is then a lower bound)."""
+    return med(records, scenario, name, "gen_cpu_cores") >= GEN_SATURATED_CORES
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.variants", description=__doc__.split("\n\n")[0])
     p.add_argument("--variants", default="reference,reference-json", help=f"comma-separated, of {', '.join(VARIANTS)}")
@@ -166,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration-s", type=float, default=3.0)
     p.add_argument("--conc", type=int, default=100)
     p.add_argument("--rate", type=float, default=1000.0, help="total msg/s of the latency scenario")
+    p.add_argument("--idle", type=int, default=0, help="also measure memory per idle connection at this count")
     args = p.parse_args(argv)
     chosen = [VARIANTS[n] for n in args.variants.split(",")]
     names = [v.name for v in chosen]
@@ -177,10 +249,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="stickyws-variants-") as tmp, redis_on(GEN_CORE) as redis_server:
         workdir = Path(tmp)
         secret = secrets.token_urlsafe(32)
-        tokens = scenarios.write_tokens(settings, secret, workdir, args.conc + 2000)
+        tokens = scenarios.write_tokens(settings, secret, workdir, max(args.conc, args.idle) + 2000)
         b = scenarios.Bench(settings, secret, redis_server.url, tokens, SERVER_CORE, GEN_CORE, workdir)
-        records = run(b, chosen, args.scenarios.split(","), args.rounds, args.duration_s, args.conc, args.rate,
-                      lambda line: print(line, flush=True))  # fmt: skip
+        say = lambda line: print(line, flush=True)  # noqa: E731
+        records = []
+        if args.scenarios:
+            records += run(
+                b, chosen, args.scenarios.split(","), args.rounds, args.duration_s, args.conc, args.rate, say
+            )
+        if args.idle:
+            records += run_idle(b, chosen, args.rounds, args.idle, say)
     print()
     for line in summary(records, names):
         print(line)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
+import sys
 
 import uvloop
 
@@ -97,7 +99,9 @@ async def serve_picows(port: int, stop: asyncio.Event) -> None:
         )
         return picows.WSUpgradeResponseWithListener(response, Listener())
 
-    server = await picows.ws_create_server(factory, "127.0.0.1", port, backlog=1024, read_buffer_init_size=1024)
+    server = await picows.ws_create_server(
+        factory, "127.0.0.1", port, backlog=1024, read_buffer_init_size=1024, use_aiofastnet=False
+    )
     await stop.wait()
     server.close()
 
@@ -111,6 +115,18 @@ def main() -> None:
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        if os.environ.get("PROTO_TRACEMALLOC"):  # SIGUSR1 prints where the traced memory is (bench/findings.md)
+            import tracemalloc
+
+            tracemalloc.start()
+
+            def dump() -> None:
+                snap = tracemalloc.take_snapshot()
+                for stat in snap.statistics("lineno")[:15]:
+                    print(stat, file=sys.stderr, flush=True)
+                print("total traced", tracemalloc.get_traced_memory(), file=sys.stderr, flush=True)
+
+            loop.add_signal_handler(signal.SIGUSR1, dump)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await (serve_aiohttp if args.layer == "aiohttp" else serve_picows)(args.port, stop)
