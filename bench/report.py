@@ -80,6 +80,9 @@ def rows(traffic: list[dict[str, Any]], idle: list[dict[str, Any]], storm: dict[
             ("2. echo round trips/s, inbound_delivery=at_most_once (vs plain Node ws)", "reference-amo", "node",
              "echo at_most_once / plain Node"),
         )  # fmt: skip
+        if not any(r["peer"] == "node-commit" for r in traffic):  # a run from before the committing peer
+            pairs = (("2. echo round trips/s, exactly once (vs plain Node: this run had no committing peer)",
+                      "reference", "node", "echo exactly once / plain Node"),)  # fmt: skip
         for metric, mine, theirs, short in pairs:
             with contextlib.suppress(ValueError):  # a run without that variant
                 a, a_text = rate("echo", mine)
