@@ -1,4 +1,4 @@
-"""Profile the reference server under the echo load: py-spy samples, split by where the time goes.
+"""Profile the reference server under the echo (or handshake) load: py-spy samples, split by part.
 
     .venv/bin/python -m bench.profile [--duration-s 8] [--registry redis|memory] [--set KEY=VALUE ...]
 
@@ -72,6 +72,7 @@ def summarize(raw: str) -> tuple[collections.Counter[str], collections.Counter[s
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.profile", description=__doc__.split("\n\n")[0])
     p.add_argument("--duration-s", type=float, default=8.0)
+    p.add_argument("--scenario", choices=("echo", "handshake"), default="echo")
     p.add_argument("--conc", type=int, default=100)
     p.add_argument("--registry", choices=("redis", "memory"), default="redis")
     p.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="stickyws-profile-") as tmp, redis_on(GEN_CORE) as redis_server:
         workdir = Path(tmp)
         secret = secrets.token_urlsafe(32)
-        tokens = scenarios.write_tokens(settings, secret, workdir, args.conc + 100)
+        tokens = scenarios.write_tokens(settings, secret, workdir, args.conc + 20_000)
         server = peers.start("reference", settings=settings, secret=secret, redis_url=redis_server.url,
                              core=SERVER_CORE, workdir=workdir, tag="profile", registry=args.registry,
                              extra_env=dict(item.split("=", 1) for item in args.env))  # fmt: skip
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
             time.sleep(0.5)
             cpu0, t0 = server.cpu_s(), time.monotonic()
-            rep = loadgen.run("echo", server.url, tokens["reference"], core=GEN_CORE,
+            rep = loadgen.run(args.scenario, server.url, tokens["reference"], core=GEN_CORE,
                               timeout_s=args.duration_s + 60, conc=args.conc, duration=args.duration_s - 1)  # fmt: skip
             server_cores = (server.cpu_s() - cpu0) / (time.monotonic() - t0)
             try:
@@ -122,11 +123,11 @@ def main(argv: list[str] | None = None) -> int:
             cats, leaves, total = summarize(out.read_text())
         finally:
             server.stop()
-    print(f"echo {rep['rate_per_s']:,.0f} round trips/s ({args.registry} registry, {args.conc} connections"
+    print(f"{args.scenario} {rep['rate_per_s']:,.0f}/s ({args.registry} registry, {args.conc} connections"
           f"{', ' + ', '.join(args.set) if args.set else ''}); server {server_cores:.2f} cores, "
           f"generator {rep['gen_cpu_cores']:.2f} cores; {total} samples")  # fmt: skip
     us_per_msg = server_cores * 1e6 / rep["rate_per_s"] if rep["rate_per_s"] else 0.0
-    print(f"server CPU per message: {us_per_msg:.0f} us")
+    print(f"server CPU per {'message' if args.scenario == 'echo' else 'handshake'}: {us_per_msg:.0f} us")
     for name, n in cats.most_common():
         print(f"  {100 * n / total:5.1f} %  {us_per_msg * n / total:5.0f} us  {name}")
     print("top leaf functions:")
