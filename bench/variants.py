@@ -238,11 +238,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--conc", type=int, default=100)
     p.add_argument("--rate", type=float, default=1000.0, help="total msg/s of the latency scenario")
     p.add_argument("--idle", type=int, default=0, help="also measure memory per idle connection at this count")
-    p.add_argument("--tree", type=Path, help="variant reference-tree: the reference server from this copy of the tree")
+    p.add_argument(
+        "--tree", type=Path, help="variants reference-tree, reference-amo-tree: the server from this copy of the tree"
+    )
     args = p.parse_args(argv)
-    if args.tree is not None:
-        VARIANTS["reference-tree"] = Variant("reference-tree", extra_env={"PYTHONPATH": str(args.tree.resolve())},
-                                             doc=f"the reference server from {args.tree}")  # fmt: skip
+    if args.tree is not None:  # the same server from another copy of the tree, in both delivery modes
+        tree_env = {"PYTHONPATH": str(args.tree.resolve())}
+        VARIANTS["reference-tree"] = Variant("reference-tree", extra_env=tree_env, doc=f"reference from {args.tree}")
+        VARIANTS["reference-amo-tree"] = Variant("reference-amo-tree", overrides={"inbound_delivery": "at_most_once"},
+                                                 extra_env=tree_env, doc=f"reference-amo from {args.tree}")  # fmt: skip
     chosen = [VARIANTS[n] for n in args.variants.split(",")]
     names = [v.name for v in chosen]
     from bench.run import GEN_CORE, SERVER_CORE, raise_nofile, redis_on
