@@ -27,7 +27,9 @@ PEERS = ("reference", "node")
 FANOUT_PEERS = ("reference", "socketio")
 #: Seconds a server gets to answer /health after it starts.
 START_TIMEOUT_S = 20.0
-_USER_PLACEHOLDER = "{id}"
+#: A user id that :func:`stickyws.keys.user_key` keeps as it is; the Node peer's template has ``{id}`` in its place
+#: (``user_key("{id}")`` would escape the braces, and every user would share one key).
+_USER_PLACEHOLDER = "PEERUSERID"
 
 
 @dataclass
@@ -75,9 +77,22 @@ def taskset(core: int | None, args: list[str]) -> list[str]:
 
 
 def start(
-    peer: str, *, settings: Settings, secret: str, redis_url: str, core: int | None, workdir: Path, tag: str
+    peer: str,
+    *,
+    settings: Settings,
+    secret: str,
+    redis_url: str,
+    core: int | None,
+    workdir: Path,
+    tag: str,
+    registry: str = "redis",
+    extra_env: dict[str, str] | None = None,
 ) -> Server:
-    """Start ``peer`` on a free port, pinned to ``core``; returns once its /health answers 200."""
+    """Start ``peer`` on a free port, pinned to ``core``; returns once its /health answers 200.
+
+    ``registry="memory"`` starts the reference server without ``REDIS_URL`` (its in-memory registry);
+    ``extra_env`` is added to the server's environment (a ``PYTHONPATH`` in it goes first on the path).
+    """
     port = free_port()
     server_id = f"{peer}-{tag}"
     log_path = workdir / f"{server_id}.log"
@@ -85,7 +100,7 @@ def start(
         env = {
             **os.environ,
             **to_env(settings),
-            ENV_REDIS_URL: redis_url,
+            ENV_REDIS_URL: redis_url if registry == "redis" else "",
             ENV_JWT_SECRET: secret,
             ENV_SERVER_ID: server_id,
         }
@@ -99,8 +114,11 @@ def start(
             "PEER_SERVER_ID": server_id,
             "PEER_JWT_SECRET": secret,
             "PEER_JWT_AUDIENCE": sv.jwt_audience,
-            # The route key with "{id}" where the user id goes (the peer's ids are plain: no escaping).
-            "PEER_USER_KEY_TEMPLATE": keys.user_key("\x00").replace(keys.encode_id("\x00"), _USER_PLACEHOLDER),
+            "PEER_USER_KEY_TEMPLATE": keys.user_key(_USER_PLACEHOLDER).replace(_USER_PLACEHOLDER, "{id}"),
+            "PEER_SESSION_KEY_TEMPLATE": keys.session_key(_USER_PLACEHOLDER).replace(_USER_PLACEHOLDER, "{id}"),
+            "PEER_SESSION_TTL_S": str(sv.session_ttl_s),
+            "PEER_OUTBOX_MAX_MESSAGES": str(settings.delivery.outbox_max_messages),
+            "PEER_OUTBOX_MAX_BYTES": str(settings.delivery.outbox_max_bytes),
             "PEER_HEARTBEAT_KEY": keys.heartbeat_key(server_id),
             "PEER_ROUTING_TTL_S": str(sv.routing_ttl_s),
             "PEER_HEARTBEAT_INTERVAL_S": str(sv.heartbeat_interval_s),
@@ -121,8 +139,15 @@ def start(
         }
         args = ["node", str(SOCKETIO_PEER)]
         health = "/health"
+    elif peer.startswith("proto-"):  # bench/prototypes/minimal_ws.py: a WebSocket layer alone
+        env = dict(os.environ)
+        args = [sys.executable, "-m", "bench.prototypes.minimal_ws", "--layer", peer[6:], "--port", str(port)]
+        health = "/health"
     else:
-        raise ValueError(f"unknown peer {peer!r}: one of {(*PEERS, *FANOUT_PEERS[1:])}")
+        raise ValueError(f"unknown peer {peer!r}: one of {(*PEERS, *FANOUT_PEERS[1:])} or proto-aiohttp, proto-picows")
+    if extra_env:
+        path = os.pathsep.join(p for p in (extra_env.get("PYTHONPATH"), env.get("PYTHONPATH")) if p)
+        env = {**env, **extra_env, **({"PYTHONPATH": path} if path else {})}
     proc = start_process(taskset(core, args), env=env, log_path=log_path)
     server = Server(peer, port, proc, log_path)
     try:

@@ -80,45 +80,24 @@ def _timed(server: Server, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
+#: Scenarios 1-2: the variants (:data:`bench.variants.VARIANTS`) and what each runs.
+TRAFFIC_PLAN: dict[str, list[str]] = {
+    "reference": ["handshake", "echo", "latency"],
+    "node": ["handshake", "echo", "latency"],
+    "reference-amo": ["echo"],
+    "node-commit": ["echo", "latency"],
+}
+
+
 def run_traffic(b: Bench, rounds: int, duration_s: float, conc: int, latency_rate: float,
                 say: Callable[[str], None]) -> list[dict[str, Any]]:  # fmt: skip
-    """Scenarios 1 and 2: per round and peer, handshakes, echo throughput, echo latency at a fixed rate."""
-    servers = {p: peers.start(p, settings=b.settings, secret=b.secret, redis_url=b.redis_url, core=b.server_core,
-                              workdir=b.workdir, tag="traffic") for p in PEERS}  # fmt: skip
-    timeout_s = duration_s + 60
-    records: list[dict[str, Any]] = []
-    try:
-        for peer, server in servers.items():  # warm-up: first connections, imports, JIT
-            loadgen.run("handshake", server.url, b.tokens[peer], core=b.gen_core, timeout_s=timeout_s, conc=conc,
-                        duration=1)  # fmt: skip
-        for r in range(rounds):
-            for peer in _order(r):
-                server = servers[peer]
-                for scenario, flags in (
-                    ("handshake", {"conc": conc, "duration": duration_s}),
-                    ("echo", {"conc": conc, "duration": duration_s}),
-                    ("latency", {"conc": conc, "duration": duration_s, "rate": latency_rate}),
-                ):
+    """Scenarios 1 and 2: per round and variant (:data:`TRAFFIC_PLAN`, alternated), handshakes, echo
+    throughput, echo latency at a fixed rate. Records name the variant in ``peer``."""
+    from bench import variants
 
-                    def one(
-                        scenario: str = scenario,
-                        flags: dict[str, Any] = flags,
-                        url: str = server.url,
-                        tokens: Path = b.tokens[peer],
-                    ) -> dict[str, Any]:
-                        return loadgen.run(scenario, url, tokens, core=b.gen_core, timeout_s=timeout_s, **flags)
-
-                    rec = _timed(server, one)
-                    rec.update(scenario=scenario, peer=peer, round=r)
-                    records.append(rec)
-                    say(f"  round {r + 1} {peer:<9} {scenario:<9} {rec['rate_per_s']:9.0f}/s "
-                        f"server {rec['server_cpu_cores']:.2f} cores, generator {rec['gen_cpu_cores']:.2f} cores"
-                        + (f", p50 {rec['p50_ms']:.2f} ms p99 {rec['p99_ms']:.2f} ms" if scenario == "latency" else "")
-                        + (f", {rec['errors']} errors" if rec["errors"] else ""))  # fmt: skip
-    finally:
-        for server in servers.values():
-            server.stop()
-    return records
+    chosen = [variants.VARIANTS[name] for name in TRAFFIC_PLAN]
+    return variants.run(b, chosen, ["handshake", "echo", "latency"], rounds, duration_s, conc, latency_rate, say,
+                        plan=TRAFFIC_PLAN)  # fmt: skip
 
 
 def _redis_used(client: redis.Redis) -> int:

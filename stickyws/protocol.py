@@ -65,16 +65,21 @@ Added for server push (v1-compatible: a client that ignores unknown frame types 
       client continues from ``(O, E)``.
     * ``{"type":"gap","fromSeq":A,"toSeq":B}``: messages ``A..B`` of this session are gone (the
       session's outbox could not hold them); never a silent gap.
+    * ``{"type":"message","data":D}`` without ``seq``: a handler reply of a server that runs with
+      ``inbound_delivery=at_most_once``; it is not numbered, not kept and never replayed (clients
+      that number messages ignore it for ``lastSeq``).
     * Close 1013 (:data:`CLOSE_TRY_AGAIN_LATER`) with reason ``slow consumer``: the connection's unsent
       output passed ``max_output_bytes``; the client resumes and gets the rest from its seq and offsets.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from stickyws.json_codec import dumps as _dumps
+from stickyws.json_codec import loads as _loads
 
 SUBPROTOCOL = "stickyws.v1"
 BEARER_SUBPROTOCOL_PREFIX = "stickyws.bearer."
@@ -163,35 +168,38 @@ class ClientMessage:
 
 
 def dumps(body: dict[str, Any]) -> str:
-    """Compact JSON, as every frame is sent."""
-    return json.dumps(body, separators=(",", ":"))
+    """Compact JSON, as every frame is sent (:mod:`stickyws.json_codec`)."""
+    return _dumps(body)
 
 
 def dumps_value(value: Any) -> str:
     """Compact JSON of any JSON value."""
-    return json.dumps(value, separators=(",", ":"))
+    return _dumps(value)
 
 
-def parse_client_message(text: str) -> ClientMessage:
-    """Parse one client text frame or raise :class:`ProtocolError` (never anything else)."""
+def parse_client_frame(text: str | bytes) -> tuple[int, Any] | ClientMessage:
+    """Parse one client text frame: a ``send`` as ``(id, data)`` (the hot path builds no object for
+    it), a ``subscribe``/``unsubscribe`` as a :class:`ClientMessage`; else :class:`ProtocolError`
+    (never anything else)."""
     try:
-        body = json.loads(text)
+        body = _loads(text)
     except ValueError:
         raise ProtocolError(ERR_BAD_JSON, "frame is not valid JSON") from None
-    if not isinstance(body, dict):
+    if type(body) is not dict:
         raise ProtocolError(ERR_BAD_MESSAGE, "frame must be a JSON object")
     msg_id = body.get("id")
-    valid_id = isinstance(msg_id, int) and not isinstance(msg_id, bool) and msg_id > 0
+    valid_id = type(msg_id) is int and msg_id > 0
     kind = body.get("type")
+    if kind == "send" and valid_id:
+        assert isinstance(msg_id, int)
+        if "data" not in body:
+            raise ProtocolError(ERR_BAD_MESSAGE, "send needs data", msg_id)
+        return msg_id, body["data"]
     if kind not in CLIENT_TYPES:
         raise ProtocolError(ERR_UNKNOWN_TYPE, f"unknown type {kind!r}", msg_id if valid_id else None)
     if not valid_id:
         raise ProtocolError(ERR_BAD_MESSAGE, "id must be a positive integer")
     assert isinstance(msg_id, int)
-    if kind == "send":
-        if "data" not in body:
-            raise ProtocolError(ERR_BAD_MESSAGE, "send needs data", msg_id)
-        return ClientMessage("send", msg_id, data=body["data"])
     topic = body.get("topic")
     if not isinstance(topic, str) or not topic or len(topic) > 256:
         raise ProtocolError(ERR_BAD_MESSAGE, "topic must be a non-empty string of at most 256 characters", msg_id)
@@ -206,6 +214,14 @@ def parse_client_message(text: str) -> ClientMessage:
     return ClientMessage(kind, msg_id, topic=topic)
 
 
+def parse_client_message(text: str | bytes) -> ClientMessage:
+    """Parse one client text frame or raise :class:`ProtocolError` (never anything else)."""
+    parsed = parse_client_frame(text)
+    if isinstance(parsed, ClientMessage):
+        return parsed
+    return ClientMessage("send", parsed[0], data=parsed[1])
+
+
 def parse_since(raw: str | None) -> dict[str, tuple[int, str]]:
     """The ``since`` query value as ``{topic: (offset, epoch)}``; malformed entries are left out.
 
@@ -214,7 +230,7 @@ def parse_since(raw: str | None) -> dict[str, tuple[int, str]]:
     if not raw or len(raw) > MAX_SINCE_BYTES:
         return {}
     try:
-        body = json.loads(raw)
+        body = _loads(raw)
     except ValueError:
         return {}
     if not isinstance(body, dict):
@@ -288,11 +304,15 @@ def message_raw(seq: int, data_json: str) -> str:
     return f'{{"type":"message","seq":{seq},"data":{data_json}}}'
 
 
+def message_unnumbered(data_json: str) -> str:
+    """A reply that is neither numbered nor kept for replay (``inbound_delivery=at_most_once``)."""
+    return f'{{"type":"message","data":{data_json}}}'
+
+
 def publication_raw(topic: str, offset: int, epoch: str, data_json: str) -> str:
     """A topic publication frame; ``data_json`` is the payload's JSON text."""
     return (
-        f'{{"type":"publication","topic":{json.dumps(topic)},"offset":{offset},'
-        f'"epoch":{json.dumps(epoch)},"data":{data_json}}}'
+        f'{{"type":"publication","topic":{_dumps(topic)},"offset":{offset},"epoch":{_dumps(epoch)},"data":{data_json}}}'
     )
 
 

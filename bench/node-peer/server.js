@@ -15,6 +15,10 @@
 //     speaks: {"type":"send","id":N,"data":D} -> {"type":"message","seq":S,"data":D} then
 //     {"type":"ack","id":N}. No dedup, no session state, no Redis per message (the article has none);
 //   * GET /health answers 200 (the benchmark waits for it before it starts).
+// With PEER_COMMIT=1 (the peer of the reference's exactly-once mode) each send is committed before its ack,
+// as the reference does it: one Lua script call per message (dedup by id, next seq, the reply kept in a
+// bounded outbox in the user's session hash, route TTL refreshed), ioredis auto-pipelining on. A
+// duplicate id is acknowledged with "duplicate":true and not answered again.
 // Key names, TTLs and intervals come from the environment, set by bench/ from stickyws.keys and the
 // settings model, so both servers use the same registry layout.
 const http = require('http');
@@ -42,8 +46,38 @@ const heartbeatIntervalMs = Number(env('PEER_HEARTBEAT_INTERVAL_S')) * 1000;
 const heartbeatTtlS = Number(env('PEER_HEARTBEAT_TTL_S'));
 const pingIntervalMs = Number(env('PEER_PING_INTERVAL_S')) * 1000;
 const userKey = (userId) => userKeyTemplate.replace('{id}', userId);
+const commitMode = process.env.PEER_COMMIT === '1';
 
-const redis = new Redis(env('PEER_REDIS_URL'));
+const redis = new Redis(env('PEER_REDIS_URL'), { enableAutoPipelining: commitMode });
+// KEYS: session hash, route key. ARGV: id, payload, session TTL, max messages, max bytes, server id, route TTL.
+const COMMIT_LUA = `
+local f = redis.call('HMGET', KEYS[1], 'lastClientId', 'lastServerSeq', 'outFirst', 'outBytes')
+local last, seq = tonumber(f[1]) or 0, tonumber(f[2]) or 0
+local id = tonumber(ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if id <= last then return {1, seq} end
+seq = seq + 1
+redis.call('HSET', KEYS[1], 'm:' .. seq, ARGV[2])
+local first, bytes = tonumber(f[3]) or seq, (tonumber(f[4]) or 0) + #ARGV[2]
+local limit, maxb = tonumber(ARGV[4]), tonumber(ARGV[5])
+while (seq - first + 1) > limit or (bytes > maxb and first < seq) do
+  bytes = bytes - redis.call('HSTRLEN', KEYS[1], 'm:' .. first)
+  redis.call('HDEL', KEYS[1], 'm:' .. first)
+  first = first + 1
+end
+redis.call('HSET', KEYS[1], 'lastClientId', id, 'lastServerSeq', seq, 'outFirst', first, 'outBytes', bytes)
+if redis.call('GET', KEYS[2]) == ARGV[6] then redis.call('EXPIRE', KEYS[2], ARGV[7]) end
+return {0, seq}
+`;
+let sessionKey = null;
+let commitArgs = null;
+if (commitMode) {
+  redis.defineCommand('stickyCommit', { numberOfKeys: 2, lua: COMMIT_LUA });
+  const sessionTemplate = env('PEER_SESSION_KEY_TEMPLATE');
+  sessionKey = (userId) => sessionTemplate.replace('{id}', userId);
+  commitArgs = [env('PEER_SESSION_TTL_S'), env('PEER_OUTBOX_MAX_MESSAGES'), env('PEER_OUTBOX_MAX_BYTES'), serverId,
+    String(routingTtlS)];
+}
 const connections = new Map();
 
 function validateToken(token) {
@@ -87,7 +121,20 @@ function handleConnection(ws, request) {
       ws.send(JSON.stringify({ type: 'error', code: 'bad_json', message: 'frame is not valid JSON' }));
       return;
     }
-    if (msg && msg.type === 'send' && Number.isInteger(msg.id)) {
+    if (commitMode && msg && msg.type === 'send' && Number.isInteger(msg.id) && msg.id > 0) {
+      const payload = JSON.stringify(msg.data === undefined ? null : msg.data);
+      redis.stickyCommit(sessionKey(userId), userKey(userId), msg.id, payload, ...commitArgs).then((reply) => {
+        if (ws.readyState !== ws.OPEN) return;
+        if (reply[0] === 1) {
+          ws.send(JSON.stringify({ type: 'ack', id: msg.id, duplicate: true }));
+          return;
+        }
+        ws.send(`{"type":"message","seq":${reply[1]},"data":${payload}}`);
+        ws.send(JSON.stringify({ type: 'ack', id: msg.id }));
+      }, () => {
+        if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'error', code: 'internal_error', id: msg.id }));
+      });
+    } else if (msg && msg.type === 'send' && Number.isInteger(msg.id)) {
       seq += 1;
       ws.send(JSON.stringify({ type: 'message', seq, data: msg.data }));
       ws.send(JSON.stringify({ type: 'ack', id: msg.id }));

@@ -236,6 +236,8 @@ class ServerCore:
         self.sv = settings.server
         self.dv = settings.delivery
         self.limits = OutboxLimits(self.dv.outbox_max_messages, self.dv.outbox_max_bytes)
+        #: ``inbound_delivery=at_most_once``: sends are handled and acknowledged without a registry commit.
+        self._at_most_once = self.dv.inbound_delivery == "at_most_once"
         self.server_id = server_id
         self.registry = registry
         self.verifier = verifier
@@ -883,55 +885,82 @@ class ServerCore:
 
     # ------------------------------------------------------------------ messages
 
-    async def on_text(self, conn: Connection, text: str) -> None:
+    async def on_text(self, conn: Connection, text: str | bytes) -> None:
         """Handle one client text frame: parse, dedup, handle, commit, send outputs, acknowledge."""
-        self.metrics.count("MessagesIn")
+        self.metrics.counters["MessagesIn"] += 1
         try:
-            msg = protocol.parse_client_message(text)
+            parsed = protocol.parse_client_frame(text)
         except protocol.ProtocolError as exc:
             self._write(conn, protocol.error(exc.code, str(exc), exc.msg_id))
             return
+        if type(parsed) is tuple:
+            await self._on_send(conn, parsed[0], parsed[1])
+        else:
+            assert isinstance(parsed, protocol.ClientMessage)
+            await self._on_topic_frame(conn, parsed)
+
+    async def _on_send(self, conn: Connection, msg_id: int, data: Any) -> None:
+        """A ``send``: dedup, handler, then (``exactly_once``) the commit, outputs in seq order, the ack."""
+        if msg_id > protocol.MAX_MESSAGE_ID:
+            text = f"id must be at most {protocol.MAX_MESSAGE_ID}"
+            self._write(conn, protocol.error(protocol.ERR_BAD_MESSAGE, text, msg_id))
+            return
+        session = conn.session
+        if msg_id <= session.last_client_id:
+            self._write(conn, protocol.ack(msg_id, duplicate=True))
+            return
+        ctx = HandlerContext(self.server_id, session.user_id, session.session_id, msg_id,
+                             frozenset(session.subscriptions))  # fmt: skip
+        try:
+            outputs = tuple(map(protocol.dumps_value, await self.handler(ctx, data)))
+        except HandlerError as exc:
+            self._write(conn, protocol.error(exc.code, str(exc), msg_id))
+            return
+        except Exception:
+            log.exception("handler failed on message %s of session %s", msg_id, session.session_id)
+            self._write(conn, protocol.error(protocol.ERR_HANDLER, "the handler failed", msg_id))
+            return
+        if self._at_most_once:
+            # No commit: the mirror remembers the id for this connection only; replies are unnumbered.
+            session.last_client_id = msg_id
+            for out in outputs:
+                self._write(conn, protocol.message_unnumbered(out))
+            self.metrics.counters["MessagesOut"] += len(outputs)
+            self._write(conn, protocol.ack(msg_id))
+            return
+        try:
+            result = await self._commit(conn, Commit(msg_id, outputs))
+        except SessionReplaced:
+            self._forget_topics(conn)
+            await self._close_conn(conn, protocol.CLOSE_TAKEN_OVER, "session replaced by a newer connection")
+            return
+        if result.duplicate:
+            self._write(conn, protocol.ack(msg_id, duplicate=True))
+            return
+        first = result.first_seq
+        for i, out in enumerate(outputs):
+            self._offer(conn, first + i, out)
+        if outputs:
+            await self._written_through(conn, first + len(outputs) - 1)
+        self._write(conn, protocol.ack(msg_id))
+
+    async def _on_topic_frame(self, conn: Connection, msg: protocol.ClientMessage) -> None:
+        """A ``subscribe``/``unsubscribe``: dedup, commit (in both delivery modes), then the topic state."""
         if msg.id > protocol.MAX_MESSAGE_ID:
             text = f"id must be at most {protocol.MAX_MESSAGE_ID}"
             self._write(conn, protocol.error(protocol.ERR_BAD_MESSAGE, text, msg.id))
             return
-        session = conn.session
-        if session.is_duplicate(msg.id):
+        if conn.session.is_duplicate(msg.id):
             self._write(conn, protocol.ack(msg.id, duplicate=True))
             return
-        outputs: tuple[str, ...] = ()
-        if msg.type == "send":
-            ctx = HandlerContext(self.server_id, session.user_id, session.session_id, msg.id,
-                                 frozenset(session.subscriptions))  # fmt: skip
-            try:
-                outputs = tuple(protocol.dumps_value(data) for data in await self.handler(ctx, msg.data))
-            except HandlerError as exc:
-                self._write(conn, protocol.error(exc.code, str(exc), msg.id))
-                return
-            except Exception:
-                log.exception("handler failed on message %s of session %s", msg.id, session.session_id)
-                self._write(conn, protocol.error(protocol.ERR_HANDLER, "the handler failed", msg.id))
-                return
-            commit = Commit(msg.id, outputs)
-        else:
-            commit = Commit(msg.id, (), "add" if msg.type == "subscribe" else "remove", msg.topic)
+        commit = Commit(msg.id, (), "add" if msg.type == "subscribe" else "remove", msg.topic)
         try:
             result = await self._commit(conn, commit)
         except SessionReplaced:
             self._forget_topics(conn)
             await self._close_conn(conn, protocol.CLOSE_TAKEN_OVER, "session replaced by a newer connection")
             return
-        if msg.type != "send":
-            await self._on_topic_op(conn, msg, duplicate=result.duplicate)
-            return
-        if result.duplicate:
-            self._write(conn, protocol.ack(msg.id, duplicate=True))
-            return
-        for i, data in enumerate(outputs):
-            self._offer(conn, result.first_seq + i, data)
-        if outputs:
-            await self._written_through(conn, result.first_seq + len(outputs) - 1)
-        self._write(conn, protocol.ack(msg.id))
+        await self._on_topic_op(conn, msg, duplicate=result.duplicate)
 
     async def _on_topic_op(self, conn: Connection, msg: protocol.ClientMessage, *, duplicate: bool) -> None:
         """Apply a committed subscribe/unsubscribe to the delivery state and acknowledge it."""

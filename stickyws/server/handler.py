@@ -5,7 +5,9 @@ A handler is any async callable ``handler(ctx, data) -> outputs``:
 * ``ctx`` (:class:`HandlerContext`) says who sent it (user, session, subscriptions, server);
 * ``data`` is the ``data`` of a client ``send`` frame (any JSON value);
 * it returns a sequence of JSON values; each is sent back as a ``message`` frame with the
-  session's next ``seq``, and only then is the client's message acknowledged.
+  session's next ``seq``, and only then is the client's message acknowledged. (With the setting
+  ``inbound_delivery=at_most_once`` nothing is committed: the replies go out without ``seq`` and a
+  message resent after a reconnect is handled again.)
 
 The server commits "message ``id`` handled, ``len(outputs)`` seqs used" atomically with the
 duplicate check, AFTER the handler returns. So a handler must not have side effects that cannot

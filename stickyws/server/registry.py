@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from stickyws import keys
+from stickyws import json_codec, keys
 from stickyws.server.session import (
     DEFAULT_OUTBOX_LIMITS,
     Commit,
@@ -553,7 +553,7 @@ def _split_body(text: str) -> tuple[dict[str, Any], str]:
     cut = text.find(',"d":')
     if cut < 0 or not text.endswith("}"):
         raise ValueError("not a stickyws pub/sub body")
-    head = json.loads(text[:cut] + "}")
+    head = json_codec.loads(text[:cut] + "}")
     data = text[cut + 5 : -1]
     if not isinstance(head, dict) or not data:
         raise ValueError("not a stickyws pub/sub body")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 #: Messages the connection's local mirror keeps (the registry keeps ``outbox_max_messages``): enough to
 #: write recent output back after the registry lost its data, small enough for 10k idle connections.
@@ -28,6 +29,7 @@ OUTBOX_MAX_BYTES = 256 * 1024
 
 #: ``(seq, payload JSON text)`` of one server message.
 OutboxEntry = tuple[int, str]
+_payload = itemgetter(1)
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,9 @@ class SessionState:
         """Adopt the registry's authoritative state after a commit."""
         self.last_client_id = record.last_client_id
         self.last_server_seq = record.last_server_seq
-        self.subscriptions = set(record.subscriptions)
+        subs = record.subscriptions
+        if len(subs) != len(self.subscriptions) or not self.subscriptions.issuperset(subs):
+            self.subscriptions = set(subs)
         self.outbox = record.outbox
         self.dirty = False
 
@@ -159,10 +163,11 @@ def append_outbox(
     """``outbox`` plus ``payloads`` numbered from ``first_seq``, trimmed oldest first to ``limit``
     entries and ``max_bytes`` of payload (the newest entry always stays). The Redis commit script
     trims the same way."""
-    entries = list(outbox) + [(first_seq + i, p) for i, p in enumerate(payloads)]
+    entries = list(outbox)
+    entries.extend(zip(range(first_seq, first_seq + len(payloads)), payloads, strict=True))
     if len(entries) > limit:
         del entries[: len(entries) - limit]
-    if sum(len(p) for _, p in entries) * 4 <= max_bytes:  # UTF-8 needs at most 4 bytes a character
+    if sum(map(len, map(_payload, entries))) * 4 <= max_bytes:  # UTF-8 needs at most 4 bytes a character
         return tuple(entries)
     size = sum(len(p.encode()) for _, p in entries)
     while entries and (len(entries) > limit or (size > max_bytes and len(entries) > 1)):

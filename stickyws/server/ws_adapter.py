@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -46,12 +47,23 @@ _ACCEPTING: web.AppKey[Callable[[], bool]] = web.AppKey("stickyws_accepting", Ca
 _PINGER: web.AppKey[_Pinger] = web.AppKey("stickyws_pinger", "_Pinger")  # type: ignore[arg-type]
 
 
+#: RFC 6455 headers of an unmasked final text frame (server to client): payload < 126, < 65536, larger.
+_HEAD1 = struct.Struct("!BB").pack
+_HEAD2 = struct.Struct("!BBH").pack
+_HEAD3 = struct.Struct("!BBQ").pack
+_FIN_TEXT = 0x81
+
+
 class _WebSocket(web.WebSocketResponse):
-    """A WebSocketResponse that explains a 1009 close with an ``error`` frame and a reason."""
+    """A WebSocketResponse that explains a 1009 close with an ``error`` frame and a reason, and writes
+    the frames its transport still holds before any close frame."""
 
     limit_bytes = 0
+    flush_pending: Callable[[], None] | None = None
 
     async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
+        if self.flush_pending is not None:
+            self.flush_pending()
         if code == WSCloseCode.MESSAGE_TOO_BIG and not message and not self.closed:
             text = f"message larger than {self.limit_bytes} bytes"
             with contextlib.suppress(Exception):
@@ -63,32 +75,62 @@ class _WebSocket(web.WebSocketResponse):
 class AiohttpTransport:
     """:class:`~stickyws.server.core.Transport` over an aiohttp WebSocketResponse.
 
-    :meth:`write` puts an uncompressed text frame on the socket at once (aiohttp's frame writer,
-    which ``send_str`` uses too, without its wait for the socket to drain): the core measures what
-    stays unsent and closes slow consumers itself. With permessage-deflate the frame goes through
-    ``send_str`` in order (the compressor is stateful).
+    :meth:`write` frames an uncompressed text frame itself (RFC 6455, unmasked, final) and queues it;
+    the frames queued in one event-loop iteration go to the socket in one write at the end of it (a
+    reply and its ack: one ``send`` instead of two), in call order, without waiting for the socket to
+    drain: the core measures what stays unsent (the queue included) and closes slow consumers itself.
+    A close writes the queue first. With permessage-deflate the frame goes through ``send_str`` in
+    order (the compressor is stateful).
     """
 
-    __slots__ = ("_sends", "next_ping", "pong_due", "ws")
+    __slots__ = ("_pending", "_pending_bytes", "_sends", "next_ping", "pong_due", "ws")
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
         self.next_ping = 0.0
         self.pong_due: float | None = None
         self._sends: asyncio.Task[None] | None = None
+        self._pending: list[bytes] | None = None
+        self._pending_bytes = 0
+        if isinstance(ws, _WebSocket):
+            ws.flush_pending = self.flush
 
     async def send_text(self, text: str) -> None:
+        self.flush()
         await self.ws.send_str(text)
 
     def write(self, text: str) -> int:
         writer = self.ws._writer  # the adapter owns the aiohttp specifics
-        if writer is None or self.ws.closed:
+        if writer is None or self.ws.closed or writer.transport.is_closing():
             raise ConnectionError("socket is closed")
         if writer.compress:
             self._sends = asyncio.ensure_future(self._send_after(self._sends, text))
+            return writer.transport.get_write_buffer_size()
+        data = text.encode()
+        n = len(data)
+        head = (
+            _HEAD1(_FIN_TEXT, n) if n < 126 else _HEAD2(_FIN_TEXT, 126, n) if n < 65536 else _HEAD3(_FIN_TEXT, 127, n)
+        )
+        pending = self._pending
+        if pending is None:
+            self._pending = [head, data]
+            asyncio.get_running_loop().call_soon(self.flush)
         else:
-            writer._write_websocket_frame(text.encode(), WSMsgType.TEXT, 0)
-        return writer.transport.get_write_buffer_size()
+            pending.append(head)
+            pending.append(data)
+        self._pending_bytes += len(head) + n
+        return writer.transport.get_write_buffer_size() + self._pending_bytes
+
+    def flush(self) -> None:
+        """Write the queued frames now (idempotent; dropped when the socket is already closing)."""
+        pending = self._pending
+        if pending is None:
+            return
+        self._pending = None
+        self._pending_bytes = 0
+        writer = self.ws._writer
+        if writer is not None and not writer.transport.is_closing():
+            writer.transport.write(b"".join(pending))
 
     async def _send_after(self, previous: asyncio.Task[None] | None, text: str) -> None:
         if previous is not None:
@@ -98,6 +140,7 @@ class AiohttpTransport:
             await self.ws.send_str(text)
 
     async def close(self, code: int, reason: str) -> None:
+        self.flush()
         await self.ws.close(code=code, message=reason.encode()[:123])
 
 

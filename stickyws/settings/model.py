@@ -35,6 +35,7 @@ REGISTRY_MODES = ("single", "cluster", "serverless")
 REGISTRY_ENGINES = ("valkey", "redis")
 REGISTRY_AUTH_MODES = ("iam", "token", "none")
 MIB = 1024 * 1024
+INBOUND_DELIVERY_MODES = ("exactly_once", "at_most_once")
 FARGATE_CPU_UNITS = ("256", "512", "1024", "2048", "4096", "8192", "16384")
 
 
@@ -263,6 +264,17 @@ class ClientSettings:
 @dataclass(frozen=True)
 class DeliverySettings:
     """Server push: the session outbox, topic history, output bounds and the publish endpoint."""
+
+    inbound_delivery: str = setting(
+        "exactly_once",
+        "How client `send` messages are handled: `exactly_once` (each is committed to the registry, with "
+        "its replies, before its ack: a resend after a reconnect is acknowledged as a duplicate, not handled "
+        "again, and replies are replayed on resume) or `at_most_once` (handled and acknowledged without the "
+        "commit: no dedup across reconnects, so a message resent after a lost ack is handled again, and "
+        "replies go out once, without `seq`, never replayed). Subscribes are committed in both modes.",
+        choices=INBOUND_DELIVERY_MODES,
+        source="stickyws",
+    )
 
     outbox_max_messages: int = setting(
         1000,
