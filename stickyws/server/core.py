@@ -169,6 +169,17 @@ class Admission:
     since: Mapping[str, tuple[int, str]] = field(default_factory=dict)
 
 
+class SharedFrame:
+    """One text frame written to many connections: ``text``, and ``wire``, its encoding, which the
+    first transport that needs it fills in and the others reuse."""
+
+    __slots__ = ("text", "wire")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.wire: bytes | None = None
+
+
 class Transport(Protocol):
     """One open WebSocket as the core sees it."""
 
@@ -179,6 +190,11 @@ class Transport(Protocol):
     def write(self, text: str) -> int:
         """Queue one text frame without waiting; returns the bytes still unsent on this connection
         (raises ``ConnectionError`` when the socket is gone). Frames go out in call order."""
+        ...
+
+    def write_shared(self, frame: SharedFrame) -> int:
+        """:meth:`write` for one frame sent to many connections (a publication): the transport may
+        encode it once into ``frame.wire`` and hand the same bytes to every socket."""
         ...
 
     async def close(self, code: int, reason: str) -> None:
@@ -583,6 +599,20 @@ class ServerCore:
             self._forget_topics(conn)
             self._spawn(self._close_conn(conn, protocol.CLOSE_TRY_AGAIN_LATER, "slow consumer"))
 
+    def _write_shared(self, conn: Connection, frame: SharedFrame) -> None:
+        """:meth:`_write` of a frame that goes to many connections (encoded once)."""
+        if conn.closing:
+            return
+        try:
+            unsent = conn.transport.write_shared(frame)
+        except (ConnectionError, RuntimeError):
+            return
+        if unsent > self.dv.max_output_bytes:
+            self.metrics.count("SlowConsumerCloses")
+            self.metrics.audit("slow_consumer", user=conn.user_id, server=self.server_id, unsent=unsent)
+            self._forget_topics(conn)
+            self._spawn(self._close_conn(conn, protocol.CLOSE_TRY_AGAIN_LATER, "slow consumer"))
+
     async def _send(self, conn: Connection, text: str) -> None:
         self._write(conn, text)
 
@@ -684,7 +714,8 @@ class ServerCore:
             return
         topic, offset_now, epoch_now = pub.topic, pub.offset, pub.epoch
         frame = protocol.publication_raw(topic, offset_now, epoch_now, pub.data)
-        write = self._write
+        shared = SharedFrame(frame)
+        write = self._write_shared
         delivered = 0
         for conn in list(conns):
             cursor = conn.topics.get(topic)
@@ -697,7 +728,7 @@ class ServerCore:
                 and not cursor.recovering
             ):  # the common case: the next publication, nothing held (what TopicCursor.offer would pass on)
                 cursor.offset = offset_now
-                write(conn, frame)
+                write(conn, shared)
                 delivered += 1
                 continue
             items, changed = cursor.offer(pub.offset, pub.epoch, pub.data)

@@ -28,7 +28,15 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from stickyws import protocol
-from stickyws.server.core import Admission, Connection, HandshakeRequest, Rejection, ServerCore, origin_warning
+from stickyws.server.core import (
+    Admission,
+    Connection,
+    HandshakeRequest,
+    Rejection,
+    ServerCore,
+    SharedFrame,
+    origin_warning,
+)
 
 log = logging.getLogger("stickyws.server")
 
@@ -119,6 +127,34 @@ class AiohttpTransport:
             pending.append(head)
             pending.append(data)
         self._pending_bytes += len(head) + n
+        return writer.transport.get_write_buffer_size() + self._pending_bytes
+
+    def write_shared(self, frame: SharedFrame) -> int:
+        """:meth:`write` of a frame many sockets get: framed once (``frame.wire``), written at once when
+        nothing is queued (a fan-out schedules no flush per socket), else queued behind what is."""
+        writer = self.ws._writer
+        if writer is None or self.ws.closed or writer.transport.is_closing():
+            raise ConnectionError("socket is closed")
+        if writer.compress:
+            return self.write(frame.text)
+        wire = frame.wire
+        if wire is None:
+            data = frame.text.encode()
+            n = len(data)
+            head = (
+                _HEAD1(_FIN_TEXT, n)
+                if n < 126
+                else _HEAD2(_FIN_TEXT, 126, n)
+                if n < 65536
+                else _HEAD3(_FIN_TEXT, 127, n)
+            )
+            wire = frame.wire = head + data
+        pending = self._pending
+        if pending is None:
+            writer.transport.write(wire)
+            return writer.transport.get_write_buffer_size()
+        pending.append(wire)
+        self._pending_bytes += len(wire)
         return writer.transport.get_write_buffer_size() + self._pending_bytes
 
     def flush(self) -> None:
