@@ -28,7 +28,7 @@ Server -> client
 Close codes the client acts on: reconnect after 1001, 1006, 1011, 1012, 1013; never after
 :data:`CLOSE_TAKEN_OVER` (another connection of the same user replaced this one) or 1008.
 
-Added by the server (issue 3); nothing above changed meaning
+Added by the server; nothing above changed meaning
     * Handshake rejections: HTTP status with JSON body ``{"error": <code>, "message": <text>}``;
       the codes are the ``REJECT_*`` constants: 401 :data:`REJECT_MISSING_TOKEN`, 403
       :data:`REJECT_INVALID_TOKEN` / :data:`REJECT_ORIGIN` / :data:`REJECT_INVALID_RESUME`, 409

@@ -1,4 +1,4 @@
-"""Issue 4, e2e 6: over-limit handshakes get 503 + Retry-After; the client backs off and gets in later."""
+"""Over-limit handshakes get 503 + Retry-After; the client backs off and gets in later."""
 
 from __future__ import annotations
 

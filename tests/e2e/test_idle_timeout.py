@@ -1,4 +1,4 @@
-"""Issue 4, e2e 4: pings below the tunnel timeout keep idle connections; without pings they are cut at it."""
+"""Pings below the tunnel timeout keep idle connections; without pings they are cut at it."""
 
 from __future__ import annotations
 

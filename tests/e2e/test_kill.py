@@ -1,4 +1,4 @@
-"""Issue 4, e2e 3: kill -9 of a server: its clients move within the backoff bound and lose nothing."""
+"""Kill -9 of a server: its clients move within the backoff bound and lose nothing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 4, e2e 5: a Redis restart under traffic: connections stay up and the registry is reconciled."""
+"""A Redis restart under traffic: connections stay up and the registry is reconciled."""
 
 from __future__ import annotations
 

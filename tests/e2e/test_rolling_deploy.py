@@ -1,4 +1,4 @@
-"""Issue 4, e2e 2: a rolling deployment under 200 clients loses nothing, with and without the drain notice.
+"""A rolling deployment under 200 clients loses nothing, with and without the drain notice.
 
 Both runs replace every server of the twin one at a time (minimum healthy 100 %) while every
 client sends a numbered stream. The first run publishes the drain notice first (the AWS drain

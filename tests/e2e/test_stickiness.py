@@ -1,4 +1,4 @@
-"""Issue 4, e2e 1: the AWSALB cookie pins reconnects to one server; without it, connections spread."""
+"""The AWSALB cookie pins reconnects to one server; without it, connections spread."""
 
 from __future__ import annotations
 
