@@ -270,6 +270,15 @@ class LocalCluster:
         wait_for_port(node.port, timeout_s)
         self.wait_until_ok(timeout_s)
 
+        # It comes back believing it is still a primary (its nodes.conf) and turns replica once the
+        # cluster tells it otherwise: return only then, so the next user sees the settled topology.
+        def replica_everywhere() -> bool:
+            return all(
+                next(s for s in self.topology(n) if s.port == node.port).role == "slave" for n in self.nodes if n.alive
+            )
+
+        self._wait(replica_everywhere, timeout_s, f"every node to see {node.address} as a replica")
+
     # -- internals ---------------------------------------------------------------------------------
 
     def _spawn(self, node: ClusterNode) -> None:
