@@ -594,10 +594,7 @@ class ServerCore:
         except (ConnectionError, RuntimeError):
             return
         if unsent > self.dv.max_output_bytes:
-            self.metrics.count("SlowConsumerCloses")
-            self.metrics.audit("slow_consumer", user=conn.user_id, server=self.server_id, unsent=unsent)
-            self._forget_topics(conn)
-            self._spawn(self._close_conn(conn, protocol.CLOSE_TRY_AGAIN_LATER, "slow consumer"))
+            self._slow_consumer(conn, unsent)
 
     def _write_shared(self, conn: Connection, frame: SharedFrame) -> None:
         """:meth:`_write` of a frame that goes to many connections (encoded once)."""
@@ -608,10 +605,14 @@ class ServerCore:
         except (ConnectionError, RuntimeError):
             return
         if unsent > self.dv.max_output_bytes:
-            self.metrics.count("SlowConsumerCloses")
-            self.metrics.audit("slow_consumer", user=conn.user_id, server=self.server_id, unsent=unsent)
-            self._forget_topics(conn)
-            self._spawn(self._close_conn(conn, protocol.CLOSE_TRY_AGAIN_LATER, "slow consumer"))
+            self._slow_consumer(conn, unsent)
+
+    def _slow_consumer(self, conn: Connection, unsent: int) -> None:
+        """Close ``conn`` with 1013: it holds more than ``max_output_bytes`` unsent."""
+        self.metrics.count("SlowConsumerCloses")
+        self.metrics.audit("slow_consumer", user=conn.user_id, server=self.server_id, unsent=unsent)
+        self._forget_topics(conn)
+        self._spawn(self._close_conn(conn, protocol.CLOSE_TRY_AGAIN_LATER, "slow consumer"))
 
     async def _send(self, conn: Connection, text: str) -> None:
         self._write(conn, text)
