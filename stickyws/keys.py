@@ -37,6 +37,7 @@ user's, starts a fresh session in ``ws:{u:<user>}:session``.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass
 
@@ -45,6 +46,7 @@ PREFIX = "ws"
 DRAIN_NOTICE_TTL_S = 7200
 #: Characters kept as they are in encoded ids (everything else is ``%XX``-escaped).
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.@+=!~*'()$,;/|#&?<>[]^`\" ")
+_all_safe = re.compile("[" + re.escape("".join(sorted(_SAFE))) + "]*").fullmatch
 
 
 def encode_id(value: str) -> str:
@@ -53,7 +55,7 @@ def encode_id(value: str) -> str:
     Injective (``%`` itself is escaped) and never contains a brace, so an id cannot choose a hash
     slot or reach another id's keys.
     """
-    if all(ch in _SAFE for ch in value):
+    if _all_safe(value) is not None:
         return value
     return "".join(ch if ch in _SAFE else "".join(f"%{b:02X}" for b in ch.encode()) for ch in value)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import socket
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,8 +29,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.credentials import CredentialProvider
 
-from stickyws import keys
+from stickyws import json_codec, keys
 from stickyws.server.cluster_listener import ClusterListener
+from stickyws.server.redis_lane import LaneScript, RedisLane
 from stickyws.server.registry import (
     ClaimResult,
     MessageCallback,
@@ -51,7 +53,7 @@ from stickyws.server.session import (
     OutboxEntry,
     OutboxLimits,
     SessionRecord,
-    append_outbox,
+    extend_outbox,
 )
 
 #: Connections in the pool (the settings model has no field for it yet).
@@ -316,7 +318,9 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+@functools.lru_cache(maxsize=4096)
 def _subs(value: Any) -> tuple[str, ...]:
+    """The sorted topics of a session hash's ``subs`` field (cached: most sessions share a few sets)."""
     try:
         parsed = json.loads(_text(value)) if value is not None else []
     except ValueError:
@@ -335,6 +339,23 @@ def _outbox_json(outbox: Sequence[OutboxEntry]) -> str:
 
 def _subs_json(subs: Sequence[str]) -> str:
     return json.dumps(sorted(subs), separators=(",", ":"))
+
+
+class _Script:
+    """One of the registry's scripts: on the lane on one primary, through redis-py's client on a cluster."""
+
+    __slots__ = ("_lane_script", "_redis_py", "_registry")
+
+    def __init__(self, registry: RedisRegistry, client: Any, source: str) -> None:
+        self._registry = registry
+        self._redis_py = client.register_script(source)
+        self._lane_script = LaneScript(source)
+
+    def __call__(self, call_keys: Sequence[str], args: Sequence[str | int]) -> Awaitable[Any]:
+        lane = self._registry.lane
+        if lane is not None:
+            return lane.evalsha(self._lane_script, call_keys, args)
+        return self._redis_py(keys=call_keys, args=args)  # type: ignore[no-any-return]
 
 
 class RedisRegistry:
@@ -380,8 +401,8 @@ class RedisRegistry:
         push = keys.push_channel("\x00")
         self._push_prefix, _, self._push_suffix = push.partition("\x00")
         self._closed = False
-        self._batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
-        self._flushes: set[asyncio.Task[None]] = set()
+        #: The hot path's connection on one primary (set once the mode is known to be single).
+        self.lane: RedisLane | None = None
         # Pub/sub: the channels the listener holds, the live PubSub object, and confirmations awaited.
         self._channels: set[str] = set()
         self._pubsub: Any = None
@@ -389,12 +410,12 @@ class RedisRegistry:
 
     def _register_scripts(self) -> None:
         client = self._client
-        self._handshake = client.register_script(HANDSHAKE_LUA)
-        self._commit = client.register_script(COMMIT_LUA)
-        self._push = client.register_script(PUSH_LUA)
-        self._publish_topic = client.register_script(PUBLISH_TOPIC_LUA)
-        self._topic_since = client.register_script(TOPIC_SINCE_LUA)
-        self._release = client.register_script(RELEASE_LUA)
+        self._handshake = _Script(self, client, HANDSHAKE_LUA)
+        self._commit = _Script(self, client, COMMIT_LUA)
+        self._push = _Script(self, client, PUSH_LUA)
+        self._publish_topic = _Script(self, client, PUBLISH_TOPIC_LUA)
+        self._topic_since = _Script(self, client, TOPIC_SINCE_LUA)
+        self._release = _Script(self, client, RELEASE_LUA)
         self._reconcile = client.register_script(RECONCILE_LUA)
 
     @property
@@ -408,6 +429,14 @@ class RedisRegistry:
             if self.mode is None:
                 info = await self._client.info("cluster")
                 self.mode = "cluster" if int(info.get("cluster_enabled", 0)) == 1 else "single"
+            if self.mode == "single" and self.lane is None:
+                self.lane = RedisLane(
+                    self._url,
+                    credential_provider=self._credential_provider,
+                    connect_timeout_s=CONNECT_TIMEOUT_S,
+                    reply_timeout_s=SOCKET_TIMEOUT_S,
+                    keepalive_options=KEEPALIVE_OPTIONS,
+                )
             if self.mode == "cluster" and self._cluster_client is None:
                 self._cluster_client = RedisCluster.from_url(
                     self._url,
@@ -429,54 +458,6 @@ class RedisRegistry:
         channel on a cluster; ``None`` on one primary (pushes come on the server's channel)."""
         return keys.user_push_channel(user_id) if self.is_cluster else None
 
-    def _batched_commit(self, call_keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
-        """Queue one commit; every commit queued in the same loop iteration goes out as one pipeline."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._batch.append((call_keys, list(args), fut))
-        if len(self._batch) == 1:
-            loop.call_soon(self._start_flush)
-        return fut
-
-    def _start_flush(self) -> None:
-        task = asyncio.ensure_future(self._flush())
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
-
-    async def _flush(self) -> None:
-        batch, self._batch = self._batch, []
-        if self.is_cluster:  # one script call each (a cluster refuses pipelined EVALSHA), all in flight at once
-            results = await asyncio.gather(
-                *(self._commit(keys=call_keys, args=args) for call_keys, args, _ in batch), return_exceptions=True
-            )
-            for (_, _, fut), result in zip(batch, results, strict=True):
-                if fut.done():
-                    continue
-                if isinstance(result, BaseException):
-                    fut.set_exception(result if isinstance(result, Exception) else RuntimeError("commit cancelled"))
-                else:
-                    fut.set_result(result)
-            return
-        try:
-            pipe = self._client.pipeline(transaction=False)
-            for call_keys, args, _ in batch:
-                await self._commit(keys=call_keys, args=args, client=pipe)
-            replies = await pipe.execute(raise_on_error=False)
-        except BaseException as exc:
-            for *_, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError("commit batch cancelled"))
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (_, _, fut), reply in zip(batch, replies, strict=True):
-            if fut.done():
-                continue
-            if isinstance(reply, Exception):
-                fut.set_exception(reply)
-            else:
-                fut.set_result(reply)
-
     @property
     def client(self) -> Any:
         """The underlying client, ``redis.asyncio.Redis`` or ``RedisCluster`` (for tests and the local twin)."""
@@ -484,7 +465,7 @@ class RedisRegistry:
 
     async def _call(self, make: Callable[[], Awaitable[_T]]) -> _T:
         try:
-            if self.mode is None or (self.mode == "cluster" and self._cluster_client is None):
+            if self.lane is None and (self.mode != "cluster" or self._cluster_client is None):
                 await self._ensure_mode()
             result = await make()
         except _DOWN_ERRORS as exc:
@@ -514,7 +495,7 @@ class RedisRegistry:
                 server_id, routing_ttl_s, "1" if reject_live_owner else "0", gone, session_id, "1" if resume else "0",
                 session_ttl_s, "" if replay_after is None else replay_after, limits.max_messages, limits.max_bytes,
             ]  # fmt: skip
-            reply = await self._call(lambda: self._handshake(keys=call_keys, args=args))  # noqa: B023 - awaited here
+            reply = await self._call(lambda: self._handshake(call_keys, args))  # noqa: B023 - awaited here
             if reply[0] == 1:
                 break
             owner = _text(reply[1])
@@ -531,7 +512,7 @@ class RedisRegistry:
         return ClaimResult(True, previous, record, bool(reply[2]))
 
     async def release(self, user_id: str, server_id: str) -> bool:
-        deleted = await self._call(lambda: self._release(keys=[keys.user_key(user_id)], args=[server_id]))
+        deleted = await self._call(lambda: self._release([keys.user_key(user_id)], [server_id]))
         return bool(deleted)
 
     async def owner(self, user_id: str) -> str | None:
@@ -550,22 +531,25 @@ class RedisRegistry:
     ) -> CommitResult:
         args: list[str | int] = [
             record.session_id, commit.msg_id, commit.topic_op, commit.topic, session_ttl_s, server_id, routing_ttl_s,
-            json.dumps(list(commit.payloads)), limits.max_messages, limits.max_bytes,
+            json_codec.dumps(commit.payloads), limits.max_messages, limits.max_bytes,
             record.last_client_id, record.last_server_seq, "", "",
         ]  # fmt: skip
         call_keys = [keys.session_key(record.user_id), keys.user_key(record.user_id)]
-        reply = await self._call(lambda: self._batched_commit(call_keys, args))
+        reply = await self._call(lambda: self._commit(call_keys, args))
         if reply[0] == 3:  # the hash is gone (e.g. Redis restarted): send the mirror once, then as before
             args[12], args[13] = _subs_json(record.subscriptions), _outbox_json(record.outbox) or "[]"
-            reply = await self._call(lambda: self._batched_commit(call_keys, args))
+            reply = await self._call(lambda: self._commit(call_keys, args))
         if reply[0] == 4:
             raise SessionReplaced(record.session_id)
         duplicate, first_seq = bool(reply[0]), int(reply[1])
         # The outbox mirror is computed here with the script's trimming rule (append_outbox, at the mirror's
         # own small limits) rather than read back, so a commit never ships the outbox over the wire.
-        outbox = record.outbox if duplicate else append_outbox(record.outbox, first_seq, commit.payloads)
+        if duplicate:
+            outbox, chars = record.outbox, record.outbox_chars
+        else:
+            outbox, chars = extend_outbox(record.outbox, first_seq, commit.payloads, chars=record.outbox_chars)
         new = SessionRecord(
-            record.session_id, record.user_id, int(reply[2]), int(reply[3]), _subs(reply[4]), outbox, int(reply[5])
+            record.session_id, record.user_id, reply[2], reply[3], _subs(reply[4]), outbox, reply[5], chars
         )
         return CommitResult(duplicate, first_seq, new)
 
@@ -574,7 +558,7 @@ class RedisRegistry:
 
         async def run() -> Any:
             args = [payload, user_id, self._push_prefix, self._push_suffix, self.user_channel(user_id) or ""]
-            return await self._push(keys=call_keys, args=args)
+            return await self._push(call_keys, args)
 
         reply = await self._call(run)
         if reply[0] == 0:
@@ -622,7 +606,7 @@ class RedisRegistry:
                 payload, epoch_if_new, retention_count, retention_s * 1000, topic_meta_ttl_s(retention_s), topic,
                 keys.topic_channel(topic), "SPUBLISH" if self.is_cluster else "PUBLISH",
             ]  # fmt: skip
-            return await self._publish_topic(keys=call_keys, args=args)
+            return await self._publish_topic(call_keys, args)
 
         reply = await self._call(run)
         return Publication(topic, int(reply[0]), _text(reply[1]), payload)
@@ -646,7 +630,7 @@ class RedisRegistry:
 
     async def topic_since(self, *, topic: str, offset: int, epoch: str, limit: int) -> TopicHistory:
         call_keys = [keys.topic_meta_key(topic), keys.topic_log_key(topic)]
-        reply = await self._call(lambda: self._topic_since(keys=call_keys, args=[offset, epoch, limit]))
+        reply = await self._call(lambda: self._topic_since(call_keys, [offset, epoch, limit]))
         position = TopicPosition(int(reply[1]), _text(reply[0]))
         entries = [(int(reply[i]), _text(reply[i + 1])) for i in range(2, len(reply) - 1, 2)]
         return history_after(position, offset, epoch, entries, topic)
@@ -710,8 +694,12 @@ class RedisRegistry:
         while True:
             pubsub = self._client.pubsub()
             try:
-                await pubsub.subscribe(*sorted(self._channels))
+                wanted = sorted(self._channels)
+                await pubsub.subscribe(*wanted)
                 self._pubsub = pubsub
+                missed = self._channels.difference(wanted)  # asked for while the subscribe was on its way
+                if missed:
+                    await pubsub.subscribe(*sorted(missed))
                 self.available = True
                 await on_subscribed()
                 while True:
@@ -790,6 +778,8 @@ class RedisRegistry:
         if self._closed:
             return
         self._closed = True
+        if self.lane is not None:
+            await self.lane.close()
         with contextlib.suppress(Exception):
             await self._client.aclose()
         with contextlib.suppress(Exception):

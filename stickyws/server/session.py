@@ -44,6 +44,9 @@ class SessionRecord:
     outbox: tuple[OutboxEntry, ...] = ()
     #: Oldest seq the registry still keeps (a resuming client below it has lost ``out_first - 1 - lastSeq``).
     out_first: int = 1
+    #: Characters in the outbox's payloads when known (``-1``: not counted), so that appending one message
+    #: does not count the whole outbox again.
+    outbox_chars: int = field(default=-1, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,9 @@ class SessionState:
     outbox: tuple[OutboxEntry, ...] = ()
     #: True while local changes have not reached the registry (it was down).
     dirty: bool = False
+    #: ``outbox_chars`` of the record last adopted, valid while ``outbox`` is that record's tuple.
+    _chars: int = -1
+    _chars_of: tuple[OutboxEntry, ...] | None = None
 
     @classmethod
     def from_record(cls, record: SessionRecord) -> SessionState:
@@ -108,6 +114,8 @@ class SessionState:
             record.last_server_seq,
             set(record.subscriptions),
             record.outbox,
+            _chars=record.outbox_chars,
+            _chars_of=record.outbox,
         )
 
     def record(self) -> SessionRecord:
@@ -117,8 +125,9 @@ class SessionState:
             self.user_id,
             self.last_client_id,
             self.last_server_seq,
-            tuple(sorted(self.subscriptions)),
+            tuple(sorted(self.subscriptions)) if self.subscriptions else (),
             self.outbox,
+            outbox_chars=self._chars if self._chars_of is self.outbox else -1,
         )
 
     def is_duplicate(self, msg_id: int) -> bool:
@@ -132,7 +141,9 @@ class SessionState:
         first = self.last_server_seq + 1
         self.last_client_id = commit.msg_id
         self.last_server_seq += commit.outputs
-        self.outbox = append_outbox(self.outbox, first, commit.payloads)
+        chars = self._chars if self._chars_of is self.outbox else -1
+        self.outbox, self._chars = extend_outbox(self.outbox, first, commit.payloads, chars=chars)
+        self._chars_of = self.outbox
         apply_topic(self.subscriptions, commit.topic_op, commit.topic)
         self.dirty = True
         return CommitResult(False, first, self.record())
@@ -145,6 +156,7 @@ class SessionState:
         if len(subs) != len(self.subscriptions) or not self.subscriptions.issuperset(subs):
             self.subscriptions = set(subs)
         self.outbox = record.outbox
+        self._chars, self._chars_of = record.outbox_chars, record.outbox
         self.dirty = False
 
     def replay_after(self, last_seq: int) -> list[OutboxEntry]:
@@ -163,16 +175,41 @@ def append_outbox(
     """``outbox`` plus ``payloads`` numbered from ``first_seq``, trimmed oldest first to ``limit``
     entries and ``max_bytes`` of payload (the newest entry always stays). The Redis commit script
     trims the same way."""
-    entries = list(outbox)
-    entries.extend(zip(range(first_seq, first_seq + len(payloads)), payloads, strict=True))
-    if len(entries) > limit:
-        del entries[: len(entries) - limit]
-    if sum(map(len, map(_payload, entries))) * 4 <= max_bytes:  # UTF-8 needs at most 4 bytes a character
-        return tuple(entries)
-    size = sum(len(p.encode()) for _, p in entries)
-    while entries and (len(entries) > limit or (size > max_bytes and len(entries) > 1)):
-        size -= len(entries.pop(0)[1].encode())
-    return tuple(entries)
+    return extend_outbox(outbox, first_seq, payloads, limit=limit, max_bytes=max_bytes)[0]
+
+
+def extend_outbox(
+    outbox: Sequence[OutboxEntry],
+    first_seq: int,
+    payloads: Sequence[str],
+    *,
+    chars: int = -1,
+    limit: int = OUTBOX_LIMIT,
+    max_bytes: int = OUTBOX_MAX_BYTES,
+) -> tuple[tuple[OutboxEntry, ...], int]:
+    """:func:`append_outbox`, and the characters in the result's payloads. ``chars``: those of ``outbox``
+    when known (``-1``: counted here), so that a commit costs the same whatever the outbox holds."""
+    old = outbox if type(outbox) is tuple else tuple(outbox)
+    if chars < 0:
+        chars = sum(map(len, map(_payload, old)))
+    new = tuple(zip(range(first_seq, first_seq + len(payloads)), payloads, strict=True))
+    chars += sum(map(len, payloads))
+    drop = len(old) + len(new) - limit
+    if drop <= 0:
+        entries = old + new
+    elif drop <= len(old):
+        chars -= sum(map(len, map(_payload, old[:drop])))
+        entries = old[drop:] + new
+    else:
+        entries = new[drop - len(old) :]
+        chars = sum(map(len, payloads[drop - len(old) :]))
+    if chars * 4 <= max_bytes:  # UTF-8 needs at most 4 bytes a character
+        return entries, chars
+    kept = list(entries)
+    size = sum(len(p.encode()) for _, p in kept)
+    while len(kept) > 1 and size > max_bytes:
+        size -= len(kept.pop(0)[1].encode())
+    return tuple(kept), sum(map(len, map(_payload, kept)))
 
 
 def apply_topic(subscriptions: set[str], op: str, topic: str) -> None:

@@ -14,7 +14,7 @@ from stickyws.server import drain
 from stickyws.server.auth import AuthError, TokenVerifier, extract_resume, extract_token, origin_allowed
 from stickyws.server.handler import echo_handler, load_handler
 from stickyws.server.metrics import Metrics, emf_line
-from stickyws.server.session import Commit, SessionRecord, SessionState, append_outbox
+from stickyws.server.session import Commit, SessionRecord, SessionState, append_outbox, extend_outbox
 from tests.server.helpers import SECRET
 
 V = TokenVerifier(SECRET, "stickyws")
@@ -91,6 +91,32 @@ def test_outbox_trims_oldest_by_count_and_bytes() -> None:
     box = append_outbox((), 1, ["a" * 10, "b" * 10, "c" * 10], max_bytes=25)
     assert [seq for seq, _ in box] == [2, 3]
     assert append_outbox((), 1, ["z" * 100], max_bytes=10) == ((1, "z" * 100),)
+
+
+def test_outbox_kept_with_a_running_character_count_trims_as_a_full_count_does() -> None:
+    """extend_outbox with the carried character count gives the same outbox as counting afresh, and the true count."""
+    rng = random.Random(7)
+    box: tuple[tuple[int, str], ...] = ()
+    chars, seq = -1, 1
+    for _ in range(400):
+        payloads = ["é" * rng.choice((1, 5, 40, 300)) for _ in range(rng.choice((0, 1, 1, 3)))]
+        limit, max_bytes = rng.choice((4, 16)), rng.choice((200, 1000, 64 * 1024))
+        expected = append_outbox(box, seq, payloads, limit=limit, max_bytes=max_bytes)
+        box, chars = extend_outbox(box, seq, payloads, chars=chars, limit=limit, max_bytes=max_bytes)
+        assert box == expected
+        assert chars == sum(len(p) for _, p in box)
+        seq += len(payloads)
+    assert seq > 400
+
+
+def test_session_mirror_carries_the_outbox_count_only_for_its_own_outbox() -> None:
+    """A mirror hands its count to the next record, and -1 once its outbox was replaced behind its back."""
+    s = SessionState.from_record(SessionRecord("s", "u"))
+    s.apply_local(Commit(1, ('"abc"', '"de"')))
+    assert s.record().outbox_chars == 9
+    s.outbox = ((3, '"x"'),)
+    assert s.record().outbox_chars == -1
+    assert s.apply_local(Commit(2, ('"yz"',))).record.outbox_chars == 7
 
 
 def test_drain_plan_puts_one_instruction_in_each_slot() -> None:

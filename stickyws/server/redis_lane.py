@@ -1,0 +1,317 @@
+"""One pipelined Redis connection for the registry's hot path (one primary only).
+
+:class:`RedisLane` writes every command queued in one event-loop iteration in one socket write and
+resolves the replies in order (RESP is FIFO on a connection): what ioredis calls auto-pipelining. It
+packs with ``hiredis.pack_command`` and parses with ``hiredis.Reader``, and it keeps no per-call
+timer: one watchdog per connection fails everything in flight with :class:`asyncio.TimeoutError` when
+Redis has not answered for ``reply_timeout_s``. Measured against redis-py's pipeline on the same
+commits (BENCHMARKS.md, *The fast path*), which spends most of the per-message cost in packing,
+the pool and a ``SCRIPT EXISTS`` round trip per batch.
+
+Contracts:
+
+* :meth:`RedisLane.execute` returns the reply (bytes, int, list, or ``None``), or raises
+  :class:`LaneUnavailable` (a ``ConnectionError``: the connection failed, was lost with the command in
+  flight, or Redis answered ``READONLY``/``LOADING``/``MASTERDOWN``), :class:`asyncio.TimeoutError`, or
+  :class:`LaneReplyError` (an error reply, e.g. a script error).
+* A command that was never written is retried on a new connection; one in flight when the connection
+  drops is failed, never resent (the caller decides: the registry's commits are idempotent by message id).
+* :meth:`RedisLane.evalsha` runs a :class:`LaneScript` by its SHA and falls back to ``EVAL`` (which
+  caches it again) when Redis answers ``NOSCRIPT``, e.g. after a restart.
+* ``rediss://`` URLs use TLS; credentials come from the URL or a redis-py ``CredentialProvider``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import socket
+import ssl
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import hiredis
+
+#: Error replies that mean "this connection cannot serve the registry now" (a replica after a failover,
+#: a primary still loading its data): the connection is dropped and the next call reconnects.
+_UNAVAILABLE_PREFIXES = ("READONLY", "LOADING", "MASTERDOWN")
+
+
+class LaneUnavailable(ConnectionError):
+    """The registry cannot be reached on this lane now (connect failed, connection lost, or not a primary)."""
+
+
+class LaneReplyError(Exception):
+    """Redis answered a command with an error reply (the message is Redis's own)."""
+
+
+class LaneScript:
+    """A Lua script known by its SHA1, as ``EVALSHA`` needs it."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source.encode()
+        self.sha = hashlib.sha1(self.source).hexdigest().encode()
+
+
+class _Protocol(asyncio.Protocol):
+    __slots__ = ("_lane", "_reader")
+
+    def __init__(self, lane: RedisLane) -> None:
+        self._lane = lane
+        self._reader = hiredis.Reader()
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        reader.feed(data)
+        reply = reader.gets()
+        while reply is not False:
+            self._lane._on_reply(reply)
+            reply = reader.gets()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lane._on_lost(self)
+
+
+class RedisLane:
+    """Commands to one Redis primary over one auto-pipelined connection (see the module docstring).
+
+    ``url``: ``redis://``, ``rediss://`` (TLS) or ``unix://``, with optional ``user:password@`` and ``/db``.
+    ``credential_provider``: an object with ``get_credentials_async()`` or ``get_credentials()`` returning
+    ``(password,)`` or ``(username, password)`` (redis-py's protocol), asked at every connect.
+    ``connect_timeout_s``: for TCP, TLS and authentication together. ``reply_timeout_s``: how long Redis may
+    stay silent while commands are in flight. ``keepalive_options``: TCP keepalive socket options.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        credential_provider: Any = None,
+        connect_timeout_s: float = 1.0,
+        reply_timeout_s: float = 2.0,
+        keepalive_options: Mapping[int, int] | None = None,
+    ) -> None:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"registry URL must start with redis://, rediss:// or unix://, not {url!r}")
+        self._scheme = parsed.scheme
+        self._host = parsed.hostname or "localhost"
+        self._port = parsed.port or 6379
+        self._path = parsed.path if parsed.scheme == "unix" else ""
+        db = parsed.path.lstrip("/") if parsed.scheme != "unix" else ""
+        self._db = int(db) if db else 0
+        self._username = unquote(parsed.username) if parsed.username else None
+        self._password = unquote(parsed.password) if parsed.password else None
+        self._verify_tls = "ssl_cert_reqs=none" not in (parsed.query or "")
+        self._credential_provider = credential_provider
+        self._connect_timeout_s = connect_timeout_s
+        self._reply_timeout_s = reply_timeout_s
+        self._keepalive_options = dict(keepalive_options or {})
+        self._transport: asyncio.Transport | None = None
+        self._opening: asyncio.Transport | None = None
+        self._protocol: _Protocol | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        #: Packed commands not yet written, and their futures (same order).
+        self._out: list[bytes] = []
+        self._queued: list[asyncio.Future[Any]] = []
+        #: Futures of written commands, oldest first (replies arrive in this order).
+        self._pending: deque[asyncio.Future[Any]] = deque()
+        self._flush_scheduled = False
+        self._progress_at = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._timed_out = False
+        self._closed = False
+
+    # ------------------------------------------------------------------ calls
+
+    def execute(self, *args: Any) -> asyncio.Future[Any]:
+        """Queue one command; the future resolves with its reply (see the module docstring)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        if self._closed:
+            fut.set_exception(LaneUnavailable("the registry lane is closed"))
+            return fut
+        self._out.append(hiredis.pack_command(args))
+        self._queued.append(fut)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return fut
+
+    async def evalsha(self, script: LaneScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        """Run ``script`` on ``keys`` and ``args``; ``EVAL`` once when Redis no longer has it cached."""
+        try:
+            return await self.execute(b"EVALSHA", script.sha, len(keys), *keys, *args)
+        except LaneReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        return await self.execute(b"EVAL", script.source, len(keys), *keys, *args)
+
+    async def close(self) -> None:
+        """Fail what is queued or in flight with :class:`LaneUnavailable` and close the connection. Idempotent."""
+        self._closed = True
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await self._connecting
+        self._fail_queued(LaneUnavailable("the registry lane is closed"))
+        if self._transport is not None:
+            self._transport.close()
+        self._fail_pending(LaneUnavailable("the registry lane is closed"))
+
+    # ------------------------------------------------------------------ writing
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._out:
+            return
+        transport = self._transport
+        if transport is None:
+            if self._connecting is None and not self._closed:
+                self._connecting = asyncio.ensure_future(self._connect())
+            return  # written once connected
+        if not self._pending:
+            self._progress_at = asyncio.get_running_loop().time()
+        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+        self._pending.extend(self._queued)
+        self._out.clear()
+        self._queued.clear()
+        transport.write(data)
+        if self._watchdog is None:
+            self._arm_watchdog(self._reply_timeout_s)
+
+    def _arm_watchdog(self, delay_s: float) -> None:
+        self._watchdog = asyncio.get_running_loop().call_later(delay_s, self._watch)
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        if not self._pending or self._transport is None:
+            return
+        silent_s = asyncio.get_running_loop().time() - self._progress_at
+        if silent_s >= self._reply_timeout_s:
+            self._timed_out = True
+            self._transport.abort()  # connection_lost fails what is in flight with TimeoutError
+            return
+        self._arm_watchdog(self._reply_timeout_s - silent_s)
+
+    # ------------------------------------------------------------------ reading
+
+    def _on_reply(self, reply: Any) -> None:
+        fut = self._pending.popleft()
+        self._progress_at = asyncio.get_running_loop().time() if self._pending else 0.0
+        if type(reply) is hiredis.ReplyError:
+            message = str(reply)
+            if message.startswith(_UNAVAILABLE_PREFIXES):
+                if not fut.done():
+                    fut.set_exception(LaneUnavailable(f"registry answered {message}"))
+                if self._transport is not None:
+                    self._transport.close()  # reconnect: the endpoint may point at the new primary now
+                return
+            if not fut.done():
+                fut.set_exception(LaneReplyError(message))
+            return
+        if not fut.done():
+            fut.set_result(reply)
+
+    def _on_lost(self, protocol: _Protocol) -> None:
+        if protocol is not self._protocol:
+            return
+        self._transport = self._opening = None
+        self._protocol = None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if self._timed_out:
+            self._timed_out = False
+            self._fail_pending(TimeoutError(f"registry did not answer within {self._reply_timeout_s} s"))
+        else:
+            self._fail_pending(LaneUnavailable("registry connection lost"))
+        if self._out and not self._flush_scheduled:  # never written: they go out on a new connection
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _fail_pending(self, exc: BaseException) -> None:
+        pending, self._pending = self._pending, deque()
+        for fut in pending:
+            if not fut.done():
+                fut.set_exception(exc)
+
+    def _fail_queued(self, exc: BaseException) -> None:
+        queued = self._queued
+        self._out, self._queued = [], []
+        for fut in queued:
+            if not fut.done():
+                fut.set_exception(exc)
+
+    # ------------------------------------------------------------------ connecting
+
+    async def _connect(self) -> None:
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                await self._open()
+        except BaseException as exc:
+            self._connecting = None
+            opening, self._opening = self._opening, None
+            if opening is not None:
+                opening.abort()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            self._fail_queued(LaneUnavailable(f"cannot connect to the registry: {reason}"))
+            return
+        self._connecting = None
+        self._transport, self._opening = self._opening, None
+        self._flush()
+
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        protocol = _Protocol(self)
+        if self._scheme == "unix":
+            transport, _ = await loop.create_unix_connection(lambda: protocol, self._path)
+        else:
+            tls: ssl.SSLContext | None = None
+            if self._scheme == "rediss":
+                tls = ssl.create_default_context()
+                if not self._verify_tls:
+                    tls.check_hostname = False
+                    tls.verify_mode = ssl.CERT_NONE
+            transport, _ = await loop.create_connection(
+                lambda: protocol, self._host, self._port, ssl=tls, server_hostname=self._host if tls else None
+            )
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                for option, value in self._keepalive_options.items():
+                    sock.setsockopt(socket.IPPROTO_TCP, option, value)
+        # Commands are written only once the connection is set up (``_transport`` stays None until then).
+        self._opening, self._protocol = transport, protocol
+        setup: list[tuple[Any, ...]] = []
+        username, password = await self._credentials()
+        if password is not None:
+            setup.append((b"AUTH", username, password) if username else (b"AUTH", password))
+        if self._db:
+            setup.append((b"SELECT", self._db))
+        if setup:
+            futures = [loop.create_future() for _ in setup]
+            self._pending.extend(futures)
+            transport.write(b"".join(hiredis.pack_command(cmd) for cmd in setup))
+            for fut in futures:
+                await fut  # an error reply (wrong password) raises LaneReplyError here
+
+    async def _credentials(self) -> tuple[str | None, str | None]:
+        provider = self._credential_provider
+        if provider is None:
+            return self._username, self._password
+        if hasattr(provider, "get_credentials_async"):
+            creds = await provider.get_credentials_async()
+        else:
+            creds = provider.get_credentials()
+        if len(creds) == 1:
+            return None, creds[0]
+        return creds[0], creds[1]
