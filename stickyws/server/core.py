@@ -66,6 +66,9 @@ log = logging.getLogger("stickyws.server")
 RETRY_AFTER_S = 1
 #: Pause before resubscribing after an unexpected pub/sub failure.
 LISTEN_RETRY_S = 0.5
+#: How long :meth:`ServerCore.start` waits for the first pub/sub subscription (drain notices, takeover
+#: requests, pushes) before it serves anyway: a registry that is down at start must not keep it down.
+LISTEN_READY_S = 2.0
 #: How long close() waits for its background tasks after cancelling them.
 LOOP_STOP_TIMEOUT_S = 2.0
 #: How long an early message waits for the one before it (it may still be on its way by another path)
@@ -272,6 +275,7 @@ class ServerCore:
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[Any]] = []
+        self._listening = asyncio.Event()
         self._needs_reconcile = False
         self._pending_releases: set[str] = set()
         self._drain: _DrainRun | None = None
@@ -284,13 +288,20 @@ class ServerCore:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Start serving: heartbeat loop, pub/sub listener, and a first look for a drain notice."""
-        if self.state is not ServerState.STARTING:
+        """Start serving: heartbeat loop, pub/sub listener, and a first look for a drain notice.
+
+        Handshakes are answered 503 until the listener holds its channels (drain notices, takeover
+        requests, pushes), for at most :data:`LISTEN_READY_S`: a takeover published at once is not lost."""
+        if self.state is not ServerState.STARTING or self._loops:
             return
-        self.state = ServerState.SERVING
-        self.metrics.audit("server_start", server=self.server_id, registry=self.registry_kind)
         self._loops.append(asyncio.create_task(self._heartbeat_loop(), name="stickyws-heartbeat"))
         self._loops.append(asyncio.create_task(self._listen(), name="stickyws-listen"))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LISTEN_READY_S):
+                await self._listening.wait()
+        if self.state is ServerState.STARTING:  # a drain notice may have come first
+            self.state = ServerState.SERVING
+        self.metrics.audit("server_start", server=self.server_id, registry=self.registry_kind)
 
     @property
     def draining(self) -> bool:
@@ -1160,6 +1171,7 @@ class ServerCore:
                     await self._close_conn(conn, protocol.CLOSE_TAKEN_OVER, f"taken over by {by}")
 
         async def on_subscribed() -> None:
+            self._listening.set()
             with contextlib.suppress(RegistryUnavailable):
                 notice = await self.registry.drain_notice(self.server_id)
                 if notice is not None:

@@ -328,6 +328,12 @@ def _subs(value: Any) -> tuple[str, ...]:
     return tuple(sorted(str(t) for t in parsed)) if isinstance(parsed, list) else ()
 
 
+@functools.lru_cache(maxsize=16384)
+def _session_keys(user_id: str) -> tuple[str, str]:
+    """KEYS of the commit and push scripts: the user's session and routing keys."""
+    return keys.session_key(user_id), keys.user_key(user_id)
+
+
 def _outbox(flat: Sequence[Any]) -> tuple[OutboxEntry, ...]:
     """``[seq1, payload1, seq2, payload2, ...]`` from the handshake script as outbox entries."""
     return tuple((int(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat) - 1, 2))
@@ -344,17 +350,17 @@ def _subs_json(subs: Sequence[str]) -> str:
 class _Script:
     """One of the registry's scripts: on the lane on one primary, through redis-py's client on a cluster."""
 
-    __slots__ = ("_lane_script", "_redis_py", "_registry")
+    __slots__ = ("_redis_py", "_registry", "lane_script")
 
     def __init__(self, registry: RedisRegistry, client: Any, source: str) -> None:
         self._registry = registry
         self._redis_py = client.register_script(source)
-        self._lane_script = LaneScript(source)
+        self.lane_script = LaneScript(source)
 
     def __call__(self, call_keys: Sequence[str], args: Sequence[str | int]) -> Awaitable[Any]:
         lane = self._registry.lane
         if lane is not None:
-            return lane.evalsha(self._lane_script, call_keys, args)
+            return lane.evalsha(self.lane_script, call_keys, args)
         return self._redis_py(keys=call_keys, args=args)  # type: ignore[no-any-return]
 
 
@@ -475,6 +481,23 @@ class RedisRegistry:
         self.available = True
         return result
 
+    async def _run(self, script: _Script, call_keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        """:meth:`_call` of one script, without the closure (the commit path runs it per message)."""
+        lane = self.lane
+        try:
+            if lane is not None:
+                result = await lane.evalsha(script.lane_script, call_keys, args)
+            else:
+                if self.mode != "cluster" or self._cluster_client is None:
+                    await self._ensure_mode()
+                result = await script(call_keys, args)
+        except _DOWN_ERRORS as exc:
+            _reraise_if_cancelling()
+            self.available = False
+            raise RegistryUnavailable(f"registry unreachable: {type(exc).__name__}: {exc}") from None
+        self.available = True
+        return result
+
     async def handshake(
         self,
         *,
@@ -534,11 +557,11 @@ class RedisRegistry:
             json_codec.dumps(commit.payloads), limits.max_messages, limits.max_bytes,
             record.last_client_id, record.last_server_seq, "", "",
         ]  # fmt: skip
-        call_keys = [keys.session_key(record.user_id), keys.user_key(record.user_id)]
-        reply = await self._call(lambda: self._commit(call_keys, args))
+        call_keys = _session_keys(record.user_id)
+        reply = await self._run(self._commit, call_keys, args)
         if reply[0] == 3:  # the hash is gone (e.g. Redis restarted): send the mirror once, then as before
             args[12], args[13] = _subs_json(record.subscriptions), _outbox_json(record.outbox) or "[]"
-            reply = await self._call(lambda: self._commit(call_keys, args))
+            reply = await self._run(self._commit, call_keys, args)
         if reply[0] == 4:
             raise SessionReplaced(record.session_id)
         duplicate, first_seq = bool(reply[0]), int(reply[1])
