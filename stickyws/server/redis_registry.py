@@ -31,7 +31,7 @@ from redis.credentials import CredentialProvider
 
 from stickyws import json_codec, keys
 from stickyws.server.cluster_listener import ClusterListener
-from stickyws.server.redis_lane import LaneScript, RedisLane
+from stickyws.server.redis_lane import LaneScript, RedisLane, RedisSubscriber
 from stickyws.server.registry import (
     ClaimResult,
     MessageCallback,
@@ -409,10 +409,9 @@ class RedisRegistry:
         self._closed = False
         #: The hot path's connection on one primary (set once the mode is known to be single).
         self.lane: RedisLane | None = None
-        # Pub/sub: the channels the listener holds, the live PubSub object, and confirmations awaited.
+        # Pub/sub: the channels the listener holds, and its connection on one primary.
         self._channels: set[str] = set()
-        self._pubsub: Any = None
-        self._confirmed: dict[str, asyncio.Event] = {}
+        self._subscriber: RedisSubscriber | None = None
 
     def _register_scripts(self) -> None:
         client = self._client
@@ -715,38 +714,36 @@ class RedisRegistry:
             await self._listen_cluster(on_message, on_subscribed)
             return
         while True:
-            pubsub = self._client.pubsub()
+            subscriber = RedisSubscriber(
+                self._url,
+                credential_provider=self._credential_provider,
+                connect_timeout_s=CONNECT_TIMEOUT_S,
+                reply_timeout_s=SOCKET_TIMEOUT_S,
+                keepalive_options=KEEPALIVE_OPTIONS,
+            )
             try:
+                await subscriber.open()
                 wanted = sorted(self._channels)
-                await pubsub.subscribe(*wanted)
-                self._pubsub = pubsub
+                await subscriber.subscribe(wanted, SUBSCRIBE_CONFIRM_TIMEOUT_S)
+                self._subscriber = subscriber
                 missed = self._channels.difference(wanted)  # asked for while the subscribe was on its way
                 if missed:
-                    await pubsub.subscribe(*sorted(missed))
+                    await subscriber.subscribe(sorted(missed), SUBSCRIBE_CONFIRM_TIMEOUT_S)
                 self.available = True
                 await on_subscribed()
                 while True:
-                    # No per-read timeout (it cost a timer per message); a peer that went silent is found
-                    # by TCP keepalive (KEEPALIVE_OPTIONS), a closed one at once.
-                    msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=None)
-                    if msg is None:
-                        continue
-                    kind = msg.get("type")
-                    if kind == "message":
-                        await on_message(_text(msg["channel"]), _text(msg["data"]))
-                    elif kind == "subscribe":
-                        event = self._confirmed.pop(_text(msg["channel"]), None)
-                        if event is not None:
-                            event.set()
+                    # No read timeout (it cost a timer per message); a peer that went silent is found by
+                    # TCP keepalive (KEEPALIVE_OPTIONS), a closed one at once.
+                    for channel, data in await subscriber.messages():
+                        await on_message(channel.decode(), data.decode())
             except (*_DOWN_ERRORS, RegistryUnavailable):
                 _reraise_if_cancelling()
                 self.available = False
-                self._pubsub = None
+                self._subscriber = None
                 await asyncio.sleep(RESUBSCRIBE_BACKOFF_S)
             finally:
-                self._pubsub = None
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                self._subscriber = None
+                await subscriber.close()
 
     async def _listen_cluster(self, on_message: MessageCallback, on_subscribed: SubscribedCallback) -> None:
         kwargs = {k: v for k, v in parse_url(self._url).items() if k not in ("host", "port", "db")}
@@ -772,16 +769,9 @@ class RedisRegistry:
             return
         new = [c for c in channels if c not in self._channels]
         self._channels.update(new)
-        pubsub = self._pubsub
-        if not new or pubsub is None:
-            return  # the listener subscribes to every channel of the set when it (re)connects
-        events = [self._confirmed.setdefault(c, asyncio.Event()) for c in new]
-        with contextlib.suppress(*_DOWN_ERRORS):
-            await pubsub.subscribe(*new)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(SUBSCRIBE_CONFIRM_TIMEOUT_S):
-                    for event in events:
-                        await event.wait()
+        subscriber = self._subscriber
+        if new and subscriber is not None:  # else the listener subscribes to the whole set when it (re)connects
+            await subscriber.subscribe(new, SUBSCRIBE_CONFIRM_TIMEOUT_S)
 
     async def unsubscribe(self, channels: Sequence[str]) -> None:
         if self._listener is not None:
@@ -790,12 +780,8 @@ class RedisRegistry:
             return
         gone = [c for c in channels if c in self._channels]
         self._channels.difference_update(gone)
-        for c in gone:
-            self._confirmed.pop(c, None)
-        pubsub = self._pubsub
-        if gone and pubsub is not None:
-            with contextlib.suppress(*_DOWN_ERRORS):
-                await pubsub.unsubscribe(*gone)
+        if gone and self._subscriber is not None:
+            self._subscriber.unsubscribe(gone)
 
     async def close(self) -> None:
         if self._closed:

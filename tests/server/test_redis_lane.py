@@ -201,3 +201,82 @@ def test_close_fails_queued_calls_and_later_ones(redis_url: str) -> None:
             await lane.execute("PING")
 
     run(go())
+
+
+def test_subscriber_hands_out_messages_in_order_after_confirming_its_channels(redis_url: str) -> None:
+    """subscribe() returns once Redis confirmed the channels; messages() gives every publication in order."""
+    from stickyws.server.redis_lane import RedisSubscriber
+
+    async def go() -> None:
+        sub = RedisSubscriber(redis_url)
+        await sub.open()
+        await sub.subscribe(["a", "b"], timeout_s=2)
+        admin = redis.Redis.from_url(redis_url)
+        assert dict(admin.pubsub_numsub("a", "b")) == {b"a": 1, b"b": 1}
+        for i in range(300):
+            admin.publish("a" if i % 3 else "b", str(i))
+        got: list[tuple[bytes, bytes]] = []
+        async with asyncio.timeout(5):
+            while len(got) < 300:
+                got.extend(await sub.messages())
+        assert got == [(b"a" if i % 3 else b"b", str(i).encode()) for i in range(300)]
+        sub.unsubscribe(["b"])
+        async with asyncio.timeout(2):
+            while dict(admin.pubsub_numsub("b"))[b"b"] != 0:  # noqa: ASYNC110 - bounded by the timeout
+                await asyncio.sleep(0.02)
+        admin.close()
+        await sub.close()
+
+    run(go())
+
+
+def test_subscriber_stops_reading_past_its_buffer_and_resumes_without_losing_any(redis_url: str) -> None:
+    """Past max_buffered unread messages the socket is paused; reading on gets all of them, in order."""
+    from stickyws.server.redis_lane import RedisSubscriber
+
+    async def go() -> None:
+        sub = RedisSubscriber(redis_url, max_buffered=50)
+        await sub.open()
+        await sub.subscribe(["c"], timeout_s=2)
+        admin = redis.Redis.from_url(redis_url)
+        pipe = admin.pipeline(transaction=False)
+        for i in range(2000):
+            pipe.publish("c", str(i))
+        pipe.execute()
+        admin.close()
+        async with asyncio.timeout(5):
+            while not sub._paused:  # noqa: ASYNC110 - bounded by the timeout
+                await asyncio.sleep(0.01)
+        got: list[bytes] = []
+        async with asyncio.timeout(5):
+            while len(got) < 2000:
+                batch = await sub.messages()
+                assert len(batch) <= 2000
+                got.extend(data for _, data in batch)
+        assert got == [str(i).encode() for i in range(2000)]
+        await sub.close()
+
+    run(go())
+
+
+def test_subscriber_raises_once_its_connection_is_gone(make_redis: Callable[[], RedisServer]) -> None:
+    """kill -9 of Redis: messages() hands out what was read, then raises LaneUnavailable (no silent hang)."""
+    from stickyws.server.redis_lane import RedisSubscriber
+
+    async def go() -> None:
+        srv = make_redis()
+        sub = RedisSubscriber(srv.url)
+        await sub.open()
+        await sub.subscribe(["d"], timeout_s=2)
+        admin = redis.Redis.from_url(srv.url)
+        admin.publish("d", "last")
+        admin.close()
+        async with asyncio.timeout(2):
+            assert await sub.messages() == [(b"d", b"last")]
+        srv.kill()
+        with pytest.raises(LaneUnavailable, match="connection lost"):
+            async with asyncio.timeout(2):
+                await sub.messages()
+        await sub.close()
+
+    run(go())
