@@ -68,10 +68,12 @@ class _Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         reader = self._reader
         reader.feed(data)
+        lane = self._lane
         reply = reader.gets()
         while reply is not False:
-            self._lane._on_reply(reply)
+            lane._on_reply(reply)
             reply = reader.gets()
+        lane._progress_at = lane._loop_time()  # Redis is answering: the watchdog measures silence from here
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lane._on_lost(self)
@@ -128,6 +130,9 @@ class RedisLane:
         self._closed = False
 
     # ------------------------------------------------------------------ calls
+
+    def _loop_time(self) -> float:
+        return asyncio.get_running_loop().time()
 
     def execute(self, *args: Any) -> asyncio.Future[Any]:
         """Queue one command; the future resolves with its reply (see the module docstring)."""
@@ -205,7 +210,6 @@ class RedisLane:
         if not self._pending:
             return  # nothing asked for it (cannot happen on a healthy connection)
         fut = self._pending.popleft()
-        self._progress_at = asyncio.get_running_loop().time() if self._pending else 0.0
         if type(reply) is hiredis.ReplyError:
             message = str(reply)
             if message.startswith(_UNAVAILABLE_PREFIXES):
