@@ -225,38 +225,12 @@ async def rate(op: Callable[[], Awaitable[Any]], seconds: float, concurrency: in
 
 def key_on(cluster: LocalCluster, port: int, prefix: str) -> str:
     """A key (``prefix`` + n) whose slot the primary on ``port`` serves now."""
-    import redis
-    from redis.crc import key_slot
-
-    node = redis.Redis(host="127.0.0.1", port=port)
-    try:
-        ranges = [(lo, hi) for lo, hi, owner, *_ in node.execute_command("CLUSTER", "SLOTS") if int(owner[1]) == port]
-    finally:
-        node.close()
-    for i in range(100_000):
-        slot = key_slot(f"{prefix}{i}".encode())
-        if any(lo <= slot <= hi for lo, hi in ranges):
-            return f"{prefix}{i}"
-    raise RuntimeError(f"no key with prefix {prefix!r} on port {port}")
+    return cluster.key_on(port, prefix)
 
 
 def migrate(cluster: LocalCluster, key: str, src: int, dst: int, *, finish: bool) -> None:
     """Move ``key``'s slot from ``src`` to ``dst`` (MIGRATE the key); with ``finish`` assign the slot to ``dst``."""
-    import redis
-
-    a, b = redis.Redis(host="127.0.0.1", port=src), redis.Redis(host="127.0.0.1", port=dst)
-    slot = a.cluster("KEYSLOT", key)
-    src_id, dst_id = a.cluster("MYID").decode(), b.cluster("MYID").decode()
-    b.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
-    a.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
-    a.execute_command("MIGRATE", "127.0.0.1", dst, key, 0, 5000)
-    if finish:
-        for node in cluster.primary_nodes():
-            c = redis.Redis(host="127.0.0.1", port=node.port)
-            c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
-            c.close()
-    a.close()
-    b.close()
+    cluster.migrate(key, src, dst, finish=finish)
 
 
 async def redirects(adapter: Adapter, cluster: LocalCluster) -> tuple[bool | str, bool | str]:
@@ -277,12 +251,9 @@ async def redirects(adapter: Adapter, cluster: LocalCluster) -> tuple[bool | str
         ask = f"{type(exc).__name__}: {exc}"
     import redis
 
-    for port in primaries:  # finish the half-done migration
-        c = redis.Redis(host="127.0.0.1", port=port)
-        slot = c.cluster("KEYSLOT", ask_key)
-        dst_id = redis.Redis(host="127.0.0.1", port=primaries[1]).cluster("MYID").decode()
-        c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
-        c.close()
+    probe = redis.Redis(host="127.0.0.1", port=primaries[0])
+    cluster.assign(int(probe.cluster("KEYSLOT", ask_key)), primaries[1])  # finish the half-done migration
+    probe.close()
     return moved, ask
 
 

@@ -57,16 +57,6 @@ VARIANTS: dict[str, Variant] = {
             extra_env=_NO_ORJSON,
             doc="at_most_once with the standard json",
         ),
-        Variant(
-            "reference-no-hiredis",
-            extra_env={"PYTHONPATH": str(BENCH_DIR / "shadow" / "no-hiredis")},
-            doc="as reference, redis-py's pure-Python RESP parser instead of hiredis",
-        ),
-        Variant(
-            "reference-scripts-once",
-            extra_env={"PYTHONPATH": str(BENCH_DIR / "shadow" / "pipeline-scripts-once")},
-            doc="as reference, without redis-py's SCRIPT EXISTS before every commit pipeline",
-        ),
         Variant("reference-memory", registry="memory", doc="in-memory registry (no Redis)"),
         Variant("proto-aiohttp", peer="proto-aiohttp", doc="the frames on aiohttp + uvloop alone, no registry"),
         Variant("proto-picows", peer="proto-picows", doc="the frames on picows + uvloop alone, no registry"),

@@ -281,6 +281,59 @@ class LocalCluster:
 
     # -- internals ---------------------------------------------------------------------------------
 
+    def key_on(self, port: int, prefix: str) -> str:
+        """A key (``prefix`` + n) whose slot the primary on ``port`` serves now."""
+        import redis
+        from redis.crc import key_slot
+
+        node = redis.Redis(host="127.0.0.1", port=port)
+        try:
+            slots: Any = node.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+        finally:
+            node.close()
+        ranges = [(lo, hi) for lo, hi, owner, *_ in slots if int(owner[1]) == port]
+        for i in range(100_000):
+            slot = key_slot(f"{prefix}{i}".encode())
+            if any(lo <= slot <= hi for lo, hi in ranges):
+                return f"{prefix}{i}"
+        raise LocalProcessError(f"no key with prefix {prefix!r} on port {port}")
+
+    def migrate(self, key: str, src: int, dst: int, *, finish: bool) -> None:
+        """Move ``key``'s slot from the primary on ``src`` to the one on ``dst`` (``MIGRATE`` the key):
+        with ``finish`` every primary assigns the slot to ``dst`` (clients get ``MOVED``), else the slot
+        stays half-migrated (``ASK``) until :meth:`assign`."""
+        import redis
+
+        a, b = redis.Redis(host="127.0.0.1", port=src), redis.Redis(host="127.0.0.1", port=dst)
+        try:
+            slot = int(a.cluster("KEYSLOT", key))
+            src_id = a.cluster("MYID").decode()
+            dst_id = b.cluster("MYID").decode()
+            b.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)  # type: ignore[no-untyped-call]
+            a.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)  # type: ignore[no-untyped-call]
+            a.execute_command("MIGRATE", "127.0.0.1", dst, key, 0, 5000)  # type: ignore[no-untyped-call]
+        finally:
+            a.close()
+            b.close()
+        if finish:
+            self.assign(slot, dst)
+
+    def assign(self, slot: int, port: int) -> None:
+        """Every primary assigns ``slot`` to the primary on ``port`` (ends a migration)."""
+        import redis
+
+        owner = redis.Redis(host="127.0.0.1", port=port)
+        try:
+            owner_id = owner.cluster("MYID").decode()
+        finally:
+            owner.close()
+        for node in self.primary_nodes():
+            c = redis.Redis(host="127.0.0.1", port=node.port)
+            try:
+                c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", owner_id)  # type: ignore[no-untyped-call]
+            finally:
+                c.close()
+
     def _spawn(self, node: ClusterNode) -> None:
         args = [
             str(shutil.which(self._server)),

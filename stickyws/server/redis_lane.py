@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import socket
 import ssl
@@ -56,6 +57,24 @@ class LaneScript:
     def __init__(self, source: str) -> None:
         self.source = source.encode()
         self.sha = hashlib.sha1(self.source).hexdigest().encode()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Endpoint:
+    """Where and how a lane connects."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+    db: int
+    username: str | None
+    password: str | None
+    verify_tls: bool
+    credential_provider: Any
+    connect_timeout_s: float
+    reply_timeout_s: float
+    keepalive_options: tuple[tuple[int, int], ...]
 
 
 class _Protocol(asyncio.Protocol):
@@ -101,19 +120,37 @@ class RedisLane:
         parsed = urlparse(url)
         if parsed.scheme not in ("redis", "rediss", "unix"):
             raise ValueError(f"registry URL must start with redis://, rediss:// or unix://, not {url!r}")
-        self._scheme = parsed.scheme
-        self._host = parsed.hostname or "localhost"
-        self._port = parsed.port or 6379
-        self._path = parsed.path if parsed.scheme == "unix" else ""
         db = parsed.path.lstrip("/") if parsed.scheme != "unix" else ""
-        self._db = int(db) if db else 0
-        self._username = unquote(parsed.username) if parsed.username else None
-        self._password = unquote(parsed.password) if parsed.password else None
-        self._verify_tls = "ssl_cert_reqs=none" not in (parsed.query or "")
-        self._credential_provider = credential_provider
-        self._connect_timeout_s = connect_timeout_s
-        self._reply_timeout_s = reply_timeout_s
-        self._keepalive_options = dict(keepalive_options or {})
+        self._ep = _Endpoint(
+            scheme=parsed.scheme,
+            host=parsed.hostname or "localhost",
+            port=parsed.port or 6379,
+            path=parsed.path if parsed.scheme == "unix" else "",
+            db=int(db) if db else 0,
+            username=unquote(parsed.username) if parsed.username else None,
+            password=unquote(parsed.password) if parsed.password else None,
+            verify_tls="ssl_cert_reqs=none" not in (parsed.query or ""),
+            credential_provider=credential_provider,
+            connect_timeout_s=connect_timeout_s,
+            reply_timeout_s=reply_timeout_s,
+            keepalive_options=tuple((keepalive_options or {}).items()),
+        )
+        self._init_state()
+
+    @classmethod
+    def _of(cls, endpoint: _Endpoint) -> RedisLane:
+        lane = cls.__new__(cls)
+        lane._ep = endpoint
+        lane._init_state()
+        return lane
+
+    def at(self, host: str, port: int) -> RedisLane:
+        """A new lane to ``host:port`` with this one's TLS, credentials and timeouts (a cluster's other
+        nodes; database 0, the only one a cluster has)."""
+        return RedisLane._of(dataclasses.replace(self._ep, host=host, port=port, path="", db=0))
+
+    def _init_state(self) -> None:
+        self._reply_timeout_s = self._ep.reply_timeout_s
         self._transport: asyncio.Transport | None = None
         self._opening: asyncio.Transport | None = None
         self._protocol: _Protocol | None = None
@@ -258,7 +295,7 @@ class RedisLane:
 
     async def _connect(self) -> None:
         try:
-            async with asyncio.timeout(self._connect_timeout_s):
+            async with asyncio.timeout(self._ep.connect_timeout_s):
                 await self._open()
         except BaseException as exc:
             self._connecting = None
@@ -277,23 +314,24 @@ class RedisLane:
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         protocol = _Protocol(self)
-        if self._scheme == "unix":
-            transport, _ = await loop.create_unix_connection(lambda: protocol, self._path)
+        ep = self._ep
+        if ep.scheme == "unix":
+            transport, _ = await loop.create_unix_connection(lambda: protocol, ep.path)
         else:
             tls: ssl.SSLContext | None = None
-            if self._scheme == "rediss":
+            if ep.scheme == "rediss":
                 tls = ssl.create_default_context()
-                if not self._verify_tls:
+                if not ep.verify_tls:
                     tls.check_hostname = False
                     tls.verify_mode = ssl.CERT_NONE
             transport, _ = await loop.create_connection(
-                lambda: protocol, self._host, self._port, ssl=tls, server_hostname=self._host if tls else None
+                lambda: protocol, ep.host, ep.port, ssl=tls, server_hostname=ep.host if tls else None
             )
             sock = transport.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-                for option, value in self._keepalive_options.items():
+                for option, value in ep.keepalive_options:
                     sock.setsockopt(socket.IPPROTO_TCP, option, value)
         # Commands are written only once the connection is set up (``_transport`` stays None until then).
         self._opening, self._protocol = transport, protocol
@@ -301,8 +339,8 @@ class RedisLane:
         username, password = await self._credentials()
         if password is not None:
             setup.append((b"AUTH", username, password) if username else (b"AUTH", password))
-        if self._db:
-            setup.append((b"SELECT", self._db))
+        if ep.db:
+            setup.append((b"SELECT", ep.db))
         if setup:
             futures = [loop.create_future() for _ in setup]
             self._pending.extend(futures)
@@ -311,9 +349,9 @@ class RedisLane:
                 await fut  # an error reply (wrong password) raises LaneReplyError here
 
     async def _credentials(self) -> tuple[str | None, str | None]:
-        provider = self._credential_provider
+        provider = self._ep.credential_provider
         if provider is None:
-            return self._username, self._password
+            return self._ep.username, self._ep.password
         if hasattr(provider, "get_credentials_async"):
             creds = await provider.get_credentials_async()
         else:

@@ -1,14 +1,19 @@
-"""The registry on Redis (redis-py asyncio): Lua scripts keep every decision to one round trip.
+"""The registry on Redis: Lua scripts keep every decision to one round trip.
 
 Contracts are those of :class:`stickyws.server.registry.Registry`. Connection handling:
 
-* a :class:`redis.asyncio.BlockingConnectionPool` of :data:`POOL_SIZE` connections: a burst of
-  handshakes waits for a free connection (up to :data:`POOL_TIMEOUT_S`) instead of failing, which
-  redis-py 8.1's plain pool does past its limit with ``MaxConnectionsError``;
-* short socket timeouts and no client-side retries, so an outage turns into
-  :class:`RegistryUnavailable` within about a second and the server applies its policy;
-* scripts go through :meth:`redis.asyncio.Redis.register_script` (EVALSHA, reloaded after a Redis
-  restart flushes the script cache).
+* the scripts go over :mod:`stickyws.server.redis_lane` (one auto-pipelined connection on one
+  primary) or :mod:`stickyws.server.cluster_lanes` (one per primary of a cluster): ``EVALSHA``,
+  ``EVAL`` again after a restart flushed the script cache, the commits of one loop iteration in one
+  socket write per node;
+* pub/sub on a connection of its own (:class:`~stickyws.server.redis_lane.RedisSubscriber`), or
+  sharded on a cluster (:mod:`stickyws.server.cluster_listener`);
+* the rest (heartbeats, drain notices, reads in bulk) through redis-py: a
+  :class:`redis.asyncio.BlockingConnectionPool` of :data:`POOL_SIZE` connections, where a burst waits
+  for a free connection (up to :data:`POOL_TIMEOUT_S`) instead of failing, which redis-py 8.1's plain
+  pool does past its limit with ``MaxConnectionsError``;
+* short timeouts and no client-side retries, so an outage turns into :class:`RegistryUnavailable`
+  within about a second and the server applies its policy.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from redis.backoff import NoBackoff
 from redis.credentials import CredentialProvider
 
 from stickyws import json_codec, keys
+from stickyws.server.cluster_lanes import ClusterLanes
 from stickyws.server.cluster_listener import ClusterListener
 from stickyws.server.redis_lane import LaneScript, RedisLane, RedisSubscriber
 from stickyws.server.registry import (
@@ -348,7 +354,7 @@ def _subs_json(subs: Sequence[str]) -> str:
 
 
 class _Script:
-    """One of the registry's scripts: on the lane on one primary, through redis-py's client on a cluster."""
+    """One of the registry's scripts: on the registry's lanes once the mode is known, else through redis-py."""
 
     __slots__ = ("_redis_py", "_registry", "lane_script")
 
@@ -370,8 +376,8 @@ class RedisRegistry:
     ``cluster``: ``None`` (the default) asks the registry itself on first use (``INFO cluster``), so
     an ElastiCache configuration endpoint works as it is; ``True``/``False`` skip the question. On a
     cluster every script runs in the slot of its keys (all of one user's or one topic's, see
-    :mod:`stickyws.keys`), commits go out one script call each (a cluster refuses pipelined
-    ``EVALSHA``), and pub/sub is sharded (:mod:`stickyws.server.cluster_listener`).
+    :mod:`stickyws.keys`) on the lane of the primary that owns the slot, and pub/sub is sharded
+    (:mod:`stickyws.server.cluster_listener`).
     ``credential_provider`` (e.g. :mod:`stickyws.registry_auth`) authenticates every connection.
     """
 
@@ -407,8 +413,9 @@ class RedisRegistry:
         push = keys.push_channel("\x00")
         self._push_prefix, _, self._push_suffix = push.partition("\x00")
         self._closed = False
-        #: The hot path's connection on one primary (set once the mode is known to be single).
-        self.lane: RedisLane | None = None
+        #: Where the scripts go once the mode is known: one auto-pipelined connection to the primary, or
+        #: one to each primary of a cluster.
+        self.lane: RedisLane | ClusterLanes | None = None
         # Pub/sub: the channels the listener holds, and its connection on one primary.
         self._channels: set[str] = set()
         self._subscriber: RedisSubscriber | None = None
@@ -453,6 +460,16 @@ class RedisRegistry:
                 await self._cluster_client.initialize()
                 single, self._client = self._client, self._cluster_client
                 self._register_scripts()
+                self.lane = ClusterLanes(
+                    self._cluster_client,
+                    RedisLane(
+                        self._url,
+                        credential_provider=self._credential_provider,
+                        connect_timeout_s=CONNECT_TIMEOUT_S,
+                        reply_timeout_s=SOCKET_TIMEOUT_S,
+                        keepalive_options=KEEPALIVE_OPTIONS,
+                    ),
+                )
                 with contextlib.suppress(Exception):
                     await single.aclose()
                 with contextlib.suppress(Exception):
