@@ -95,6 +95,12 @@ def topic_channel(topic: str) -> str:
     return f"{PREFIX}:{topic_tag(topic)}:pub"
 
 
+def push_key(user_id: str, key: str) -> str:
+    """A push's idempotency key in the user's slot (holds the seq it got; a retry with the same key
+    gets that seq back instead of a second message)."""
+    return f"{PREFIX}:{user_tag(user_id)}:pushkey:{encode_id(key)}"
+
+
 def user_push_channel(user_id: str) -> str:
     """Sharded channel of ``user_id``'s messages on a Redis Cluster (in the user's slot, so the push
     script can publish it with ``SPUBLISH``); on one primary pushes use :func:`push_channel`."""

@@ -19,7 +19,7 @@ next ``offset`` of the topic's log (a bounded Redis Stream with an ``epoch``) an
 subscriber once, in order, also after a reconnect within the retention.
 
 Errors are :class:`PublishError` with a ``code``: ``bad_data`` (not JSON-serializable),
-``too_large`` (over ``max_publish_bytes``), ``bad_user``/``bad_topic``, ``no_session`` (only with
+``too_large`` (over ``max_publish_bytes``), ``bad_user``/``bad_topic``/``bad_key``, ``no_session`` (only with
 ``require_session=True``) and ``registry_unavailable``.
 """
 
@@ -90,22 +90,34 @@ class Publisher:
                 raise PublishError("registry_unavailable", f"no registry URL: pass one or set {ENV_REDIS_URL}")
             from stickyws.server.redis_registry import RedisRegistry
 
-            registry = RedisRegistry(url, pool_size=8)
+            registry = RedisRegistry(
+                url,
+                pool_size=8,
+                push_wait_replicas=self.settings["push_wait_replicas"],
+                push_wait_timeout_ms=self.settings["push_wait_timeout_ms"],
+            )
             self._owns_registry = True
         else:
             self._owns_registry = False
         self.registry = registry
 
-    async def send_to_user(self, user_id: str, data: Any, *, require_session: bool = False) -> PushResult:
+    async def send_to_user(
+        self, user_id: str, data: Any, *, require_session: bool = False, key: str | None = None
+    ) -> PushResult:
         """Append ``data`` to ``user_id``'s session and deliver it; returns the assigned seq.
 
         For a user with no session (unknown, or expired after ``session_ttl_s``) nothing is stored
         and the result's status is ``no_session`` (or :class:`PublishError` with ``require_session``).
+        ``key``: an idempotency key (any string up to 256 characters). After ``registry_unavailable``
+        the push may or may not have been stored; send it again with the same key and it is delivered
+        once: a key already used for this user returns the seq it got (``duplicate``).
         """
         user_id = _check_name("user", user_id)
+        if key is not None:
+            key = _check_name("key", key)
         payload = encode_payload(data, self.settings["max_publish_bytes"])
         try:
-            result = await self.registry.push(user_id=user_id, payload=payload)
+            result = await self.registry.push(user_id=user_id, payload=payload, key=key)
         except RegistryUnavailable as exc:
             raise PublishError("registry_unavailable", str(exc)) from None
         if require_session and result.status == "no_session":

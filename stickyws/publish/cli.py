@@ -23,6 +23,7 @@ def register(subparsers: Any) -> None:
     target.add_argument("--topic", help="topic name: append to the topic's log and deliver to its subscribers")
     pub.add_argument("data", metavar="JSON", help='the payload, a JSON value (e.g. \'{"text":"hi"}\')')
     pub.add_argument("--require-session", action="store_true", help="fail (exit 2) when the user has no session")
+    pub.add_argument("--key", help="idempotency key of a push to a user: the same key again delivers nothing new")
     pub.set_defaults(run=run_publish)
 
 
@@ -44,7 +45,8 @@ def run_publish(args: argparse.Namespace) -> int:
     async def go() -> dict[str, Any]:
         async with Publisher() as pub:
             if args.user is not None:
-                return (await pub.send_to_user(args.user, data, require_session=args.require_session)).as_dict()
+                sent = await pub.send_to_user(args.user, data, require_session=args.require_session, key=args.key)
+                return sent.as_dict()
             result = await pub.publish(args.topic, data)
             return {"topic": result.topic, "offset": result.offset, "epoch": result.epoch}
 

@@ -8,10 +8,11 @@ security groups that are allowed to publish. Request::
     Content-Type: application/json
 
     {"user": "alice", "data": {...}}             -> 200 {"status","seq","sessionId","serverId"}
+    {"user": "alice", "data": {...}, "key": "k"} -> the same once per key ("duplicate": true after that)
     {"topic": "prices", "data": {...}}           -> 200 {"topic","offset","epoch"}
 
 Errors are JSON ``{"error": code, "message": text}``: 400 ``bad_json``/``bad_request``/``bad_data``/
-``bad_user``/``bad_topic``, 401 ``missing_key``, 403 ``invalid_key``, 404 ``no_session`` (only with
+``bad_user``/``bad_topic``/``bad_key``, 401 ``missing_key``, 403 ``invalid_key``, 404 ``no_session`` (only with
 ``"requireSession": true``), 413 ``too_large``, 503 ``registry_unavailable``. Nothing is stored
 unless the answer is 200.
 """
@@ -74,7 +75,10 @@ async def handle(publisher: Publisher, body: bytes) -> tuple[int, dict[str, Any]
     try:
         if "user" in request:
             result = await publisher.send_to_user(
-                request["user"], request["data"], require_session=request.get("requireSession") is True
+                request["user"],
+                request["data"],
+                require_session=request.get("requireSession") is True,
+                key=request.get("key"),
             )
             return 200, result.as_dict()
         publication = await publisher.publish(request["topic"], request["data"])

@@ -100,7 +100,12 @@ def build_core(
         if config.redis_url:
             from stickyws.server.redis_registry import RedisRegistry
 
-            registry = RedisRegistry(config.redis_url, credential_provider=config.registry_credentials)
+            registry = RedisRegistry(
+                config.redis_url,
+                credential_provider=config.registry_credentials,
+                push_wait_replicas=config.settings["push_wait_replicas"],
+                push_wait_timeout_ms=config.settings["push_wait_timeout_ms"],
+            )
         else:
             registry = InMemoryRegistry()
     return ServerCore(

@@ -63,6 +63,12 @@ class ClusterLanes:
 
     async def evalsha(self, script: LaneScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         """Run ``script`` on the primary of ``keys[0]``'s slot, following MOVED and ASK."""
+        return (await self.evalsha_with_lane(script, keys, args))[0]
+
+    async def evalsha_with_lane(
+        self, script: LaneScript, keys: Sequence[str], args: Sequence[str | int]
+    ) -> tuple[Any, RedisLane]:
+        """:meth:`evalsha`, and the lane of the node that ran it."""
         if self._closed:
             raise LaneUnavailable("the registry lanes are closed")
         try:
@@ -72,7 +78,7 @@ class ClusterLanes:
             raise LaneUnavailable(f"no primary known for the slot of {keys[0]!r}: {exc}") from None
         for _ in range(MAX_REDIRECTS):
             try:
-                return await lane.evalsha(script, keys, args)
+                return await lane.evalsha(script, keys, args), lane
             except LaneUnavailable:
                 self.refresh_soon()
                 raise
@@ -89,7 +95,7 @@ class ClusterLanes:
                     with contextlib.suppress(LaneReplyError):
                         await asking
                     try:
-                        return await reply
+                        return await reply, target
                     except LaneReplyError as again:
                         if not str(again).startswith(("ASK", "MOVED")):
                             raise

@@ -165,6 +165,9 @@ class RedisLane:
         self._watchdog: asyncio.TimerHandle | None = None
         self._timed_out = False
         self._closed = False
+        #: Counts the connections this lane has opened: a ``WAIT`` covers the writes of its own connection
+        #: only, so a caller compares it before and after.
+        self.generation = 0
 
     # ------------------------------------------------------------------ calls
 
@@ -193,6 +196,12 @@ class RedisLane:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
         return await self.execute(b"EVAL", script.source, len(keys), *keys, *args)
+
+    async def evalsha_with_lane(
+        self, script: LaneScript, keys: Sequence[str], args: Sequence[str | int]
+    ) -> tuple[Any, RedisLane]:
+        """:meth:`evalsha`, and the lane that ran it (this one; a cluster's lanes answer with the node's)."""
+        return await self.evalsha(script, keys, args), self
 
     async def close(self) -> None:
         """Fail what is queued or in flight with :class:`LaneUnavailable` and close the connection. Idempotent."""
@@ -309,6 +318,7 @@ class RedisLane:
             return
         self._connecting = None
         self._transport, self._opening = self._opening, None
+        self.generation += 1
         self._flush()
 
     async def _open(self) -> None:

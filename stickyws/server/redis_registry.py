@@ -68,6 +68,10 @@ POOL_SIZE = 64
 POOL_TIMEOUT_S = 2.0
 SOCKET_TIMEOUT_S = 2.0
 CONNECT_TIMEOUT_S = 1.0
+#: Replicas a push waits for before it is announced and acknowledged (settings ``push_wait_replicas``),
+#: at most as many as the primary has; and how long (``push_wait_timeout_ms``).
+PUSH_WAIT_REPLICAS = 1
+PUSH_WAIT_TIMEOUT_MS = 1000
 #: Pause between pub/sub resubscription attempts while Redis is down.
 RESUBSCRIBE_BACKOFF_S = 0.2
 #: TCP keepalive of the registry connections: a registry that went silent (a partition, not a restart)
@@ -203,38 +207,55 @@ return {0, seq + 1, id, newseq, subs, first}
 """
 )
 
-# KEYS: session key, route key. ARGV: 1 payload (JSON text), 2 user id, 3 push channel prefix, 4 suffix,
-# 5 the user's sharded channel ('' on one primary). Appends the payload with the next seq, trims by the
-# limits stored with the session, and publishes it: on one primary on the owning server's push channel,
-# on a cluster with SPUBLISH on the user's own channel (same slot). Returns {1, seq, session id,
-# owner|false} or {0} (no session).
+# KEYS: session key, route key, the push's idempotency key (read only when ARGV 6 is '1').
+# ARGV: 1 payload (JSON text), 2 user id, 3 push channel prefix, 4 suffix, 5 the user's sharded channel ('' on
+# one primary), 6 '1' when the push has an idempotency key, 7 replicas the caller waits for (0: none).
+# Appends the payload with the next seq (or finds the seq its key already got), trims by the limits stored with
+# the session, and announces it: on one primary on the owning server's push channel, on a cluster with SPUBLISH
+# on the user's own channel (same slot). When the caller waits for replicas and the primary has any, the
+# announcement is left to the caller (after WAIT): a client must never see a push that a failover can lose.
+# Returns {1, seq, session id, owner|false, duplicate, body|'', channel|'', replicas} or {0} (no session).
 PUSH_LUA = """
 local f = redis.call('HMGET', KEYS[1], 'sid', 'lastServerSeq', 'outFirst', 'outBytes', 'outMax', 'outMaxBytes')
 if not f[1] then return {0} end
-local seq = (tonumber(f[2]) or 0) + 1
-local first = tonumber(f[3]) or seq
-local bytes = (tonumber(f[4]) or 0) + #ARGV[1]
-redis.call('HSET', KEYS[1], 'm:' .. string.format('%d', seq), ARGV[1])
-local limit, maxb = tonumber(f[5]) or 1000, tonumber(f[6]) or 1048576
-while (seq - first + 1) > limit or (bytes > maxb and first < seq) do
-  bytes = bytes - redis.call('HSTRLEN', KEYS[1], 'm:' .. string.format('%d', first))
-  redis.call('HDEL', KEYS[1], 'm:' .. string.format('%d', first))
-  first = first + 1
+local seq, dup = nil, 0
+if ARGV[6] == '1' then
+  local used = redis.call('GET', KEYS[3])
+  if used then seq, dup = tonumber(used), 1 end
 end
-redis.call('HSET', KEYS[1], 'lastServerSeq', seq, 'outFirst', first, 'outBytes', bytes)
-local owner = redis.call('GET', KEYS[2])
-if owner or ARGV[5] ~= '' then
-  local t = redis.call('TIME')
-  local ms = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-  local body = '{"u":' .. cjson.encode(ARGV[2]) .. ',"s":' .. cjson.encode(f[1]) .. ',"q":' ..
-               string.format('%d', seq) .. ',"ts":' .. ms .. ',"d":' .. ARGV[1] .. '}'
-  if ARGV[5] ~= '' then
-    redis.call('SPUBLISH', ARGV[5], body)
-  else
-    redis.call('PUBLISH', ARGV[3] .. owner .. ARGV[4], body)
+if not seq then
+  seq = (tonumber(f[2]) or 0) + 1
+  local first = tonumber(f[3]) or seq
+  local bytes = (tonumber(f[4]) or 0) + #ARGV[1]
+  redis.call('HSET', KEYS[1], 'm:' .. string.format('%d', seq), ARGV[1])
+  local limit, maxb = tonumber(f[5]) or 1000, tonumber(f[6]) or 1048576
+  while (seq - first + 1) > limit or (bytes > maxb and first < seq) do
+    bytes = bytes - redis.call('HSTRLEN', KEYS[1], 'm:' .. string.format('%d', first))
+    redis.call('HDEL', KEYS[1], 'm:' .. string.format('%d', first))
+    first = first + 1
+  end
+  redis.call('HSET', KEYS[1], 'lastServerSeq', seq, 'outFirst', first, 'outBytes', bytes)
+  if ARGV[6] == '1' then
+    local ttl = redis.call('TTL', KEYS[1])
+    if ttl < 1 then ttl = 60 end
+    redis.call('SET', KEYS[3], seq, 'EX', ttl)
   end
 end
-return {1, seq, f[1], owner}
+local owner = redis.call('GET', KEYS[2])
+if not owner and ARGV[5] == '' then return {1, seq, f[1], false, dup, '', '', 0} end
+local t = redis.call('TIME')
+local ms = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local body = '{"u":' .. cjson.encode(ARGV[2]) .. ',"s":' .. cjson.encode(f[1]) .. ',"q":' ..
+             string.format('%d', seq) .. ',"ts":' .. ms .. ',"d":' .. ARGV[1] .. '}'
+local channel = ARGV[5]
+if channel == '' then channel = ARGV[3] .. owner .. ARGV[4] end
+local replicas = 0
+if tonumber(ARGV[7]) > 0 then
+  replicas = tonumber(string.match(redis.call('INFO', 'replication'), 'connected_slaves:(%d+)')) or 0
+end
+if replicas > 0 then return {1, seq, f[1], owner, dup, body, channel, replicas} end
+if ARGV[5] ~= '' then redis.call('SPUBLISH', channel, body) else redis.call('PUBLISH', channel, body) end
+return {1, seq, f[1], owner, dup, '', '', 0}
 """
 
 # KEYS: topic meta key, topic log key. ARGV: 1 payload (JSON text), 2 epoch if the topic is new, 3 retention
@@ -388,7 +409,11 @@ class RedisRegistry:
         pool_size: int = POOL_SIZE,
         credential_provider: CredentialProvider | None = None,
         cluster: bool | None = None,
+        push_wait_replicas: int = PUSH_WAIT_REPLICAS,
+        push_wait_timeout_ms: int = PUSH_WAIT_TIMEOUT_MS,
     ) -> None:
+        self._push_wait_replicas = push_wait_replicas
+        self._push_wait_timeout_ms = push_wait_timeout_ms
         self._credential_provider = credential_provider
         self.available = True
         self._url = url
@@ -592,18 +617,37 @@ class RedisRegistry:
         )
         return CommitResult(duplicate, first_seq, new)
 
-    async def push(self, *, user_id: str, payload: str) -> PushResult:
-        call_keys = [keys.session_key(user_id), keys.user_key(user_id)]
-
-        async def run() -> Any:
-            args = [payload, user_id, self._push_prefix, self._push_suffix, self.user_channel(user_id) or ""]
-            return await self._push(call_keys, args)
-
-        reply = await self._call(run)
-        if reply[0] == 0:
-            return PushResult("no_session")
-        owner = _text(reply[3]) if reply[3] is not None else None
-        return PushResult("sent" if owner else "stored", int(reply[1]), _text(reply[2]), owner)
+    async def push(self, *, user_id: str, payload: str, key: str | None = None) -> PushResult:
+        call_keys = [*_session_keys(user_id), keys.push_key(user_id, key or "")]
+        args: list[str | int] = [
+            payload, user_id, self._push_prefix, self._push_suffix, "", "1" if key is not None else "",
+            self._push_wait_replicas,
+        ]  # fmt: skip
+        try:
+            if self.lane is None:
+                await self._ensure_mode()
+            assert self.lane is not None
+            args[4] = self.user_channel(user_id) or ""
+            reply, lane = await self.lane.evalsha_with_lane(self._push.lane_script, call_keys, args)
+            if reply[0] == 0:
+                return PushResult("no_session")
+            if reply[5]:  # announce only once a replica has it (on the connection that wrote it)
+                generation = lane.generation
+                want = min(self._push_wait_replicas, int(reply[7]))
+                acked = await lane.execute(b"WAIT", want, self._push_wait_timeout_ms)
+                if int(acked) < want or lane.generation != generation:
+                    raise RegistryUnavailable(
+                        f"push {reply[1]} to {user_id!r} reached {acked} of {want} replicas within "
+                        f"{self._push_wait_timeout_ms} ms: retry with the same key"
+                    )
+                await lane.execute(b"SPUBLISH" if self.is_cluster else b"PUBLISH", reply[6], reply[5])
+        except _DOWN_ERRORS as exc:
+            _reraise_if_cancelling()
+            self.available = False
+            raise RegistryUnavailable(f"registry unreachable: {type(exc).__name__}: {exc}") from None
+        self.available = True
+        owner = _text(reply[3]) if reply[3] else None
+        return PushResult("sent" if owner else "stored", int(reply[1]), _text(reply[2]), owner, bool(reply[4]))
 
     async def outbox_range(self, *, user_id: str, session_id: str, first_seq: int, last_seq: int) -> dict[int, str]:
         seqs = list(range(first_seq, last_seq + 1))

@@ -88,10 +88,17 @@ class PushResult:
     seq: int | None = None
     session_id: str | None = None
     server_id: str | None = None
+    #: True when the push's idempotency key had been used: nothing new was stored.
+    duplicate: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready view (what the CLI and the HTTP endpoint answer)."""
-        return {"status": self.status, "seq": self.seq, "sessionId": self.session_id, "serverId": self.server_id}
+        out: dict[str, object] = {
+            "status": self.status, "seq": self.seq, "sessionId": self.session_id, "serverId": self.server_id
+        }  # fmt: skip
+        if self.duplicate:
+            out["duplicate"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -193,8 +200,12 @@ class Registry(Protocol):
         """
         ...
 
-    async def push(self, *, user_id: str, payload: str) -> PushResult:
-        """Append ``payload`` (JSON text) to the user's session with the next seq and tell its server."""
+    async def push(self, *, user_id: str, payload: str, key: str | None = None) -> PushResult:
+        """Append ``payload`` (JSON text) to the user's session with the next seq and tell its server.
+
+        ``key``: an idempotency key. A push with a key already used for this user (within the session
+        TTL) appends nothing and returns the seq that key got (``duplicate``), announcing it again; so
+        a backend that retries after an error with the same key delivers the message once."""
         ...
 
     async def outbox_range(self, *, user_id: str, session_id: str, first_seq: int, last_seq: int) -> dict[int, str]:
@@ -396,21 +407,32 @@ class InMemoryRegistry:
             self._set(route, server_id, routing_ttl_s)
         return CommitResult(False, current.last_server_seq + 1, new)
 
-    async def push(self, *, user_id: str, payload: str) -> PushResult:
+    async def push(self, *, user_id: str, payload: str, key: str | None = None) -> PushResult:
         stored = self._session(user_id)
         if stored is None:
             return PushResult("no_session")
         current, limits = stored
-        seq = current.last_server_seq + 1
-        outbox = append_outbox(current.outbox, seq, (payload,), limit=limits.max_messages, max_bytes=limits.max_bytes)
-        self._store(dataclasses.replace(current, last_server_seq=seq, outbox=outbox, out_first=outbox[0][0]), limits)
+        key_name = keys.push_key(user_id, key) if key is not None else None
+        used = self._get(key_name) if key_name is not None else None
+        if used is not None:
+            seq, duplicate = int(used), True
+        else:
+            seq, duplicate = current.last_server_seq + 1, False
+            outbox = append_outbox(
+                current.outbox, seq, (payload,), limit=limits.max_messages, max_bytes=limits.max_bytes
+            )
+            self._store(
+                dataclasses.replace(current, last_server_seq=seq, outbox=outbox, out_first=outbox[0][0]), limits
+            )
+            if key_name is not None:
+                self._set(key_name, str(seq), max(1.0, self._sessions[user_id][2] - self._clock()))
         owner = self._get(keys.user_key(user_id))
         if owner is None:
-            return PushResult("stored", seq, current.session_id)
+            return PushResult("stored", seq, current.session_id, duplicate=duplicate)
         now_ms = int(time.time() * 1000)
         body = json.dumps({"u": user_id, "s": current.session_id, "q": seq, "ts": now_ms}, separators=(",", ":"))
         await self.publish(keys.push_channel(owner), body[:-1] + ',"d":' + payload + "}")
-        return PushResult("sent", seq, current.session_id, owner)
+        return PushResult("sent", seq, current.session_id, owner, duplicate=duplicate)
 
     async def outbox_range(self, *, user_id: str, session_id: str, first_seq: int, last_seq: int) -> dict[int, str]:
         stored = self._session(user_id)

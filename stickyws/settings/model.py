@@ -327,6 +327,26 @@ class DeliverySettings:
         hi=16_777_216,
         source="stickyws",
     )
+    push_wait_replicas: int = setting(
+        1,
+        "Replicas that must hold a push to a user before it is announced to the user's server and "
+        "acknowledged to the backend (`WAIT` on the connection that wrote it; at most as many as the "
+        "primary has, so 0 replicas means no wait): a primary failover then cannot lose an "
+        "acknowledged push. 0 announces at once (one round trip instead of three).",
+        unit="replicas",
+        lo=0,
+        hi=5,
+        source="stickyws",
+    )
+    push_wait_timeout_ms: int = setting(
+        1000,
+        "How long a push waits for `push_wait_replicas`; past it the backend gets `registry_unavailable` "
+        "and retries with the same idempotency key (the push is stored once).",
+        unit="ms",
+        lo=10,
+        hi=10_000,
+        source="stickyws",
+    )
     publish_port: int = setting(
         8081,
         "Port of the server's HTTP publish endpoint (`POST /v1/publish`), never routed by the ALB; "

@@ -85,3 +85,52 @@ def test_moved_and_ask_are_followed_to_the_slot_s_new_owner() -> None:
         run(go(local), timeout_s=30)
     assert len(started) == 3
     assert not any(pid_alive(pid) for pid in started)
+
+
+def test_a_push_is_answered_only_once_a_replica_has_it(redis_cluster: LocalCluster, cluster_url: str) -> None:
+    """With the slot's replica stopped, the backend is not answered (registry_unavailable after
+    push_wait_timeout_ms); sent again with the same key once the replica is back, the push keeps the seq it
+    got and the client has it exactly once."""
+    import os
+    import signal
+
+    import aiohttp
+
+    from stickyws import keys
+    from stickyws.publish import Publisher, PublishError
+    from tests.server.helpers import connect, fast, recv_json, server
+
+    async def go() -> None:
+        settings = fast(push_wait_timeout_ms=300)
+        async with (
+            server(settings, redis_url=cluster_url) as rs,
+            aiohttp.ClientSession() as http,
+            Publisher(cluster_url, settings=settings) as pub,
+        ):
+            ws, _ = await connect(http, rs, "rita")
+            assert (await pub.send_to_user("rita", {"n": 1}, key="k1")).seq == 1
+            assert await recv_json(ws) == {"type": "message", "seq": 1, "data": {"n": 1}}
+            primary = pub.registry.client.get_node_from_key(keys.session_key("rita"))  # type: ignore[attr-defined]
+            nodes = redis_cluster.topology()
+            primary_id = next(n.node_id for n in nodes if n.port == primary.port)
+            replica_ports = {m.port for m in nodes if m.primary_id == primary_id}
+            replica = next(n for n in redis_cluster.nodes if n.port in replica_ports)
+            assert replica.pid is not None
+            os.kill(replica.pid, signal.SIGSTOP)
+            try:
+                with pytest.raises(PublishError) as unconfirmed:
+                    await pub.send_to_user("rita", {"n": 2}, key="k2")
+                assert unconfirmed.value.code == "registry_unavailable"
+                assert "retry with the same key" in str(unconfirmed.value)
+            finally:
+                os.kill(replica.pid, signal.SIGCONT)
+            again = await pub.send_to_user("rita", {"n": 2}, key="k2")
+            assert (again.seq, again.duplicate) == (2, True)
+            assert (await pub.send_to_user("rita", {"n": 3}, key="k3")).seq == 3
+            frames = [await recv_json(ws), await recv_json(ws)]
+            assert frames == [
+                {"type": "message", "seq": 2, "data": {"n": 2}},
+                {"type": "message", "seq": 3, "data": {"n": 3}},
+            ]
+
+    run(go())

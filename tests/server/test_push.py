@@ -119,6 +119,33 @@ def test_offline_user_gets_pushes_on_resume_and_an_explicit_gap_for_what_overflo
     run(go())
 
 
+def test_a_push_retried_with_its_key_is_stored_and_delivered_once(registry_url: str) -> None:
+    """The same idempotency key twice: one message, the second call says duplicate with the first seq."""
+
+    async def go() -> None:
+        async with (
+            server(redis_url=registry_url) as rs,
+            aiohttp.ClientSession() as http,
+            Publisher(registry_url) as pub,
+        ):
+            ws, _ = await connect(http, rs, "kim")
+            first = await pub.send_to_user("kim", {"n": 1}, key="order-17")
+            again = await pub.send_to_user("kim", {"n": 1}, key="order-17")
+            other = await pub.send_to_user("kim", {"n": 2}, key="order-18")
+            assert (first.seq, first.duplicate) == (1, False)
+            assert (again.seq, again.duplicate, again.status) == (1, True, "sent")
+            assert again.as_dict()["duplicate"] is True
+            assert (other.seq, other.duplicate) == (2, False)
+            assert [(f["seq"], f["data"]) for f in await _frames(ws, 2)] == [(1, {"n": 1}), (2, {"n": 2})]
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(ws.receive(), 0.3)  # the re-announced seq 1 was not sent again
+            with pytest.raises(PublishError) as bad:
+                await pub.send_to_user("kim", 3, key="")
+            assert bad.value.code == "bad_key"
+
+    run(go())
+
+
 def test_push_to_an_unknown_user_stores_nothing_and_says_so(registry_url: str, admin: Admin) -> None:
     """An unknown user gives status no_session (or PublishError with require_session) and writes no key."""
 
