@@ -93,8 +93,8 @@ class Publisher:
             registry = RedisRegistry(
                 url,
                 pool_size=8,
-                push_wait_replicas=self.settings["push_wait_replicas"],
-                push_wait_timeout_ms=self.settings["push_wait_timeout_ms"],
+                ack_wait_replicas=self.settings["ack_wait_replicas"],
+                ack_wait_timeout_ms=self.settings["ack_wait_timeout_ms"],
             )
             self._owns_registry = True
         else:

@@ -103,8 +103,8 @@ def build_core(
             registry = RedisRegistry(
                 config.redis_url,
                 credential_provider=config.registry_credentials,
-                push_wait_replicas=config.settings["push_wait_replicas"],
-                push_wait_timeout_ms=config.settings["push_wait_timeout_ms"],
+                ack_wait_replicas=config.settings["ack_wait_replicas"],
+                ack_wait_timeout_ms=config.settings["ack_wait_timeout_ms"],
             )
         else:
             registry = InMemoryRegistry()

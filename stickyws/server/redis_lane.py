@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import re
 import socket
 import ssl
 from collections import deque
@@ -168,6 +169,11 @@ class RedisLane:
         #: Counts the connections this lane has opened: a ``WAIT`` covers the writes of its own connection
         #: only, so a caller compares it before and after.
         self.generation = 0
+        #: The ``WAIT`` queued for the next write, shared by every caller until it is written.
+        self._barrier: asyncio.Future[Any] | None = None
+        #: Replicas of the connected primary (``None``: not asked on this connection yet).
+        self._replicas: int | None = None
+        self._replicas_of = -1
 
     # ------------------------------------------------------------------ calls
 
@@ -196,6 +202,35 @@ class RedisLane:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
         return await self.execute(b"EVAL", script.source, len(keys), *keys, *args)
+
+    async def replicas(self) -> int:
+        """How many replicas the primary behind this connection has (``INFO replication``, once per
+        connection; lowered by :meth:`wait_replicated` when they do not answer)."""
+        if self._replicas is None or self._replicas_of != self.generation:
+            info = await self.execute(b"INFO", b"replication")
+            found = re.search(rb"connected_slaves:(\d+)", info or b"")
+            self._replicas, self._replicas_of = (int(found.group(1)) if found else 0), self.generation
+        return self._replicas
+
+    async def wait_replicated(self, replicas: int, timeout_ms: int) -> int:
+        """``WAIT`` until ``replicas`` replicas (at most as many as the primary has) hold every write
+        this connection made so far; one ``WAIT`` serves all callers of one loop iteration. Returns
+        how many confirmed; past ``timeout_ms`` with fewer, later calls wait for that many only (a
+        replica that is down must not slow every write) until the lane reconnects. Raises
+        :class:`LaneUnavailable` when the connection changed meanwhile (the writes' fate is unknown)."""
+        want = min(replicas, await self.replicas())
+        if want <= 0:
+            return 0
+        generation = self.generation
+        barrier = self._barrier
+        if barrier is None:
+            barrier = self._barrier = self.execute(b"WAIT", want, timeout_ms)
+        acked = int(await barrier)
+        if self.generation != generation:
+            raise LaneUnavailable("the registry connection changed before its writes were confirmed")
+        if acked < want and self._replicas_of == generation:
+            self._replicas = acked
+        return acked
 
     async def evalsha_with_lane(
         self, script: LaneScript, keys: Sequence[str], args: Sequence[str | int]
@@ -229,6 +264,7 @@ class RedisLane:
         if not self._pending:
             self._progress_at = asyncio.get_running_loop().time()
         data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+        self._barrier = None
         self._pending.extend(self._queued)
         self._out.clear()
         self._queued.clear()

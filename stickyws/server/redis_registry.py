@@ -68,10 +68,10 @@ POOL_SIZE = 64
 POOL_TIMEOUT_S = 2.0
 SOCKET_TIMEOUT_S = 2.0
 CONNECT_TIMEOUT_S = 1.0
-#: Replicas a push waits for before it is announced and acknowledged (settings ``push_wait_replicas``),
-#: at most as many as the primary has; and how long (``push_wait_timeout_ms``).
-PUSH_WAIT_REPLICAS = 1
-PUSH_WAIT_TIMEOUT_MS = 1000
+#: Replicas a commit or a push waits for before it is acknowledged (settings ``ack_wait_replicas``), at
+#: most as many as the primary has; and how long (``ack_wait_timeout_ms``).
+ACK_WAIT_REPLICAS = 1
+ACK_WAIT_TIMEOUT_MS = 1000
 #: Pause between pub/sub resubscription attempts while Redis is down.
 RESUBSCRIBE_BACKOFF_S = 0.2
 #: TCP keepalive of the registry connections: a registry that went silent (a partition, not a restart)
@@ -409,11 +409,11 @@ class RedisRegistry:
         pool_size: int = POOL_SIZE,
         credential_provider: CredentialProvider | None = None,
         cluster: bool | None = None,
-        push_wait_replicas: int = PUSH_WAIT_REPLICAS,
-        push_wait_timeout_ms: int = PUSH_WAIT_TIMEOUT_MS,
+        ack_wait_replicas: int = ACK_WAIT_REPLICAS,
+        ack_wait_timeout_ms: int = ACK_WAIT_TIMEOUT_MS,
     ) -> None:
-        self._push_wait_replicas = push_wait_replicas
-        self._push_wait_timeout_ms = push_wait_timeout_ms
+        self._ack_wait_replicas = ack_wait_replicas
+        self._ack_wait_timeout_ms = ack_wait_timeout_ms
         self._credential_provider = credential_provider
         self.available = True
         self._url = url
@@ -453,7 +453,7 @@ class RedisRegistry:
         self._publish_topic = _Script(self, client, PUBLISH_TOPIC_LUA)
         self._topic_since = _Script(self, client, TOPIC_SINCE_LUA)
         self._release = _Script(self, client, RELEASE_LUA)
-        self._reconcile = client.register_script(RECONCILE_LUA)
+        self._reconcile = _Script(self, client, RECONCILE_LUA)
 
     @property
     def is_cluster(self) -> bool:
@@ -522,22 +522,27 @@ class RedisRegistry:
         self.available = True
         return result
 
-    async def _run(self, script: _Script, call_keys: Sequence[str], args: Sequence[str | int]) -> Any:
-        """:meth:`_call` of one script, without the closure (the commit path runs it per message)."""
-        lane = self.lane
+    async def _run(
+        self, script: _Script, call_keys: Sequence[str], args: Sequence[str | int]
+    ) -> tuple[Any, RedisLane | None]:
+        """:meth:`_call` of one script, without the closure (the commit path runs it per message); also
+        the lane of the node that ran it."""
+        lanes = self.lane
         try:
-            if lane is not None:
-                result = await lane.evalsha(script.lane_script, call_keys, args)
-            else:
+            if lanes is None:
                 if self.mode != "cluster" or self._cluster_client is None:
                     await self._ensure_mode()
-                result = await script(call_keys, args)
+                lanes = self.lane
+            if lanes is not None:
+                result, lane = await lanes.evalsha_with_lane(script.lane_script, call_keys, args)
+            else:
+                result, lane = await script(call_keys, args), None
         except _DOWN_ERRORS as exc:
             _reraise_if_cancelling()
             self.available = False
             raise RegistryUnavailable(f"registry unreachable: {type(exc).__name__}: {exc}") from None
         self.available = True
-        return result
+        return result, lane
 
     async def handshake(
         self,
@@ -599,10 +604,19 @@ class RedisRegistry:
             record.last_client_id, record.last_server_seq, "", "",
         ]  # fmt: skip
         call_keys = _session_keys(record.user_id)
-        reply = await self._run(self._commit, call_keys, args)
+        reply, lane = await self._run(self._commit, call_keys, args)
         if reply[0] == 3:  # the hash is gone (e.g. Redis restarted): send the mirror once, then as before
             args[12], args[13] = _subs_json(record.subscriptions), _outbox_json(record.outbox) or "[]"
-            reply = await self._run(self._commit, call_keys, args)
+            reply, lane = await self._run(self._commit, call_keys, args)
+        if self._ack_wait_replicas and lane is not None and reply[0] == 0:
+            # Acknowledged only once a replica holds it: a failover then cannot lose this seq and hand it
+            # to a later push.
+            try:
+                await lane.wait_replicated(self._ack_wait_replicas, self._ack_wait_timeout_ms)
+            except _DOWN_ERRORS as exc:
+                _reraise_if_cancelling()
+                self.available = False
+                raise RegistryUnavailable(f"registry unreachable: {type(exc).__name__}: {exc}") from None
         if reply[0] == 4:
             raise SessionReplaced(record.session_id)
         duplicate, first_seq = bool(reply[0]), int(reply[1])
@@ -621,7 +635,7 @@ class RedisRegistry:
         call_keys = [*_session_keys(user_id), keys.push_key(user_id, key or "")]
         args: list[str | int] = [
             payload, user_id, self._push_prefix, self._push_suffix, "", "1" if key is not None else "",
-            self._push_wait_replicas,
+            self._ack_wait_replicas,
         ]  # fmt: skip
         try:
             if self.lane is None:
@@ -633,12 +647,12 @@ class RedisRegistry:
                 return PushResult("no_session")
             if reply[5]:  # announce only once a replica has it (on the connection that wrote it)
                 generation = lane.generation
-                want = min(self._push_wait_replicas, int(reply[7]))
-                acked = await lane.execute(b"WAIT", want, self._push_wait_timeout_ms)
+                want = min(self._ack_wait_replicas, int(reply[7]))
+                acked = await lane.execute(b"WAIT", want, self._ack_wait_timeout_ms)
                 if int(acked) < want or lane.generation != generation:
                     raise RegistryUnavailable(
                         f"push {reply[1]} to {user_id!r} reached {acked} of {want} replicas within "
-                        f"{self._push_wait_timeout_ms} ms: retry with the same key"
+                        f"{self._ack_wait_timeout_ms} ms: retry with the same key"
                     )
                 await lane.execute(b"SPUBLISH" if self.is_cluster else b"PUBLISH", reply[6], reply[5])
         except _DOWN_ERRORS as exc:
@@ -725,24 +739,18 @@ class RedisRegistry:
             return []
         limits = DEFAULT_OUTBOX_LIMITS
 
-        def call(r: SessionRecord, client: Any = None) -> Any:
+        def call(r: SessionRecord) -> Awaitable[Any]:
             return self._reconcile(
-                keys=[keys.user_key(r.user_id), keys.session_key(r.user_id)],
-                args=[
+                [keys.user_key(r.user_id), keys.session_key(r.user_id)],
+                [
                     server_id, routing_ttl_s, r.session_id, r.last_client_id, r.last_server_seq,
                     _subs_json(r.subscriptions), session_ttl_s, _outbox_json(r.outbox), limits.max_messages,
                     limits.max_bytes,
                 ],
-                client=client,
             )  # fmt: skip
 
-        async def run() -> list[Any]:
-            if self.is_cluster:
-                return await asyncio.gather(*(call(r) for r in records))
-            pipe = self._client.pipeline(transaction=False)
-            for r in records:
-                await call(r, pipe)
-            return list(await pipe.execute())
+        async def run() -> list[Any]:  # all in flight at once: one write per node on the lanes
+            return list(await asyncio.gather(*(call(r) for r in records)))
 
         replies = await self._call(run)
         return [r.user_id for r, ok in zip(records, replies, strict=True) if not ok]

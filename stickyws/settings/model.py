@@ -327,21 +327,23 @@ class DeliverySettings:
         hi=16_777_216,
         source="stickyws",
     )
-    push_wait_replicas: int = setting(
+    ack_wait_replicas: int = setting(
         1,
-        "Replicas that must hold a push to a user before it is announced to the user's server and "
-        "acknowledged to the backend (`WAIT` on the connection that wrote it; at most as many as the "
-        "primary has, so 0 replicas means no wait): a primary failover then cannot lose an "
-        "acknowledged push. 0 announces at once (one round trip instead of three).",
+        "Replicas that must hold a client message's commit or a push to a user before it is acknowledged "
+        "(and a push announced): `WAIT` on the connection that wrote it, one per batch, at most as many "
+        "replicas as the primary has (none: no wait). A primary failover then cannot lose what was "
+        "acknowledged, nor hand its seq to a later message. 0 acknowledges at once.",
         unit="replicas",
         lo=0,
         hi=5,
         source="stickyws",
     )
-    push_wait_timeout_ms: int = setting(
+    ack_wait_timeout_ms: int = setting(
         1000,
-        "How long a push waits for `push_wait_replicas`; past it the backend gets `registry_unavailable` "
-        "and retries with the same idempotency key (the push is stored once).",
+        "How long a commit or a push waits for `ack_wait_replicas`. A push past it gets "
+        "`registry_unavailable` (send it again with the same idempotency key: it is stored once); a "
+        "commit is acknowledged anyway and later ones wait only for the replicas that answered, until "
+        "the registry connection is renewed.",
         unit="ms",
         lo=10,
         hi=10_000,

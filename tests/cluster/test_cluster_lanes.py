@@ -89,7 +89,7 @@ def test_moved_and_ask_are_followed_to_the_slot_s_new_owner() -> None:
 
 def test_a_push_is_answered_only_once_a_replica_has_it(redis_cluster: LocalCluster, cluster_url: str) -> None:
     """With the slot's replica stopped, the backend is not answered (registry_unavailable after
-    push_wait_timeout_ms); sent again with the same key once the replica is back, the push keeps the seq it
+    ack_wait_timeout_ms); sent again with the same key once the replica is back, the push keeps the seq it
     got and the client has it exactly once."""
     import os
     import signal
@@ -101,7 +101,7 @@ def test_a_push_is_answered_only_once_a_replica_has_it(redis_cluster: LocalClust
     from tests.server.helpers import connect, fast, recv_json, server
 
     async def go() -> None:
-        settings = fast(push_wait_timeout_ms=300)
+        settings = fast(ack_wait_timeout_ms=300)
         async with (
             server(settings, redis_url=cluster_url) as rs,
             aiohttp.ClientSession() as http,

@@ -268,7 +268,10 @@ def test_a_client_that_stops_reading_is_closed_1013_and_resumes_with_everything(
     holds nothing more for it; the resume then delivers every seq once."""
 
     async def go() -> None:
-        settings = fast(max_output_bytes=262_144, outbox_max_bytes=8_388_608, outbox_max_messages=10_000)
+        # No replica wait: the pushes must outrun the kernel's socket buffers (this is about the output bound).
+        settings = fast(
+            max_output_bytes=262_144, outbox_max_bytes=8_388_608, outbox_max_messages=10_000, ack_wait_replicas=0
+        )
         big = "z" * 4000
         async with (
             server(settings, redis_url=registry_url) as rs,
