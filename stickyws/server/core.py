@@ -709,6 +709,7 @@ class ServerCore:
         s = conn.session
         if push.seq > s.last_server_seq:
             s.last_server_seq = push.seq
+            s.synced_seq = push.seq  # from the registry: confirmed
             s.outbox = append_outbox(s.outbox, push.seq, (push.data,))
         self.metrics.count("PushesDelivered")
         self._offer(conn, push.seq, push.data)
@@ -916,9 +917,9 @@ class ServerCore:
                 )
                 self._finish_recovery(conn, topic, history)
 
-    async def _recheck_quietly(self) -> None:
+    async def _recheck_quietly(self, conns: Sequence[Connection] | None = None) -> None:
         try:
-            await self.recheck()
+            await self.recheck(conns)
         except RegistryUnavailable:
             self._needs_reconcile = True
         except Exception:
@@ -1032,6 +1033,8 @@ class ServerCore:
                 session.dirty = False
                 if lost:
                     self._spawn(self._close_conn(conn, protocol.CLOSE_TAKEN_OVER, "taken over while registry was down"))
+                else:  # pushes the registry took meanwhile were numbered after the local seqs: deliver them
+                    self._spawn(self._recheck_quietly([conn]))
             result = await self.registry.commit(
                 session.record(), commit, server_id=self.server_id, routing_ttl_s=self.sv.routing_ttl_s,
                 session_ttl_s=self.sv.session_ttl_s, limits=self.limits,

@@ -310,7 +310,10 @@ return 0
 
 # KEYS: route key, session key.
 # ARGV: 1 server, 2 routing ttl, 3 session id, 4 lastClientId, 5 lastServerSeq, 6 subs, 7 session ttl,
-# 8 outbox (JSON), 9 outbox max messages, 10 outbox max bytes.
+# 8 outbox (JSON), 9 outbox max messages, 10 outbox max bytes, 11 the last seq the registry had confirmed to
+# the mirror (-1 unknown). When the mirror is ahead (it numbered replies while the registry was unreachable),
+# it is written; messages the registry numbered after ARGV 11 meanwhile (pushes) are kept, renumbered after
+# the mirror's last seq, so no seq means two messages.
 # Returns 1 (re-registered) or 0 (another server owns the user now).
 RECONCILE_LUA = (
     _WRITE_OUTBOX_LUA
@@ -320,12 +323,27 @@ if owner and owner ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 local f = redis.call('HMGET', KEYS[2], 'sid', 'lastClientId')
 if not f[1] or (f[1] == ARGV[3] and (tonumber(f[2]) or -1) < tonumber(ARGV[4])) then
+  local moved = {}
+  local base = tonumber(ARGV[11]) or -1
   if not f[1] then
     redis.call('HSET', KEYS[2], 'outMax', ARGV[9], 'outMaxBytes', ARGV[10])
+  elseif base >= 0 then
+    local reg_last = tonumber(redis.call('HGET', KEYS[2], 'lastServerSeq')) or 0
+    for s = base + 1, reg_last do
+      local p = redis.call('HGET', KEYS[2], 'm:' .. string.format('%d', s))
+      if p then moved[#moved + 1] = p end
+    end
   end
   redis.call('HSET', KEYS[2], 'sid', ARGV[3], 'lastClientId', ARGV[4], 'lastServerSeq', ARGV[5], 'subs', ARGV[6])
   local first, bytes = write_outbox(KEYS[2], ARGV[8])
-  redis.call('HSET', KEYS[2], 'outFirst', first or (tonumber(ARGV[5]) + 1), 'outBytes', bytes)
+  local last = tonumber(ARGV[5])
+  for _, p in ipairs(moved) do
+    last = last + 1
+    redis.call('HSET', KEYS[2], 'm:' .. string.format('%d', last), p)
+    bytes = bytes + #p
+    first = first or last
+  end
+  redis.call('HSET', KEYS[2], 'lastServerSeq', last, 'outFirst', first or (last + 1), 'outBytes', bytes)
 end
 redis.call('EXPIRE', KEYS[2], ARGV[7])
 return 1
@@ -745,7 +763,7 @@ class RedisRegistry:
                 [
                     server_id, routing_ttl_s, r.session_id, r.last_client_id, r.last_server_seq,
                     _subs_json(r.subscriptions), session_ttl_s, _outbox_json(r.outbox), limits.max_messages,
-                    limits.max_bytes,
+                    limits.max_bytes, r.synced_seq,
                 ],
             )  # fmt: skip
 

@@ -47,6 +47,9 @@ class SessionRecord:
     #: Characters in the outbox's payloads when known (``-1``: not counted), so that appending one message
     #: does not count the whole outbox again.
     outbox_chars: int = field(default=-1, compare=False, repr=False)
+    #: The last seq the registry confirmed to the mirror this record comes from (``-1``: not known);
+    #: seqs above it were numbered locally while the registry was unreachable.
+    synced_seq: int = field(default=-1, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,8 @@ class SessionState:
     #: ``outbox_chars`` of the record last adopted, valid while ``outbox`` is that record's tuple.
     _chars: int = -1
     _chars_of: tuple[OutboxEntry, ...] | None = None
+    #: The last seq the registry confirmed (see :attr:`SessionRecord.synced_seq`).
+    synced_seq: int = -1
 
     @classmethod
     def from_record(cls, record: SessionRecord) -> SessionState:
@@ -116,6 +121,7 @@ class SessionState:
             record.outbox,
             _chars=record.outbox_chars,
             _chars_of=record.outbox,
+            synced_seq=record.last_server_seq,
         )
 
     def record(self) -> SessionRecord:
@@ -128,6 +134,7 @@ class SessionState:
             tuple(sorted(self.subscriptions)) if self.subscriptions else (),
             self.outbox,
             outbox_chars=self._chars if self._chars_of is self.outbox else -1,
+            synced_seq=self.synced_seq,
         )
 
     def is_duplicate(self, msg_id: int) -> bool:
@@ -157,6 +164,7 @@ class SessionState:
             self.subscriptions = set(subs)
         self.outbox = record.outbox
         self._chars, self._chars_of = record.outbox_chars, record.outbox
+        self.synced_seq = record.last_server_seq
         self.dirty = False
 
     def replay_after(self, last_seq: int) -> list[OutboxEntry]:

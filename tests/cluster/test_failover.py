@@ -1,15 +1,17 @@
-"""A Redis primary killed under traffic: the replica takes over and no client message is lost or doubled."""
+"""A Redis primary killed under traffic: the replica takes over and no client message or push is lost or doubled."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 
 import pytest
 
 from stickyws.client.backoff import Backoff
-from stickyws.client.connection import StickyClient
+from stickyws.client.connection import Event, StickyClient
 from stickyws.localcluster import LocalCluster
+from stickyws.publish import Publisher, PublishError
 from tests.e2e.support import client_session
 from tests.server.helpers import fast, run, server, token
 
@@ -22,9 +24,22 @@ SEND_EVERY_S = 0.05
 def test_a_primary_killed_under_traffic_loses_and_doubles_no_client_message(
     redis_cluster: LocalCluster, cluster_url: str
 ) -> None:
-    """kill -9 of a Redis primary while 30 clients send messages through two servers: its replica takes
-    over, every client is connected at the end, and every message is acknowledged and handled exactly once."""
+    """kill -9 of a Redis primary while 30 clients send messages through two servers and a backend pushes to
+    them: its replica takes over, every client is connected at the end, every message is acknowledged and
+    handled exactly once, and every push the backend got acknowledged (retrying with the same key after an
+    error) reached its client exactly once, in order."""
     killed_box: list[object] = []
+    received: dict[int, list[int]] = {i: [] for i in range(CLIENTS)}
+    acknowledged: dict[int, list[int]] = {i: [] for i in range(CLIENTS)}
+    errors: list[str] = []
+
+    def on_event(i: int) -> Callable[[Event], None]:
+        def record(event: Event) -> None:
+            data = event.detail.get("data")
+            if event.kind == "message" and isinstance(data, dict) and "push" in data:
+                received[i].append(int(data["push"]))
+
+        return record
 
     async def scenario() -> tuple[list[StickyClient], dict[str, int]]:
         settings = fast(heartbeat_interval_s=0.3)
@@ -40,6 +55,7 @@ def test_a_primary_killed_under_traffic_loses_and_doubles_no_client_message(
                     backoff=Backoff(0.05, 1.0),
                     session=session,
                     rng=random.Random(i),
+                    on_event=on_event(i),
                 )
                 for i in range(CLIENTS)
             ]
@@ -53,7 +69,26 @@ def test_a_primary_killed_under_traffic_loses_and_doubles_no_client_message(
                     c.send({"n": c.outbox.next_id})
                     await asyncio.sleep(SEND_EVERY_S)
 
+            async def backend(pub: Publisher) -> None:
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    for i in range(CLIENTS):
+                        for _ in range(200):  # the same key until acknowledged: stored and delivered once
+                            try:
+                                await pub.send_to_user(f"fo-{i}", {"push": n}, require_session=True, key=f"p{n}")
+                                break
+                            except PublishError as exc:
+                                errors.append(exc.code)
+                                await asyncio.sleep(0.05)
+                        else:
+                            raise AssertionError(f"push {n} to fo-{i} never acknowledged")
+                        acknowledged[i].append(n)
+                    await asyncio.sleep(SEND_EVERY_S * 2)
+
             tasks = [asyncio.create_task(stream(c)) for c in clients]
+            publisher = Publisher(cluster_url)
+            tasks.append(asyncio.create_task(backend(publisher)))
             await asyncio.sleep(1.0)
             killed = await asyncio.to_thread(redis_cluster.kill_primary)
             killed_box.append(killed)
@@ -61,8 +96,12 @@ def test_a_primary_killed_under_traffic_loses_and_doubles_no_client_message(
             await asyncio.sleep(2.0)
             stop.set()
             await asyncio.gather(*tasks)
+            await publisher.close()
             await asyncio.gather(*(c.wait_connected(20) for c in clients))
             await asyncio.gather(*(c.wait_confirmed(20) for c in clients))
+            async with asyncio.timeout(20):  # the last pushes are on their way
+                while any(received[i][-1:] != acknowledged[i][-1:] for i in range(CLIENTS)):  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
             handled = {}
             for i, c in enumerate(clients):
                 state = await (a if i % 2 == 0 else b).core.registry.session_seqs(
@@ -84,3 +123,6 @@ def test_a_primary_killed_under_traffic_loses_and_doubles_no_client_message(
         assert set(box.confirmations.values()) == {1}, f"client {i}: a message confirmed twice"
         assert len(c.stats.session_ids) == 1  # the session survived the failover
         assert last_seqs[f"fo-{i}"] >= box.sent_count  # every message's echo was numbered in the registry
+        assert received[i] == acknowledged[i], f"client {i}: pushes lost, doubled or out of order"
+    assert sum(map(len, acknowledged.values())) >= CLIENTS * 5  # the backend pushed through the failover
+    assert set(errors) <= {"registry_unavailable"}  # what the backend saw while the replica took over

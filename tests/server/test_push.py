@@ -268,11 +268,12 @@ def test_a_client_that_stops_reading_is_closed_1013_and_resumes_with_everything(
     holds nothing more for it; the resume then delivers every seq once."""
 
     async def go() -> None:
-        # No replica wait: the pushes must outrun the kernel's socket buffers (this is about the output bound).
+        # 2000 x 16 KB = 32 MB: far more than loopback's socket buffers can absorb (about 10 MB with autotuning),
+        # so the server's own unsent output passes max_output_bytes however fast the pushes come.
         settings = fast(
-            max_output_bytes=262_144, outbox_max_bytes=8_388_608, outbox_max_messages=10_000, ack_wait_replicas=0
+            max_output_bytes=262_144, outbox_max_bytes=67_108_864, outbox_max_messages=10_000, ack_wait_replicas=0
         )
-        big = "z" * 4000
+        big = "z" * 16_000
         async with (
             server(settings, redis_url=registry_url) as rs,
             aiohttp.ClientSession() as http,
@@ -284,7 +285,7 @@ def test_a_client_that_stops_reading_is_closed_1013_and_resumes_with_everything(
             while not conn.closing and total < 2000:
                 total += 1
                 await pub.send_to_user("slow", {"i": total, "pad": big})
-            assert conn.closing  # closed as a slow consumer long before 2000 x 4 KB (8 MB) were held for it
+            assert conn.closing  # closed as a slow consumer long before 2000 x 16 KB (32 MB) were held for it
             assert total < 2000
             assert '"event":"slow_consumer"' in rs.core.metrics.out.getvalue()
             async with asyncio.timeout(10):

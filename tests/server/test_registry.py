@@ -12,7 +12,15 @@ import redis
 from stickyws import keys, protocol
 from stickyws.server.redis_registry import RedisRegistry
 from stickyws.server.registry import InMemoryRegistry
-from stickyws.server.session import OUTBOX_LIMIT, OUTBOX_MAX_BYTES, Commit, OutboxLimits, SessionRecord, append_outbox
+from stickyws.server.session import (
+    OUTBOX_LIMIT,
+    OUTBOX_MAX_BYTES,
+    Commit,
+    OutboxLimits,
+    SessionRecord,
+    SessionState,
+    append_outbox,
+)
 from tests.server.helpers import connect, eventually, fast, run, server, token, url
 
 #: Registry limits equal to the connection mirror's, so both trims can be compared one to one.
@@ -340,5 +348,34 @@ def test_stale_takeover_request_does_not_close_a_connection_that_owns_the_route(
             msg = await ws.receive(timeout=3)
             assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, protocol.CLOSE_TAKEN_OVER)
             r.close()
+
+    run(go())
+
+
+def test_reconcile_keeps_pushes_taken_while_down_after_the_locally_numbered_replies(registry_url: str) -> None:
+    """A mirror that numbered replies 3-4 locally while a push got seq 3 in the registry: after reconcile the
+    registry holds the replies at 3-4 and the push at 5, so no seq names two messages."""
+
+    async def go() -> None:
+        reg = RedisRegistry(registry_url)
+        claim = await reg.handshake(user_id="lin", server_id="s1", session_id="S", resume=False,
+                                    reject_live_owner=False, routing_ttl_s=60, session_ttl_s=60)  # fmt: skip
+        assert claim.session is not None
+        done = await reg.commit(claim.session, Commit(1, ('"r1"', '"r2"')), server_id="s1",
+                                routing_ttl_s=60, session_ttl_s=60)  # fmt: skip
+        mirror = SessionState.from_record(done.record)
+        assert mirror.synced_seq == 2
+        mirror.apply_local(Commit(2, ('"r3"', '"r4"')))  # the registry was unreachable for this server
+        push = await reg.push(user_id="lin", payload='"p"')
+        assert push.seq == 3
+        assert await reg.reconcile("s1", [mirror.record()], routing_ttl_s=60, session_ttl_s=60) == []
+        assert await reg.outbox_range(user_id="lin", session_id="S", first_seq=1, last_seq=5) == {
+            1: '"r1"', 2: '"r2"', 3: '"r3"', 4: '"r4"', 5: '"p"',
+        }  # fmt: skip
+        assert await reg.session_seqs(sessions=[("lin", "S")]) == [5]
+        again = await reg.commit(mirror.record(), Commit(3, ('"r5"',)), server_id="s1",
+                                 routing_ttl_s=60, session_ttl_s=60)  # fmt: skip
+        assert again.first_seq == 6
+        await reg.close()
 
     run(go())
