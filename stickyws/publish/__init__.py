@@ -170,9 +170,11 @@ class SyncPublisher:
     def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def send_to_user(self, user_id: str, data: Any, *, require_session: bool = False) -> PushResult:
+    def send_to_user(
+        self, user_id: str, data: Any, *, require_session: bool = False, key: str | None = None
+    ) -> PushResult:
         """See :meth:`Publisher.send_to_user`."""
-        return self._run(self._pub.send_to_user(user_id, data, require_session=require_session))
+        return self._run(self._pub.send_to_user(user_id, data, require_session=require_session, key=key))
 
     def publish(self, topic: str, data: Any) -> Publication:
         """See :meth:`Publisher.publish`."""

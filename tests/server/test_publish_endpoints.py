@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -156,3 +157,41 @@ def test_sync_publisher_works_without_an_event_loop(redis_url: str) -> None:
     with pytest.raises(PublishError, match="no registry URL") as missing:
         Publisher(env={})
     assert missing.value.code == "registry_unavailable"
+
+
+def test_an_idempotency_key_works_from_http_the_cli_and_the_sync_publisher(redis_url: str) -> None:
+    """The same key from the HTTP endpoint, the CLI (--key) and SyncPublisher stores one message; an empty key
+    is refused with bad_key."""
+
+    async def go() -> list[tuple[int, Any]]:
+        config = ServerConfig(fast(), SECRET, redis_url, "srv-k", None, False, publish_key=KEY)
+        rs = await RunningServer(
+            build_core(config), "127.0.0.1", free_port(), publish_key=KEY, publish_port=free_port()
+        ).start()
+        answers: list[tuple[int, Any]] = []
+        try:
+            endpoint = f"http://127.0.0.1:{rs.publish_port}/v1/publish"
+            auth = {"Authorization": f"Bearer {KEY}"}
+            async with aiohttp.ClientSession() as http:
+                ws, _ = await connect(http, rs, "kai")
+                for body in ({"user": "kai", "data": 1, "key": "a"}, {"user": "kai", "data": 1, "key": "a"},
+                             {"user": "kai", "data": 1, "key": ""}):  # fmt: skip
+                    async with http.post(endpoint, json=body, headers=auth) as resp:
+                        answers.append((resp.status, await resp.json()))
+                cli = await asyncio.to_thread(_cli, ["--user", "kai", "--key", "a", "1"], redis_url)
+                answers.append((cli.returncode, json.loads(cli.stdout)))
+                with SyncPublisher(redis_url) as pub:
+                    again = await asyncio.to_thread(pub.send_to_user, "kai", 1, key="a")
+                answers.append((0, (again.seq, again.duplicate)))
+                assert await recv_json(ws) == {"type": "message", "seq": 1, "data": 1}
+        finally:
+            await rs.stop()
+        return answers
+
+    answers = run(go(), timeout_s=30)
+    assert [(status, body.get("seq"), body.get("duplicate")) for status, body in answers[:2]] == [
+        (200, 1, None), (200, 1, True),
+    ]  # fmt: skip
+    assert (answers[2][0], answers[2][1]["error"]) == (400, "bad_key")
+    assert (answers[3][0], answers[3][1]["seq"], answers[3][1]["duplicate"]) == (0, 1, True)
+    assert answers[4] == (0, (1, True))
