@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import logging
 import re
 import socket
 import ssl
@@ -36,6 +37,8 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import hiredis
+
+log = logging.getLogger("stickyws.server")
 
 #: Error replies that mean "this connection cannot serve the registry now" (a replica after a failover,
 #: a primary still loading its data): the connection is dropped and the next call reconnects.
@@ -207,7 +210,11 @@ class RedisLane:
         """How many replicas the primary behind this connection has (``INFO replication``, once per
         connection; lowered by :meth:`wait_replicated` when they do not answer)."""
         if self._replicas is None or self._replicas_of != self.generation:
-            info = await self.execute(b"INFO", b"replication")
+            try:
+                info = await self.execute(b"INFO", b"replication")
+            except LaneReplyError as exc:  # e.g. an ACL without INFO: nothing to wait for that can be known
+                log.warning("cannot read INFO replication (%s): acknowledgements do not wait for replicas", exc)
+                info = b""
             found = re.search(rb"connected_slaves:(\d+)", info or b"")
             self._replicas, self._replicas_of = (int(found.group(1)) if found else 0), self.generation
         return self._replicas

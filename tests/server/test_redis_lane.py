@@ -280,3 +280,40 @@ def test_subscriber_raises_once_its_connection_is_gone(make_redis: Callable[[], 
         await sub.close()
 
     run(go())
+
+
+def test_wait_replicated_counts_the_primary_s_replicas_and_shares_one_wait(
+    make_redis: Callable[[], RedisServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """With one replica, writes are confirmed by one shared WAIT; with none there is nothing to wait for; an
+    ACL that forbids INFO waits for nothing and says so in one warning."""
+
+    async def go() -> None:
+        primary, replica = make_redis(), make_redis()
+        alone = RedisLane(primary.url)
+        await alone.execute("SET", "a", "1")
+        assert await alone.wait_replicated(1, 200) == 0  # no replica yet: no WAIT at all
+        link = redis.Redis.from_url(replica.url)
+        link.replicaof("127.0.0.1", primary.port)
+        async with asyncio.timeout(10):
+            while link.info("replication").get("master_link_status") != "up":  # noqa: ASYNC110 - bounded
+                await asyncio.sleep(0.05)
+        link.close()
+        lane = RedisLane(primary.url)
+        await lane.execute("SET", "b", "2")
+        assert await lane.replicas() == 1
+        writes = _count_writes(lane)
+        acks = await asyncio.gather(*(lane.wait_replicated(1, 1000) for _ in range(10)))
+        assert acks == [1] * 10
+        assert len(writes) == 1  # one WAIT for all ten callers
+        admin = redis.Redis.from_url(primary.url)
+        admin.acl_setuser("noinfo", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-info"])
+        admin.close()
+        limited = RedisLane(f"redis://noinfo:pw@127.0.0.1:{primary.port}/0")
+        await limited.execute("SET", "c", "3")
+        assert await limited.wait_replicated(1, 200) == 0
+        assert "cannot read INFO replication" in caplog.text
+        for each in (alone, lane, limited):
+            await each.close()
+
+    run(go())
