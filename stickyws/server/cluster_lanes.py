@@ -57,8 +57,14 @@ class ClusterLanes:
             lane = self._lanes[(host, port)] = self._template.at(host, port)
         return lane
 
-    def _owner(self, key: str) -> RedisLane:
-        node = self._cluster.get_node_from_key(key)
+    def lane_for(self, key: str) -> RedisLane:
+        """The lane of the primary that owns ``key``'s slot, as far as the slot map knows (raises
+        :class:`LaneUnavailable` when it knows none, e.g. in a failover)."""
+        try:
+            node = self._cluster.get_node_from_key(key)
+        except Exception as exc:
+            self.refresh_soon()
+            raise LaneUnavailable(f"no primary known for the slot of {key!r}: {exc}") from None
         return self._lane(node.host, node.port)
 
     async def evalsha(self, script: LaneScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
@@ -71,11 +77,7 @@ class ClusterLanes:
         """:meth:`evalsha`, and the lane of the node that ran it."""
         if self._closed:
             raise LaneUnavailable("the registry lanes are closed")
-        try:
-            lane = self._owner(keys[0])
-        except Exception as exc:  # no owner known for the slot (a cluster in failover)
-            self.refresh_soon()
-            raise LaneUnavailable(f"no primary known for the slot of {keys[0]!r}: {exc}") from None
+        lane = self.lane_for(keys[0])
         for _ in range(MAX_REDIRECTS):
             try:
                 return await lane.evalsha(script, keys, args), lane
@@ -100,7 +102,7 @@ class ClusterLanes:
                         if not str(again).startswith(("ASK", "MOVED")):
                             raise
                         await self.refresh()
-                        lane = self._owner(keys[0])
+                        lane = self.lane_for(keys[0])
                         continue
                 if message.startswith(_DOWN_PREFIXES):
                     self.refresh_soon()

@@ -43,6 +43,8 @@ log = logging.getLogger("stickyws.server")
 #: Error replies that mean "this connection cannot serve the registry now" (a replica after a failover,
 #: a primary still loading its data): the connection is dropped and the next call reconnects.
 _UNAVAILABLE_PREFIXES = ("READONLY", "LOADING", "MASTERDOWN")
+#: How long a lane trusts the replica count it read (``INFO replication``).
+REPLICAS_REFRESH_S = 5.0
 
 
 class LaneUnavailable(ConnectionError):
@@ -177,6 +179,7 @@ class RedisLane:
         #: Replicas of the connected primary (``None``: not asked on this connection yet).
         self._replicas: int | None = None
         self._replicas_of = -1
+        self._replicas_until = 0.0
 
     # ------------------------------------------------------------------ calls
 
@@ -190,12 +193,16 @@ class RedisLane:
         if self._closed:
             fut.set_exception(LaneUnavailable("the registry lane is closed"))
             return fut
-        self._out.append(hiredis.pack_command(args))
         self._queued.append(fut)
+        self._enqueue(hiredis.pack_command(args))
+        return fut
+
+    def _enqueue(self, packed: bytes) -> None:
+        """Queue packed bytes for the write at the end of this loop iteration."""
+        self._out.append(packed)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        return fut
+            asyncio.get_running_loop().call_soon(self._flush)
 
     async def evalsha(self, script: LaneScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         """Run ``script`` on ``keys`` and ``args``; ``EVAL`` once when Redis no longer has it cached."""
@@ -207,9 +214,12 @@ class RedisLane:
         return await self.execute(b"EVAL", script.source, len(keys), *keys, *args)
 
     async def replicas(self) -> int:
-        """How many replicas the primary behind this connection has (``INFO replication``, once per
-        connection; lowered by :meth:`wait_replicated` when they do not answer)."""
-        if self._replicas is None or self._replicas_of != self.generation:
+        """How many replicas the primary behind this connection has: ``INFO replication``, read again
+        on a new connection and every :data:`REPLICAS_REFRESH_S` (a replica added or back is waited for
+        from then on); lowered meanwhile by :meth:`wait_replicated` when they do not answer."""
+        now = self._loop_time()
+        if self._replicas is None or self._replicas_of != self.generation or now >= self._replicas_until:
+            self._replicas_until = now + REPLICAS_REFRESH_S
             try:
                 info = await self.execute(b"INFO", b"replication")
             except LaneReplyError as exc:  # e.g. an ACL without INFO: nothing to wait for that can be known
@@ -223,7 +233,7 @@ class RedisLane:
         """``WAIT`` until ``replicas`` replicas (at most as many as the primary has) hold every write
         this connection made so far; one ``WAIT`` serves all callers of one loop iteration. Returns
         how many confirmed; past ``timeout_ms`` with fewer, later calls wait for that many only (a
-        replica that is down must not slow every write) until the lane reconnects. Raises
+        replica that is down must not slow every write) until the count is read again. Raises
         :class:`LaneUnavailable` when the connection changed meanwhile (the writes' fate is unknown)."""
         want = min(replicas, await self.replicas())
         if want <= 0:
@@ -475,11 +485,8 @@ class RedisSubscriber(RedisLane):
             self._transport.resume_reading()
         return batch
 
-    def _send(self, *args: Any) -> None:
-        self._out.append(hiredis.pack_command(args))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+    def _send(self, *args: Any) -> None:  # no reply to wait for: confirmations and messages come as pushes
+        self._enqueue(hiredis.pack_command(args))
 
     def _wake(self) -> None:
         wakeup = self._wakeup

@@ -212,9 +212,9 @@ return {0, seq + 1, id, newseq, subs, first}
 # one primary), 6 '1' when the push has an idempotency key, 7 replicas the caller waits for (0: none).
 # Appends the payload with the next seq (or finds the seq its key already got), trims by the limits stored with
 # the session, and announces it: on one primary on the owning server's push channel, on a cluster with SPUBLISH
-# on the user's own channel (same slot). When the caller waits for replicas and the primary has any, the
-# announcement is left to the caller (after WAIT): a client must never see a push that a failover can lose.
-# Returns {1, seq, session id, owner|false, duplicate, body|'', channel|'', replicas} or {0} (no session).
+# on the user's own channel (same slot). When the caller waits for replicas, the announcement is left to it
+# (after WAIT): it is made only once a replica holds the push.
+# Returns {1, seq, session id, owner|false, duplicate, body|'', channel|''} or {0} (no session).
 PUSH_LUA = """
 local f = redis.call('HMGET', KEYS[1], 'sid', 'lastServerSeq', 'outFirst', 'outBytes', 'outMax', 'outMaxBytes')
 if not f[1] then return {0} end
@@ -242,20 +242,16 @@ if not seq then
   end
 end
 local owner = redis.call('GET', KEYS[2])
-if not owner and ARGV[5] == '' then return {1, seq, f[1], false, dup, '', '', 0} end
+if not owner and ARGV[5] == '' then return {1, seq, f[1], false, dup, '', ''} end
 local t = redis.call('TIME')
 local ms = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 local body = '{"u":' .. cjson.encode(ARGV[2]) .. ',"s":' .. cjson.encode(f[1]) .. ',"q":' ..
              string.format('%d', seq) .. ',"ts":' .. ms .. ',"d":' .. ARGV[1] .. '}'
 local channel = ARGV[5]
 if channel == '' then channel = ARGV[3] .. owner .. ARGV[4] end
-local replicas = 0
-if tonumber(ARGV[7]) > 0 then
-  replicas = tonumber(string.match(redis.call('INFO', 'replication'), 'connected_slaves:(%d+)')) or 0
-end
-if replicas > 0 then return {1, seq, f[1], owner, dup, body, channel, replicas} end
+if tonumber(ARGV[7]) > 0 then return {1, seq, f[1], owner, dup, body, channel} end
 if ARGV[5] ~= '' then redis.call('SPUBLISH', channel, body) else redis.call('PUBLISH', channel, body) end
-return {1, seq, f[1], owner, dup, '', '', 0}
+return {1, seq, f[1], owner, dup, '', ''}
 """
 
 # KEYS: topic meta key, topic log key. ARGV: 1 payload (JSON text), 2 epoch if the topic is new, 3 retention
@@ -392,21 +388,19 @@ def _subs_json(subs: Sequence[str]) -> str:
     return json.dumps(sorted(subs), separators=(",", ":"))
 
 
-class _Script:
-    """One of the registry's scripts: on the registry's lanes once the mode is known, else through redis-py."""
+_HANDSHAKE = LaneScript(HANDSHAKE_LUA)
+_COMMIT = LaneScript(COMMIT_LUA)
+_PUSH = LaneScript(PUSH_LUA)
+_PUBLISH_TOPIC = LaneScript(PUBLISH_TOPIC_LUA)
+_TOPIC_SINCE = LaneScript(TOPIC_SINCE_LUA)
+_RELEASE = LaneScript(RELEASE_LUA)
+_RECONCILE = LaneScript(RECONCILE_LUA)
 
-    __slots__ = ("_redis_py", "_registry", "lane_script")
 
-    def __init__(self, registry: RedisRegistry, client: Any, source: str) -> None:
-        self._registry = registry
-        self._redis_py = client.register_script(source)
-        self.lane_script = LaneScript(source)
-
-    def __call__(self, call_keys: Sequence[str], args: Sequence[str | int]) -> Awaitable[Any]:
-        lane = self._registry.lane
-        if lane is not None:
-            return lane.evalsha(self.lane_script, call_keys, args)
-        return self._redis_py(keys=call_keys, args=args)  # type: ignore[no-any-return]
+def _unavailable(exc: BaseException) -> RegistryUnavailable:
+    """What a caller sees for one of :data:`_DOWN_ERRORS` (re-raises a pending cancellation first)."""
+    _reraise_if_cancelling()
+    return RegistryUnavailable(f"registry unreachable: {type(exc).__name__}: {exc}")
 
 
 class RedisRegistry:
@@ -452,7 +446,6 @@ class RedisRegistry:
         #: ``"single"`` or ``"cluster"`` once known.
         self.mode: str | None = None if cluster is None else ("cluster" if cluster else "single")
         self._mode_lock = asyncio.Lock()
-        self._register_scripts()
         push = keys.push_channel("\x00")
         self._push_prefix, _, self._push_suffix = push.partition("\x00")
         self._closed = False
@@ -462,16 +455,6 @@ class RedisRegistry:
         # Pub/sub: the channels the listener holds, and its connection on one primary.
         self._channels: set[str] = set()
         self._subscriber: RedisSubscriber | None = None
-
-    def _register_scripts(self) -> None:
-        client = self._client
-        self._handshake = _Script(self, client, HANDSHAKE_LUA)
-        self._commit = _Script(self, client, COMMIT_LUA)
-        self._push = _Script(self, client, PUSH_LUA)
-        self._publish_topic = _Script(self, client, PUBLISH_TOPIC_LUA)
-        self._topic_since = _Script(self, client, TOPIC_SINCE_LUA)
-        self._release = _Script(self, client, RELEASE_LUA)
-        self._reconcile = _Script(self, client, RECONCILE_LUA)
 
     @property
     def is_cluster(self) -> bool:
@@ -502,7 +485,6 @@ class RedisRegistry:
                 )
                 await self._cluster_client.initialize()
                 single, self._client = self._client, self._cluster_client
-                self._register_scripts()
                 self.lane = ClusterLanes(
                     self._cluster_client,
                     RedisLane(
@@ -530,37 +512,34 @@ class RedisRegistry:
 
     async def _call(self, make: Callable[[], Awaitable[_T]]) -> _T:
         try:
-            if self.lane is None and (self.mode != "cluster" or self._cluster_client is None):
+            if self.lane is None:
                 await self._ensure_mode()
             result = await make()
         except _DOWN_ERRORS as exc:
-            _reraise_if_cancelling()
             self.available = False
-            raise RegistryUnavailable(f"registry unreachable: {type(exc).__name__}: {exc}") from None
+            raise _unavailable(exc) from None
         self.available = True
         return result
 
+    async def _lanes(self) -> RedisLane | ClusterLanes:
+        """Where the scripts go, once the mode is known (raises one of :data:`_DOWN_ERRORS` until then)."""
+        if self.lane is None:
+            await self._ensure_mode()
+        assert self.lane is not None
+        return self.lane
+
     async def _run(
-        self, script: _Script, call_keys: Sequence[str], args: Sequence[str | int]
-    ) -> tuple[Any, RedisLane | None]:
-        """:meth:`_call` of one script, without the closure (the commit path runs it per message); also
-        the lane of the node that ran it."""
-        lanes = self.lane
+        self, script: LaneScript, call_keys: Sequence[str], args: Sequence[str | int]
+    ) -> tuple[Any, RedisLane]:
+        """Run one script on its node's lane: the reply, and that lane (a ``WAIT`` must follow on it)."""
         try:
-            if lanes is None:
-                if self.mode != "cluster" or self._cluster_client is None:
-                    await self._ensure_mode()
-                lanes = self.lane
-            if lanes is not None:
-                result, lane = await lanes.evalsha_with_lane(script.lane_script, call_keys, args)
-            else:
-                result, lane = await script(call_keys, args), None
+            lanes = self.lane or await self._lanes()
+            result = await lanes.evalsha_with_lane(script, call_keys, args)
         except _DOWN_ERRORS as exc:
-            _reraise_if_cancelling()
             self.available = False
-            raise RegistryUnavailable(f"registry unreachable: {type(exc).__name__}: {exc}") from None
+            raise _unavailable(exc) from None
         self.available = True
-        return result, lane
+        return result
 
     async def handshake(
         self,
@@ -582,7 +561,7 @@ class RedisRegistry:
                 server_id, routing_ttl_s, "1" if reject_live_owner else "0", gone, session_id, "1" if resume else "0",
                 session_ttl_s, "" if replay_after is None else replay_after, limits.max_messages, limits.max_bytes,
             ]  # fmt: skip
-            reply = await self._call(lambda: self._handshake(call_keys, args))  # noqa: B023 - awaited here
+            reply, _ = await self._run(_HANDSHAKE, call_keys, args)
             if reply[0] == 1:
                 break
             owner = _text(reply[1])
@@ -599,7 +578,7 @@ class RedisRegistry:
         return ClaimResult(True, previous, record, bool(reply[2]))
 
     async def release(self, user_id: str, server_id: str) -> bool:
-        deleted = await self._call(lambda: self._release([keys.user_key(user_id)], [server_id]))
+        deleted, _ = await self._run(_RELEASE, [keys.user_key(user_id)], [server_id])
         return bool(deleted)
 
     async def owner(self, user_id: str) -> str | None:
@@ -622,19 +601,18 @@ class RedisRegistry:
             record.last_client_id, record.last_server_seq, "", "",
         ]  # fmt: skip
         call_keys = _session_keys(record.user_id)
-        reply, lane = await self._run(self._commit, call_keys, args)
+        reply, lane = await self._run(_COMMIT, call_keys, args)
         if reply[0] == 3:  # the hash is gone (e.g. Redis restarted): send the mirror once, then as before
             args[12], args[13] = _subs_json(record.subscriptions), _outbox_json(record.outbox) or "[]"
-            reply, lane = await self._run(self._commit, call_keys, args)
-        if self._ack_wait_replicas and lane is not None and reply[0] == 0:
+            reply, lane = await self._run(_COMMIT, call_keys, args)
+        if self._ack_wait_replicas and reply[0] == 0:
             # Acknowledged only once a replica holds it: a failover then cannot lose this seq and hand it
             # to a later push.
             try:
                 await lane.wait_replicated(self._ack_wait_replicas, self._ack_wait_timeout_ms)
             except _DOWN_ERRORS as exc:
-                _reraise_if_cancelling()
                 self.available = False
-                raise RegistryUnavailable(f"registry unreachable: {type(exc).__name__}: {exc}") from None
+                raise _unavailable(exc) from None
         if reply[0] == 4:
             raise SessionReplaced(record.session_id)
         duplicate, first_seq = bool(reply[0]), int(reply[1])
@@ -651,32 +629,30 @@ class RedisRegistry:
 
     async def push(self, *, user_id: str, payload: str, key: str | None = None) -> PushResult:
         call_keys = [*_session_keys(user_id), keys.push_key(user_id, key or "")]
-        args: list[str | int] = [
-            payload, user_id, self._push_prefix, self._push_suffix, "", "1" if key is not None else "",
-            self._ack_wait_replicas,
-        ]  # fmt: skip
         try:
-            if self.lane is None:
-                await self._ensure_mode()
-            assert self.lane is not None
-            args[4] = self.user_channel(user_id) or ""
-            reply, lane = await self.lane.evalsha_with_lane(self._push.lane_script, call_keys, args)
+            lanes = await self._lanes()
+            want = 0
+            if self._ack_wait_replicas:
+                owner_lane = lanes if isinstance(lanes, RedisLane) else lanes.lane_for(call_keys[0])
+                want = min(self._ack_wait_replicas, await owner_lane.replicas())
+            args: list[str | int] = [
+                payload, user_id, self._push_prefix, self._push_suffix, self.user_channel(user_id) or "",
+                "1" if key is not None else "", want,
+            ]  # fmt: skip
+            reply, lane = await lanes.evalsha_with_lane(_PUSH, call_keys, args)
             if reply[0] == 0:
                 return PushResult("no_session")
-            if reply[5]:  # announce only once a replica has it (on the connection that wrote it)
-                generation = lane.generation
-                want = min(self._ack_wait_replicas, int(reply[7]))
-                acked = await lane.execute(b"WAIT", want, self._ack_wait_timeout_ms)
-                if int(acked) < want or lane.generation != generation:
+            if reply[5]:  # announce only once a replica has it (WAIT on the connection that wrote it)
+                acked = await lane.wait_replicated(want, self._ack_wait_timeout_ms)
+                if acked < want:
                     raise RegistryUnavailable(
                         f"push {reply[1]} to {user_id!r} reached {acked} of {want} replicas within "
                         f"{self._ack_wait_timeout_ms} ms: retry with the same key"
                     )
                 await lane.execute(b"SPUBLISH" if self.is_cluster else b"PUBLISH", reply[6], reply[5])
         except _DOWN_ERRORS as exc:
-            _reraise_if_cancelling()
             self.available = False
-            raise RegistryUnavailable(f"registry unreachable: {type(exc).__name__}: {exc}") from None
+            raise _unavailable(exc) from None
         self.available = True
         owner = _text(reply[3]) if reply[3] else None
         return PushResult("sent" if owner else "stored", int(reply[1]), _text(reply[2]), owner, bool(reply[4]))
@@ -715,15 +691,12 @@ class RedisRegistry:
         self, *, topic: str, payload: str, retention_count: int, retention_s: int, epoch_if_new: str
     ) -> Publication:
         call_keys = [keys.topic_meta_key(topic), keys.topic_log_key(topic)]
-
-        async def run() -> Any:
-            args: list[str | int] = [
-                payload, epoch_if_new, retention_count, retention_s * 1000, topic_meta_ttl_s(retention_s), topic,
-                keys.topic_channel(topic), "SPUBLISH" if self.is_cluster else "PUBLISH",
-            ]  # fmt: skip
-            return await self._publish_topic(call_keys, args)
-
-        reply = await self._call(run)
+        await self._call(self._lanes)  # the mode decides the publish command
+        args: list[str | int] = [
+            payload, epoch_if_new, retention_count, retention_s * 1000, topic_meta_ttl_s(retention_s), topic,
+            keys.topic_channel(topic), "SPUBLISH" if self.is_cluster else "PUBLISH",
+        ]  # fmt: skip
+        reply, _ = await self._run(_PUBLISH_TOPIC, call_keys, args)
         return Publication(topic, int(reply[0]), _text(reply[1]), payload)
 
     async def topic_positions(self, *, topics: Sequence[str]) -> list[TopicPosition]:
@@ -745,7 +718,7 @@ class RedisRegistry:
 
     async def topic_since(self, *, topic: str, offset: int, epoch: str, limit: int) -> TopicHistory:
         call_keys = [keys.topic_meta_key(topic), keys.topic_log_key(topic)]
-        reply = await self._call(lambda: self._topic_since(call_keys, [offset, epoch, limit]))
+        reply, _ = await self._run(_TOPIC_SINCE, call_keys, [offset, epoch, limit])
         position = TopicPosition(int(reply[1]), _text(reply[0]))
         entries = [(int(reply[i]), _text(reply[i + 1])) for i in range(2, len(reply) - 1, 2)]
         return history_after(position, offset, epoch, entries, topic)
@@ -757,8 +730,9 @@ class RedisRegistry:
             return []
         limits = DEFAULT_OUTBOX_LIMITS
 
-        def call(r: SessionRecord) -> Awaitable[Any]:
-            return self._reconcile(
+        def call(r: SessionRecord) -> Awaitable[tuple[Any, RedisLane]]:
+            return self._run(
+                _RECONCILE,
                 [keys.user_key(r.user_id), keys.session_key(r.user_id)],
                 [
                     server_id, routing_ttl_s, r.session_id, r.last_client_id, r.last_server_seq,
@@ -767,10 +741,8 @@ class RedisRegistry:
                 ],
             )  # fmt: skip
 
-        async def run() -> list[Any]:  # all in flight at once: one write per node on the lanes
-            return list(await asyncio.gather(*(call(r) for r in records)))
-
-        replies = await self._call(run)
+        # All in flight at once: one write per node on the lanes.
+        replies = [reply for reply, _ in await asyncio.gather(*(call(r) for r in records))]
         return [r.user_id for r, ok in zip(records, replies, strict=True) if not ok]
 
     async def heartbeat(self, server_id: str, body: str, ttl_s: int) -> None:
@@ -792,9 +764,9 @@ class RedisRegistry:
         self, channels: Sequence[str], on_message: MessageCallback, on_subscribed: SubscribedCallback
     ) -> None:
         self._channels.update(channels)
-        while self.mode is None or (self.mode == "cluster" and self._cluster_client is None):
+        while self.lane is None:
             try:
-                await self._call(lambda: asyncio.sleep(0))  # learn the mode first
+                await self._call(self._lanes)  # learn the mode first
             except RegistryUnavailable:
                 await asyncio.sleep(RESUBSCRIBE_BACKOFF_S)
         if self.is_cluster:

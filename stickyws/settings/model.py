@@ -342,8 +342,8 @@ class DeliverySettings:
         1000,
         "How long a commit or a push waits for `ack_wait_replicas`. A push past it gets "
         "`registry_unavailable` (send it again with the same idempotency key: it is stored once); a "
-        "commit is acknowledged anyway and later ones wait only for the replicas that answered, until "
-        "the registry connection is renewed.",
+        "commit is acknowledged anyway and later ones wait only for the replicas that answered, for the "
+        "next few seconds (the replica count is read again every 5 s).",
         unit="ms",
         lo=10,
         hi=10_000,
