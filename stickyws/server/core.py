@@ -41,6 +41,7 @@ from stickyws.server.delivery import SeqCursor, TopicCursor
 from stickyws.server.handler import Handler, HandlerContext, HandlerError, echo_handler
 from stickyws.server.metrics import Metrics
 from stickyws.server.registry import (
+    NotYetReplicated,
     Registry,
     RegistryUnavailable,
     SessionReplaced,
@@ -74,6 +75,9 @@ LOOP_STOP_TIMEOUT_S = 2.0
 #: How long an early message waits for the one before it (it may still be on its way by another path)
 #: before the server reads the missing range from the registry.
 GAP_WAIT_S = 0.05
+#: Pause between catch-up reads of messages that no replica was confirmed to hold yet (each read also waits
+#: up to ``ack_wait_timeout_ms`` for the replicas).
+REPLICATION_RETRY_S = 0.2
 #: How long an ack waits for its outputs to be written when they wait behind a gap.
 ACK_WAIT_S = 2.0
 
@@ -170,6 +174,8 @@ class Admission:
     last_seq: int | None = None
     #: The client's topic positions (``since`` query) on resume.
     since: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+    #: False when the replayed outbox is not confirmed on the replicas yet: it is read again, not shown.
+    replay_confirmed: bool = True
 
 
 class SharedFrame:
@@ -222,6 +228,8 @@ class Connection:
     topics: dict[str, TopicCursor] = field(default_factory=dict)
     #: True while a read of missing messages is in flight.
     filling: bool = False
+    #: Highest seq the registry was seen to hold that this socket still lacks (read again until written).
+    fill_through: int = 0
 
     @property
     def user_id(self) -> str:
@@ -477,7 +485,7 @@ class ServerCore:
         since = protocol.parse_since(req.query.get(protocol.SINCE_QUERY)) if result.resumed else {}
         return Admission(
             user_id, result.session, result.resumed, result.previous, req.remote,
-            last_seq if result.resumed else None, since,
+            last_seq if result.resumed else None, since, result.replay_confirmed,
         )  # fmt: skip
 
     def preflight(self, req: HandshakeRequest) -> Rejection | None:
@@ -543,7 +551,11 @@ class ServerCore:
                 subscriptions=sorted(s.subscriptions),
             ),
         )
-        if admission.last_seq is not None:
+        if admission.last_seq is not None and not admission.replay_confirmed:
+            # No replica confirmed the replay yet: show none of it; it is read again until one does.
+            conn.cursor.sent = min(admission.last_seq, s.last_server_seq)
+            self._fill_later(conn, s.last_server_seq)
+        elif admission.last_seq is not None:
             seen = min(admission.last_seq, s.last_server_seq)
             conn.cursor.sent = seen
             if seen + 1 < record.out_first:
@@ -645,23 +657,52 @@ class ServerCore:
             for item_seq, item in conn.cursor.skip(through):
                 self._write(conn, protocol.message_raw(item_seq, item))
 
-    async def _fill(self, conn: Connection) -> None:
+    async def _fill(self, conn: Connection, wait_s: float = GAP_WAIT_S) -> None:
         """Read the messages a connection is missing from the registry (after a short wait, since
-        they are usually on their way by another path) and write them, or a ``gap`` for lost ones."""
+        they are usually on their way by another path) and write them, or a ``gap`` for lost ones.
+        A read that no replica confirmed yet is made again (:data:`REPLICATION_RETRY_S`), never a ``gap``."""
         try:
-            await asyncio.sleep(GAP_WAIT_S)
-            while not conn.closing and (missing := conn.cursor.missing()) is not None:
-                first, last = missing
+            await asyncio.sleep(wait_s)
+            while not conn.closing and (missing := self._missing(conn)) is not None:
                 try:
-                    found = await self.registry.outbox_range(
-                        user_id=conn.user_id, session_id=conn.session.session_id, first_seq=first, last_seq=last
-                    )
+                    await self._read_missing(conn, *missing)
+                except NotYetReplicated:
+                    await asyncio.sleep(REPLICATION_RETRY_S)
                 except RegistryUnavailable:
-                    self._needs_reconcile = True
+                    self._needs_reconcile = True  # the next beat reconciles and reads again (recheck)
                     return
-                self._apply_range(conn, first, last, found)
         finally:
             conn.filling = False
+
+    def _fill_later(self, conn: Connection, through: int) -> None:
+        """Read seqs up to ``through`` again in the background (a read no replica confirmed yet)."""
+        conn.fill_through = max(conn.fill_through, through)
+        if not conn.filling:
+            conn.filling = True
+            self._spawn(self._fill(conn, REPLICATION_RETRY_S))
+
+    @staticmethod
+    def _missing(conn: Connection) -> tuple[int, int, bool] | None:
+        """``(first, last, proven)``: the seqs to read next, or ``None``. ``proven``: a later message is held,
+        so every seq before it was numbered (a missing one is gone); else they run to ``fill_through``."""
+        missing = conn.cursor.missing()
+        if missing is not None:
+            return missing[0], missing[1], True
+        if conn.fill_through > conn.cursor.sent:
+            return conn.cursor.sent + 1, conn.fill_through, False
+        return None
+
+    async def _read_missing(self, conn: Connection, first: int, last: int, proven: bool) -> None:
+        """One catch-up read of seqs ``first..last`` (raises :class:`NotYetReplicated` and
+        :class:`RegistryUnavailable`). Unless ``proven``, seqs above the session's ``lastServerSeq`` are not
+        numbered (any more, after a failover): they come by push, they are no ``gap``."""
+        read = await self.registry.read_outbox(
+            user_id=conn.user_id, session_id=conn.session.session_id, first_seq=first, last_seq=last
+        )
+        if not proven and read.last_seq is not None and read.last_seq < last:
+            last = read.last_seq
+            conn.fill_through = min(conn.fill_through, last)
+        self._apply_range(conn, first, last, read.entries)
 
     def _apply_range(self, conn: Connection, first: int, last: int, found: Mapping[int, str]) -> None:
         """Write seqs ``first..last`` read from the registry; a run of seqs it no longer has is one ``gap``."""
@@ -895,13 +936,12 @@ class ServerCore:
         if not conns:
             return
         seqs = await self.registry.session_seqs(sessions=[(c.user_id, c.session.session_id) for c in conns])
-        for conn, seq in zip(conns, seqs, strict=True):
-            if seq is not None and seq > conn.cursor.sent and not conn.closing:
-                first = conn.cursor.sent + 1
-                found = await self.registry.outbox_range(
-                    user_id=conn.user_id, session_id=conn.session.session_id, first_seq=first, last_seq=seq
-                )
-                self._apply_range(conn, first, seq, found)
+        behind = [(c, seq) for c, seq in zip(conns, seqs, strict=True) if seq is not None and seq > c.cursor.sent]
+        # All at once: on each primary the reads leave in one write and share one WAIT.
+        outcomes = await asyncio.gather(*(self._recheck_one(c, seq) for c, seq in behind), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         topics = sorted({t for c in conns for t in c.topics})
         if not topics:
             return
@@ -916,6 +956,18 @@ class ServerCore:
                     topic=topic, offset=cursor.offset, epoch=cursor.epoch, limit=self.dv.topic_retention_count
                 )
                 self._finish_recovery(conn, topic, history)
+
+    async def _recheck_one(self, conn: Connection, seq: int) -> None:
+        """Read what ``conn`` lacks up to ``seq``; a read no replica confirmed yet is made again later."""
+        if conn.closing:
+            return
+        if conn.filling:  # a read is running: it takes this range too
+            conn.fill_through = max(conn.fill_through, seq)
+            return
+        try:
+            await self._read_missing(conn, conn.cursor.sent + 1, seq, False)
+        except NotYetReplicated:
+            self._fill_later(conn, seq)
 
     async def _recheck_quietly(self, conns: Sequence[Connection] | None = None) -> None:
         try:

@@ -174,10 +174,13 @@ class RedisLane:
         #: Counts the connections this lane has opened: a ``WAIT`` covers the writes of its own connection
         #: only, so a caller compares it before and after.
         self.generation = 0
-        #: The ``WAIT`` queued for the next write, shared by every caller until it is written.
-        self._barrier: asyncio.Future[Any] | None = None
-        #: Replicas of the connected primary (``None``: not asked on this connection yet).
+        #: The ``WAIT`` queued for the next write per replica count, shared by every caller until it is written.
+        self._barriers: dict[int, asyncio.Future[Any]] = {}
+        #: Replicas of the connected primary (``None``: not asked on this connection yet), lowered by a
+        #: :meth:`wait_replicated` that fewer confirmed; and as ``INFO replication`` counted them.
         self._replicas: int | None = None
+        self._attached = 0
+        self._attached_stale = False
         self._replicas_of = -1
         self._replicas_until = 0.0
 
@@ -213,40 +216,56 @@ class RedisLane:
                 raise
         return await self.execute(b"EVAL", script.source, len(keys), *keys, *args)
 
-    async def replicas(self) -> int:
+    async def replicas(self, *, strict: bool = False) -> int:
         """How many replicas the primary behind this connection has: ``INFO replication``, read again
         on a new connection and every :data:`REPLICAS_REFRESH_S` (a replica added or back is waited for
-        from then on); lowered meanwhile by :meth:`wait_replicated` when they do not answer."""
+        from then on); lowered meanwhile by :meth:`wait_replicated` when they do not answer, unless
+        ``strict`` (then: the replicas attached to the primary, answering or not)."""
         now = self._loop_time()
         if self._replicas is None or self._replicas_of != self.generation or now >= self._replicas_until:
             self._replicas_until = now + REPLICAS_REFRESH_S
-            try:
-                info = await self.execute(b"INFO", b"replication")
-            except LaneReplyError as exc:  # e.g. an ACL without INFO: nothing to wait for that can be known
-                log.warning("cannot read INFO replication (%s): acknowledgements do not wait for replicas", exc)
-                info = b""
-            found = re.search(rb"connected_slaves:(\d+)", info or b"")
-            self._replicas, self._replicas_of = (int(found.group(1)) if found else 0), self.generation
-        return self._replicas
+            self._attached_stale = False
+            self._attached = await self._read_attached()
+            self._replicas, self._replicas_of = self._attached, self.generation
+        elif strict and self._attached_stale:
+            self._attached_stale = False
+            self._attached = await self._read_attached()
+            self._replicas = min(self._replicas, self._attached)
+        return self._attached if strict else self._replicas
 
-    async def wait_replicated(self, replicas: int, timeout_ms: int) -> int:
+    async def _read_attached(self) -> int:
+        """``connected_slaves`` of ``INFO replication`` (0 when INFO is refused, with one warning per read)."""
+        try:
+            info = await self.execute(b"INFO", b"replication")
+        except LaneReplyError as exc:  # e.g. an ACL without INFO: nothing to wait for that can be known
+            log.warning("cannot read INFO replication (%s): acknowledgements do not wait for replicas", exc)
+            info = b""
+        found = re.search(rb"connected_slaves:(\d+)", info or b"")
+        return int(found.group(1)) if found else 0
+
+    async def wait_replicated(self, replicas: int, timeout_ms: int, *, strict: bool = False) -> int:
         """``WAIT`` until ``replicas`` replicas (at most as many as the primary has) hold every write
         this connection made so far; one ``WAIT`` serves all callers of one loop iteration. Returns
         how many confirmed; past ``timeout_ms`` with fewer, later calls wait for that many only (a
-        replica that is down must not slow every write) until the count is read again. Raises
-        :class:`LaneUnavailable` when the connection changed meanwhile (the writes' fate is unknown)."""
-        want = min(replicas, await self.replicas())
+        replica that is down must not slow every write) until the count is read again. ``strict``
+        (pushes, catch-up reads): wait for every attached replica up to ``replicas`` even after a timeout,
+        and read the count again at the next call (a replica that is gone, not just silent, is then no
+        longer waited for). Raises :class:`LaneUnavailable` when the connection changed meanwhile (the
+        writes' fate is unknown)."""
+        want = min(replicas, await self.replicas(strict=strict))
         if want <= 0:
             return 0
         generation = self.generation
-        barrier = self._barrier
+        barrier = self._barriers.get(want)
         if barrier is None:
-            barrier = self._barrier = self.execute(b"WAIT", want, timeout_ms)
+            barrier = self._barriers[want] = self.execute(b"WAIT", want, timeout_ms)
         acked = int(await barrier)
         if self.generation != generation:
             raise LaneUnavailable("the registry connection changed before its writes were confirmed")
         if acked < want and self._replicas_of == generation:
-            self._replicas = acked
+            self._replicas = min(acked, self._replicas or 0)
+            if strict:
+                self._attached_stale = True  # a replica that is gone, not silent, is no longer waited for
         return acked
 
     async def evalsha_with_lane(
@@ -281,7 +300,8 @@ class RedisLane:
         if not self._pending:
             self._progress_at = asyncio.get_running_loop().time()
         data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
-        self._barrier = None
+        if self._barriers:
+            self._barriers = {}
         self._pending.extend(self._queued)
         self._out.clear()
         self._queued.clear()

@@ -41,6 +41,8 @@ from stickyws.server.redis_lane import LaneScript, RedisLane, RedisSubscriber
 from stickyws.server.registry import (
     ClaimResult,
     MessageCallback,
+    NotYetReplicated,
+    OutboxRead,
     Publication,
     PushResult,
     RegistryUnavailable,
@@ -213,7 +215,8 @@ return {0, seq + 1, id, newseq, subs, first}
 # Appends the payload with the next seq (or finds the seq its key already got), trims by the limits stored with
 # the session, and announces it: on one primary on the owning server's push channel, on a cluster with SPUBLISH
 # on the user's own channel (same slot). When the caller waits for replicas, the announcement is left to it
-# (after WAIT): it is made only once a replica holds the push.
+# (after WAIT): it is made only once a replica holds the push. A duplicate then writes the session id again (same
+# value), so the caller's WAIT on this connection also covers the first push with that key, made perhaps on another.
 # Returns {1, seq, session id, owner|false, duplicate, body|'', channel|''} or {0} (no session).
 PUSH_LUA = """
 local f = redis.call('HMGET', KEYS[1], 'sid', 'lastServerSeq', 'outFirst', 'outBytes', 'outMax', 'outMaxBytes')
@@ -222,6 +225,7 @@ local seq, dup = nil, 0
 if ARGV[6] == '1' then
   local used = redis.call('GET', KEYS[3])
   if used then seq, dup = tonumber(used), 1 end
+  if dup == 1 and tonumber(ARGV[7]) > 0 then redis.call('HSET', KEYS[1], 'sid', f[1]) end
 end
 if not seq then
   seq = (tonumber(f[2]) or 0) + 1
@@ -295,6 +299,27 @@ if n > 0 and n <= tonumber(ARGV[3]) and (ARGV[2] == m[1] or (off == 0 and ARGV[2
     reply[#reply + 1] = fields[4]
   end
 end
+return reply
+"""
+
+# KEYS: session key. ARGV: 1 session id, 2 first seq, 3 last seq, 4 '1' when the caller waits for replicas.
+# Returns {lastServerSeq, seq1, payload1, ...} (the kept messages of the range) or {} (the session is another one,
+# or gone). When the caller waits for replicas and a message was found, the script writes the session id again
+# (same value): a propagated write, so a WAIT on the same connection then confirms that the replicas hold
+# everything this read returned (replication is one ordered stream).
+OUTBOX_READ_LUA = """
+local f = redis.call('HMGET', KEYS[1], 'sid', 'lastServerSeq', 'outFirst')
+if f[1] ~= ARGV[1] then return {} end
+local last = tonumber(f[2]) or 0
+local reply = {last}
+for s = math.max(tonumber(ARGV[2]), tonumber(f[3]) or 1), math.min(tonumber(ARGV[3]), last) do
+  local p = redis.call('HGET', KEYS[1], 'm:' .. string.format('%d', s))
+  if p then
+    reply[#reply + 1] = s
+    reply[#reply + 1] = p
+  end
+end
+if ARGV[4] == '1' and #reply > 1 then redis.call('HSET', KEYS[1], 'sid', ARGV[1]) end
 return reply
 """
 
@@ -394,6 +419,7 @@ _PUSH = LaneScript(PUSH_LUA)
 _PUBLISH_TOPIC = LaneScript(PUBLISH_TOPIC_LUA)
 _TOPIC_SINCE = LaneScript(TOPIC_SINCE_LUA)
 _RELEASE = LaneScript(RELEASE_LUA)
+_OUTBOX_READ = LaneScript(OUTBOX_READ_LUA)
 _RECONCILE = LaneScript(RECONCILE_LUA)
 
 
@@ -561,7 +587,7 @@ class RedisRegistry:
                 server_id, routing_ttl_s, "1" if reject_live_owner else "0", gone, session_id, "1" if resume else "0",
                 session_ttl_s, "" if replay_after is None else replay_after, limits.max_messages, limits.max_bytes,
             ]  # fmt: skip
-            reply, _ = await self._run(_HANDSHAKE, call_keys, args)
+            reply, lane = await self._run(_HANDSHAKE, call_keys, args)
             if reply[0] == 1:
                 break
             owner = _text(reply[1])
@@ -575,7 +601,9 @@ class RedisRegistry:
         record = SessionRecord(
             session_id, user_id, int(reply[3]), int(reply[4]), _subs(reply[5]), _outbox(reply[7:]), int(reply[6])
         )
-        return ClaimResult(True, previous, record, bool(reply[2]))
+        # The script wrote the route, so a WAIT on its connection covers the replayed messages too.
+        confirmed = len(reply) <= 7 or await self._replicated(lane)
+        return ClaimResult(True, previous, record, bool(reply[2]), replay_confirmed=confirmed)
 
     async def release(self, user_id: str, server_id: str) -> bool:
         deleted, _ = await self._run(_RELEASE, [keys.user_key(user_id)], [server_id])
@@ -634,7 +662,9 @@ class RedisRegistry:
             want = 0
             if self._ack_wait_replicas:
                 owner_lane = lanes if isinstance(lanes, RedisLane) else lanes.lane_for(call_keys[0])
-                want = min(self._ack_wait_replicas, await owner_lane.replicas())
+                # Every attached replica up to ack_wait_replicas, also after a timeout: a push is never shown
+                # before a replica holds it (commits alone wait for fewer once a replica stopped answering).
+                want = min(self._ack_wait_replicas, await owner_lane.replicas(strict=True))
             args: list[str | int] = [
                 payload, user_id, self._push_prefix, self._push_suffix, self.user_channel(user_id) or "",
                 "1" if key is not None else "", want,
@@ -642,13 +672,14 @@ class RedisRegistry:
             reply, lane = await lanes.evalsha_with_lane(_PUSH, call_keys, args)
             if reply[0] == 0:
                 return PushResult("no_session")
-            if reply[5]:  # announce only once a replica has it (WAIT on the connection that wrote it)
-                acked = await lane.wait_replicated(want, self._ack_wait_timeout_ms)
+            if want:  # answered (stored or sent) and announced only once a replica has it (WAIT on its connection)
+                acked = await lane.wait_replicated(want, self._ack_wait_timeout_ms, strict=True)
                 if acked < want:
                     raise RegistryUnavailable(
                         f"push {reply[1]} to {user_id!r} reached {acked} of {want} replicas within "
                         f"{self._ack_wait_timeout_ms} ms: retry with the same key"
                     )
+            if reply[5]:
                 await lane.execute(b"SPUBLISH" if self.is_cluster else b"PUBLISH", reply[6], reply[5])
         except _DOWN_ERRORS as exc:
             self.available = False
@@ -658,14 +689,35 @@ class RedisRegistry:
         return PushResult("sent" if owner else "stored", int(reply[1]), _text(reply[2]), owner, bool(reply[4]))
 
     async def outbox_range(self, *, user_id: str, session_id: str, first_seq: int, last_seq: int) -> dict[int, str]:
-        seqs = list(range(first_seq, last_seq + 1))
-        if not seqs:
-            return {}
-        fields = ["sid", *(f"m:{seq}" for seq in seqs)]
-        values = await self._call(lambda: self._client.hmget(keys.session_key(user_id), fields))
-        if values[0] is None or _text(values[0]) != session_id:
-            return {}
-        return {seq: _text(v) for seq, v in zip(seqs, values[1:], strict=True) if v is not None}
+        read = await self.read_outbox(user_id=user_id, session_id=session_id, first_seq=first_seq, last_seq=last_seq)
+        return read.entries
+
+    async def read_outbox(self, *, user_id: str, session_id: str, first_seq: int, last_seq: int) -> OutboxRead:
+        wait = "1" if self._ack_wait_replicas else "0"
+        args: list[str | int] = [session_id, first_seq, last_seq, wait]
+        reply, lane = await self._run(_OUTBOX_READ, [keys.session_key(user_id)], args)
+        if not reply:
+            return OutboxRead({}, None)
+        entries = {int(reply[i]): _text(reply[i + 1]) for i in range(1, len(reply) - 1, 2)}
+        if entries and not await self._replicated(lane):
+            raise NotYetReplicated(
+                f"messages {min(entries)}-{max(entries)} of {user_id!r} are not confirmed on a replica within "
+                f"{self._ack_wait_timeout_ms} ms: read them again later (they are kept, not lost)"
+            )
+        return OutboxRead(entries, int(reply[0]))
+
+    async def _replicated(self, lane: RedisLane) -> bool:
+        """Whether ``ack_wait_replicas`` replicas (at most the attached ones) hold every write ``lane``'s
+        connection made so far (strict: also after an earlier timeout)."""
+        if not self._ack_wait_replicas:
+            return True
+        try:
+            want = min(self._ack_wait_replicas, await lane.replicas(strict=True))
+            acked = await lane.wait_replicated(want, self._ack_wait_timeout_ms, strict=True)
+        except _DOWN_ERRORS as exc:
+            self.available = False
+            raise _unavailable(exc) from None
+        return acked >= want
 
     async def session_seqs(self, *, sessions: Sequence[tuple[str, str]]) -> list[int | None]:
         if not sessions:

@@ -57,6 +57,25 @@ class RegistryUnavailable(Exception):
     """The registry (Redis) cannot be reached; callers apply ``registry_down_policy``."""
 
 
+class NotYetReplicated(RegistryUnavailable):
+    """A catch-up read found messages that no replica is known to hold yet (``ack_wait_replicas`` did not
+    confirm within ``ack_wait_timeout_ms``): nothing is lost, nothing may be shown yet; read again later.
+
+    A subclass of :class:`RegistryUnavailable`, so a caller that does not know it treats the read as an
+    outage (never as a loss)."""
+
+
+@dataclass(frozen=True)
+class OutboxRead:
+    """What :meth:`Registry.read_outbox` found: the kept messages of the asked range (seq -> payload JSON
+    text), and ``last_seq``, the session's ``lastServerSeq`` (``None``: the session is another one, or
+    gone). A seq at or below ``last_seq`` that is not in ``entries`` is gone (trimmed); one above it is
+    not numbered yet (a push still on its way, or lost in a failover before any replica held it)."""
+
+    entries: dict[int, str]
+    last_seq: int | None
+
+
 @dataclass(frozen=True)
 class ClaimResult:
     """Outcome of :meth:`Registry.handshake`.
@@ -69,6 +88,9 @@ class ClaimResult:
     previous: str | None
     session: SessionRecord | None = None
     resumed: bool = False
+    #: False when the replayed outbox (``replay_after``) could not be confirmed on ``ack_wait_replicas``
+    #: replicas: the caller must not show it yet, but read it again (:meth:`Registry.read_outbox`).
+    replay_confirmed: bool = True
 
 
 class SessionReplaced(Exception):
@@ -209,7 +231,14 @@ class Registry(Protocol):
         ...
 
     async def outbox_range(self, *, user_id: str, session_id: str, first_seq: int, last_seq: int) -> dict[int, str]:
-        """The kept messages ``first_seq..last_seq`` of the session (missing seqs are gone)."""
+        """The kept messages ``first_seq..last_seq`` of the session (:meth:`read_outbox`'s ``entries``)."""
+        ...
+
+    async def read_outbox(self, *, user_id: str, session_id: str, first_seq: int, last_seq: int) -> OutboxRead:
+        """The kept messages ``first_seq..last_seq`` of the session and its ``lastServerSeq``, read from the
+        primary and returned only once ``ack_wait_replicas`` replicas hold them (what a client is shown of a
+        catch-up read must survive a failover). Raises :class:`NotYetReplicated` when that is not confirmed
+        within ``ack_wait_timeout_ms``."""
         ...
 
     async def session_seqs(self, *, sessions: Sequence[tuple[str, str]]) -> list[int | None]:
@@ -435,10 +464,16 @@ class InMemoryRegistry:
         return PushResult("sent", seq, current.session_id, owner, duplicate=duplicate)
 
     async def outbox_range(self, *, user_id: str, session_id: str, first_seq: int, last_seq: int) -> dict[int, str]:
-        stored = self._session(user_id)
+        read = await self.read_outbox(user_id=user_id, session_id=session_id, first_seq=first_seq, last_seq=last_seq)
+        return read.entries
+
+    async def read_outbox(self, *, user_id: str, session_id: str, first_seq: int, last_seq: int) -> OutboxRead:
+        stored = self._session(user_id)  # one process, no replicas: everything it holds is confirmed
         if stored is None or stored[0].session_id != session_id:
-            return {}
-        return {seq: text for seq, text in stored[0].outbox if first_seq <= seq <= last_seq}
+            return OutboxRead({}, None)
+        record = stored[0]
+        entries = {seq: text for seq, text in record.outbox if first_seq <= seq <= last_seq}
+        return OutboxRead(entries, record.last_server_seq)
 
     async def session_seqs(self, *, sessions: Sequence[tuple[str, str]]) -> list[int | None]:
         out: list[int | None] = []
