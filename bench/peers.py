@@ -104,7 +104,8 @@ def start(
             ENV_JWT_SECRET: secret,
             ENV_SERVER_ID: server_id,
         }
-        args = [sys.executable, "-m", "stickyws.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        # -P: the working directory does not shadow a PYTHONPATH tree (the ``baseline`` variant).
+        args = [sys.executable, "-P", "-m", "stickyws.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
         health = settings["health_check_path"]
     elif peer == "node":
         sv = settings.server

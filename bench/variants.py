@@ -13,6 +13,7 @@ lower bound: "at least").
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import statistics
 import sys
@@ -58,6 +59,12 @@ VARIANTS: dict[str, Variant] = {
             doc="at_most_once with the standard json",
         ),
         Variant("reference-memory", registry="memory", doc="in-memory registry (no Redis)"),
+        Variant(
+            "baseline",
+            extra_env={"PYTHONPATH": os.environ.get("BENCH_BASELINE_TREE", "")},
+            doc="the reference server from the tree in $BENCH_BASELINE_TREE (`git archive` of another commit, "
+            "unpacked): before and after in one run",
+        ),
         Variant("proto-aiohttp", peer="proto-aiohttp", doc="the frames on aiohttp + uvloop alone, no registry"),
         Variant("proto-picows", peer="proto-picows", doc="the frames on picows + uvloop alone, no registry"),
         Variant("node", peer="node", doc="Node ws + ioredis, nothing persisted per message"),

@@ -1,18 +1,32 @@
-"""The aiohttp adapter: HTTP routes, the upgrade, keepalive pings, and the process lifecycle.
+"""The WebSocket adapter: one asyncio protocol per TCP connection, from the HTTP request to the close.
 
-The only module that imports aiohttp. It turns requests into
-:class:`~stickyws.server.core.HandshakeRequest`, upgrades accepted ones, and feeds frames to the core.
+The only module that talks to sockets. It reads the request head (:mod:`stickyws.server.http_head`),
+answers the plain routes, turns an upgrade into a :class:`~stickyws.server.core.HandshakeRequest`,
+and after the 101 reads and writes frames (:mod:`stickyws.server.ws_frames`) for the core. Each
+connection is one :class:`WebSocketConnection`: the socket's protocol and the core's
+:class:`~stickyws.server.core.Transport` at once, with no task while it is idle (bench/findings.md:
+the WebSocket layer's objects were most of the memory per idle connection).
+
+Routes (one port): ``GET /ws`` with an upgrade (admit, 101 or the core's 4xx/5xx), ``GET
+/ws?preflight=1`` without one (what the upgrade would get), other ``GET /ws`` 426, ``OPTIONS /ws``
+(CORS), the files of :data:`STATIC_FILES`, ``GET <health_check_path>``. Plain responses close the
+connection. ``HEAD`` is answered like ``GET`` without the body.
 
 Deliberate choices
-    * ``compress`` follows ``permessage_deflate`` (off by default: memory per connection).
-    * Keepalive is ours, not aiohttp's ``heartbeat``: aiohttp's closes a silent peer with 1006 and
-      no close frame (aiohttp 3.14 ``_handle_ping_pong_exception``), while stickyws.v1 promises 1011.
-      Every ``ping_interval_s`` (``None``: no pings) the server pings; no pong within
-      ``ping_timeout_s`` closes with 1011. One task per server does it for every connection
-      (:class:`_Pinger`). ``autoping`` is off so pongs reach us (pings are answered here).
-    * Oversized messages: aiohttp stops reading at ``max_message_bytes`` and closes with 1009; the
-      close is preceded by an ``error`` frame (:data:`stickyws.protocol.ERR_TOO_BIG`) and carries a reason.
-    * One frame at a time per connection: a handler that blocks delays that connection's pongs.
+    * Limits before anything else: the request line, each header line, the head and the header count
+      (:mod:`~stickyws.server.http_head`), then ``handshake_timeout_s`` for the whole request: a
+      client over a limit or too slow gets one log line and a 4xx, never a traceback.
+    * A connection's messages are handled one at a time, in order, by a task that exists only while
+      messages wait; pings are answered and pongs noted as they arrive (a busy handler does not delay
+      them). Past :data:`INBOX_PAUSE_BYTES` of waiting messages the socket stops being read.
+    * Keepalive is the server's: every ``ping_interval_s`` (``None``: no pings) it pings; no pong
+      within ``ping_timeout_s`` closes with 1011. One task per server does it (:class:`_Pinger`).
+    * Oversized messages (declared, reassembled or inflated) close with 1009, preceded by an ``error``
+      frame (:data:`stickyws.protocol.ERR_TOO_BIG`) and with a reason; binary frames with 1003.
+    * Writes queued in one event-loop iteration leave in one socket write at the end of it, in call
+      order, without waiting for the socket to drain: the core measures what stays unsent and closes
+      slow consumers itself.
+    * permessage-deflate follows the ``permessage_deflate`` setting (off by default: memory).
 """
 
 from __future__ import annotations
@@ -21,13 +35,13 @@ import asyncio
 import contextlib
 import logging
 import signal
-import struct
-from collections.abc import Callable
-from typing import Any
-
-from aiohttp import WSCloseCode, WSMsgType, web
+from collections import deque
+from collections.abc import Callable, Coroutine
+from importlib import resources
+from typing import Any, cast
 
 from stickyws import protocol
+from stickyws.server import http_head, ws_frames
 from stickyws.server.core import (
     Admission,
     Connection,
@@ -37,125 +51,433 @@ from stickyws.server.core import (
     SharedFrame,
     origin_warning,
 )
+from stickyws.server.http_head import BadRequest, RequestHead
+from stickyws.server.ws_frames import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, FrameError, MessageTooBig
 
 log = logging.getLogger("stickyws.server")
 
 #: Query flag of the pre-flight: ``GET /ws?preflight=1`` without an upgrade answers what the upgrade would.
 PREFLIGHT_QUERY = "preflight"
-#: How long a close handshake waits for the peer's close frame.
+#: How long a close handshake waits for the peer's close frame before the socket is dropped.
 CLOSE_TIMEOUT_S = 2.0
-#: Pending connections the listening socket queues. aiohttp's default (128) overflowed in bursts of
-#: 200 simultaneous connects (870-942 overflows per 10,000, each a 10 s stall; bench/findings.md): a
-#: reconnect storm is exactly such a burst. The kernel caps it at net.core.somaxconn.
+#: Pending connections the listening socket queues. 128 overflowed in bursts of 200 simultaneous
+#: connects (870-942 overflows per 10,000, each a 10 s stall; bench/findings.md): a reconnect storm is
+#: exactly such a burst. The kernel caps it at net.core.somaxconn.
 LISTEN_BACKLOG = 1024
-#: How long aiohttp waits for request handlers when the runner is cleaned up.
-RUNNER_SHUTDOWN_TIMEOUT_S = 2.0
-_CORE: web.AppKey[ServerCore] = web.AppKey("stickyws_core", ServerCore)
-_ACCEPTING: web.AppKey[Callable[[], bool]] = web.AppKey("stickyws_accepting", Callable[[], bool])  # type: ignore[arg-type]
-_PINGER: web.AppKey[_Pinger] = web.AppKey("stickyws_pinger", "_Pinger")  # type: ignore[arg-type]
+#: Bytes of received messages waiting for the handler past which the socket is no longer read.
+INBOX_PAUSE_BYTES = 1 << 20
+#: How long :meth:`RunningServer.stop` waits for the connections' last callbacks.
+STOP_TIMEOUT_S = 2.0
+
+#: Files of ``stickyws/static`` served at ``/<name>``, with their content types.
+STATIC_FILES = {
+    "stickyws-client.js": "text/javascript",
+    "stickyws-client.d.ts": "application/typescript",
+    "stickyws-demo.html": "text/html",
+}
+
+# Connection states.
+_HTTP, _ADMITTING, _OPEN, _CLOSING, _CLOSED = range(5)
 
 
-#: RFC 6455 headers of an unmasked final text frame (server to client): payload < 126, < 65536, larger.
-_HEAD1 = struct.Struct("!BB").pack
-_HEAD2 = struct.Struct("!BBH").pack
-_HEAD3 = struct.Struct("!BBQ").pack
-_FIN_TEXT = 0x81
+class _Context:
+    """What every connection of one listener shares."""
+
+    def __init__(self, core: ServerCore, accepting: Callable[[], bool]) -> None:
+        self.core = core
+        self.accepting = accepting
+        self.loop = asyncio.get_running_loop()
+        self.pinger = _Pinger(core)
+        self.connections: set[WebSocketConnection] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.max_message_bytes: int = core.sv.max_message_bytes
+        self.handshake_timeout_s: float = core.sv.handshake_timeout_s
+        self.deflate: bool = core.sv.permessage_deflate
+        self.health_path: str = core.settings["health_check_path"]
+        folder = resources.files("stickyws") / "static"
+        self.static = {f"/{name}": ((folder / name).read_bytes(), ctype) for name, ctype in STATIC_FILES.items()}
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
 
-class _WebSocket(web.WebSocketResponse):
-    """A WebSocketResponse that explains a 1009 close with an ``error`` frame and a reason, and writes
-    the frames its transport still holds before any close frame."""
+class WebSocketConnection(asyncio.Protocol):
+    """One TCP connection: the HTTP request, then the upgraded WebSocket as the core's ``Transport``.
 
-    limit_bytes = 0
-    flush_pending: Callable[[], None] | None = None
-
-    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
-        if self.flush_pending is not None:
-            self.flush_pending()
-        if code == WSCloseCode.MESSAGE_TOO_BIG and not message and not self.closed:
-            text = f"message larger than {self.limit_bytes} bytes"
-            with contextlib.suppress(Exception):
-                await self.send_str(protocol.error(protocol.ERR_TOO_BIG, text))
-            message = text.encode()
-        return await super().close(code=code, message=message, drain=drain)
-
-
-class AiohttpTransport:
-    """:class:`~stickyws.server.core.Transport` over an aiohttp WebSocketResponse.
-
-    :meth:`write` frames an uncompressed text frame itself (RFC 6455, unmasked, final) and queues it;
-    the frames queued in one event-loop iteration go to the socket in one write at the end of it (a
-    reply and its ack: one ``send`` instead of two), in call order, without waiting for the socket to
-    drain: the core measures what stays unsent (the queue included) and closes slow consumers itself.
-    A close writes the queue first. With permessage-deflate the frame goes through ``send_str`` in
-    order (the compressor is stateful).
+    :meth:`write` frames an uncompressed text frame and queues it; the frames queued in one event-loop
+    iteration go to the socket in one write at the end of it (a reply and its ack: one ``send``), in
+    call order. It returns the bytes still unsent (the queue included). With permessage-deflate each
+    frame is compressed as it is queued (the compressor is stateful, so order is kept).
     """
 
-    __slots__ = ("_pending", "_pending_bytes", "_sends", "next_ping", "pong_due", "ws")
+    __slots__ = (
+        "_ctx", "_deflate", "_ended", "_inbox", "_inbox_bytes", "_paused", "_pending", "_pending_bytes", "_reader",
+        "_received", "_timer", "_transport", "_waiter", "_worker", "conn", "next_ping", "pong_due", "remote",
+        "state",
+    )  # fmt: skip
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
-        self.ws = ws
-        self.next_ping = 0.0
-        self.pong_due: float | None = None
-        self._sends: asyncio.Task[None] | None = None
+    def __init__(self, ctx: _Context) -> None:
+        self._ctx = ctx
+        self.state = _HTTP
+        self._transport: asyncio.Transport | None = None
+        self._received = b""
+        self._timer: asyncio.TimerHandle | None = None
+        self._reader: ws_frames.FrameReader | None = None
+        self._deflate: ws_frames.Deflate | None = None
         self._pending: list[bytes] | None = None
         self._pending_bytes = 0
-        if isinstance(ws, _WebSocket):
-            ws.flush_pending = self.flush
+        self._inbox: deque[tuple[int, str | bytes]] | None = None
+        self._inbox_bytes = 0
+        self._paused = False
+        self._worker: asyncio.Task[None] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._ended = False
+        self.conn: Connection | None = None
+        self.remote: str | None = None
+        self.next_ping = 0.0
+        self.pong_due: float | None = None
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        peer = transport.get_extra_info("peername")
+        self.remote = peer[0] if isinstance(peer, tuple) else None
+        self._ctx.connections.add(self)
+        self._timer = self._ctx.loop.call_later(self._ctx.handshake_timeout_s, self._handshake_timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        if self.state == _OPEN or self.state == _CLOSING:
+            self._on_frames(data)
+        elif self.state == _HTTP:
+            self._on_head(data)
+        else:  # admitting: the client sent bytes before the 101; keep them for the frame reader
+            self._received += data
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport: a half-closed client is gone
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state = _CLOSED
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self._pending = None
+        self._ctx.connections.discard(self)
+        self._end()
+
+    def _end(self) -> None:
+        """The WebSocket is over for the core (a close frame went either way, or the socket is gone):
+        tell it once, after the message in hand."""
+        conn = self.conn
+        if conn is not None and not self._ended:
+            self._ended = True
+            self._ctx.pinger.discard(self)
+            self._ctx.spawn(self._finish(conn))
+
+    # ------------------------------------------------------------------ the request
+
+    def _handshake_timed_out(self) -> None:
+        self._timer = None
+        if self.state == _HTTP:
+            self._refuse(BadRequest(408, f"no complete request within {self._ctx.handshake_timeout_s:g} s"))
+
+    def _refuse(self, exc: BadRequest) -> None:
+        log.info("refused a request from %s: %s %s", self.remote, exc.status, exc.reason)
+        body = protocol.dumps({"error": "bad_request", "message": exc.reason})
+        self._respond(http_head.response(exc.status, body))
+
+    def _respond(self, data: bytes, *, head_only: bool = False) -> None:
+        """Write a plain response (``head_only``: without its body, for HEAD) and close: the connection
+        serves one request."""
+        if head_only:
+            data = data[: data.index(b"\r\n\r\n") + 4]
+        self.state = _CLOSED
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+            transport.close()
+
+    def _on_head(self, data: bytes) -> None:
+        buf = self._received + data if self._received else data
+        try:
+            end = http_head.head_end(buf)
+            if end < 0:
+                self._received = buf
+                return
+            head = http_head.parse_head(buf[:end])
+        except BadRequest as exc:
+            self._refuse(exc)
+            return
+        self._received = buf[end:]
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        try:
+            self._route(head)
+        except BadRequest as exc:
+            self._refuse(exc)
+
+    def _route(self, head: RequestHead) -> None:
+        ctx = self._ctx
+        method, path = head.method, head.path
+        get = method in ("GET", "HEAD")
+        if path == protocol.WS_PATH:
+            if method == "OPTIONS":
+                self._respond(http_head.response(204, headers=_cors_preflight_headers(head)))
+            elif not get:
+                self._respond(http_head.response(405, headers={"Allow": "GET, HEAD, OPTIONS"}))
+            elif head.wants_upgrade and method == "GET":
+                self._start_upgrade(head)
+            elif PREFLIGHT_QUERY in head.query:
+                self._respond(_preflight_response(ctx.core, head, self.remote), head_only=method == "HEAD")
+            else:
+                rejection = Rejection(
+                    426, protocol.REJECT_UPGRADE_REQUIRED, "send a WebSocket upgrade (Upgrade: websocket)"
+                )
+                ctx.core.metrics.reject(rejection.code)
+                self._respond(http_head.response(426, rejection.body(), headers={"Upgrade": "websocket"}))
+        elif path in ctx.static and get:
+            body, ctype = ctx.static[path]
+            headers = {"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"}
+            response = http_head.response(200, body, content_type=f"{ctype}; charset=utf-8", headers=headers)
+            self._respond(response, head_only=method == "HEAD")
+        elif path == ctx.health_path and get:
+            status, health = ctx.core.health(ctx.accepting())
+            self._respond(http_head.json_response(status, health), head_only=method == "HEAD")
+        elif path == ctx.health_path or path in ctx.static:
+            self._respond(http_head.response(405, headers={"Allow": "GET, HEAD"}))
+        else:
+            self._respond(http_head.json_response(404, {"error": "not_found", "message": f"no route {path[:64]}"}))
+
+    def _start_upgrade(self, head: RequestHead) -> None:
+        headers = head.headers
+        if head.version != "HTTP/1.1" or "upgrade" not in (t.lower() for t in headers.tokens("Connection")):
+            raise BadRequest(400, "an upgrade needs HTTP/1.1 and Connection: Upgrade")
+        if headers.get("Sec-WebSocket-Version") != "13":
+            log.info("refused a request from %s: 426 unsupported WebSocket version", self.remote)
+            body = protocol.dumps({"error": "bad_request", "message": "WebSocket version 13 only"})
+            self._respond(http_head.response(426, body, headers={"Sec-WebSocket-Version": "13"}))
+            return
+        accept = http_head.accept_key(headers.get("Sec-WebSocket-Key", ""))
+        if accept is None:
+            raise BadRequest(400, "missing or invalid Sec-WebSocket-Key")
+        self.state = _ADMITTING
+        assert self._transport is not None
+        self._transport.pause_reading()
+        self._ctx.spawn(self._upgrade(head, accept))
+
+    async def _upgrade(self, head: RequestHead, accept: str) -> None:
+        core = self._ctx.core
+        offered = head.headers.tokens("Sec-WebSocket-Protocol")
+        try:
+            decision = await core.admit(HandshakeRequest(head.query, head.headers, offered, self.remote))
+        except Exception:
+            log.exception("admitting a handshake from %s failed", self.remote)
+            self._respond(http_head.response(500, protocol.dumps({"error": "internal", "message": "retry"})))
+            return
+        if isinstance(decision, Rejection):
+            headers = {"Retry-After": str(decision.retry_after_s)} if decision.retry_after_s is not None else {}
+            self._respond(http_head.response(decision.status, decision.body(), headers=headers))
+            return
+        assert isinstance(decision, Admission)
+        transport = self._transport
+        if self.state != _ADMITTING or transport is None or transport.is_closing():
+            await core.abandon(decision)  # the client left while it was admitted
+            return
+        extra: dict[str, str] = {}
+        if protocol.SUBPROTOCOL in offered:
+            extra["Sec-WebSocket-Protocol"] = protocol.SUBPROTOCOL
+        if self._ctx.deflate:
+            negotiated = ws_frames.Deflate.negotiate(head.headers.tokens("Sec-WebSocket-Extensions"))
+            if negotiated is not None:
+                self._deflate, extra["Sec-WebSocket-Extensions"] = negotiated
+        transport.write(http_head.switching_protocols(accept, extra))
+        self.state = _OPEN
+        self._reader = ws_frames.FrameReader(self._ctx.max_message_bytes, self._deflate)
+        del head, offered, extra
+        try:
+            self.conn = conn = await core.open(decision, self)
+        except Exception:
+            log.exception("opening the connection of %s failed", decision.user_id)
+            await core.abandon(decision)
+            self._abort()
+            return
+        if self.state != _OPEN:  # the socket closed while the connection opened
+            self._end()
+            return
+        self._ctx.pinger.add(self, conn)
+        early, self._received = self._received, b""
+        transport.resume_reading()
+        if early:
+            self._on_frames(early)
+
+    # ------------------------------------------------------------------ frames in
+
+    def _on_frames(self, data: bytes) -> None:
+        reader = self._reader
+        if reader is None:  # after a violation nothing more is read
+            return
+        try:
+            frames = reader.feed(data)
+        except MessageTooBig as exc:
+            self._reader = None
+            self._violation(ws_frames.CLOSE_MESSAGE_TOO_BIG, protocol.ERR_TOO_BIG, exc.reason)
+            return
+        except FrameError as exc:
+            self._reader = None
+            log.info("closing %s with %s: %s", self.remote, exc.code, exc.reason)
+            self._ctx.spawn(self.close(exc.code, exc.reason))
+            return
+        for opcode, payload in frames:
+            if opcode in (OP_TEXT, OP_BINARY):
+                if self.state != _OPEN or self.conn is None:
+                    continue  # closing: what comes after our close frame is not handled
+                if self._worker is None:
+                    self._worker = self._ctx.loop.create_task(self._work(opcode, payload))
+                else:
+                    inbox = self._inbox
+                    if inbox is None:
+                        inbox = self._inbox = deque()
+                    inbox.append((opcode, payload))
+                    self._inbox_bytes += len(payload)
+                    if self._inbox_bytes > INBOX_PAUSE_BYTES and not self._paused and self._transport is not None:
+                        self._paused = True
+                        self._transport.pause_reading()
+            elif opcode == OP_PING:
+                self._write_raw(ws_frames.control_frame(OP_PONG, payload))  # type: ignore[arg-type]
+            elif opcode == OP_PONG:
+                self._ctx.pinger.on_pong(self)
+            elif opcode == OP_CLOSE:
+                self._on_close_frame(payload)  # type: ignore[arg-type]
+                return
+
+    def _on_close_frame(self, payload: bytes) -> None:
+        try:
+            code, _ = ws_frames.parse_close(payload)
+        except FrameError as exc:
+            code = exc.code
+        transport = self._transport
+        if self.state == _OPEN and transport is not None:  # the client closes: answer with its code
+            self.state = _CLOSING
+            self.flush()
+            transport.write(ws_frames.close_frame(ws_frames.CLOSE_NORMAL if code == 1005 else code))
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self._end()
+        if transport is not None:
+            transport.close()
+
+    def _violation(self, close_code: int, error_code: str, message: str) -> None:
+        conn = self.conn
+        if conn is None or self.state != _OPEN:
+            return
+        self._ctx.spawn(self._ctx.core.on_violation(conn, close_code, error_code, message))
+
+    async def _work(self, opcode: int, payload: str | bytes) -> None:
+        """Handle this message, then those that queued up meanwhile, one at a time."""
+        core = self._ctx.core
+        conn = self.conn
+        assert conn is not None
+        try:
+            while True:
+                if opcode == OP_TEXT:
+                    try:
+                        await core.on_text(conn, payload)
+                    except Exception:  # a registry reply we did not expect: end this connection, keep the server
+                        log.exception("message handling failed for %s", conn.conn_id)
+                        await core.on_violation(
+                            conn, protocol.CLOSE_INTERNAL_ERROR, protocol.ERR_INTERNAL, "server error: reconnect"
+                        )
+                        return
+                else:
+                    await core.on_violation(
+                        conn, protocol.CLOSE_UNSUPPORTED_DATA, protocol.ERR_BINARY,
+                        "binary frames are not supported: send JSON text frames",
+                    )  # fmt: skip
+                    return
+                inbox = self._inbox
+                if not inbox or self.state != _OPEN:
+                    return
+                opcode, payload = inbox.popleft()
+                self._inbox_bytes -= len(payload)
+                if self._paused and self._inbox_bytes <= INBOX_PAUSE_BYTES // 2 and self._transport is not None:
+                    self._paused = False
+                    self._transport.resume_reading()
+        finally:
+            self._worker = None
+            if self._inbox is not None and not self._inbox:
+                self._inbox = None
+
+    async def _finish(self, conn: Connection) -> None:
+        """After the socket closed: let the message in hand finish, then tell the core."""
+        worker = self._worker
+        if worker is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(worker), CLOSE_TIMEOUT_S)
+        self._inbox = None
+        await self._ctx.core.on_closed(conn)
+
+    # ------------------------------------------------------------------ frames out (the core's Transport)
+
+    def _check_open(self) -> asyncio.Transport:
+        transport = self._transport
+        if self.state != _OPEN or transport is None or transport.is_closing():
+            raise ConnectionError("socket is closed")
+        return transport
 
     async def send_text(self, text: str) -> None:
+        self.write(text)
         self.flush()
-        await self.ws.send_str(text)
 
     def write(self, text: str) -> int:
-        writer = self.ws._writer  # the adapter owns the aiohttp specifics
-        if writer is None or self.ws.closed or writer.transport.is_closing():
-            raise ConnectionError("socket is closed")
-        if writer.compress:
-            self._sends = asyncio.ensure_future(self._send_after(self._sends, text))
-            return writer.transport.get_write_buffer_size()
+        transport = self._check_open()
         data = text.encode()
-        n = len(data)
-        head = (
-            _HEAD1(_FIN_TEXT, n) if n < 126 else _HEAD2(_FIN_TEXT, 126, n) if n < 65536 else _HEAD3(_FIN_TEXT, 127, n)
-        )
+        deflate = self._deflate
+        frame = ws_frames.text_frame(deflate.deflate(data), rsv1=True) if deflate else ws_frames.text_frame(data)
         pending = self._pending
         if pending is None:
-            self._pending = [head, data]
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._pending = [frame]
+            self._ctx.loop.call_soon(self.flush)
         else:
-            pending.append(head)
-            pending.append(data)
-        self._pending_bytes += len(head) + n
-        return writer.transport.get_write_buffer_size() + self._pending_bytes
+            pending.append(frame)
+        self._pending_bytes += len(frame)
+        return transport.get_write_buffer_size() + self._pending_bytes
 
     def write_shared(self, frame: SharedFrame) -> int:
         """:meth:`write` of a frame many sockets get: framed once (``frame.wire``), written at once when
         nothing is queued (a fan-out schedules no flush per socket), else queued behind what is."""
-        writer = self.ws._writer
-        if writer is None or self.ws.closed or writer.transport.is_closing():
-            raise ConnectionError("socket is closed")
-        if writer.compress:
+        transport = self._check_open()
+        if self._deflate is not None:
             return self.write(frame.text)
         wire = frame.wire
         if wire is None:
-            data = frame.text.encode()
-            n = len(data)
-            head = (
-                _HEAD1(_FIN_TEXT, n)
-                if n < 126
-                else _HEAD2(_FIN_TEXT, 126, n)
-                if n < 65536
-                else _HEAD3(_FIN_TEXT, 127, n)
-            )
-            wire = frame.wire = head + data
+            wire = frame.wire = ws_frames.text_frame(frame.text.encode())
         pending = self._pending
         if pending is None:
-            writer.transport.write(wire)
-            return writer.transport.get_write_buffer_size()
+            transport.write(wire)
+            return transport.get_write_buffer_size()
         pending.append(wire)
         self._pending_bytes += len(wire)
-        return writer.transport.get_write_buffer_size() + self._pending_bytes
+        return transport.get_write_buffer_size() + self._pending_bytes
+
+    def _write_raw(self, frame: bytes) -> None:
+        """Queue a control frame behind what is queued."""
+        if self.state != _OPEN:
+            return
+        pending = self._pending
+        if pending is None:
+            self._pending = [frame]
+            self._ctx.loop.call_soon(self.flush)
+        else:
+            pending.append(frame)
+        self._pending_bytes += len(frame)
 
     def flush(self) -> None:
         """Write the queued frames now (idempotent; dropped when the socket is already closing)."""
@@ -164,27 +486,79 @@ class AiohttpTransport:
             return
         self._pending = None
         self._pending_bytes = 0
-        writer = self.ws._writer
-        if writer is not None and not writer.transport.is_closing():
-            writer.transport.write(b"".join(pending))
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
-    async def _send_after(self, previous: asyncio.Task[None] | None, text: str) -> None:
-        if previous is not None:
-            with contextlib.suppress(Exception):
-                await previous
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.ws.send_str(text)
+    def ping(self) -> None:
+        """Queue a ping (the pinger's)."""
+        self._write_raw(ws_frames.control_frame(OP_PING))
 
     async def close(self, code: int, reason: str) -> None:
-        self.flush()
-        await self.ws.close(code=code, message=reason.encode()[:123])
+        """Send a close frame with ``code`` and ``reason``, wait up to :data:`CLOSE_TIMEOUT_S` for the
+        peer's, then drop the socket (idempotent; later calls wait for the first)."""
+        transport = self._transport
+        if transport is None or self.state == _CLOSED:
+            return
+        if self.state == _OPEN:
+            self.flush()
+            self.state = _CLOSING
+            self._waiter = self._ctx.loop.create_future()
+            transport.write(ws_frames.close_frame(code, reason))
+            self._end()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), CLOSE_TIMEOUT_S)
+            except TimeoutError:
+                transport.abort()  # the peer neither answers nor reads: nothing more can reach it
+                return
+        transport.close()
+
+    def _abort(self) -> None:
+        self.state = _CLOSED
+        if self._transport is not None:
+            self._transport.abort()
 
 
-def _rejection_response(rejection: Rejection) -> web.Response:
-    headers = {"Retry-After": str(rejection.retry_after_s)} if rejection.retry_after_s is not None else {}
-    return web.Response(
-        status=rejection.status, text=rejection.body(), content_type="application/json", headers=headers
-    )
+def _cors_headers(head: RequestHead) -> dict[str, str]:
+    """CORS headers echoing the request's ``Origin`` (none without one).
+
+    Any origin may read a pre-flight answer: the origin is checked before the token, so a refused
+    origin learns only that it is refused (or that the server is draining or full), never whether a
+    token is valid.
+    """
+    origin = head.headers.get("Origin")
+    if not origin:
+        return {}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Credentials": "true",
+        "Access-Control-Expose-Headers": "Retry-After",
+        "Vary": "Origin",
+    }
+
+
+def _cors_preflight_headers(head: RequestHead) -> dict[str, str]:
+    """``OPTIONS /ws``: the CORS pre-flight a cross-origin ``fetch`` sends before a pre-flight GET with a token."""
+    return {
+        **_cors_headers(head),
+        "Access-Control-Allow-Methods": "GET",
+        "Access-Control-Allow-Headers": f"Authorization, {protocol.RESUME_HEADER}",
+        "Access-Control-Max-Age": "600",
+    }
+
+
+def _preflight_response(core: ServerCore, head: RequestHead, remote: str | None) -> bytes:
+    """``GET /ws?preflight=1`` without an upgrade: 200 ``{"ok": true}`` or the refusal the upgrade would get."""
+    offered = head.headers.tokens("Sec-WebSocket-Protocol")
+    rejection = core.preflight(HandshakeRequest(head.query, head.headers, offered, remote))
+    headers = {**_cors_headers(head), "Cache-Control": "no-store"}
+    if rejection is None:
+        return http_head.json_response(200, {"ok": True}, headers=headers)
+    if rejection.retry_after_s is not None:
+        headers["Retry-After"] = str(rejection.retry_after_s)
+    return http_head.response(rejection.status, rejection.body(), headers=headers)
 
 
 class _Pinger:
@@ -199,12 +573,13 @@ class _Pinger:
 
     def __init__(self, core: ServerCore) -> None:
         self.core = core
-        self.idle: dict[AiohttpTransport, Connection] = {}
-        self.awaiting: dict[AiohttpTransport, Connection] = {}
+        self.idle: dict[Any, Connection] = {}
+        self.awaiting: dict[Any, Connection] = {}
         self.task: asyncio.Task[None] | None = None
         self.violations: set[asyncio.Task[None]] = set()
 
-    def add(self, transport: AiohttpTransport, conn: Connection) -> None:
+    def add(self, transport: Any, conn: Connection) -> None:
+        """Start pinging ``transport`` (anything with ``next_ping``, ``pong_due`` and ``ping()``)."""
         interval = self.core.sv.ping_interval_s
         if interval is None:
             return
@@ -213,11 +588,11 @@ class _Pinger:
         if self.task is None:
             self.task = asyncio.create_task(self.run())
 
-    def discard(self, transport: AiohttpTransport) -> None:
+    def discard(self, transport: Any) -> None:
         self.idle.pop(transport, None)
         self.awaiting.pop(transport, None)
 
-    def on_pong(self, transport: AiohttpTransport) -> None:
+    def on_pong(self, transport: Any) -> None:
         interval = self.core.sv.ping_interval_s
         transport.pong_due = None
         conn = self.awaiting.pop(transport, None)
@@ -252,18 +627,13 @@ class _Pinger:
                     break
                 due.append(transport)
             for transport in due:
-                idle: Connection | None = self.idle.pop(transport, None)
-                if idle is None:  # closed while an earlier ping of this tick was written
-                    continue
+                conn = self.idle.pop(transport)
                 transport.pong_due = now + timeout
-                self.awaiting[transport] = idle
-                try:
-                    await transport.ws.ping()
-                except (ConnectionError, RuntimeError):
-                    self.awaiting.pop(transport, None)
+                self.awaiting[transport] = conn
+                transport.ping()
 
     async def stop(self) -> None:
-        """Cancel the ping loop and any close it started (idempotent); called when the app shuts down."""
+        """Cancel the ping loop and any close it started (idempotent); called when the listener stops."""
         tasks = [t for t in (self.task, *self.violations) if t is not None]
         for task in tasks:
             task.cancel()
@@ -275,198 +645,11 @@ class _Pinger:
         self.awaiting.clear()
 
 
-async def ws_handler(request: web.Request) -> web.StreamResponse:
-    """``GET /ws``: 426 without an upgrade, else admit, upgrade and run the connection."""
-    core = request.app[_CORE]
-    if request.headers.get("Upgrade", "").lower() != "websocket" and PREFLIGHT_QUERY in request.query:
-        return preflight_response(core, request)
-    if request.headers.get("Upgrade", "").lower() != "websocket":
-        rejection = Rejection(426, protocol.REJECT_UPGRADE_REQUIRED, "send a WebSocket upgrade (Upgrade: websocket)")
-        core.metrics.reject(rejection.code)
-        return web.Response(
-            status=426, text=rejection.body(), content_type="application/json", headers={"Upgrade": "websocket"}
-        )
-    offered = tuple(p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip())
-    req = HandshakeRequest(request.query, request.headers, offered, request.remote)
-    decision = await core.admit(req)
-    if isinstance(decision, Rejection):
-        return _rejection_response(decision)
-    assert isinstance(decision, Admission)
-    ws = _WebSocket(
-        protocols=(protocol.SUBPROTOCOL,),
-        compress=core.sv.permessage_deflate,
-        max_msg_size=core.sv.max_message_bytes,
-        autoping=False,
-        heartbeat=None,
-        timeout=CLOSE_TIMEOUT_S,
-    )
-    ws.limit_bytes = core.sv.max_message_bytes
-    try:
-        await ws.prepare(request)
-    except BaseException:
-        await core.abandon(decision)
-        raise
-    transport = AiohttpTransport(ws)
-    conn = await core.open(decision, transport)
-    del req, decision, offered  # the handler frame lives as long as the connection: keep only what it needs
-    pinger = request.app[_PINGER]
-    pinger.add(transport, conn)
-    try:
-        while True:
-            msg = await ws.receive()
-            if msg.type is WSMsgType.TEXT:
-                try:
-                    await core.on_text(conn, msg.data)
-                except Exception:  # a registry reply we did not expect: end this connection, keep the server
-                    log.exception("message handling failed for %s", conn.conn_id)
-                    await core.on_violation(
-                        conn, protocol.CLOSE_INTERNAL_ERROR, protocol.ERR_INTERNAL, "server error: reconnect"
-                    )
-                    break
-            elif msg.type is WSMsgType.BINARY:
-                await core.on_violation(
-                    conn, protocol.CLOSE_UNSUPPORTED_DATA, protocol.ERR_BINARY,
-                    "binary frames are not supported: send JSON text frames",
-                )  # fmt: skip
-                break
-            elif msg.type is WSMsgType.PING:
-                with contextlib.suppress(ConnectionError, RuntimeError):
-                    await ws.pong(msg.data)
-            elif msg.type is WSMsgType.PONG:
-                pinger.on_pong(transport)
-            else:  # CLOSE, CLOSING, CLOSED, ERROR
-                break
-    finally:
-        pinger.discard(transport)
-        await core.on_closed(conn)
-    return ws
-
-
-def _cors_headers(request: web.Request) -> dict[str, str]:
-    """CORS headers echoing the request's ``Origin`` (none without one).
-
-    Any origin may read a pre-flight answer: the origin is checked before the token, so a refused
-    origin learns only that it is refused (or that the server is draining or full), never whether a
-    token is valid.
-    """
-    origin = request.headers.get("Origin")
-    if not origin:
-        return {}
-    return {
-        "Access-Control-Allow-Origin": origin,
-        "Access-Control-Allow-Credentials": "true",
-        "Access-Control-Expose-Headers": "Retry-After",
-        "Vary": "Origin",
-    }
-
-
-def preflight_response(core: ServerCore, request: web.Request) -> web.Response:
-    """``GET /ws?preflight=1`` without an upgrade: 200 ``{"ok": true}`` or the refusal the upgrade would get."""
-    offered = tuple(p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip())
-    rejection = core.preflight(HandshakeRequest(request.query, request.headers, offered, request.remote))
-    headers = {**_cors_headers(request), "Cache-Control": "no-store"}
-    if rejection is None:
-        return web.json_response({"ok": True}, headers=headers)
-    if rejection.retry_after_s is not None:
-        headers["Retry-After"] = str(rejection.retry_after_s)
-    return web.Response(
-        status=rejection.status, text=rejection.body(), content_type="application/json", headers=headers
-    )
-
-
-async def preflight_options_handler(request: web.Request) -> web.Response:
-    """``OPTIONS /ws``: the CORS pre-flight a cross-origin ``fetch`` sends before a pre-flight GET with a token."""
-    headers = {
-        **_cors_headers(request),
-        "Access-Control-Allow-Methods": "GET",
-        "Access-Control-Allow-Headers": f"Authorization, {protocol.RESUME_HEADER}",
-        "Access-Control-Max-Age": "600",
-    }
-    return web.Response(status=204, headers=headers)
-
-
-#: Files of ``stickyws/static`` served at ``/<name>``, with their content types.
-STATIC_FILES = {
-    "stickyws-client.js": "text/javascript",
-    "stickyws-client.d.ts": "application/typescript",
-    "stickyws-demo.html": "text/html",
-}
-
-
-def add_static_routes(app: web.Application) -> None:
-    """``GET /stickyws-client.js``, ``/stickyws-client.d.ts`` (the browser client) and ``/stickyws-demo.html``."""
-    from importlib import resources
-
-    folder = resources.files("stickyws") / "static"
-    for name, content_type in STATIC_FILES.items():
-        body = (folder / name).read_bytes()
-
-        async def serve(_: web.Request, body: bytes = body, content_type: str = content_type) -> web.Response:
-            headers = {"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"}
-            return web.Response(body=body, content_type=content_type, charset="utf-8", headers=headers)
-
-        app.router.add_get(f"/{name}", serve)
-
-
-async def health_handler(request: web.Request) -> web.Response:
-    """``/health``: 200 while serving and accepting, 503 otherwise; JSON body from the core."""
-    status, body = request.app[_CORE].health(request.app[_ACCEPTING]())
-    return web.json_response(body, status=status)
-
-
-def build_app(core: ServerCore, accepting: Callable[[], bool] = lambda: True) -> web.Application:
-    """The aiohttp application: ``GET /ws`` (upgrade, pre-flight), ``OPTIONS /ws`` (CORS), the static
-    files of :data:`STATIC_FILES` and ``GET <health_check_path>``."""
-    app = web.Application()
-    app[_CORE] = core
-    app[_ACCEPTING] = accepting
-    pinger = app[_PINGER] = _Pinger(core)
-
-    async def stop_pinger(_: web.Application) -> None:
-        await pinger.stop()
-
-    app.on_shutdown.append(stop_pinger)
-    app.router.add_get(protocol.WS_PATH, ws_handler)
-    app.router.add_route("OPTIONS", protocol.WS_PATH, preflight_options_handler)
-    add_static_routes(app)
-    app.router.add_get(core.settings["health_check_path"], health_handler)
-    return app
-
-
 def warn_about_origins(core: ServerCore, host: str) -> None:
     """Log :func:`~stickyws.server.core.origin_warning` once at startup when it applies."""
     text = origin_warning(core.sv.allowed_origins, host)
     if text is not None:
         log.warning(text)
-
-
-def build_publish_app(core: ServerCore, key: str) -> web.Application:
-    """The publish endpoint (:mod:`stickyws.publish.http`) on the core's registry and settings."""
-    from stickyws.publish import Publisher
-    from stickyws.publish import http as publish_http
-
-    publisher = Publisher(registry=core.registry, settings=core.settings)
-    limit = core.settings["max_publish_bytes"] + 1024
-
-    async def publish(request: web.Request) -> web.Response:
-        refused = publish_http.check_key(request.headers, key)
-        if refused is not None:
-            return web.json_response(refused[1], status=refused[0])
-        if request.content_length is not None and request.content_length > limit:
-            status, body = 413, {"error": "too_large", "message": f"request body over {limit} bytes"}
-        else:
-            try:
-                raw = await request.content.read(limit + 1)
-            except (ConnectionError, RuntimeError, web.HTTPException):
-                raw = b"\xff" * (limit + 1)
-            status, body = await publish_http.handle(publisher, raw)
-        if status == 200:
-            core.metrics.count("Publications")
-        return web.json_response(body, status=status)
-
-    app = web.Application(client_max_size=limit + 1)
-    app.router.add_post(publish_http.PATH, publish)
-    return app
 
 
 class RunningServer:
@@ -490,14 +673,13 @@ class RunningServer:
         self.port = port
         self.publish_key = publish_key
         self.publish_port = core.settings["publish_port"] if publish_port is None else publish_port
-        self._site: web.TCPSite | None = None
-        self._runner: web.AppRunner | None = None
-        self._publish_runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self._ctx: _Context | None = None
+        self._publish: Any = None
         self._stopped = False
 
     def _accepting(self) -> bool:
-        server: Any = getattr(self._site, "_server", None)
-        return bool(server is not None and server.is_serving())
+        return self._server is not None and self._server.is_serving()
 
     async def start(self) -> RunningServer:
         """Start the core, then bind and accept (raises ``OSError`` when the port is taken).
@@ -506,41 +688,45 @@ class RunningServer:
         channels, so the port opens when the server can serve (a client that waits for the port is not
         turned away with 503)."""
         await self.core.start()
-        self._runner = web.AppRunner(
-            build_app(self.core, self._accepting),
-            handle_signals=False,
-            access_log=None,
-            shutdown_timeout=RUNNER_SHUTDOWN_TIMEOUT_S,
-        )
-        await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self.host, self.port, backlog=LISTEN_BACKLOG)
+        ctx = self._ctx = _Context(self.core, self._accepting)
+        loop = asyncio.get_running_loop()
         try:
-            await self._site.start()
+            self._server = await loop.create_server(
+                lambda: WebSocketConnection(ctx), self.host, self.port, backlog=LISTEN_BACKLOG
+            )
             if self.publish_key and self.publish_port:
-                self._publish_runner = web.AppRunner(
-                    build_publish_app(self.core, self.publish_key), handle_signals=False, access_log=None
-                )
-                await self._publish_runner.setup()
-                await web.TCPSite(self._publish_runner, self.host, self.publish_port).start()
+                from stickyws.server.publish_endpoint import PublishListener
+
+                self._publish = PublishListener(self.core, self.publish_key, self.host, self.publish_port)
+                await self._publish.start()
         except BaseException:
-            if self._publish_runner is not None:
-                await self._publish_runner.cleanup()
-            await self._runner.cleanup()
+            await self._close_listeners()
             await self.core.close()
             raise
         warn_about_origins(self.core, self.host)
         return self
+
+    async def _close_listeners(self) -> None:
+        if self._publish is not None:
+            await self._publish.stop()
+        if self._server is not None:
+            self._server.close()
 
     async def stop(self) -> None:
         """Close the core (1001 to whatever is left) and the listener."""
         if self._stopped:
             return
         self._stopped = True
-        if self._publish_runner is not None:
-            await self._publish_runner.cleanup()
+        await self._close_listeners()
         await self.core.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        ctx = self._ctx
+        if ctx is None:
+            return
+        await ctx.pinger.stop()
+        for conn in list(ctx.connections):  # requests still being read or admitted
+            conn._abort()
+        if ctx.tasks:
+            await asyncio.wait(list(ctx.tasks), timeout=STOP_TIMEOUT_S)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT start a drain whose window fits in ``shutdown_timeout_s``."""

@@ -146,6 +146,15 @@ class ServerSettings:
         hi=600,
         source="stickyws",
     )
+    handshake_timeout_s: float = setting(
+        10.0,
+        "How long a new connection may take to send its whole HTTP request (upgrade or plain); a "
+        "slower one gets 408 and is closed, so slow clients cannot hold sockets open.",
+        unit="s",
+        lo=0.5,
+        hi=120,
+        source="stickyws",
+    )
     drain_window_s: float = setting(
         45.0,
         "Window over which a draining server spreads its reconnect instructions (with jitter).",

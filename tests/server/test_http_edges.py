@@ -1,0 +1,178 @@
+"""The adapter on a real socket: plain routes, limits, the handshake timeout, early bytes, close and
+ping handshakes, permessage-deflate end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import struct
+from typing import Any
+
+import aiohttp
+import pytest
+
+from stickyws import protocol
+from stickyws.server import ws_frames
+from tests.server.helpers import fast, run, server, token, url
+from tests.server.test_ws_frames import client_frame
+
+
+async def _exchange(port: int, data: bytes, *, read_until_close: bool = True) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.read(), 5) if read_until_close else await reader.read(65536)
+    finally:
+        writer.close()
+
+
+def _status(raw: bytes) -> int:
+    return int(raw.split(b" ", 2)[1])
+
+
+def _upgrade_head(path_and_query: str, extra: str = "") -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET {path_and_query} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {protocol.SUBPROTOCOL}\r\n"
+        f"{extra}\r\n"
+    ).encode()
+
+
+def _server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """The (unmasked) frames a server sent."""
+    out = []
+    pos = 0
+    while pos + 2 <= len(data):
+        op, n = data[pos] & 0x0F, data[pos + 1] & 0x7F
+        head = 2
+        if n == 126:
+            n, head = struct.unpack_from("!H", data, pos + 2)[0], 4
+        elif n == 127:
+            n, head = struct.unpack_from("!Q", data, pos + 2)[0], 10
+        out.append((op, data[pos + head : pos + head + n]))
+        pos += head + n
+    return out
+
+
+def test_over_limit_request_heads_get_a_4xx_and_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    """A request line over 8190 bytes gets 414 and a header over the limit 431, each with one log line
+    of the stickyws.server logger and no traceback."""
+
+    async def go() -> tuple[bytes, bytes]:
+        async with server() as rs:
+            long_line = await _exchange(rs.port, b"GET /ws?token=" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n")
+            long_header = await _exchange(rs.port, b"GET /ws HTTP/1.1\r\nCookie: " + b"c" * 9000 + b"\r\n\r\n")
+            return long_line, long_header
+
+    with caplog.at_level(logging.INFO, logger="stickyws.server"):
+        long_line, long_header = run(go())
+    assert (_status(long_line), _status(long_header)) == (414, 431)
+    refusals = [r for r in caplog.records if r.name == "stickyws.server" and "refused a request" in r.getMessage()]
+    assert [r.getMessage().split(": ", 1)[1][:3] for r in refusals] == ["414", "431"]
+    assert all(r.exc_info is None for r in caplog.records)
+
+
+def test_a_client_that_never_finishes_its_request_gets_408_after_the_handshake_timeout() -> None:
+    """Half a request head is answered 408 once handshake_timeout_s has passed, and the socket closes."""
+
+    async def go() -> tuple[bytes, float]:
+        async with server(fast(handshake_timeout_s=0.5)) as rs:
+            t0 = asyncio.get_running_loop().time()
+            raw = await _exchange(rs.port, b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+            return raw, asyncio.get_running_loop().time() - t0
+
+    raw, took = run(go())
+    assert _status(raw) == 408
+    assert 0.45 <= took < 3
+
+
+def test_plain_routes_head_405_404_and_the_websocket_version() -> None:
+    """HEAD /health has the GET's headers and no body, POST /health is 405, an unknown path 404, and an
+    upgrade with another WebSocket version 426 naming version 13."""
+
+    async def go() -> list[bytes]:
+        async with server() as rs:
+            return [
+                await _exchange(rs.port, b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n"),
+                await _exchange(rs.port, b"POST /health HTTP/1.1\r\nHost: x\r\n\r\n"),
+                await _exchange(rs.port, b"GET /nowhere HTTP/1.0\r\n\r\n"),
+                await _exchange(rs.port, _upgrade_head("/ws").replace(b"Version: 13", b"Version: 8")),
+            ]
+
+    head, post, missing, version = run(go())
+    assert (_status(head), head.endswith(b"\r\n\r\n"), b"Content-Length: " in head) == (200, True, True)
+    assert (_status(post), b"Allow: GET, HEAD" in post) == (405, True)
+    assert _status(missing) == 404
+    assert (_status(version), b"Sec-WebSocket-Version: 13" in version) == (426, True)
+
+
+def test_frames_sent_with_the_upgrade_request_are_handled_after_the_connected_frame() -> None:
+    """A client that writes its first message in the same packet as the upgrade request gets the 101,
+    ``connected``, then the reply and the ack of that message."""
+
+    async def go() -> list[dict[str, Any]]:
+        async with server() as rs:
+            reader, writer = await asyncio.open_connection("127.0.0.1", rs.port)
+            first = client_frame(ws_frames.OP_TEXT, b'{"type":"send","id":1,"data":"early"}')
+            writer.write(_upgrade_head(f"/ws?token={token('alice')}") + first)
+            data = b""
+            async with asyncio.timeout(5):
+                while len(_server_frames(data.split(b"\r\n\r\n", 1)[-1])) < 3:
+                    data += await reader.read(65536)
+            writer.close()
+            head, frames = data.split(b"\r\n\r\n", 1)
+            assert _status(head) == 101
+            return [json.loads(p) for _, p in _server_frames(frames)]
+
+    connected, message, ack = run(go())
+    assert (connected["type"], message["data"], ack) == ("connected", "early", {"type": "ack", "id": 1})
+
+
+def test_pings_are_answered_and_a_client_close_gets_its_code_back() -> None:
+    """A client ping gets a pong with its payload; a client close 4100 gets close 4100 back, then the
+    socket closes and the server forgets the connection."""
+
+    async def go() -> tuple[list[tuple[int, bytes]], int]:
+        async with server() as rs:
+            reader, writer = await asyncio.open_connection("127.0.0.1", rs.port)
+            writer.write(_upgrade_head(f"/ws?token={token('alice')}"))
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert _status(head) == 101
+            writer.write(client_frame(ws_frames.OP_PING, b"are you there"))
+            writer.write(client_frame(ws_frames.OP_CLOSE, struct.pack("!H", 4100) + b"bye"))
+            rest = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            async with asyncio.timeout(3):
+                while rs.core.connections:  # noqa: ASYNC110 - bounded by the timeout
+                    await asyncio.sleep(0.01)
+            return _server_frames(rest), len(rs.core.connections)
+
+    frames, left = run(go())
+    assert [op for op, _ in frames] == [ws_frames.OP_TEXT, ws_frames.OP_PONG, ws_frames.OP_CLOSE]
+    assert frames[1][1] == b"are you there"
+    assert ws_frames.parse_close(frames[2][1]) == (4100, "")
+    assert left == 0
+
+
+def test_permessage_deflate_carries_messages_both_ways() -> None:
+    """With permessage_deflate on, a compressing client's messages are read and the replies it gets
+    were compressed (RSV1), and decompress to the echo."""
+
+    async def go() -> tuple[dict[str, Any], dict[str, Any], str]:
+        async with server(fast(permessage_deflate=True)) as rs, aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(url(rs, token=token("alice")), compress=15)
+            extensions = ws._response.headers["Sec-WebSocket-Extensions"]
+            connected = json.loads((await ws.receive(timeout=5)).data)
+            await ws.send_str(json.dumps({"type": "send", "id": 1, "data": "squeeze " * 200}))
+            reply = json.loads((await ws.receive(timeout=5)).data)
+            await ws.close()
+            return connected, reply, extensions
+
+    connected, reply, extensions = run(go())
+    assert extensions.startswith("permessage-deflate")
+    assert (connected["type"], reply["data"]) == ("connected", "squeeze " * 200)
