@@ -1036,7 +1036,7 @@ class ServerCore:
         first = result.first_seq
         for i, out in enumerate(outputs):
             self._offer(conn, first + i, out)
-        if outputs:
+        if outputs and conn.cursor.sent < first + len(outputs) - 1:  # held behind a gap: ack once written
             await self._written_through(conn, first + len(outputs) - 1)
         self._write(conn, protocol.ack(msg_id))
 

@@ -197,7 +197,10 @@ class RedisLane:
             fut.set_exception(LaneUnavailable("the registry lane is closed"))
             return fut
         self._queued.append(fut)
-        self._enqueue(hiredis.pack_command(args))
+        self._out.append(hiredis.pack_command(args))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
         return fut
 
     def _enqueue(self, packed: bytes) -> None:
@@ -242,6 +245,15 @@ class RedisLane:
             info = b""
         found = re.search(rb"connected_slaves:(\d+)", info or b"")
         return int(found.group(1)) if found else 0
+
+    def nothing_to_wait_for(self) -> bool:
+        """True when a non-strict :meth:`wait_replicated` would return 0 without a round trip (the primary
+        has no replica, or none answered, and the count is still current): the commit's fast path."""
+        return (
+            self._replicas == 0
+            and self._replicas_of == self.generation
+            and asyncio.get_running_loop().time() < self._replicas_until
+        )
 
     async def wait_replicated(self, replicas: int, timeout_ms: int, *, strict: bool = False) -> int:
         """``WAIT`` until ``replicas`` replicas (at most as many as the primary has) hold every write

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
+from typing import NamedTuple
 
 #: Messages the connection's local mirror keeps (the registry keeps ``outbox_max_messages``): enough to
 #: write recent output back after the registry lost its data, small enough for 10k idle connections.
@@ -64,11 +65,11 @@ class OutboxLimits:
 DEFAULT_OUTBOX_LIMITS = OutboxLimits()
 
 
-@dataclass(frozen=True)
-class Commit:
+class Commit(NamedTuple):
     """What handling one client message changes: server messages (``payloads``, JSON texts) and a topic.
 
-    ``topic_op`` is ``""`` (none), ``"add"`` or ``"remove"``.
+    ``topic_op`` is ``""`` (none), ``"add"`` or ``"remove"``. A named tuple, not a dataclass: one is made
+    per client message (a frozen dataclass costs 3x as much to make).
     """
 
     msg_id: int
@@ -82,9 +83,9 @@ class Commit:
         return len(self.payloads)
 
 
-@dataclass(frozen=True)
-class CommitResult:
-    """The registry's answer to a :class:`Commit`: ``first_seq`` is the seq of the first output."""
+class CommitResult(NamedTuple):
+    """The registry's answer to a :class:`Commit`: ``first_seq`` is the seq of the first output (a named
+    tuple for the same reason as :class:`Commit`)."""
 
     duplicate: bool
     first_seq: int
@@ -108,6 +109,8 @@ class SessionState:
     _chars_of: tuple[OutboxEntry, ...] | None = None
     #: The last seq the registry confirmed (see :attr:`SessionRecord.synced_seq`).
     synced_seq: int = -1
+    #: The record last adopted by :meth:`sync`: :meth:`record` hands it back while the state still matches it.
+    _adopted: SessionRecord | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_record(cls, record: SessionRecord) -> SessionState:
@@ -125,7 +128,19 @@ class SessionState:
         )
 
     def record(self) -> SessionRecord:
-        """The state as a registry record (subscriptions sorted)."""
+        """The state as a registry record (subscriptions sorted). Right after :meth:`sync`, while nothing
+        changed, that same record (a commit per client message builds none)."""
+        r = self._adopted
+        if (
+            r is not None
+            and r.outbox is self.outbox
+            and r.last_client_id == self.last_client_id
+            and r.last_server_seq == self.last_server_seq
+            and r.synced_seq == self.synced_seq
+            and len(r.subscriptions) == len(self.subscriptions)
+            and r.session_id == self.session_id
+        ):  # subscriptions change only with a commit, which moves last_client_id
+            return r
         return SessionRecord(
             self.session_id,
             self.user_id,
@@ -166,6 +181,8 @@ class SessionState:
         self._chars, self._chars_of = record.outbox_chars, record.outbox
         self.synced_seq = record.last_server_seq
         self.dirty = False
+        if record.synced_seq == record.last_server_seq and record.outbox_chars >= 0:
+            self._adopted = record
 
     def replay_after(self, last_seq: int) -> list[OutboxEntry]:
         """Outbox entries with a seq above ``last_seq`` (what a resuming client has not seen)."""
@@ -198,6 +215,16 @@ def extend_outbox(
     """:func:`append_outbox`, and the characters in the result's payloads. ``chars``: those of ``outbox``
     when known (``-1``: counted here), so that a commit costs the same whatever the outbox holds."""
     old = outbox if type(outbox) is tuple else tuple(outbox)
+    if len(payloads) == 1 and chars >= 0 and limit > 0:  # the usual commit: one reply, the count known
+        payload = payloads[0]
+        if len(old) < limit:
+            entries, chars = (*old, (first_seq, payload)), chars + len(payload)
+        else:
+            entries = (*old[len(old) - limit + 1 :], (first_seq, payload))
+            chars += len(payload) - sum(map(len, map(_payload, old[: len(old) - limit + 1])))
+        if chars * 4 <= max_bytes:
+            return entries, chars
+        return _trim_bytes(entries, max_bytes)
     if chars < 0:
         chars = sum(map(len, map(_payload, old)))
     new = tuple(zip(range(first_seq, first_seq + len(payloads)), payloads, strict=True))
@@ -213,6 +240,11 @@ def extend_outbox(
         chars = sum(map(len, payloads[drop - len(old) :]))
     if chars * 4 <= max_bytes:  # UTF-8 needs at most 4 bytes a character
         return entries, chars
+    return _trim_bytes(entries, max_bytes)
+
+
+def _trim_bytes(entries: tuple[OutboxEntry, ...], max_bytes: int) -> tuple[tuple[OutboxEntry, ...], int]:
+    """``entries`` without their oldest while over ``max_bytes`` of UTF-8 (the newest always stays)."""
     kept = list(entries)
     size = sum(len(p.encode()) for _, p in kept)
     while len(kept) > 1 and size > max_bytes:

@@ -16,9 +16,11 @@ Deliberate choices
     * Limits before anything else: the request line, each header line, the head and the header count
       (:mod:`~stickyws.server.http_head`), then ``handshake_timeout_s`` for the whole request: a
       client over a limit or too slow gets one log line and a 4xx, never a traceback.
-    * A connection's messages are handled one at a time, in order, by a task that exists only while
-      messages wait; pings are answered and pongs noted as they arrive (a busy handler does not delay
-      them). Past :data:`INBOX_PAUSE_BYTES` of waiting messages the socket stops being read.
+    * A connection's messages are handled one at a time, in order, by a task started by the first
+      message; it then waits for the next one on a future (cheaper than a task per message) until the
+      connection is pinged, i.e. idle for ``ping_interval_s``. Pings are answered and pongs noted as
+      they arrive (a busy handler does not delay them). Past :data:`INBOX_PAUSE_BYTES` of waiting
+      messages the socket stops being read.
     * Keepalive is the server's: every ``ping_interval_s`` (``None``: no pings) it pings; no pong
       within ``ping_timeout_s`` closes with 1011. One task per server does it (:class:`_Pinger`).
     * Oversized messages (declared, reassembled or inflated) close with 1009, preceded by an ``error``
@@ -90,12 +92,28 @@ class _Context:
         self.pinger = _Pinger(core)
         self.connections: set[WebSocketConnection] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.dirty: list[WebSocketConnection] = []
+        self.flush_scheduled = False
         self.max_message_bytes: int = core.sv.max_message_bytes
         self.handshake_timeout_s: float = core.sv.handshake_timeout_s
         self.deflate: bool = core.sv.permessage_deflate
         self.health_path: str = core.settings["health_check_path"]
         folder = resources.files("stickyws") / "static"
         self.static = {f"/{name}": ((folder / name).read_bytes(), ctype) for name, ctype in STATIC_FILES.items()}
+
+    def flush_soon(self, conn: WebSocketConnection) -> None:
+        """Write ``conn``'s queued frames at the end of this loop iteration: one callback for all the
+        connections written to in it, not one per connection."""
+        self.dirty.append(conn)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush_all)
+
+    def flush_all(self) -> None:
+        self.flush_scheduled = False
+        dirty, self.dirty = self.dirty, []
+        for conn in dirty:
+            conn.flush()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = self.loop.create_task(coro)
@@ -114,7 +132,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     __slots__ = (
         "_ctx", "_deflate", "_ended", "_inbox", "_inbox_bytes", "_paused", "_pending", "_pending_bytes", "_reader",
-        "_received", "_timer", "_transport", "_waiter", "_worker", "conn", "next_ping", "pong_due", "remote",
+        "_received", "_timer", "_transport", "_waiter", "_wake", "_worker", "conn", "next_ping", "pong_due", "remote",
         "state",
     )  # fmt: skip
 
@@ -132,6 +150,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._inbox_bytes = 0
         self._paused = False
         self._worker: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[tuple[int, str | bytes] | None] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._ended = False
         self.conn: Connection | None = None
@@ -177,6 +196,7 @@ class WebSocketConnection(asyncio.Protocol):
         conn = self.conn
         if conn is not None and not self._ended:
             self._ended = True
+            self.release_worker()
             self._ctx.pinger.discard(self)
             self._ctx.spawn(self._finish(conn))
 
@@ -338,7 +358,11 @@ class WebSocketConnection(asyncio.Protocol):
             if opcode in (OP_TEXT, OP_BINARY):
                 if self.state != _OPEN or self.conn is None:
                     continue  # closing: what comes after our close frame is not handled
-                if self._worker is None:
+                wake = self._wake
+                if wake is not None:  # the worker waits for the next message: hand it over
+                    self._wake = None
+                    wake.set_result((opcode, payload))
+                elif self._worker is None:
                     self._worker = self._ctx.loop.create_task(self._work(opcode, payload))
                 else:
                     inbox = self._inbox
@@ -402,18 +426,36 @@ class WebSocketConnection(asyncio.Protocol):
                         "binary frames are not supported: send JSON text frames",
                     )  # fmt: skip
                     return
-                inbox = self._inbox
-                if not inbox or self.state != _OPEN:
+                if self.state != _OPEN:
                     return
-                opcode, payload = inbox.popleft()
-                self._inbox_bytes -= len(payload)
-                if self._paused and self._inbox_bytes <= INBOX_PAUSE_BYTES // 2 and self._transport is not None:
-                    self._paused = False
-                    self._transport.resume_reading()
+                inbox = self._inbox
+                if inbox:
+                    opcode, payload = inbox.popleft()
+                    self._inbox_bytes -= len(payload)
+                    if self._paused and self._inbox_bytes <= INBOX_PAUSE_BYTES // 2 and self._transport is not None:
+                        self._paused = False
+                        self._transport.resume_reading()
+                    continue
+                # Wait for the next message rather than end: a task per message costs more than a future.
+                # An idle connection's worker is let go when it is pinged (release_worker) or closes.
+                self._inbox = None
+                wake = self._wake = self._ctx.loop.create_future()
+                item = await wake
+                if item is None:
+                    return
+                opcode, payload = item
         finally:
             self._worker = None
+            self._wake = None
             if self._inbox is not None and not self._inbox:
                 self._inbox = None
+
+    def release_worker(self) -> None:
+        """End the worker that waits for a next message (an idle connection holds no task)."""
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            wake.set_result(None)
 
     async def _finish(self, conn: Connection) -> None:
         """After the socket closed: let the message in hand finish, then tell the core."""
@@ -444,7 +486,7 @@ class WebSocketConnection(asyncio.Protocol):
         pending = self._pending
         if pending is None:
             self._pending = [frame]
-            self._ctx.loop.call_soon(self.flush)
+            self._ctx.flush_soon(self)
         else:
             pending.append(frame)
         self._pending_bytes += len(frame)
@@ -474,7 +516,7 @@ class WebSocketConnection(asyncio.Protocol):
         pending = self._pending
         if pending is None:
             self._pending = [frame]
-            self._ctx.loop.call_soon(self.flush)
+            self._ctx.flush_soon(self)
         else:
             pending.append(frame)
         self._pending_bytes += len(frame)
@@ -491,7 +533,9 @@ class WebSocketConnection(asyncio.Protocol):
             transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     def ping(self) -> None:
-        """Queue a ping (the pinger's)."""
+        """Queue a ping (the pinger's, after ``ping_interval_s`` without a ping: the connection's worker,
+        if it waits for a message, is let go too)."""
+        self.release_worker()
         self._write_raw(ws_frames.control_frame(OP_PING))
 
     async def close(self, code: int, reason: str) -> None:
