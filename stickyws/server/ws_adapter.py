@@ -428,22 +428,25 @@ class WebSocketConnection(asyncio.Protocol):
                     return
                 if self.state != _OPEN:
                     return
+                if not self._inbox:
+                    # Wait for the next message rather than end: a task per message costs more than a
+                    # future. An idle connection's worker is let go when it is pinged or closes.
+                    self._inbox = None
+                    wake = self._wake = self._ctx.loop.create_future()
+                    item = await wake
+                    if item is not None:
+                        opcode, payload = item
+                        continue
+                    if not self._inbox or self.state != _OPEN:
+                        return
+                    # let go, but messages queued between the release and now are still this worker's
                 inbox = self._inbox
-                if inbox:
-                    opcode, payload = inbox.popleft()
-                    self._inbox_bytes -= len(payload)
-                    if self._paused and self._inbox_bytes <= INBOX_PAUSE_BYTES // 2 and self._transport is not None:
-                        self._paused = False
-                        self._transport.resume_reading()
-                    continue
-                # Wait for the next message rather than end: a task per message costs more than a future.
-                # An idle connection's worker is let go when it is pinged (release_worker) or closes.
-                self._inbox = None
-                wake = self._wake = self._ctx.loop.create_future()
-                item = await wake
-                if item is None:
-                    return
-                opcode, payload = item
+                assert inbox is not None
+                opcode, payload = inbox.popleft()
+                self._inbox_bytes -= len(payload)
+                if self._paused and self._inbox_bytes <= INBOX_PAUSE_BYTES // 2 and self._transport is not None:
+                    self._paused = False
+                    self._transport.resume_reading()
         finally:
             self._worker = None
             self._wake = None

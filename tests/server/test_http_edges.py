@@ -176,3 +176,40 @@ def test_permessage_deflate_carries_messages_both_ways() -> None:
     connected, reply, extensions = run(go())
     assert extensions.startswith("permessage-deflate")
     assert (connected["type"], reply["data"]) == ("connected", "squeeze " * 200)
+
+
+def test_a_message_that_arrives_as_the_idle_worker_is_let_go_is_still_handled_in_order() -> None:
+    """When a connection's waiting worker is let go (the ping) and a message arrives before it has ended,
+    that message is answered, and the next one after it."""
+
+    async def go() -> list[dict[str, Any]]:
+        async with server() as rs:
+            reader, writer = await asyncio.open_connection("127.0.0.1", rs.port)
+            writer.write(_upgrade_head(f"/ws?token={token('alice')}"))
+            assert _status(await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)) == 101
+            data = b""
+
+            async def frames(count: int) -> list[dict[str, Any]]:
+                nonlocal data
+                async with asyncio.timeout(5):
+                    while len(_server_frames(data)) < count:
+                        data += await reader.read(65536)
+                return [json.loads(p) for _, p in _server_frames(data)]
+
+            writer.write(client_frame(ws_frames.OP_TEXT, b'{"type":"send","id":1,"data":"a"}'))
+            await frames(3)  # connected, message, ack: the worker now waits for the next message
+            (conn,) = [c for c in rs._ctx.connections if c.conn is not None] if rs._ctx else []
+            assert conn._wake is not None
+            conn.release_worker()
+            conn.data_received(client_frame(ws_frames.OP_TEXT, b'{"type":"send","id":2,"data":"b"}'))
+            writer.write(client_frame(ws_frames.OP_TEXT, b'{"type":"send","id":3,"data":"c"}'))
+            got = await frames(7)
+            writer.close()
+            return got[3:]
+
+    assert run(go()) == [
+        {"type": "message", "seq": 2, "data": "b"},
+        {"type": "ack", "id": 2},
+        {"type": "message", "seq": 3, "data": "c"},
+        {"type": "ack", "id": 3},
+    ]
