@@ -65,6 +65,18 @@ def client_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar())
 
 
+def registry_client(url: str) -> Any:
+    """A ``decode_responses`` client of the registry at ``url``: ``RedisCluster`` on a cluster (each key on
+    its slot's primary), else ``Redis``."""
+    import redis
+
+    single = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
+    if int(single.info("cluster").get("cluster_enabled", 0)) != 1:
+        return single
+    single.close()
+    return redis.RedisCluster.from_url(url, decode_responses=True, socket_timeout=5)
+
+
 def session_field(registry: Any, client: Any, name: str) -> str | None:
     """Field ``name`` of ``client``'s session in the registry (None unless the stored session is the client's)."""
     import jwt

@@ -32,8 +32,10 @@ def test_refused_token_stops_after_one_handshake(twin: TwinCluster) -> None:
     assert client.stats.connects == 0
 
 
-def test_taken_over_connection_does_not_fight_back(twin: TwinCluster) -> None:
-    """A second connection of the same user takes over; the first is closed with 4001 and does not reconnect."""
+def test_taken_over_connection_does_not_fight_back(registry_twin: TwinCluster) -> None:
+    """A second connection of the same user, on another server, takes over; the first is closed with 4001
+    and does not reconnect."""
+    twin = registry_twin
 
     async def scenario() -> tuple[StickyClient, StickyClient]:
         async with client_session() as session:
@@ -43,6 +45,7 @@ def test_taken_over_connection_does_not_fight_back(twin: TwinCluster) -> None:
             second = StickyClient(twin.url, twin.token("twice"), session=session)
             second.start()
             await second.wait_connected(10)
+            assert second.server_id != first.server_id  # round robin: the takeover crosses servers
             with pytest.raises(ClientStopped, match="4001"):
                 await first.wait_for(lambda c: False, 10)
             await asyncio.sleep(0.5)  # time enough for a wrongly retrying client to come back

@@ -1,4 +1,5 @@
-"""Kill -9 of a server: its clients move within the backoff bound and lose nothing."""
+"""Kill -9 of a server: its clients move within the backoff bound and lose nothing, on one redis-server and on
+a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -7,12 +8,11 @@ import random
 import time
 
 import pytest
-import redis
 
 from stickyws.client.backoff import Backoff
 from stickyws.client.connection import StickyClient
 from stickyws.twin.cluster import TwinCluster
-from tests.e2e.support import E2E_SETTINGS, client_session, run, session_field
+from tests.e2e.support import E2E_SETTINGS, client_session, registry_client, run, session_field
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.redis]
 
@@ -21,9 +21,10 @@ CLIENTS = 30
 HANDSHAKE_SLACK_S = 0.3
 
 
-def test_sigkill_moves_clients_within_the_backoff_bound_and_loses_nothing(twin: TwinCluster) -> None:
+def test_sigkill_moves_clients_within_the_backoff_bound_and_loses_nothing(registry_twin: TwinCluster) -> None:
     """Clients of a SIGKILLed server reconnect elsewhere within the full-jitter bound of their attempts
     and resume their sessions with every message confirmed once."""
+    twin = registry_twin
     backoff = Backoff.from_settings(E2E_SETTINGS)
 
     async def scenario() -> tuple[str, float, list[StickyClient]]:
@@ -56,7 +57,7 @@ def test_sigkill_moves_clients_within_the_backoff_bound_and_loses_nothing(twin: 
     victim, detect_s, clients = run(scenario(), timeout_s=60)
     moved = [c for c in clients if victim in c.stats.servers]
     assert len(moved) == CLIENTS // 3  # round robin put a third of them on the victim
-    registry = redis.Redis.from_url(twin.redis.url, decode_responses=True)
+    registry = registry_client(twin.redis.url)
     try:
         for c in moved:
             attempts = c.stats.handshakes - c.stats.connects  # failed tries before the reconnect

@@ -13,17 +13,15 @@ import random
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from stickyws.client.backoff import Backoff
 from stickyws.client.connection import Event, StickyClient
-from stickyws.localproc import pid_alive
 from stickyws.publish import Publisher
 from stickyws.twin.cluster import TwinCluster
-from tests.e2e.support import E2E_SETTINGS, TIME_SCALE, client_session, run
+from tests.e2e.support import E2E_SETTINGS, client_session, run
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.redis]
 
@@ -43,15 +41,6 @@ def test_pushes_and_publications_survive_a_rolling_deploy_and_a_kill(twin: TwinC
     """Every pushed message reaches its user once and in order, every publication reaches every subscriber
     once and in order (none unrecoverable), through a rolling deploy with drain notices and a kill -9."""
     _push_through_deploy(twin, CLIENTS, USER_MESSAGES, PUBLICATIONS, SPREAD_S, "one redis-server")
-
-
-@pytest.fixture
-def cluster_twin(cluster_url: str) -> Iterator[TwinCluster]:
-    """Three reference servers behind HAProxy on the shared local Redis Cluster (3 primaries + 3 replicas)."""
-    with TwinCluster(E2E_SETTINGS, servers=3, time_scale=TIME_SCALE, registry_url=cluster_url) as cluster:
-        pids = cluster.pids()
-        yield cluster
-    assert [pid for pid in pids if pid_alive(pid)] == []
 
 
 def test_pushes_and_publications_survive_a_rolling_deploy_and_a_kill_on_a_redis_cluster(

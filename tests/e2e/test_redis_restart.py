@@ -1,4 +1,8 @@
-"""A Redis restart under traffic: connections stay up and the registry is reconciled."""
+"""A Redis restart under traffic: connections stay up and the registry is reconciled.
+
+One redis-server only: the test restarts the twin's own redis-server with its data lost, which the
+session's shared Redis Cluster must survive; a cluster primary's failover is tests/cluster/test_failover.py.
+"""
 
 from __future__ import annotations
 

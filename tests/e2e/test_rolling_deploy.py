@@ -4,6 +4,9 @@ Both runs replace every server of the twin one at a time (minimum healthy 100 %)
 client sends a numbered stream. The first run publishes the drain notice first (the AWS drain
 notifier's path); the second only cuts the connections at the end of the deregistration delay and
 then sends SIGTERM. The test prints one comparison line per run (run pytest with -s to see them).
+
+One redis-server only: two deployments under 200 clients take about half a minute, too long to run
+twice; the drain-notice rolling deploy on a Redis Cluster is test_push_through_deploy's cluster run.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Bad client input: clear errors; only protocol violations close, with the exact close code."""
+"""Bad client input: clear errors; only protocol violations close, with the exact close code.
+
+The tests whose input reaches the registry take ``registry_url`` and run on one redis-server and on a
+local Redis Cluster; frames refused by the parser or the socket layer never reach it and run on the
+in-memory registry.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,14 @@ from typing import Any, cast
 import aiohttp
 import pytest
 
-from stickyws import protocol
+from stickyws import keys, protocol
+from stickyws.publish import Publisher
 from stickyws.server.handler import HandlerContext, HandlerError
-from tests.server.helpers import connect, fast, recv_json, run, send, server
+from tests.server.helpers import connect, eventually, fast, recv_json, run, send, server
+from tests.server.registries import Admin
+
+#: User ids and topic names a client or a backend may send that look like hash tags, key separators or escapes.
+HOSTILE = ["a:{b}*", "{u:victim}", "}ü-100%{"]
 
 
 @pytest.mark.parametrize(
@@ -156,21 +166,18 @@ def test_pings_off_sends_no_pings() -> None:
     run(go())
 
 
-def test_unexpected_registry_fault_closes_only_that_connection_1011(redis_url: str) -> None:
+def test_unexpected_registry_fault_closes_only_that_connection_1011(registry_url: str, admin: Admin) -> None:
     """A registry reply the server does not expect (here: the session key holds a string, WRONGTYPE) ends that
     connection with an internal_error frame and 1011; the server keeps serving others."""
-    import redis
-
-    from stickyws import keys
 
     async def go() -> None:
-        async with server(redis_url=redis_url) as rs, aiohttp.ClientSession() as http:
+        async with server(redis_url=registry_url) as rs, aiohttp.ClientSession() as http:
             ws, _ = await connect(http, rs, "alice")
-            r = redis.Redis.from_url(redis_url)
-            r.delete(keys.session_key("alice"))
-            r.set(keys.session_key("alice"), "not a hash")
-            r.close()
-            await send(ws, 1, "x")
+            await send(ws, 1, "w")  # answered once the connection is open (its session read back)
+            assert [(await recv_json(ws))["type"] for _ in range(2)] == ["message", "ack"]
+            admin.client.delete(keys.session_key("alice"))
+            admin.client.set(keys.session_key("alice"), "not a hash")
+            await send(ws, 2, "x")
             err = await recv_json(ws)
             assert (err["type"], err["code"]) == ("error", protocol.ERR_INTERNAL)
             msg = await ws.receive(timeout=3)
@@ -181,6 +188,49 @@ def test_unexpected_registry_fault_closes_only_that_connection_1011(redis_url: s
             await other.close()
 
     run(go())
+
+
+def test_ids_and_topics_shaped_like_hash_tags_keep_to_their_own_keys(registry_url: str, admin: Admin) -> None:
+    """User ids and topic names holding braces, colons, % and non-ASCII connect, commit, subscribe, get a push
+    and a publication and resume; the registry then holds exactly each one's own session and topic keys."""
+
+    async def go() -> None:
+        async with (
+            server(redis_url=registry_url) as rs,
+            aiohttp.ClientSession() as http,
+            Publisher(registry_url) as pub,
+        ):
+            for name in HOSTILE:
+                ws, first = await connect(http, rs, name)
+                await ws.send_str(protocol.ClientMessage("subscribe", 1, topic=name).to_json())
+                ack = await recv_json(ws)
+                assert (ack["type"], ack["id"], ack["topic"]) == ("ack", 1, name)
+                await send(ws, 2, name)
+                assert [await recv_json(ws) for _ in range(2)] == [
+                    {"type": "message", "seq": 1, "data": name},
+                    {"type": "ack", "id": 2},
+                ]
+                pushed = await pub.send_to_user(name, {"to": name})
+                assert (pushed.status, pushed.seq) == ("sent", 2)
+                assert await recv_json(ws) == {"type": "message", "seq": 2, "data": {"to": name}}
+                published = await pub.publish(name, name)
+                frame = await recv_json(ws)
+                assert (frame["type"], frame["topic"], frame["offset"], frame["data"]) == (
+                    "publication", name, published.offset, name,
+                )  # fmt: skip
+                await ws.close()
+                await eventually(lambda: not rs.core.connections)
+                ws, again = await connect(http, rs, name, resume=first["resumeToken"])
+                assert (again["resumed"], again["subscriptions"], again["lastClientId"], again["lastServerSeq"]) == (
+                    True, [name], 2, 2,
+                )  # fmt: skip
+                await ws.close()
+                await eventually(lambda: not rs.core.connections)
+
+    run(go())
+    assert admin.stored() == sorted(
+        k.encode() for n in HOSTILE for k in (keys.session_key(n), keys.topic_meta_key(n), keys.topic_log_key(n))
+    )
 
 
 def test_pinger_keeps_connections_in_due_order_and_pings_only_the_due_ones() -> None:

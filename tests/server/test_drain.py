@@ -1,4 +1,8 @@
-"""Drain: every trigger (Redis notice, SIGTERM, task metadata, DescribeTargetHealth), spread and deadline."""
+"""Drain: every trigger (Redis notice, SIGTERM, task metadata, DescribeTargetHealth), spread and deadline.
+
+Every test that takes ``registry_url`` runs twice: on one redis-server and on a local Redis Cluster. The
+spread, the deadline and the AWS triggers do not touch the registry and run on the in-memory one.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import redis
 from aiohttp import web
 
 from stickyws import keys, protocol
@@ -21,6 +24,7 @@ from stickyws.localproc import free_port, stop_pid, wait_for_port
 from stickyws.server import triggers
 from stickyws.server.identity import resolve_server_id
 from tests.server.helpers import SECRET, connect, eventually, fast, recv_json, run, server, token, url
+from tests.server.registries import Admin
 
 
 def _notice(server_id: str, source: str = "ecs-task-state-change") -> keys.DrainNotice:
@@ -37,19 +41,20 @@ async def _expect_reconnect_then_1012(ws: aiohttp.ClientWebSocketResponse) -> tu
     return at, frame
 
 
-def test_redis_drain_notice_drains_the_server(redis_url: str) -> None:
+def test_redis_drain_notice_drains_the_server(registry_url: str, admin: Admin) -> None:
     """A notice stored and published as the drain notifier does makes the server drain: heartbeat says
     draining, /health 503, handshakes 503, each client gets reconnect then 1012, ws:reconnect:{user} is published."""
-    r = redis.Redis.from_url(redis_url)
+    r = admin.client
 
     async def go() -> None:
-        async with server(redis_url=redis_url, server_id="task-1") as rs, aiohttp.ClientSession() as http:
+        async with server(redis_url=registry_url, server_id="task-1") as rs, aiohttp.ClientSession() as http:
             clients = [(await connect(http, rs, f"user-{i}"))[0] for i in range(3)]
-            pubsub = r.pubsub()
+            pubsub = admin.pubsub()
             pubsub.subscribe(*(keys.reconnect_channel(f"user-{i}") for i in range(3)))
+            await eventually(lambda: admin.subscribers(keys.drain_key("task-1")) == 1)
             notice = _notice("task-1")
             r.set(keys.drain_key("task-1"), notice.to_json(), ex=keys.DRAIN_NOTICE_TTL_S)
-            r.publish(keys.drain_key("task-1"), notice.to_json())
+            admin.publish(keys.drain_key("task-1"), notice.to_json())
             await eventually(lambda: rs.core.draining, timeout_s=2)
             async with http.get(url(rs, "/health")) as resp:
                 body = await resp.json()
@@ -74,47 +79,56 @@ def test_redis_drain_notice_drains_the_server(redis_url: str) -> None:
             assert any("DrainSeconds" in line for line in lines)
 
     run(go())
-    r.close()
 
 
-def test_notice_stored_before_start_is_not_missed(redis_url: str) -> None:
+def test_notice_stored_before_start_is_not_missed(registry_url: str, admin: Admin) -> None:
     """A notice stored (and published) while the server was not subscribed still drains it at start."""
-    r = redis.Redis.from_url(redis_url)
-    r.set(keys.drain_key("task-2"), _notice("task-2").to_json(), ex=60)
+    admin.client.set(keys.drain_key("task-2"), _notice("task-2").to_json(), ex=60)
 
     async def go() -> None:
-        async with server(redis_url=redis_url, server_id="task-2") as rs:
+        async with server(redis_url=registry_url, server_id="task-2") as rs:
             await eventually(lambda: rs.core.draining, timeout_s=2)
 
     run(go())
-    r.close()
 
 
-def test_notice_key_without_publish_is_found_by_the_heartbeat(redis_url: str) -> None:
+def _heartbeats_after(admin: Admin, server_id: str, count: int) -> Any:
+    """A check that is true once ``server_id`` has written ``count`` more heartbeats (each has a new ``ts``)."""
+    seen: set[Any] = set()
+
+    def check() -> bool:
+        text = admin.client.get(keys.heartbeat_key(server_id))
+        if text is not None:
+            seen.add(json.loads(text)["ts"])
+        return len(seen) > count
+
+    return check
+
+
+def test_notice_key_without_publish_is_found_by_the_heartbeat(registry_url: str, admin: Admin) -> None:
     """A notice key written while the subscription was down (no publish seen) is found within a heartbeat."""
 
     async def go() -> None:
-        async with server(redis_url=redis_url, server_id="task-3") as rs:
-            await asyncio.sleep(0.1)
+        async with server(redis_url=registry_url, server_id="task-3") as rs:
+            await eventually(lambda: admin.subscribers(keys.drain_key("task-3")) == 1)
             assert not rs.core.draining
-            r = redis.Redis.from_url(redis_url)
-            r.set(keys.drain_key("task-3"), _notice("task-3").to_json(), ex=60)
-            r.close()
+            admin.client.set(keys.drain_key("task-3"), _notice("task-3").to_json(), ex=60)
             await eventually(lambda: rs.core.draining, timeout_s=1)
 
     run(go())
 
 
-def test_notice_for_another_server_is_ignored(redis_url: str) -> None:
-    """A notice for another server id does not drain this one."""
+def test_notice_for_another_server_is_ignored(registry_url: str, admin: Admin) -> None:
+    """A notice for another server id, stored and published, does not drain this one: it listens on its own
+    channel only, and its heartbeats go on reading its own key."""
 
     async def go() -> None:
-        async with server(redis_url=redis_url, server_id="task-4") as rs:
-            r = redis.Redis.from_url(redis_url)
-            r.set(keys.drain_key("task-9"), _notice("task-9").to_json(), ex=60)
-            r.publish(keys.drain_key("task-9"), _notice("task-9").to_json())
-            r.close()
-            await asyncio.sleep(0.5)
+        async with server(redis_url=registry_url, server_id="task-4") as rs:
+            await eventually(lambda: admin.subscribers(keys.drain_key("task-4")) == 1)
+            admin.client.set(keys.drain_key("task-9"), _notice("task-9").to_json(), ex=60)
+            admin.publish(keys.drain_key("task-9"), _notice("task-9").to_json())
+            assert admin.subscribers(keys.drain_key("task-9")) == 0
+            await eventually(_heartbeats_after(admin, "task-4", 2))
             assert not rs.core.draining
 
     run(go())
@@ -175,7 +189,8 @@ def _serve(env_extra: dict[str, str], port: int) -> subprocess.Popen[bytes]:
 
 
 def test_sigterm_drains_within_shutdown_timeout_and_exits_0(redis_url: str) -> None:
-    """SIGTERM on `stickyws serve`: clients get reconnect + 1012 within shutdown_timeout_s, exit code 0."""
+    """SIGTERM on `stickyws serve`: clients get reconnect + 1012 within shutdown_timeout_s, exit code 0
+    (one redis-server: SIGTERM asks nothing of the registry; the next test drains a served process on both)."""
     port = free_port()
     proc = _serve(
         {"REDIS_URL": redis_url, "STICKYWS_SERVER_ID": "sig-1", "STICKYWS_DRAIN_WINDOW_S": "30",
@@ -212,16 +227,14 @@ def test_sigterm_drains_within_shutdown_timeout_and_exits_0(redis_url: str) -> N
         stop_pid(proc)
 
 
-def test_sigterm_after_a_notice_drain_exits_0_at_once(redis_url: str) -> None:
+def test_sigterm_after_a_notice_drain_exits_0_at_once(registry_url: str, admin: Admin) -> None:
     """A server drained by a notice stays up (health 503) until SIGTERM, then exits 0 at once."""
     port = free_port()
-    proc = _serve({"REDIS_URL": redis_url, "STICKYWS_SERVER_ID": "sig-2", "STICKYWS_DRAIN_WINDOW_S": "0.2"}, port)
+    proc = _serve({"REDIS_URL": registry_url, "STICKYWS_SERVER_ID": "sig-2", "STICKYWS_DRAIN_WINDOW_S": "0.2"}, port)
     try:
         wait_for_port(port, 10)
-        r = redis.Redis.from_url(redis_url)
-        r.set(keys.drain_key("sig-2"), _notice("sig-2").to_json(), ex=60)
-        r.publish(keys.drain_key("sig-2"), _notice("sig-2").to_json())
-        r.close()
+        admin.client.set(keys.drain_key("sig-2"), _notice("sig-2").to_json(), ex=60)
+        admin.publish(keys.drain_key("sig-2"), _notice("sig-2").to_json())
 
         async def health() -> int:
             async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/health") as resp:

@@ -1,4 +1,9 @@
-"""Each handshake outcome of ``GET /ws`` with its exact status, body and headers, on real sockets."""
+"""Each handshake outcome of ``GET /ws`` with its exact status, body and headers, on real sockets.
+
+Every test that takes ``registry_url`` runs twice: on one redis-server and on a local Redis Cluster. The
+refusals decided before the registry is asked (token, origin, upgrade, draining) run on the in-memory
+registry; the registry-down refusal stops its own redis-server, which the shared cluster cannot do.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,12 @@ import json
 
 import aiohttp
 import pytest
-import redis
 
 from stickyws import keys, protocol
 from stickyws.localproc import RedisServer
 from stickyws.server.auth import TokenVerifier
 from tests.server.helpers import SECRET, connect, eventually, fast, recv_json, run, server, token, url
+from tests.server.registries import Admin
 
 
 async def _status(rs, *, headers=None, **query) -> tuple[int, dict, dict]:
@@ -129,27 +134,29 @@ def test_draining_is_503_with_retry_after() -> None:
     run(go())
 
 
-def test_connection_limit_is_503_with_retry_after() -> None:
-    """At max_connections, the next handshake gets 503 at_capacity with Retry-After."""
+def test_connection_limit_is_503_with_retry_after(registry_url: str, admin: Admin) -> None:
+    """At max_connections, the next handshake gets 503 at_capacity with Retry-After and claims no route."""
 
     async def go() -> None:
         settings = fast(max_connections=2, target_connections_per_task=1)
-        async with server(settings) as rs, aiohttp.ClientSession() as http:
+        async with server(settings, redis_url=registry_url) as rs, aiohttp.ClientSession() as http:
             first, _ = await connect(http, rs, "first")
             second, _ = await connect(http, rs, "second")
             status, body, headers = await _status(rs, token=token("third"))
             assert (status, body["error"], headers["Retry-After"]) == (503, protocol.REJECT_AT_CAPACITY, "1")
+            assert [admin.client.get(keys.user_key(u)) for u in ("first", "second", "third")] == [b"srv-a"] * 2 + [None]
             await first.close()
             await second.close()
 
     run(go())
 
 
-def test_forged_or_foreign_resume_token_is_403() -> None:
-    """A resume token not signed for this user (forged, or another user's) is refused with 403."""
+def test_forged_or_foreign_resume_token_is_403(registry_url: str, admin: Admin) -> None:
+    """A resume token not signed for this user (forged, or another user's) is refused with 403 and takes
+    no route."""
 
     async def go() -> None:
-        async with server() as rs, aiohttp.ClientSession() as http:
+        async with server(redis_url=registry_url) as rs, aiohttp.ClientSession() as http:
             ws, first = await connect(http, rs, "alice")
             await ws.close()
             status, body, _ = await _status(rs, token=token("mallory"), resume=first["resumeToken"])
@@ -157,56 +164,57 @@ def test_forged_or_foreign_resume_token_is_403() -> None:
             for forged in (first["sessionId"] + ".AAAA", first["sessionId"] + ".%C3%A9t%C3%A9"):
                 status, body, _ = await _status(rs, token=token("alice"), resume=forged)
                 assert (status, body["error"]) == (403, protocol.REJECT_INVALID_RESUME)
+            assert admin.client.get(keys.user_key("mallory")) is None
 
     run(go())
 
 
-def test_reject_policy_409_when_user_is_on_another_live_server(redis_url: str) -> None:
-    """Under connection_policy=reject a user on another live server gets 409; after it closes, 101."""
+def test_reject_policy_409_when_user_is_on_another_live_server(registry_url: str, admin: Admin) -> None:
+    """Under connection_policy=reject a user on another live server gets 409 and the route stays A's;
+    after it closes, 101."""
 
     async def go() -> None:
         settings = fast(connection_policy="reject")
         async with (
-            server(settings, redis_url=redis_url, server_id="A") as a,
-            server(settings, redis_url=redis_url, server_id="B") as b,
+            server(settings, redis_url=registry_url, server_id="A") as a,
+            server(settings, redis_url=registry_url, server_id="B") as b,
             aiohttp.ClientSession() as http,
         ):
             ws, _ = await connect(http, a, "alice")
             status, body, _ = await _status(b, token=token("alice"))
             assert (status, body["error"]) == (409, protocol.REJECT_CONFLICT)
+            assert admin.client.get(keys.user_key("alice")) == b"A"
             await ws.close()
-            r = redis.Redis.from_url(redis_url)
-            await eventually(lambda: r.get(keys.user_key("alice")) is None)  # A released the route on close
-            r.close()
+            await eventually(lambda: admin.client.get(keys.user_key("alice")) is None)  # A released it on close
             status, _, _ = await _status(b, token=token("alice"))
             assert status == 101
+            await eventually(lambda: not b.core.connections)  # the raw client hung up: B saw it go
 
     run(go())
 
 
-def test_takeover_policy_closes_old_connection_with_4001(redis_url: str) -> None:
+def test_takeover_policy_closes_old_connection_with_4001(registry_url: str, admin: Admin) -> None:
     """Under takeover a second connection on another server wins and the old one closes with 4001."""
 
     async def go() -> None:
         async with (
-            server(redis_url=redis_url, server_id="A") as a,
-            server(redis_url=redis_url, server_id="B") as b,
+            server(redis_url=registry_url, server_id="A") as a,
+            server(redis_url=registry_url, server_id="B") as b,
             aiohttp.ClientSession() as http,
         ):
             old, _ = await connect(http, a, "alice")
             new, _ = await connect(http, b, "alice")
             msg = await old.receive(timeout=3)
             assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, protocol.CLOSE_TAKEN_OVER)
-            r = redis.Redis.from_url(redis_url)
-            assert r.get(keys.user_key("alice")) == b"B"
-            r.close()
+            assert admin.client.get(keys.user_key("alice")) == b"B"
             await new.close()
 
     run(go())
 
 
 def test_registry_down_reject_policy_is_503(make_redis) -> None:
-    """With Redis unreachable and registry_down_policy=reject, handshakes get 503 registry_unavailable."""
+    """With Redis unreachable and registry_down_policy=reject, handshakes get 503 registry_unavailable
+    (one redis-server only: the test stops its registry, which the shared cluster must survive)."""
     rsrv: RedisServer = make_redis()
 
     async def go() -> None:
@@ -261,17 +269,18 @@ def test_routing_decisions_are_audited_without_tokens() -> None:
     run(go())
 
 
-def test_second_connection_on_the_same_server_takes_over_with_4001() -> None:
+def test_second_connection_on_the_same_server_takes_over_with_4001(registry_url: str, admin: Admin) -> None:
     """A user's second connection to the same server replaces the first (4001); the route stays."""
 
     async def go() -> None:
-        async with server() as rs, aiohttp.ClientSession() as http:
+        async with server(redis_url=registry_url) as rs, aiohttp.ClientSession() as http:
             old, _ = await connect(http, rs, "alice")
             new, _ = await connect(http, rs, "alice")
             msg = await old.receive(timeout=3)
             assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, protocol.CLOSE_TAKEN_OVER)
             await eventually(lambda: len(rs.core.connections) == 1)
             assert list(rs.core.connections.values()) == [rs.core.by_user["alice"]]
+            assert admin.client.get(keys.user_key("alice")) == b"srv-a"
             assert await rs.core.registry.release("alice", "srv-a") is True  # the route was kept for the new one
             await new.close()
 

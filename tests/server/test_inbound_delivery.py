@@ -1,4 +1,7 @@
-"""``inbound_delivery``: exactly once (committed before the ack) or at most once (no per-message commit)."""
+"""``inbound_delivery``: exactly once (committed before the ack) or at most once (no per-message commit).
+
+Each mode runs on one redis-server and on a local Redis Cluster (``registry_url``).
+"""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ async def _exchange(ws: aiohttp.ClientWebSocketResponse, ids: list[int]) -> list
 
 
 @pytest.mark.parametrize("mode", ["exactly_once", "at_most_once"])
-def test_resent_messages_after_a_reconnect(redis_url: str, mode: str) -> None:
+def test_resent_messages_after_a_reconnect(registry_url: str, mode: str) -> None:
     """Messages resent after a reconnect are acknowledged as duplicates and not handled again under
     exactly_once; under at_most_once they are handled and acknowledged again, replies carry no seq and
     nothing is committed, while a resend on the same connection is still a duplicate."""
@@ -38,7 +41,7 @@ def test_resent_messages_after_a_reconnect(redis_url: str, mode: str) -> None:
 
     async def go() -> None:
         async with (
-            server(fast(inbound_delivery=mode), redis_url=redis_url, server_id=f"io-{mode}", handler=counting) as rs,
+            server(fast(inbound_delivery=mode), redis_url=registry_url, server_id=f"io-{mode}", handler=counting) as rs,
             aiohttp.ClientSession() as http,
         ):
             user = f"inbound-{mode}"

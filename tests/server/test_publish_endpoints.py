@@ -1,4 +1,8 @@
-"""The backend's ways in: the HTTP publish endpoint and `stickyws publish`, with good and bad input."""
+"""The backend's ways in: the HTTP publish endpoint and `stickyws publish`, with good and bad input.
+
+Every test that takes ``registry_url`` runs on one redis-server and on a local Redis Cluster; the
+registry-down answers stop a redis-server of their own, which the shared cluster cannot do.
+"""
 
 from __future__ import annotations
 
@@ -18,24 +22,16 @@ from stickyws.publish import Publisher, PublishError, SyncPublisher
 from stickyws.server.app import ServerConfig, build_core
 from stickyws.server.ws_adapter import RunningServer
 from tests.server.helpers import SECRET, connect, fast, recv_json, run
+from tests.server.registries import Admin
 
 KEY = "publish-key-for-tests-0123456789"
 
 
-def _stored_keys(redis_url: str) -> list[bytes]:
-    """Every registry key but the servers' heartbeats."""
-    r = redis.Redis.from_url(redis_url)
-    try:
-        return sorted(k for k in r.keys("*") if not k.endswith(b":heartbeat"))
-    finally:
-        r.close()
-
-
-def test_http_publish_endpoint_answers_and_refuses_with_json(redis_url: str) -> None:
+def test_http_publish_endpoint_answers_and_refuses_with_json(registry_url: str, admin: Admin) -> None:
     """POST /v1/publish delivers with the key, and answers 401/403/400/413 as JSON without storing anything."""
 
     async def go() -> list[tuple[int, Any]]:
-        config = ServerConfig(fast(), SECRET, redis_url, "srv-p", None, False, publish_key=KEY)
+        config = ServerConfig(fast(), SECRET, registry_url, "srv-p", None, False, publish_key=KEY)
         core = build_core(config)
         rs = await RunningServer(core, "127.0.0.1", free_port(), publish_key=KEY, publish_port=free_port()).start()
         answers = []
@@ -53,7 +49,7 @@ def test_http_publish_endpoint_answers_and_refuses_with_json(redis_url: str) -> 
                 ):
                     async with http.post(endpoint, data=body, headers=headers) as resp:
                         answers.append((resp.status, (await resp.json())["error"]))
-                assert _stored_keys(redis_url) == []
+                assert admin.stored() == []
                 ws, _ = await connect(http, rs, "alice")
                 async with http.post(endpoint, json={"user": "alice", "data": {"hi": 1}}, headers=auth) as resp:
                     answers.append((resp.status, await resp.json()))
@@ -84,7 +80,8 @@ def test_http_publish_endpoint_answers_and_refuses_with_json(redis_url: str) -> 
 
 
 def test_http_publish_endpoint_answers_503_when_the_registry_is_down(make_redis: Any) -> None:
-    """With Redis stopped, a publish is a 503 registry_unavailable, not a hang or a 500."""
+    """With Redis stopped, a publish is a 503 registry_unavailable, not a hang or a 500 (one redis-server only:
+    the test kills its registry)."""
     rsrv = make_redis()
 
     async def go() -> tuple[int, str]:
@@ -117,39 +114,50 @@ def _cli(args: list[str], redis_url: str | None) -> subprocess.CompletedProcess[
     )
 
 
-def test_cli_publish_prints_what_was_assigned_and_fails_cleanly(redis_url: str, make_redis: Any) -> None:
-    """`stickyws publish` prints the offset/epoch or seq; bad JSON, a too-large payload, a missing session
-    with --require-session and a dead registry are one line on stderr and exit 2, with nothing stored."""
-    ok = _cli(["--topic", "prices", '{"eur": 1.08}'], redis_url)
+def _fails_cleanly(res: subprocess.CompletedProcess[str], expected: str) -> None:
+    """``res`` exited 2 with nothing on stdout and one ``stickyws: ...`` line holding ``expected`` on stderr."""
+    assert res.returncode == 2, (res.args, res.stdout, res.stderr)
+    assert res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("stickyws: ")
+    assert expected in lines[0]
+
+
+def test_cli_publish_prints_what_was_assigned(registry_url: str, admin: Admin) -> None:
+    """`stickyws publish` prints the offset/epoch or the push status; a missing session with --require-session
+    is one line on stderr and exit 2, with nothing stored."""
+    ok = _cli(["--topic", "prices", '{"eur": 1.08}'], registry_url)
     assert ok.returncode == 0, ok.stderr
     body = json.loads(ok.stdout)
     assert (body["topic"], body["offset"]) == ("prices", 1)
     assert len(body["epoch"]) == 8
-    assert json.loads(_cli(["--user", "nobody", "1"], redis_url).stdout)["status"] == "no_session"
-    stored = _stored_keys(redis_url)
+    assert json.loads(_cli(["--user", "nobody", "1"], registry_url).stdout)["status"] == "no_session"
+    stored = admin.stored()
+    _fails_cleanly(_cli(["--user", "nobody", "--require-session", "1"], registry_url), "[no_session]")
+    assert admin.stored() == stored
+
+
+def test_cli_publish_refuses_bad_input_and_a_dead_registry_cleanly(redis_url: str, make_redis: Any) -> None:
+    """Bad JSON, a too-large payload, a dead registry and no registry URL are one line on stderr and exit 2,
+    with nothing stored (one redis-server only: none of these reaches a live registry's scripts)."""
     dead = make_redis()
     dead_url = dead.url
     dead.kill()
     for args, url, expected in (
         (["--topic", "prices", "{nope"], redis_url, "JSON is not valid JSON"),
         (["--topic", "prices", json.dumps("x" * 70_000)], redis_url, "[too_large]"),
-        (["--user", "nobody", "--require-session", "1"], redis_url, "[no_session]"),
         (["--topic", "prices", "1"], dead_url, "[registry_unavailable]"),
         (["--topic", "prices", "1"], None, "[registry_unavailable]"),
     ):
-        res = _cli(args, url)
-        assert res.returncode == 2, (args, res.stdout, res.stderr)
-        assert res.stdout == ""
-        lines = res.stderr.strip().splitlines()
-        assert len(lines) == 1, res.stderr
-        assert lines[0].startswith("stickyws: ")
-        assert expected in lines[0]
-    assert _stored_keys(redis_url) == stored
+        _fails_cleanly(_cli(args, url), expected)
+    with redis.Redis.from_url(redis_url) as r:
+        assert r.keys("*") == []
 
 
-def test_sync_publisher_works_without_an_event_loop(redis_url: str) -> None:
+def test_sync_publisher_works_without_an_event_loop(registry_url: str) -> None:
     """SyncPublisher publishes from plain code (a script or a Lambda) and closes its thread."""
-    with SyncPublisher(redis_url) as pub:
+    with SyncPublisher(registry_url) as pub:
         first = pub.publish("sync", 1)
         second = pub.publish("sync", 2)
         assert pub.send_to_user("nobody", 1).status == "no_session"
@@ -159,12 +167,12 @@ def test_sync_publisher_works_without_an_event_loop(redis_url: str) -> None:
     assert missing.value.code == "registry_unavailable"
 
 
-def test_an_idempotency_key_works_from_http_the_cli_and_the_sync_publisher(redis_url: str) -> None:
+def test_an_idempotency_key_works_from_http_the_cli_and_the_sync_publisher(registry_url: str) -> None:
     """The same key from the HTTP endpoint, the CLI (--key) and SyncPublisher stores one message; an empty key
     is refused with bad_key."""
 
     async def go() -> list[tuple[int, Any]]:
-        config = ServerConfig(fast(), SECRET, redis_url, "srv-k", None, False, publish_key=KEY)
+        config = ServerConfig(fast(), SECRET, registry_url, "srv-k", None, False, publish_key=KEY)
         rs = await RunningServer(
             build_core(config), "127.0.0.1", free_port(), publish_key=KEY, publish_port=free_port()
         ).start()
@@ -178,9 +186,9 @@ def test_an_idempotency_key_works_from_http_the_cli_and_the_sync_publisher(redis
                              {"user": "kai", "data": 1, "key": ""}):  # fmt: skip
                     async with http.post(endpoint, json=body, headers=auth) as resp:
                         answers.append((resp.status, await resp.json()))
-                cli = await asyncio.to_thread(_cli, ["--user", "kai", "--key", "a", "1"], redis_url)
+                cli = await asyncio.to_thread(_cli, ["--user", "kai", "--key", "a", "1"], registry_url)
                 answers.append((cli.returncode, json.loads(cli.stdout)))
-                with SyncPublisher(redis_url) as pub:
+                with SyncPublisher(registry_url) as pub:
                     again = await asyncio.to_thread(pub.send_to_user, "kai", 1, key="a")
                 answers.append((0, (again.seq, again.duplicate)))
                 assert await recv_json(ws) == {"type": "message", "seq": 1, "data": 1}

@@ -1,4 +1,9 @@
-"""Redis stopped and restarted mid-session: connections live on, health degrades, state is reconciled."""
+"""Redis stopped and restarted mid-session: connections live on, health degrades, state is reconciled.
+
+One redis-server only: each test kills and restarts a registry of its own (or names a port nobody
+listens on), which the session's shared Redis Cluster must survive for the tests after it; a cluster
+node's failure and failover are tested in tests/cluster/test_failover.py.
+"""
 
 from __future__ import annotations
 

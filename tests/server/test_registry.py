@@ -1,4 +1,8 @@
-"""Registry contracts on a real redis-server: atomic claim, compare-and-delete, atomic dedup."""
+"""Registry contracts: atomic claim, compare-and-delete, atomic dedup.
+
+Every test that takes ``registry_url`` runs on one redis-server and on a local Redis Cluster, with the
+same assertions; the in-memory registry's contracts are checked against the same rules.
+"""
 
 from __future__ import annotations
 
@@ -22,12 +26,13 @@ from stickyws.server.session import (
     append_outbox,
 )
 from tests.server.helpers import connect, eventually, fast, run, server, token, url
+from tests.server.registries import Admin
 
 #: Registry limits equal to the connection mirror's, so both trims can be compared one to one.
 MIRROR = OutboxLimits(OUTBOX_LIMIT, OUTBOX_MAX_BYTES)
 
 
-def _live(r: redis.Redis, server_id: str, status: str = "serving") -> None:
+def _live(r: redis.Redis | redis.RedisCluster, server_id: str, status: str = "serving") -> None:
     r.set(keys.heartbeat_key(server_id), json.dumps({"serverId": server_id, "status": status}), ex=30)
 
 
@@ -38,14 +43,14 @@ async def _claim(reg: RedisRegistry, server_id: str, user: str = "alice", *, rej
     )  # fmt: skip
 
 
-def test_twenty_concurrent_claims_have_exactly_one_owner(redis_url: str) -> None:
+def test_twenty_concurrent_claims_have_exactly_one_owner(registry_url: str, admin: Admin) -> None:
     """20 live servers claiming one user at once under reject: exactly one wins, 19 see it as the owner."""
-    r = redis.Redis.from_url(redis_url)
+    r = admin.client
     for i in range(20):
         _live(r, f"srv-{i}")
 
     async def go() -> None:
-        reg = RedisRegistry(redis_url)
+        reg = RedisRegistry(registry_url)
         try:
             results = await asyncio.gather(*(_claim(reg, f"srv-{i}") for i in range(20)))
         finally:
@@ -58,24 +63,23 @@ def test_twenty_concurrent_claims_have_exactly_one_owner(redis_url: str) -> None
         assert r.ttl(keys.user_key("alice")) > 0
 
     run(go())
-    r.close()
 
 
-def test_concurrent_handshakes_across_servers_leave_one_connection(redis_url: str) -> None:
+def test_concurrent_handshakes_across_servers_leave_one_connection(registry_url: str, admin: Admin) -> None:
     """20 simultaneous WebSocket handshakes of one user over 4 servers (reject): one server holds the user,
     the others answer 409, and exactly one connection stays open."""
 
     async def go() -> None:
         settings = fast(connection_policy="reject")
         async with (
-            server(settings, redis_url=redis_url, server_id="A") as a,
-            server(settings, redis_url=redis_url, server_id="B") as b,
-            server(settings, redis_url=redis_url, server_id="C") as c,
-            server(settings, redis_url=redis_url, server_id="D") as d,
+            server(settings, redis_url=registry_url, server_id="A") as a,
+            server(settings, redis_url=registry_url, server_id="B") as b,
+            server(settings, redis_url=registry_url, server_id="C") as c,
+            server(settings, redis_url=registry_url, server_id="D") as d,
             aiohttp.ClientSession() as http,
         ):
             servers = [a, b, c, d]
-            await asyncio.sleep(0.3)  # every heartbeat written: all four are live
+            await eventually(lambda: all(admin.client.get(keys.heartbeat_key(s)) for s in "ABCD"))  # all four live
 
             async def attempt(i: int):
                 rs = servers[i % 4]
@@ -91,11 +95,9 @@ def test_concurrent_handshakes_across_servers_leave_one_connection(redis_url: st
             assert set(refused) <= {409}
             owner_ids = {rs.core.server_id for rs, _ in accepted}
             assert len(owner_ids) == 1
-            r = redis.Redis.from_url(redis_url)
+            r = admin.client
             assert r.get(keys.user_key("alice")).decode() in owner_ids
-            r.close()
-            await asyncio.sleep(0.3)
-            assert sum(len(rs.core.connections) for rs in servers) == 1
+            await eventually(lambda: sum(len(rs.core.connections) for rs in servers) == 1)
             endings = []
             for _, ws in accepted:
                 first = await ws.receive(timeout=1)
@@ -114,12 +116,12 @@ def test_concurrent_handshakes_across_servers_leave_one_connection(redis_url: st
     run(go())
 
 
-def test_release_is_compare_and_delete(redis_url: str) -> None:
+def test_release_is_compare_and_delete(registry_url: str, admin: Admin) -> None:
     """release() deletes the routing key only while this server owns it."""
-    r = redis.Redis.from_url(redis_url)
+    r = admin.client
 
     async def go() -> None:
-        reg = RedisRegistry(redis_url)
+        reg = RedisRegistry(registry_url)
         try:
             await _claim(reg, "A", reject=False)
             await _claim(reg, "B", reject=False)  # takeover: B owns alice now
@@ -131,19 +133,18 @@ def test_release_is_compare_and_delete(redis_url: str) -> None:
             await reg.close()
 
     run(go())
-    r.close()
 
 
-def test_closing_a_taken_over_connection_keeps_the_new_route(redis_url: str) -> None:
+def test_closing_a_taken_over_connection_keeps_the_new_route(registry_url: str, admin: Admin) -> None:
     """When server A's socket closes after B took the user over, A does not delete B's route; B's close does."""
 
     async def go() -> None:
         async with (
-            server(redis_url=redis_url, server_id="A") as a,
-            server(redis_url=redis_url, server_id="B") as b,
+            server(redis_url=registry_url, server_id="A") as a,
+            server(redis_url=registry_url, server_id="B") as b,
             aiohttp.ClientSession() as http,
         ):
-            r = redis.Redis.from_url(redis_url)
+            r = admin.client
             old, _ = await connect(http, a, "alice")
             new, _ = await connect(http, b, "alice")
             closing = await old.receive(timeout=3)
@@ -153,17 +154,16 @@ def test_closing_a_taken_over_connection_keeps_the_new_route(redis_url: str) -> 
             assert r.get(keys.user_key("alice")) == b"B"
             await new.close()
             await eventually(lambda: r.get(keys.user_key("alice")) is None)
-            r.close()
 
     run(go())
 
 
-def test_draining_owner_does_not_block_reject_policy(redis_url: str) -> None:
+def test_draining_owner_does_not_block_reject_policy(registry_url: str, admin: Admin) -> None:
     """Under reject, an owner whose heartbeat says draining or stopped, or has expired, causes no conflict."""
-    r = redis.Redis.from_url(redis_url)
+    r = admin.client
 
     async def go() -> None:
-        reg = RedisRegistry(redis_url)
+        reg = RedisRegistry(registry_url)
         try:
             _live(r, "A")
             assert (await _claim(reg, "A")).claimed
@@ -183,14 +183,13 @@ def test_draining_owner_does_not_block_reject_policy(redis_url: str) -> None:
             await reg.close()
 
     run(go())
-    r.close()
 
 
-def test_commit_is_atomic_with_dedup_across_registries(redis_url: str) -> None:
+def test_commit_is_atomic_with_dedup_across_registries(registry_url: str, admin: Admin) -> None:
     """Ten commits of the same message id from two registries at once: exactly one is not a duplicate."""
 
     async def go() -> None:
-        regs = [RedisRegistry(redis_url), RedisRegistry(redis_url)]
+        regs = [RedisRegistry(registry_url), RedisRegistry(registry_url)]
         try:
             claim = await _claim(regs[0], "A", reject=False)
             record = claim.session
@@ -208,7 +207,7 @@ def test_commit_is_atomic_with_dedup_across_registries(redis_url: str) -> None:
                 final.record, Commit(2, (), "add", "news"), server_id="A", routing_ttl_s=60, session_ttl_s=60
             )
             assert sub.record.subscriptions == ("news",)
-            r = redis.Redis.from_url(redis_url)
+            r = admin.client
             stored = r.hgetall(keys.session_key(record.user_id))
             assert stored == {
                 b"sid": record.session_id.encode(),
@@ -222,7 +221,6 @@ def test_commit_is_atomic_with_dedup_across_registries(redis_url: str) -> None:
                 b"m:1": b'"x"',
             }
             assert sub.record.outbox == ((1, '"x"'),)
-            r.close()
         finally:
             for reg in regs:
                 await reg.close()
@@ -249,11 +247,11 @@ def test_in_memory_registry_keeps_the_same_contracts() -> None:
     run(go())
 
 
-def test_small_blocking_pool_absorbs_a_burst(redis_url: str) -> None:
+def test_small_blocking_pool_absorbs_a_burst(registry_url: str) -> None:
     """A pool of 4 connections serves a burst of 200 concurrent claims by waiting, not failing."""
 
     async def go() -> None:
-        reg = RedisRegistry(redis_url, pool_size=4)
+        reg = RedisRegistry(registry_url, pool_size=4)
         try:
             results = await asyncio.gather(*(_claim(reg, "A", user=f"u{i}", reject=False) for i in range(200)))
         finally:
@@ -263,12 +261,12 @@ def test_small_blocking_pool_absorbs_a_burst(redis_url: str) -> None:
     run(go())
 
 
-def test_redis_outbox_trims_like_the_pure_rule_and_is_replayed_on_resume(redis_url: str) -> None:
+def test_redis_outbox_trims_like_the_pure_rule_and_is_replayed_on_resume(registry_url: str, admin: Admin) -> None:
     """After 70 one-output commits the Redis outbox holds the newest OUTBOX_LIMIT messages, exactly what
     append_outbox computes, and a resume hands them back."""
 
     async def go() -> None:
-        reg = RedisRegistry(redis_url)
+        reg = RedisRegistry(registry_url)
         try:
             claim = await _claim(reg, "A", user="dora", reject=False)
             record = claim.session
@@ -289,21 +287,20 @@ def test_redis_outbox_trims_like_the_pure_rule_and_is_replayed_on_resume(redis_u
             assert resumed.resumed
             assert resumed.session == record
             assert record.out_first == 71 - OUTBOX_LIMIT
-            r = redis.Redis.from_url(redis_url)
+            r = admin.client
             fields = r.hkeys(keys.session_key(record.user_id))
             assert sum(f.startswith(b"m:") for f in fields) == OUTBOX_LIMIT
-            r.close()
         finally:
             await reg.close()
 
     run(go())
 
 
-def test_redis_outbox_trims_by_bytes(redis_url: str) -> None:
+def test_redis_outbox_trims_by_bytes(registry_url: str, admin: Admin) -> None:
     """Outputs of 100 kB each: the Redis outbox keeps what fits in OUTBOX_MAX_BYTES, as append_outbox does."""
 
     async def go() -> None:
-        reg = RedisRegistry(redis_url)
+        reg = RedisRegistry(registry_url)
         try:
             record = (await _claim(reg, "A", user="erin", reject=False)).session
             big = json.dumps("y" * 100_000)
@@ -321,33 +318,33 @@ def test_redis_outbox_trims_by_bytes(redis_url: str) -> None:
                 reject_live_owner=False, routing_ttl_s=60, session_ttl_s=60, replay_after=0,
             )  # fmt: skip
             assert resumed.session.outbox == expected
-            r = redis.Redis.from_url(redis_url)
+            r = admin.client
             assert int(r.hget(keys.session_key(record.user_id), "outBytes")) == 2 * len(big)
-            r.close()
         finally:
             await reg.close()
 
     run(go())
 
 
-def test_stale_takeover_request_does_not_close_a_connection_that_owns_the_route(redis_url: str) -> None:
+def test_stale_takeover_request_does_not_close_a_connection_that_owns_the_route(
+    registry_url: str, admin: Admin
+) -> None:
     """A takeover request for a user whose route names this server again (they came back) is ignored;
     one whose route names the requester closes the connection with 4001."""
 
     async def go() -> None:
-        async with server(redis_url=redis_url, server_id="A") as a, aiohttp.ClientSession() as http:
+        async with server(redis_url=registry_url, server_id="A") as a, aiohttp.ClientSession() as http:
             ws, _ = await connect(http, a, "alice")
-            r = redis.Redis.from_url(redis_url)
-            await eventually(lambda: r.pubsub_numsub(keys.takeover_channel("A"))[0][1] == 1)
+            r = admin.client
+            await eventually(lambda: admin.subscribers(keys.takeover_channel("A")) == 1)
             request = json.dumps({"userId": "alice", "by": "B"})
-            assert r.publish(keys.takeover_channel("A"), request) == 1
+            admin.publish(keys.takeover_channel("A"), request)
             with pytest.raises(TimeoutError):
                 await ws.receive(timeout=0.3)
             r.set(keys.user_key("alice"), "B")
-            r.publish(keys.takeover_channel("A"), request)
+            admin.publish(keys.takeover_channel("A"), request)
             msg = await ws.receive(timeout=3)
             assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, protocol.CLOSE_TAKEN_OVER)
-            r.close()
 
     run(go())
 

@@ -1,4 +1,7 @@
-"""Sessions survive a move to another server: nothing lost, nothing handled twice."""
+"""Sessions survive a move to another server: nothing lost, nothing handled twice.
+
+Every test takes ``registry_url``, so it runs on one redis-server and on a local Redis Cluster.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,13 @@ from typing import Any
 
 import aiohttp
 
-from stickyws import protocol
+from stickyws import keys, protocol
 from stickyws.server.handler import HandlerContext
-from tests.server.helpers import connect, recv_json, run, send, server
+from tests.server.helpers import connect, eventually, recv_json, run, send, server
+from tests.server.registries import Admin
 
 
-def test_resume_on_another_server_loses_and_doubles_nothing(redis_url: str) -> None:
+def test_resume_on_another_server_loses_and_doubles_nothing(registry_url: str) -> None:
     """A client that loses its socket mid-stream, resumes on another server with lastSeq and resends every
     unacknowledged message gets each of 1..10 handled exactly once, acknowledged, and every reply exactly once."""
     handled: Counter[tuple[str, int]] = Counter()
@@ -24,8 +28,8 @@ def test_resume_on_another_server_loses_and_doubles_nothing(redis_url: str) -> N
 
     async def go() -> None:
         async with (
-            server(redis_url=redis_url, server_id="A", handler=counting) as a,
-            server(redis_url=redis_url, server_id="B", handler=counting) as b,
+            server(redis_url=registry_url, server_id="A", handler=counting) as a,
+            server(redis_url=registry_url, server_id="B", handler=counting) as b,
             aiohttp.ClientSession() as http,
         ):
             ws, first = await connect(http, a, "alice")
@@ -79,13 +83,13 @@ def test_resume_on_another_server_loses_and_doubles_nothing(redis_url: str) -> N
     run(go())
 
 
-def test_subscriptions_and_seq_survive_resume(redis_url: str) -> None:
+def test_subscriptions_and_seq_survive_resume(registry_url: str) -> None:
     """Topics and the server seq carry over to the resumed session on another server."""
 
     async def go() -> None:
         async with (
-            server(redis_url=redis_url, server_id="A") as a,
-            server(redis_url=redis_url, server_id="B") as b,
+            server(redis_url=registry_url, server_id="A") as a,
+            server(redis_url=registry_url, server_id="B") as b,
             aiohttp.ClientSession() as http,
         ):
             ws, first = await connect(http, a, "bob")
@@ -106,16 +110,20 @@ def test_subscriptions_and_seq_survive_resume(redis_url: str) -> None:
     run(go())
 
 
-def test_unknown_session_resumes_as_fresh_state() -> None:
+def test_unknown_session_resumes_as_fresh_state(registry_url: str, admin: Admin) -> None:
     """A valid resume token whose session expired gives the same session id with empty state, resumed false."""
 
     async def go() -> None:
-        async with server() as rs, aiohttp.ClientSession() as http:
+        async with server(redis_url=registry_url) as rs, aiohttp.ClientSession() as http:
             ws, first = await connect(http, rs, "carol")
+            await send(ws, 1, "x")
+            assert [(await recv_json(ws))["type"] for _ in range(2)] == ["message", "ack"]
             await ws.close()
-        async with server() as rs2, aiohttp.ClientSession() as http:  # a new in-memory registry: nothing stored
-            ws, second = await connect(http, rs2, "carol", resume=first["resumeToken"])
+            await eventually(lambda: not rs.core.connections)
+            assert admin.client.delete(keys.session_key("carol")) == 1  # what session_ttl_s does to an idle session
+            ws, second = await connect(http, rs, "carol", resume=first["resumeToken"])
             assert (second["resumed"], second["sessionId"], second["lastClientId"]) == (False, first["sessionId"], 0)
+            assert second["lastServerSeq"] == 0
             await ws.close()
 
     run(go())
