@@ -537,6 +537,19 @@ class ServerCore:
         if old is not None:
             self._forget_topics(old)
             self._spawn(self._close_conn(old, protocol.CLOSE_TAKEN_OVER, "taken over by a newer connection"))
+        try:
+            await self._welcome(conn, admission)
+        except Exception:  # a registry reply we did not expect: end this connection as on_text would
+            _reraise_if_cancelling()
+            log.exception("opening the connection of %s failed", conn.user_id)
+            self._spawn(
+                self.on_violation(conn, protocol.CLOSE_INTERNAL_ERROR, protocol.ERR_INTERNAL, "server error: reconnect")
+            )
+        return conn
+
+    async def _welcome(self, conn: Connection, admission: Admission) -> None:
+        """:meth:`open` after the registration: the ``connected`` frame and what the client missed."""
+        record = admission.session
         s = conn.session
         self._write(
             conn,
@@ -583,7 +596,6 @@ class ServerCore:
             await self._open_topics(conn, sorted(s.subscriptions), admission.since)
         if self.state is not ServerState.SERVING:
             self._spawn(self._tell_reconnect(conn, 0))
-        return conn
 
     async def on_closed(self, conn: Connection) -> None:
         """Forget a connection that ended; release its route if no newer one of the user is here."""

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
-@dataclass(frozen=True)
-class HandlerContext:
-    """Who a message comes from."""
+class HandlerContext(NamedTuple):
+    """Who a message comes from (immutable; a named tuple, since one is made per client message and a
+    frozen dataclass costs three times as much to make)."""
 
     server_id: str
     user_id: str

@@ -321,19 +321,16 @@ class WebSocketConnection(asyncio.Protocol):
         self.state = _OPEN
         self._reader = ws_frames.FrameReader(self._ctx.max_message_bytes, self._deflate)
         del head, offered, extra
-        try:
-            self.conn = conn = await core.open(decision, self)
-        except Exception:
-            log.exception("opening the connection of %s failed", decision.user_id)
-            await core.abandon(decision)
-            self._abort()
-            return
-        if self.state != _OPEN:  # the socket closed while the connection opened
+        self.conn = conn = await core.open(decision, self)  # a fault in it closes with 1011 (core.open)
+        early, self._received = self._received, b""
+        if self.state == _CLOSED:  # the socket is gone
             self._end()
             return
-        self._ctx.pinger.add(self, conn)
-        early, self._received = self._received, b""
-        transport.resume_reading()
+        transport.resume_reading()  # also when closing: the client's close frame must be read
+        if self.state != _OPEN:  # a close began while the connection opened
+            self._end()
+        else:
+            self._ctx.pinger.add(self, conn)
         if early:
             self._on_frames(early)
 

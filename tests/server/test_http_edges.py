@@ -213,3 +213,70 @@ def test_a_message_that_arrives_as_the_idle_worker_is_let_go_is_still_handled_in
         {"type": "message", "seq": 3, "data": "c"},
         {"type": "ack", "id": 3},
     ]
+
+
+def test_an_unexpected_registry_fault_while_a_connection_opens_closes_it_1011_with_an_error() -> None:
+    """A registry call of the opening that fails unexpectedly gives that client an internal_error frame and
+    close 1011; the next client is served."""
+    from stickyws.server.registry import InMemoryRegistry
+
+    class FaultyOnOpen(InMemoryRegistry):
+        def user_channel(self, user_id: str) -> str | None:
+            return "push:faulty" if user_id == "faulty" else None
+
+        async def subscribe(self, channels: Any) -> None:
+            if "push:faulty" in channels:
+                raise RuntimeError("a reply the server did not expect")
+            await super().subscribe(channels)
+
+    async def go() -> tuple[list[Any], str]:
+        async with server(registry=FaultyOnOpen()) as rs, aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(url(rs, token=token("faulty")))
+            got = [json.loads((await ws.receive(timeout=5)).data)["type"] for _ in range(2)]
+            closing = await ws.receive(timeout=5)
+            got.append((closing.type, closing.data))
+            other = await http.ws_connect(url(rs, token=token("fine")))
+            hello = json.loads((await other.receive(timeout=5)).data)["type"]
+            await other.close()
+            return got, hello
+
+    got, hello = run(go())
+    assert got == ["connected", "error", (aiohttp.WSMsgType.CLOSE, protocol.CLOSE_INTERNAL_ERROR)]
+    assert hello == "connected"
+
+
+def test_a_close_that_begins_while_the_connection_opens_completes_with_the_clients_answer() -> None:
+    """A server close started while the connection is still opening (its registry calls under way) ends as
+    soon as the client answers the close frame, not after the close timeout."""
+    from stickyws.server.registry import InMemoryRegistry
+    from stickyws.server.ws_adapter import CLOSE_TIMEOUT_S
+
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    class SlowOnOpen(InMemoryRegistry):
+        def user_channel(self, user_id: str) -> str | None:
+            return "push:slow"
+
+        async def subscribe(self, channels: Any) -> None:
+            if "push:slow" in channels:
+                entered.set()
+                await release.wait()
+            await super().subscribe(channels)
+
+    async def go() -> tuple[int | None, float]:
+        async with server(registry=SlowOnOpen()) as rs, aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(url(rs, token=token("alice")))
+            await asyncio.wait_for(entered.wait(), 5)
+            assert rs._ctx is not None
+            (conn,) = rs._ctx.connections
+            closing = asyncio.create_task(conn.close(4001, "taken over"))
+            await asyncio.sleep(0)
+            release.set()
+            frames = [await ws.receive(timeout=5) for _ in range(2)]  # connected, then the close (answered)
+            t0 = asyncio.get_running_loop().time()
+            await asyncio.wait_for(closing, 5)
+            return frames[1].data, asyncio.get_running_loop().time() - t0
+
+    code, took = run(go())
+    assert code == 4001
+    assert took < CLOSE_TIMEOUT_S / 2
