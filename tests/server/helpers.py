@@ -138,3 +138,28 @@ async def eventually(check: Callable[[], bool | Awaitable[bool]], timeout_s: flo
             if result:
                 return
             await asyncio.sleep(step_s)
+
+
+def link_replica(primary_url: str, replica_url: str, *, timeout_s: float = 10.0) -> None:
+    """Make the redis-server at ``replica_url`` a replica of the one at ``primary_url``; return once the
+    replica's link is up and the primary counts it online (a ``WAIT`` from then on can be answered by it)."""
+    import time
+
+    import redis
+
+    primary, replica = redis.Redis.from_url(primary_url), redis.Redis.from_url(replica_url)
+    try:
+        host, port = urllib.parse.urlsplit(primary_url).hostname, urllib.parse.urlsplit(primary_url).port
+        replica.replicaof(host, port)
+        deadline = time.monotonic() + timeout_s
+        while True:  # bounded by the deadline: a few round trips
+            linked = replica.info("replication").get("master_link_status") == "up"
+            listed = primary.info("replication").get("slave0", {})
+            online = linked and isinstance(listed, dict) and listed.get("state") == "online"
+            if online and int(primary.execute_command("WAIT", 1, 100)) >= 1:  # it has acknowledged an offset
+                return
+            assert time.monotonic() < deadline, f"{replica_url} did not become an online replica within {timeout_s} s"
+            time.sleep(0.02)
+    finally:
+        primary.close()
+        replica.close()

@@ -10,7 +10,6 @@ import contextlib
 import os
 import re
 import signal
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -25,7 +24,7 @@ from stickyws.localproc import RedisServer, pid_alive
 from stickyws.publish import Publisher, PublishError
 from stickyws.server.core import Connection
 from stickyws.server.ws_adapter import RunningServer
-from tests.server.helpers import connect, eventually, fast, recv_json, run, server
+from tests.server.helpers import connect, eventually, fast, link_replica, recv_json, run, server
 
 pytestmark = pytest.mark.redis
 
@@ -49,15 +48,7 @@ class Pair:
 def primary_with_replica() -> Iterator[Pair]:
     """Start a primary and a replica of it; stop both by PID at the end (continuing a stopped replica first)."""
     with RedisServer() as primary, RedisServer() as replica:
-        link = redis.Redis.from_url(replica.url)
-        try:
-            link.replicaof("127.0.0.1", primary.port)
-            deadline = time.monotonic() + 10
-            while link.info("replication").get("master_link_status") != "up":  # bounded: a few round trips
-                assert time.monotonic() < deadline, "the replica did not link to its primary within 10 s"
-                time.sleep(0.02)
-        finally:
-            link.close()
+        link_replica(primary.url, replica.url)
         pair = Pair(primary, replica)
         try:
             yield pair

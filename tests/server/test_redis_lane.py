@@ -13,7 +13,7 @@ import redis
 
 from stickyws.localproc import RedisServer
 from stickyws.server.redis_lane import LaneReplyError, LaneScript, LaneUnavailable, RedisLane
-from tests.server.helpers import run
+from tests.server.helpers import link_replica, run
 
 INCR_SCRIPT = LaneScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")
 
@@ -293,12 +293,7 @@ def test_wait_replicated_counts_the_primary_s_replicas_and_shares_one_wait(
         alone = RedisLane(primary.url)
         await alone.execute("SET", "a", "1")
         assert await alone.wait_replicated(1, 200) == 0  # no replica yet: no WAIT at all
-        link = redis.Redis.from_url(replica.url)
-        link.replicaof("127.0.0.1", primary.port)
-        async with asyncio.timeout(10):
-            while link.info("replication").get("master_link_status") != "up":  # noqa: ASYNC110 - bounded
-                await asyncio.sleep(0.05)
-        link.close()
+        await asyncio.to_thread(link_replica, primary.url, replica.url)
         lane = RedisLane(primary.url)
         await lane.execute("SET", "b", "2")
         assert await lane.replicas() == 1
