@@ -483,13 +483,7 @@ class WebSocketConnection(asyncio.Protocol):
         data = text.encode()
         deflate = self._deflate
         frame = ws_frames.text_frame(deflate.deflate(data), rsv1=True) if deflate else ws_frames.text_frame(data)
-        pending = self._pending
-        if pending is None:
-            self._pending = [frame]
-            self._ctx.flush_soon(self)
-        else:
-            pending.append(frame)
-        self._pending_bytes += len(frame)
+        self._queue(frame)
         return transport.get_write_buffer_size() + self._pending_bytes
 
     def write_shared(self, frame: SharedFrame) -> int:
@@ -511,8 +505,11 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _write_raw(self, frame: bytes) -> None:
         """Queue a control frame behind what is queued."""
-        if self.state != _OPEN:
-            return
+        if self.state == _OPEN:
+            self._queue(frame)
+
+    def _queue(self, frame: bytes) -> None:
+        """Queue ``frame`` for the end of this loop iteration."""
         pending = self._pending
         if pending is None:
             self._pending = [frame]
