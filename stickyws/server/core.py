@@ -192,10 +192,6 @@ class SharedFrame:
 class Transport(Protocol):
     """One open WebSocket as the core sees it."""
 
-    async def send_text(self, text: str) -> None:
-        """Send one text frame (raises ``ConnectionError`` when the socket is gone)."""
-        ...
-
     def write(self, text: str) -> int:
         """Queue one text frame without waiting; returns the bytes still unsent on this connection
         (raises ``ConnectionError`` when the socket is gone). Frames go out in call order."""

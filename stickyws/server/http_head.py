@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from stickyws import json_codec
 
 #: Longest request line (aiohttp's and nginx's default line limit).
 MAX_REQUEST_LINE_BYTES = 8190
@@ -176,7 +177,7 @@ def response(
 
 def json_response(status: int, value: object, *, headers: Mapping[str, str] | None = None) -> bytes:
     """:func:`response` with ``value`` as a JSON body."""
-    body = json.dumps(value, separators=(",", ":"))
+    body = json_codec.dumps(value)
     return response(status, body, content_type="application/json; charset=utf-8", headers=headers)
 
 

@@ -197,10 +197,7 @@ class RedisLane:
             fut.set_exception(LaneUnavailable("the registry lane is closed"))
             return fut
         self._queued.append(fut)
-        self._out.append(hiredis.pack_command(args))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
+        self._enqueue(hiredis.pack_command(args))
         return fut
 
     def _enqueue(self, packed: bytes) -> None:

@@ -207,10 +207,11 @@ class WebSocketConnection(asyncio.Protocol):
         if self.state == _HTTP:
             self._refuse(BadRequest(408, f"no complete request within {self._ctx.handshake_timeout_s:g} s"))
 
-    def _refuse(self, exc: BadRequest) -> None:
+    def _refuse(self, exc: BadRequest, headers: dict[str, str] | None = None) -> None:
+        """Answer a request this server will not serve, with one log line."""
         log.info("refused a request from %s: %s %s", self.remote, exc.status, exc.reason)
         body = protocol.dumps({"error": "bad_request", "message": exc.reason})
-        self._respond(http_head.response(exc.status, body))
+        self._respond(http_head.response(exc.status, body, headers=headers))
 
     def _respond(self, data: bytes, *, head_only: bool = False) -> None:
         """Write a plain response (``head_only``: without its body, for HEAD) and close: the connection
@@ -280,9 +281,7 @@ class WebSocketConnection(asyncio.Protocol):
         if head.version != "HTTP/1.1" or "upgrade" not in (t.lower() for t in headers.tokens("Connection")):
             raise BadRequest(400, "an upgrade needs HTTP/1.1 and Connection: Upgrade")
         if headers.get("Sec-WebSocket-Version") != "13":
-            log.info("refused a request from %s: 426 unsupported WebSocket version", self.remote)
-            body = protocol.dumps({"error": "bad_request", "message": "WebSocket version 13 only"})
-            self._respond(http_head.response(426, body, headers={"Sec-WebSocket-Version": "13"}))
+            self._refuse(BadRequest(426, "WebSocket version 13 only"), {"Sec-WebSocket-Version": "13"})
             return
         accept = http_head.accept_key(headers.get("Sec-WebSocket-Key", ""))
         if accept is None:
@@ -473,10 +472,6 @@ class WebSocketConnection(asyncio.Protocol):
         if self.state != _OPEN or transport is None or transport.is_closing():
             raise ConnectionError("socket is closed")
         return transport
-
-    async def send_text(self, text: str) -> None:
-        self.write(text)
-        self.flush()
 
     def write(self, text: str) -> int:
         transport = self._check_open()

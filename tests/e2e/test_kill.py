@@ -17,8 +17,10 @@ from tests.e2e.support import E2E_SETTINGS, client_session, registry_client, run
 pytestmark = [pytest.mark.haproxy, pytest.mark.redis]
 
 CLIENTS = 30
-#: Slack per attempt for the handshake itself (loopback, three Python servers on two cores).
-HANDSHAKE_SLACK_S = 0.3
+#: Slack per attempt for the handshake itself (loopback, three Python servers on two cores). 0.3 s was
+#: exceeded by 0.17 s once in a full `make test` on the cluster, where a resume's replay also waits for a
+#: replica's WAIT while the other test worker keeps both cores busy.
+HANDSHAKE_SLACK_S = 0.5
 
 
 def test_sigkill_moves_clients_within_the_backoff_bound_and_loses_nothing(registry_twin: TwinCluster) -> None:

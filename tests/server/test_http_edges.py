@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import struct
+import zlib
 from typing import Any
 
 import aiohttp
@@ -44,11 +45,16 @@ def _upgrade_head(path_and_query: str, extra: str = "") -> bytes:
 
 
 def _server_frames(data: bytes) -> list[tuple[int, bytes]]:
-    """The (unmasked) frames a server sent."""
+    """The (unmasked) frames a server sent, as ``(opcode, payload)``."""
+    return [(first & 0x0F, payload) for first, payload in _raw_frames(data)]
+
+
+def _raw_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """The (unmasked) frames a server sent, as ``(first byte, payload)``: FIN, RSV bits and opcode."""
     out = []
     pos = 0
     while pos + 2 <= len(data):
-        op, n = data[pos] & 0x0F, data[pos + 1] & 0x7F
+        op, n = data[pos], data[pos + 1] & 0x7F
         head = 2
         if n == 126:
             n, head = struct.unpack_from("!H", data, pos + 2)[0], 4
@@ -160,22 +166,34 @@ def test_pings_are_answered_and_a_client_close_gets_its_code_back() -> None:
 
 
 def test_permessage_deflate_carries_messages_both_ways() -> None:
-    """With permessage_deflate on, a compressing client's messages are read and the replies it gets
-    were compressed (RSV1), and decompress to the echo."""
+    """With permessage_deflate on, the 101 names the extension, a compressed client message is read, and
+    every server frame after it is sent compressed (RSV1) and inflates to the connected frame and the echo."""
 
-    async def go() -> tuple[dict[str, Any], dict[str, Any], str]:
-        async with server(fast(permessage_deflate=True)) as rs, aiohttp.ClientSession() as http:
-            ws = await http.ws_connect(url(rs, token=token("alice")), compress=15)
-            extensions = ws._response.headers["Sec-WebSocket-Extensions"]
-            connected = json.loads((await ws.receive(timeout=5)).data)
-            await ws.send_str(json.dumps({"type": "send", "id": 1, "data": "squeeze " * 200}))
-            reply = json.loads((await ws.receive(timeout=5)).data)
-            await ws.close()
-            return connected, reply, extensions
+    async def go() -> tuple[bytes, list[tuple[int, bytes]]]:
+        async with server(fast(permessage_deflate=True)) as rs:
+            reader, writer = await asyncio.open_connection("127.0.0.1", rs.port)
+            writer.write(
+                _upgrade_head(f"/ws?token={token('alice')}", "Sec-WebSocket-Extensions: permessage-deflate\r\n")
+            )
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            deflater = zlib.compressobj(wbits=-15)
+            text = json.dumps({"type": "send", "id": 1, "data": "squeeze " * 200}).encode()
+            body = deflater.compress(text) + deflater.flush(zlib.Z_SYNC_FLUSH)
+            writer.write(client_frame(ws_frames.OP_TEXT, body[:-4], rsv1=True))
+            data = b""
+            async with asyncio.timeout(5):
+                while len(_raw_frames(data)) < 3:  # connected, message, ack
+                    data += await reader.read(65536)
+            writer.close()
+            return head, _raw_frames(data)
 
-    connected, reply, extensions = run(go())
-    assert extensions.startswith("permessage-deflate")
-    assert (connected["type"], reply["data"]) == ("connected", "squeeze " * 200)
+    head, frames = run(go())
+    assert b"Sec-WebSocket-Extensions: permessage-deflate" in head
+    assert [first for first, _ in frames] == [0xC1, 0xC1, 0xC1]  # final text frames, RSV1: compressed
+    inflater = zlib.decompressobj(wbits=-15)
+    texts = [json.loads(inflater.decompress(p + b"\x00\x00\xff\xff")) for _, p in frames]
+    assert [t["type"] for t in texts] == ["connected", "message", "ack"]
+    assert texts[1]["data"] == "squeeze " * 200
 
 
 def test_a_message_that_arrives_as_the_idle_worker_is_let_go_is_still_handled_in_order() -> None:
