@@ -122,6 +122,8 @@ def _push_through_deploy(
             producing = asyncio.create_task(backend())
             await asyncio.sleep(1.0)
             await asyncio.to_thread(twin.rolling_deploy, drain_notice=True)
+            serving = set(twin.serving())  # the victim: a new server (the first client may still be moving)
+            await clients[0].wait_for(lambda c: c.connected and c.server_id in serving, 30)
             victim = clients[0].server_id
             assert victim is not None
             await asyncio.to_thread(twin.kill, victim)
