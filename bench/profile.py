@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], help="setting override KEY=VALUE (repeatable)")
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--raw", type=Path, help="also keep py-spy's raw output here")
+    p.add_argument("--native", action="store_true", help="sample C frames too (uvloop, hiredis, orjson, syscalls)")
     p.add_argument("--env", action="append", default=[], help="extra server environment KEY=VALUE (repeatable)")
     args = p.parse_args(argv)
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -95,13 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         server = peers.start("reference", settings=settings, secret=secret, redis_url=redis_server.url,
                              core=SERVER_CORE, workdir=workdir, tag="profile", registry=args.registry,
                              extra_env=dict(item.split("=", 1) for item in args.env))  # fmt: skip
+        native = ["--native"] if args.native else ["--nonblocking"]  # py-spy samples C frames only while it pauses
         try:
             loadgen.run("echo", server.url, tokens["reference"], core=GEN_CORE, timeout_s=60, conc=args.conc,
                         duration=1)  # fmt: skip  # warm-up
             out = workdir / "profile.txt"
             spy = subprocess.Popen(
                 [pyspy, "record", "--pid", str(server.pid), "--rate", str(args.rate), "--duration",
-                 str(int(args.duration_s)), "--format", "raw", "--output", str(out), "--nonblocking"],
+                 str(int(args.duration_s)), "--format", "raw", "--output", str(out), *native],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
             )  # fmt: skip
             time.sleep(0.5)

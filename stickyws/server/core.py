@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import enum
 import itertools
 import json
@@ -519,7 +518,7 @@ class ServerCore:
         self._pending -= 1
         now = time.monotonic()
         record = admission.session
-        mirror = dataclasses.replace(record, outbox=_mirror_tail(record.outbox))
+        mirror = record._replace(outbox=_mirror_tail(record.outbox))
         conn = Connection(
             f"c{next(self._ids)}", SessionState.from_record(mirror), transport, admission.remote, now, now
         )
@@ -990,24 +989,23 @@ class ServerCore:
     # ------------------------------------------------------------------ messages
 
     async def on_text(self, conn: Connection, text: str | bytes) -> None:
-        """Handle one client text frame: parse, dedup, handle, commit, send outputs, acknowledge."""
+        """Handle one client text frame. A ``send``: dedup, handler, then (``exactly_once``) the commit,
+        outputs in seq order, the ack; ``subscribe``/``unsubscribe``: :meth:`_on_topic_frame`. (The
+        ``send`` is handled here rather than in a method of its own: one coroutine fewer per message.)"""
         self.metrics.counters["MessagesIn"] += 1
         try:
             parsed = protocol.parse_client_frame(text)
         except protocol.ProtocolError as exc:
             self._write(conn, protocol.error(exc.code, str(exc), exc.msg_id))
             return
-        if type(parsed) is tuple:
-            await self._on_send(conn, parsed[0], parsed[1])
-        else:
+        if type(parsed) is not tuple:
             assert isinstance(parsed, protocol.ClientMessage)
             await self._on_topic_frame(conn, parsed)
-
-    async def _on_send(self, conn: Connection, msg_id: int, data: Any) -> None:
-        """A ``send``: dedup, handler, then (``exactly_once``) the commit, outputs in seq order, the ack."""
+            return
+        msg_id, data = parsed
         if msg_id > protocol.MAX_MESSAGE_ID:
-            text = f"id must be at most {protocol.MAX_MESSAGE_ID}"
-            self._write(conn, protocol.error(protocol.ERR_BAD_MESSAGE, text, msg_id))
+            message = f"id must be at most {protocol.MAX_MESSAGE_ID}"
+            self._write(conn, protocol.error(protocol.ERR_BAD_MESSAGE, message, msg_id))
             return
         session = conn.session
         if msg_id <= session.last_client_id:

@@ -161,11 +161,15 @@ class RedisLane:
         self._opening: asyncio.Transport | None = None
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Task[None] | None = None
+        #: The loop of the connection's transport (see :meth:`_running_loop`).
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: Packed commands not yet written, and their futures (same order).
         self._out: list[bytes] = []
         self._queued: list[asyncio.Future[Any]] = []
         #: Futures of written commands, oldest first (replies arrive in this order).
         self._pending: deque[asyncio.Future[Any]] = deque()
+        #: Script calls queued or in flight: what to send as ``EVAL`` if Redis answers ``NOSCRIPT``.
+        self._scripts: dict[asyncio.Future[Any], tuple[LaneScript, Sequence[str], Sequence[str | int]]] = {}
         self._flush_scheduled = False
         self._progress_at = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
@@ -186,13 +190,20 @@ class RedisLane:
 
     # ------------------------------------------------------------------ calls
 
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the connection lives on, else the running one (on Python 3.11 every
+        ``asyncio.get_running_loop()`` makes a ``getpid`` system call: 4 % of a commit's CPU)."""
+        loop = self._loop
+        if loop is None or self._transport is None:
+            loop = asyncio.get_running_loop()
+        return loop
+
     def _loop_time(self) -> float:
-        return asyncio.get_running_loop().time()
+        return self._running_loop().time()
 
     def execute(self, *args: Any) -> asyncio.Future[Any]:
         """Queue one command; the future resolves with its reply (see the module docstring)."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
+        fut: asyncio.Future[Any] = self._running_loop().create_future()
         if self._closed:
             fut.set_exception(LaneUnavailable("the registry lane is closed"))
             return fut
@@ -205,16 +216,16 @@ class RedisLane:
         self._out.append(packed)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._running_loop().call_soon(self._flush)
 
-    async def evalsha(self, script: LaneScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
-        """Run ``script`` on ``keys`` and ``args``; ``EVAL`` once when Redis no longer has it cached."""
-        try:
-            return await self.execute(b"EVALSHA", script.sha, len(keys), *keys, *args)
-        except LaneReplyError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-        return await self.execute(b"EVAL", script.source, len(keys), *keys, *args)
+    def evalsha(self, script: LaneScript, keys: Sequence[str], args: Sequence[str | int]) -> asyncio.Future[Any]:
+        """Run ``script`` on ``keys`` and ``args``; sent again once as ``EVAL`` when Redis answers
+        ``NOSCRIPT`` (no longer has it cached). A future, not a coroutine: a commit per message awaits
+        one coroutine fewer."""
+        fut = self.execute(b"EVALSHA", script.sha, len(keys), *keys, *args)
+        if not fut.done():
+            self._scripts[fut] = (script, keys, args)
+        return fut
 
     async def replicas(self, *, strict: bool = False) -> int:
         """How many replicas the primary behind this connection has: ``INFO replication``, read again
@@ -249,7 +260,7 @@ class RedisLane:
         return (
             self._replicas == 0
             and self._replicas_of == self.generation
-            and asyncio.get_running_loop().time() < self._replicas_until
+            and self._running_loop().time() < self._replicas_until
         )
 
     async def wait_replicated(self, replicas: int, timeout_ms: int, *, strict: bool = False) -> int:
@@ -307,7 +318,7 @@ class RedisLane:
                 self._connecting = asyncio.ensure_future(self._connect())
             return  # written once connected
         if not self._pending:
-            self._progress_at = asyncio.get_running_loop().time()
+            self._progress_at = self._running_loop().time()
         data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
         if self._barriers:
             self._barriers = {}
@@ -319,13 +330,13 @@ class RedisLane:
             self._arm_watchdog(self._reply_timeout_s)
 
     def _arm_watchdog(self, delay_s: float) -> None:
-        self._watchdog = asyncio.get_running_loop().call_later(delay_s, self._watch)
+        self._watchdog = self._running_loop().call_later(delay_s, self._watch)
 
     def _watch(self) -> None:
         self._watchdog = None
         if not self._pending or self._transport is None:
             return
-        silent_s = asyncio.get_running_loop().time() - self._progress_at
+        silent_s = self._running_loop().time() - self._progress_at
         if silent_s >= self._reply_timeout_s:
             self._timed_out = True
             self._transport.abort()  # connection_lost fails what is in flight with TimeoutError
@@ -338,8 +349,14 @@ class RedisLane:
         if not self._pending:
             return  # nothing asked for it (cannot happen on a healthy connection)
         fut = self._pending.popleft()
+        call = self._scripts.pop(fut, None) if self._scripts else None
         if type(reply) is hiredis.ReplyError:
             message = str(reply)
+            if call is not None and message.startswith("NOSCRIPT") and not fut.done():
+                script, keys, args = call  # the same future waits for the EVAL's reply
+                self._queued.append(fut)
+                self._enqueue(hiredis.pack_command((b"EVAL", script.source, len(keys), *keys, *args)))  # type: ignore[arg-type]
+                return
             if message.startswith(_UNAVAILABLE_PREFIXES):
                 if not fut.done():
                     fut.set_exception(LaneUnavailable(f"registry answered {message}"))
@@ -372,6 +389,7 @@ class RedisLane:
     def _fail_pending(self, exc: BaseException) -> None:
         pending, self._pending = self._pending, deque()
         for fut in pending:
+            self._scripts.pop(fut, None)
             if not fut.done():
                 fut.set_exception(exc)
 
@@ -379,6 +397,7 @@ class RedisLane:
         queued = self._queued
         self._out, self._queued = [], []
         for fut in queued:
+            self._scripts.pop(fut, None)
             if not fut.done():
                 fut.set_exception(exc)
 
@@ -426,7 +445,7 @@ class RedisLane:
                 for option, value in ep.keepalive_options:
                     sock.setsockopt(socket.IPPROTO_TCP, option, value)
         # Commands are written only once the connection is set up (``_transport`` stays None until then).
-        self._opening, self._protocol = transport, protocol
+        self._opening, self._protocol, self._loop = transport, protocol, loop
         setup: list[tuple[Any, ...]] = []
         username, password = await self._credentials()
         if password is not None:

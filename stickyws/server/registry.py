@@ -29,7 +29,6 @@ the owner is gone, claims again on condition that the route still names that own
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -385,7 +384,7 @@ class InMemoryRegistry:
             record = SessionRecord(session_id, user_id)
         self._store(record, limits, session_ttl_s)
         after = replay_after if replay_after is not None else record.last_server_seq
-        shown = dataclasses.replace(record, outbox=tuple(e for e in record.outbox if e[0] > after))
+        shown = record._replace(outbox=tuple(e for e in record.outbox if e[0] > after))
         return ClaimResult(True, previous, shown, resumed)
 
     async def release(self, user_id: str, server_id: str) -> bool:
@@ -450,9 +449,7 @@ class InMemoryRegistry:
             outbox = append_outbox(
                 current.outbox, seq, (payload,), limit=limits.max_messages, max_bytes=limits.max_bytes
             )
-            self._store(
-                dataclasses.replace(current, last_server_seq=seq, outbox=outbox, out_first=outbox[0][0]), limits
-            )
+            self._store(current._replace(last_server_seq=seq, outbox=outbox, out_first=outbox[0][0]), limits)
             if key_name is not None:
                 self._set(key_name, str(seq), max(1.0, self._sessions[user_id][2] - self._clock()))
         owner = self._get(keys.user_key(user_id))

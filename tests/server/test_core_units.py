@@ -180,3 +180,19 @@ def test_load_handler() -> None:
     ):
         with pytest.raises(ValueError, match=hint):
             load_handler(bad)
+
+
+def test_tune_gc_freezes_what_startup_built_and_collects_the_young_generation_less_often() -> None:
+    """tune_gc moves every object alive now out of the collector's reach and sets only the young threshold."""
+    import gc
+
+    from stickyws.server.app import GC_YOUNG_THRESHOLD, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, before[1], before[2])
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -55,6 +55,8 @@ def test_loads_takes_what_the_standard_module_takes(codec: ModuleType) -> None:
     """NaN and integers beyond 64 bits parse as with the standard module; what is not JSON is a ValueError."""
     assert codec.loads('{"n":123456789012345678901234567890}') == {"n": 123456789012345678901234567890}
     assert codec.loads(b"[18446744073709551616]") == [2**64]
+    assert codec.loads("[-9223372036854775809, 1234567890123456789]") == [-(2**63) - 1, 1234567890123456789]
+    assert codec.loads('"\\ud800"') == "\ud800" == codec.loads('"\ud800"')  # escaped, and a lone surrogate
     nan = codec.loads("[NaN]")[0]
     assert nan != nan
     for bad in ("{", "", "[1,]", b"\xff"):
