@@ -5,8 +5,9 @@
 Starts a redis-server and the reference server (pinned like ``make bench``), runs the generator's
 echo mode and records the server with ``py-spy record --format raw`` meanwhile. Each sample is
 counted once, under the innermost frame of a known part (``CATEGORIES``, first match from the leaf
-up): the WebSocket layer, JSON, the registry commit (redis-py and the registry module), our core, the
-event loop. Prints the split, the top leaf functions, the echo rate and both processes' CPU.
+up): JSON, the registry commit (the lane, hiredis, the registry module), the WebSocket layer, our core,
+the event loop. ``--native`` samples C frames too (system calls, the collector). Prints the split,
+the top leaf functions, the echo rate and both processes' CPU.
 """
 
 from __future__ import annotations
@@ -30,11 +31,14 @@ from stickyws.settings import Settings
 
 #: ``(category, pattern on a frame's file path)``, checked from the innermost frame outwards.
 CATEGORIES: tuple[tuple[str, str], ...] = (
-    ("JSON (json/orjson)", r"(^|/)(json/|orjson)|stickyws/codec\.py"),
-    ("registry commit (redis-py, registry module)", r"(^|/)(redis/|hiredis)|stickyws/server/(redis_)?registry\.py"),
-    ("WebSocket framing + HTTP (aiohttp)", r"(^|/)(aiohttp|multidict|yarl|picows)/"),
+    ("JSON (json/orjson)", r"(^|/)(json/|orjson)|stickyws/(json_)?codec\.py"),
+    (
+        "registry commit (lane, hiredis, registry module)",
+        r"(^|/)(redis/|hiredis)|stickyws/server/(redis_registry|registry|redis_lane|cluster_lanes)\.py",
+    ),
+    ("WebSocket layer (adapter, frames, HTTP head)", r"stickyws/server/(ws_adapter|ws_frames|http_head)\.py"),
     ("our core (stickyws)", r"(^|/)stickyws/"),
-    ("event loop (asyncio, uvloop)", r"(^|/)(asyncio/|uvloop)|selectors\.py"),
+    ("event loop (asyncio, uvloop)", r"(^|/)(asyncio/|uvloop)|selectors\.py|loop\.c|_asynciomodule\.c"),
 )
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]*)(?::\d+)?\)$")
 
