@@ -32,13 +32,16 @@ import re
 import socket
 import ssl
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import hiredis
 
 log = logging.getLogger("stickyws.server")
+
+#: ``hiredis.pack_command`` typed for any tuple of parts (its stub names a one-element tuple).
+pack_command: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command
 
 #: Error replies that mean "this connection cannot serve the registry now" (a replica after a failover,
 #: a primary still loading its data): the connection is dropped and the next call reconnects.
@@ -203,12 +206,16 @@ class RedisLane:
 
     def execute(self, *args: Any) -> asyncio.Future[Any]:
         """Queue one command; the future resolves with its reply (see the module docstring)."""
+        return self.execute_packed(pack_command(args))
+
+    def execute_packed(self, packed: bytes) -> asyncio.Future[Any]:
+        """:meth:`execute` of one command already packed as ``hiredis.pack_command`` packs it."""
         fut: asyncio.Future[Any] = self._running_loop().create_future()
         if self._closed:
             fut.set_exception(LaneUnavailable("the registry lane is closed"))
             return fut
         self._queued.append(fut)
-        self._enqueue(hiredis.pack_command(args))
+        self._enqueue(packed)
         return fut
 
     def _enqueue(self, packed: bytes) -> None:
@@ -222,7 +229,15 @@ class RedisLane:
         """Run ``script`` on ``keys`` and ``args``; sent again once as ``EVAL`` when Redis answers
         ``NOSCRIPT`` (no longer has it cached). A future, not a coroutine: a commit per message awaits
         one coroutine fewer."""
-        fut = self.execute(b"EVALSHA", script.sha, len(keys), *keys, *args)
+        return self.evalsha_packed(script, pack_command((b"EVALSHA", script.sha, len(keys), *keys, *args)), keys, args)
+
+    def evalsha_packed(
+        self, script: LaneScript, packed: bytes, keys: Sequence[str], args: Sequence[str | int]
+    ) -> asyncio.Future[Any]:
+        """:meth:`evalsha` of a command the caller packed: ``packed`` is ``EVALSHA``, the SHA, the key count,
+        ``keys`` and ``args`` as ``hiredis.pack_command`` packs them (a commit packs the arguments that stay
+        the same for a session once); ``keys`` and ``args`` build the ``EVAL`` after a ``NOSCRIPT``."""
+        fut = self.execute_packed(packed)
         if not fut.done():
             self._scripts[fut] = (script, keys, args)
         return fut
@@ -355,7 +370,7 @@ class RedisLane:
             if call is not None and message.startswith("NOSCRIPT") and not fut.done():
                 script, keys, args = call  # the same future waits for the EVAL's reply
                 self._queued.append(fut)
-                self._enqueue(hiredis.pack_command((b"EVAL", script.source, len(keys), *keys, *args)))  # type: ignore[arg-type]
+                self._enqueue(pack_command((b"EVAL", script.source, len(keys), *keys, *args)))
                 return
             if message.startswith(_UNAVAILABLE_PREFIXES):
                 if not fut.done():

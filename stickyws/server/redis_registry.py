@@ -37,7 +37,7 @@ from redis.credentials import CredentialProvider
 from stickyws import json_codec, keys
 from stickyws.server.cluster_lanes import ClusterLanes
 from stickyws.server.cluster_listener import ClusterListener
-from stickyws.server.redis_lane import LaneScript, RedisLane, RedisSubscriber
+from stickyws.server.redis_lane import LaneScript, RedisLane, RedisSubscriber, pack_command
 from stickyws.server.registry import (
     ClaimResult,
     MessageCallback,
@@ -152,10 +152,11 @@ return reply
 """
 
 # KEYS: session key, route key.
-# ARGV: 1 session id, 2 msg id, 3 topic op, 4 topic, 5 session ttl, 6 server, 7 routing ttl, 8 payloads (JSON
-# array of JSON texts), 9 outbox max messages, 10 outbox max bytes, then the caller's mirror: 11 lastClientId,
-# 12 lastServerSeq (the floor of what is assigned), and, used only when the hash is gone (e.g. after a Redis
-# restart), 13 subs ('' none), 14 outbox (JSON). Returns {duplicate, firstSeq, lastClientId, lastServerSeq,
+# ARGV: what stays the same for a session first (packed once, see _commit_head): 1 session id, 2 session ttl,
+# 3 server, 4 routing ttl, 5 outbox max messages, 6 outbox max bytes; then 7 msg id, 8 topic op, 9 topic,
+# 10 payloads (JSON array of JSON texts), and the caller's mirror: 11 lastClientId, 12 lastServerSeq (the floor
+# of what is assigned), and, used only when the hash is gone (e.g. after a Redis restart), 13 subs ('' none),
+# 14 outbox (JSON). Returns {duplicate, firstSeq, lastClientId, lastServerSeq,
 # subs, outFirst}, {3} (the hash is gone: send the mirror) or {4} (the user's session is another one now).
 COMMIT_LUA = (
     _WRITE_OUTBOX_LUA
@@ -164,7 +165,7 @@ local sid = redis.call('HGET', KEYS[1], 'sid')
 if not sid then
   if ARGV[13] == '' then return {3} end
   redis.call('HSET', KEYS[1], 'sid', ARGV[1], 'lastClientId', ARGV[11], 'lastServerSeq', ARGV[12],
-             'subs', ARGV[13], 'outMax', ARGV[9], 'outMaxBytes', ARGV[10])
+             'subs', ARGV[13], 'outMax', ARGV[5], 'outMaxBytes', ARGV[6])
   local first, bytes = write_outbox(KEYS[1], ARGV[14])
   redis.call('HSET', KEYS[1], 'outFirst', first or (tonumber(ARGV[12]) + 1), 'outBytes', bytes)
 elseif sid ~= ARGV[1] then
@@ -176,19 +177,19 @@ local f = redis.call('HMGET', KEYS[1], 'lastClientId', 'lastServerSeq', 'subs', 
 local last = math.max(tonumber(f[1]) or 0, tonumber(ARGV[11]) or 0)
 local seq = math.max(tonumber(f[2]) or 0, tonumber(ARGV[12]) or 0)
 local subs = f[3] or '[]'
-local id = tonumber(ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
+local id = tonumber(ARGV[7])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
 if id <= last then return {1, seq + 1, last, seq, subs, tonumber(f[4]) or (seq + 1)} end
-if ARGV[3] ~= '' then
+if ARGV[8] ~= '' then
   local set = {}
   for _, t in ipairs(cjson.decode(subs)) do set[t] = true end
-  if ARGV[3] == 'add' then set[ARGV[4]] = true else set[ARGV[4]] = nil end
+  if ARGV[8] == 'add' then set[ARGV[9]] = true else set[ARGV[9]] = nil end
   local list = {}
   for t, _ in pairs(set) do list[#list + 1] = t end
   table.sort(list)
   if #list == 0 then subs = '[]' else subs = cjson.encode(list) end
 end
-local payloads = cjson.decode(ARGV[8])
+local payloads = cjson.decode(ARGV[10])
 local newseq = seq + #payloads
 local first = tonumber(f[4]) or (seq + 1)
 local bytes = tonumber(f[5]) or 0
@@ -196,7 +197,7 @@ for i, p in ipairs(payloads) do
   redis.call('HSET', KEYS[1], 'm:' .. string.format('%d', seq + i), p)
   bytes = bytes + #p
 end
-local limit, maxb = tonumber(ARGV[9]), tonumber(ARGV[10])
+local limit, maxb = tonumber(ARGV[5]), tonumber(ARGV[6])
 while (newseq - first + 1) > limit or (bytes > maxb and first < newseq) do
   bytes = bytes - redis.call('HSTRLEN', KEYS[1], 'm:' .. string.format('%d', first))
   redis.call('HDEL', KEYS[1], 'm:' .. string.format('%d', first))
@@ -204,7 +205,7 @@ while (newseq - first + 1) > limit or (bytes > maxb and first < newseq) do
 end
 redis.call('HSET', KEYS[1], 'lastClientId', id, 'lastServerSeq', newseq, 'subs', subs, 'outFirst', first,
            'outBytes', bytes)
-if redis.call('GET', KEYS[2]) == ARGV[6] then redis.call('EXPIRE', KEYS[2], ARGV[7]) end
+if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
 return {0, seq + 1, id, newseq, subs, first}
 """
 )
@@ -395,11 +396,30 @@ def _subs(value: Any) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=16384)
-@functools.lru_cache(maxsize=16384)
 def _session_keys(user_id: str) -> tuple[str, str]:
     """KEYS of the commit and push scripts: the user's session and routing keys (kept for the
     16,384 users seen last: a commit per message would escape the id twice again)."""
     return keys.session_key(user_id), keys.user_key(user_id)
+
+
+@functools.lru_cache(maxsize=16384)
+def _commit_head(
+    user_id: str,
+    session_id: str,
+    session_ttl_s: int,
+    server_id: str,
+    routing_ttl_s: int,
+    max_messages: int,
+    max_bytes: int,
+) -> bytes:
+    """The packed start of a commit's ``EVALSHA`` (the 19 parts' count, the SHA, the keys, ``ARGV`` 1-6: what
+    stays the same for a session), behind which the 8 parts that change are packed per message (packing
+    all 19 took 4.3 us, the 8 alone 1.7 us)."""
+    head = pack_command(
+        (b"EVALSHA", _COMMIT.sha, 2, *_session_keys(user_id), session_id, session_ttl_s, server_id, routing_ttl_s,
+         max_messages, max_bytes)
+    )  # fmt: skip
+    return b"*19\r\n" + head[head.index(b"\r\n") + 2 :]
 
 
 def _outbox(flat: Sequence[Any]) -> tuple[OutboxEntry, ...]:
@@ -628,13 +648,30 @@ class RedisRegistry:
         session_ttl_s: int,
         limits: OutboxLimits = DEFAULT_OUTBOX_LIMITS,
     ) -> CommitResult:
+        tail = (
+            commit.msg_id, commit.topic_op, commit.topic, json_codec.dumps(commit.payloads), record.last_client_id,
+            record.last_server_seq, "", "",
+        )  # fmt: skip
         args: list[str | int] = [
-            record.session_id, commit.msg_id, commit.topic_op, commit.topic, session_ttl_s, server_id, routing_ttl_s,
-            json_codec.dumps(commit.payloads), limits.max_messages, limits.max_bytes,
-            record.last_client_id, record.last_server_seq, "", "",
+            record.session_id, session_ttl_s, server_id, routing_ttl_s, limits.max_messages, limits.max_bytes, *tail
         ]  # fmt: skip
         call_keys = _session_keys(record.user_id)
-        reply, lane = await self._run(_COMMIT, call_keys, args)
+        lane = self.lane
+        if (
+            type(lane) is RedisLane
+        ):  # one primary: the constants packed once, and no coroutine between here and the lane
+            head = _commit_head(
+                record.user_id, record.session_id, session_ttl_s, server_id, routing_ttl_s, limits.max_messages,
+                limits.max_bytes,
+            )  # fmt: skip
+            try:
+                reply = await lane.evalsha_packed(_COMMIT, head + pack_command(tail)[4:], call_keys, args)
+            except _DOWN_ERRORS as exc:  # as in _run
+                self.available = False
+                raise _unavailable(exc) from None
+            self.available = True
+        else:
+            reply, lane = await self._run(_COMMIT, call_keys, args)
         if reply[0] == 3:  # the hash is gone (e.g. Redis restarted): send the mirror once, then as before
             args[12], args[13] = _subs_json(record.subscriptions), _outbox_json(record.outbox) or "[]"
             reply, lane = await self._run(_COMMIT, call_keys, args)

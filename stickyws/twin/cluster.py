@@ -323,8 +323,8 @@ class TwinCluster:
             self.redis.start()
             for name in self._slots[: self.servers]:
                 self._spawn(name)
-            for proc in self.procs.values():
-                self._wait_own_health(proc)
+            for name in list(self.procs):
+                self._wait_own_health(self.procs[name])
             binary = shutil.which("haproxy")
             if binary is None:
                 raise LocalProcessError("haproxy not found: install the Debian package haproxy (make system-deps)")
@@ -376,7 +376,7 @@ class TwinCluster:
         with self._lock:
             name = name or self._next_slot()
             proc = self._spawn(name)
-        self._wait_own_health(proc)
+        proc = self._wait_own_health(proc)
         self.api.set_address(BACKEND, name, "127.0.0.1", proc.port)
         self.api.set_state(BACKEND, name, "ready")
         self._wait_target(name, healthy=True)
@@ -573,13 +573,23 @@ class TwinCluster:
                 raise TwinError(f"HAProxy did not start: {' / '.join(tail) or 'no output'}; see {log_path}")
             self.frontend_port = self._free_port()
 
-    def _wait_own_health(self, proc: ServerProcess) -> None:
-        try:
-            wait_for_http(
-                proc.port, self.settings["health_check_path"], SERVER_START_TIMEOUT_S, status=200, proc=proc.proc
-            )
-        except LocalProcessError as exc:
-            raise TwinError(f"server {proc.name} did not become healthy: {exc}; see {proc.log_path}") from None
+    def _wait_own_health(self, proc: ServerProcess, attempts: int = 3) -> ServerProcess:
+        """Wait until ``proc`` answers its health path; returns the server that does. A server that exits
+        because its port was taken between choosing it and binding it (another program on the machine;
+        its log says "address already in use") is started again on another port, up to ``attempts`` times."""
+        for attempt in range(1, attempts + 1):
+            try:
+                wait_for_http(
+                    proc.port, self.settings["health_check_path"], SERVER_START_TIMEOUT_S, status=200, proc=proc.proc
+                )
+                return proc
+            except LocalProcessError as exc:
+                log = proc.log_path.read_text(encoding="utf-8", errors="replace") if proc.log_path.exists() else ""
+                if attempt == attempts or proc.alive or "address already in use" not in log.lower():
+                    raise TwinError(f"server {proc.name} did not become healthy: {exc}; see {proc.log_path}") from None
+                self._say(f"{proc.name}: port {proc.port} was taken before the server bound it; trying another")
+                proc = self._spawn(proc.name)
+        raise AssertionError("unreachable")
 
     def _wait_target(self, name: str, *, healthy: bool, timeout_s: float | None = None) -> float:
         """Wait for HAProxy's checks; the default bound is twice the checks' own detection time."""

@@ -228,6 +228,32 @@ def test_commit_is_atomic_with_dedup_across_registries(registry_url: str, admin:
     run(go())
 
 
+def test_a_commit_after_the_script_cache_was_flushed_is_answered_with_the_next_seq(
+    registry_url: str, admin: Admin
+) -> None:
+    """After SCRIPT FLUSH the commit's packed EVALSHA is sent again as EVAL: the same answer, nothing doubled."""
+
+    async def go() -> None:
+        reg = RedisRegistry(registry_url)
+        try:
+            record = (await _claim(reg, "A", reject=False)).session
+            assert record is not None
+            first = await reg.commit(record, Commit(1, ('"a"',)), server_id="A", routing_ttl_s=60, session_ttl_s=60)
+            admin.client.script_flush()
+            second = await reg.commit(
+                first.record, Commit(2, ('"b"', '"c"')), server_id="A", routing_ttl_s=60, session_ttl_s=60
+            )
+            assert (second.duplicate, second.first_seq, second.record.last_client_id) == (False, 2, 2)
+            assert second.record.last_server_seq == 3
+            assert second.record.outbox == ((1, '"a"'), (2, '"b"'), (3, '"c"'))
+            stored = admin.client.hgetall(keys.session_key(record.user_id))
+            assert (stored[b"lastServerSeq"], stored[b"m:2"], stored[b"m:3"]) == (b"3", b'"b"', b'"c"')
+        finally:
+            await reg.close()
+
+    run(go())
+
+
 def test_in_memory_registry_keeps_the_same_contracts() -> None:
     """The in-memory registry claims, compare-and-deletes and dedups like the Redis one."""
 

@@ -102,3 +102,23 @@ def test_a_frontend_port_taken_before_haproxy_binds_it_is_replaced() -> None:
             assert twin.serving() == ["s1"]
             pids = twin.pids()
     assert all(not pid_alive(pid) for pid in pids)
+
+
+@pytest.mark.haproxy
+def test_a_server_port_taken_before_the_server_binds_it_is_replaced() -> None:
+    """When another program takes a server's chosen port first, the twin starts that server on another port."""
+    require_binaries()
+    twin = TwinCluster(E2E_SETTINGS, servers=1, time_scale=TIME_SCALE, capacity=1)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        choose = twin._free_port
+        ports = iter([taken])
+        twin._free_port = lambda: next(ports, None) or choose()  # type: ignore[method-assign]
+        with twin:
+            assert twin.serving() == ["s1"]
+            assert twin.procs["s1"].port != taken
+            assert "address already in use" in (twin.dir / "server-s1.log").read_text().lower()
+            pids = twin.pids()
+    assert all(not pid_alive(pid) for pid in pids)
