@@ -77,8 +77,8 @@ class Session:
     def args(self) -> list[str | int]:
         """The commit's ARGV as :meth:`RedisRegistry.commit` builds it, for the next message id."""
         return [
-            self.sid, self.last + 1, "", "", SESSION_TTL_S, SERVER_ID, ROUTING_TTL_S, PAYLOAD,
-            OUTBOX_MAX_MESSAGES, OUTBOX_MAX_BYTES, self.last, self.seq, "", "",
+            self.sid, SESSION_TTL_S, SERVER_ID, ROUTING_TTL_S, OUTBOX_MAX_MESSAGES, OUTBOX_MAX_BYTES,
+            self.last + 1, "", "", PAYLOAD, self.last, self.seq, "", "",
         ]  # fmt: skip
 
     def take(self, reply: Any) -> None:

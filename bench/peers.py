@@ -32,6 +32,12 @@ START_TIMEOUT_S = 20.0
 _USER_PLACEHOLDER = "PEERUSERID"
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used (all its threads), from ``/proc/PID/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Server:
     """One running server: which peer, its port, process and log."""
@@ -62,9 +68,7 @@ class Server:
 
     def cpu_s(self) -> float:
         """User + system CPU seconds the server has used (all its threads)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        return process_cpu_s(self.pid)
 
     def stop(self) -> None:
         """Stop by PID (SIGTERM, then SIGKILL)."""

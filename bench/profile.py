@@ -111,10 +111,13 @@ def main(argv: list[str] | None = None) -> int:
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
             )  # fmt: skip
             time.sleep(0.5)
-            cpu0, t0 = server.cpu_s(), time.monotonic()
+            assert redis_server.pid is not None
+            cpu0, redis0, t0 = server.cpu_s(), peers.process_cpu_s(redis_server.pid), time.monotonic()
             rep = loadgen.run(args.scenario, server.url, tokens["reference"], core=GEN_CORE,
                               timeout_s=args.duration_s + 60, conc=args.conc, duration=args.duration_s - 1)  # fmt: skip
-            server_cores = (server.cpu_s() - cpu0) / (time.monotonic() - t0)
+            elapsed = time.monotonic() - t0
+            server_cores = (server.cpu_s() - cpu0) / elapsed
+            redis_cores = (peers.process_cpu_s(redis_server.pid) - redis0) / elapsed
             try:
                 _, err = spy.communicate(timeout=args.duration_s + 30)
             except subprocess.TimeoutExpired:
@@ -133,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{', ' + ', '.join(args.set) if args.set else ''}); server {server_cores:.2f} cores, "
           f"generator {rep['gen_cpu_cores']:.2f} cores; {total} samples")  # fmt: skip
     us_per_msg = server_cores * 1e6 / rep["rate_per_s"] if rep["rate_per_s"] else 0.0
-    print(f"server CPU per {'message' if args.scenario == 'echo' else 'handshake'}: {us_per_msg:.0f} us")
+    redis_us = redis_cores * 1e6 / rep["rate_per_s"] if rep["rate_per_s"] else 0.0
+    unit = "message" if args.scenario == "echo" else "handshake"
+    print(f"server CPU per {unit}: {us_per_msg:.0f} us; Redis {redis_cores:.2f} cores, {redis_us:.0f} us per {unit}")
     for name, n in cats.most_common():
         print(f"  {100 * n / total:5.1f} %  {us_per_msg * n / total:5.0f} us  {name}")
     print("top leaf functions:")
