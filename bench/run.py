@@ -471,8 +471,9 @@ def page(
         "are judged against their targets (ratio = measured / target); the fan-out rows (5-6) against socket.io "
         "with its Redis adapter (its numbers stand in the peer column); the others against the Node peer. "
         "Where a target is missed, the section *Missed targets* below has the profile, the experiments and "
-        "their measured effect (in short: the exactly-once gap is CPython on the commit path, about 55 us of "
-        "server CPU per message against the Node peer's 43 us, see *The server's own WebSocket layer*; in "
+        "their measured effect (in short: the exactly-once gap is CPython on the commit path, 13-15 % more "
+        "server CPU per message than the Node peer after the changes of *The commit path, flattened*, and a "
+        "build compiled with mypyc measured 1.15x the same source interpreted; in "
         "fan-out, the reference's p99 tails come from rounds in which it got too little of its shared core, "
         "and with 10 subscribers per publication it spends more per publication than socket.io).",
         "",
