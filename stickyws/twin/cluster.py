@@ -95,6 +95,13 @@ ANNOUNCEMENT_GRACE_S = 0.3
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+def _log_tail(path: Path, lines: int = 3) -> list[str]:
+    """The last ``lines`` lines of a process's log (``[]`` when it wrote none)."""
+    if not path.exists():
+        return []
+    return path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-lines:]
+
+
 def expand(template: str, values: Mapping[str, str]) -> str:
     """``template`` with every ``{name}`` of :data:`PLACEHOLDERS` replaced by ``values[name]``.
 
@@ -568,7 +575,7 @@ class TwinCluster:
                 wait_for_port(self.frontend_port, max(0.1, deadline - time.monotonic()))
                 return
             stop_pid(self.haproxy, timeout_s=3.0)
-            tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
+            tail = _log_tail(log_path)
             if attempt == attempts or "cannot bind" not in " ".join(tail):
                 raise TwinError(f"HAProxy did not start: {' / '.join(tail) or 'no output'}; see {log_path}")
             self.frontend_port = self._free_port()
@@ -584,8 +591,8 @@ class TwinCluster:
                 )
                 return proc
             except LocalProcessError as exc:
-                log = proc.log_path.read_text(encoding="utf-8", errors="replace") if proc.log_path.exists() else ""
-                if attempt == attempts or proc.alive or "address already in use" not in log.lower():
+                tail = " ".join(_log_tail(proc.log_path)).lower()  # the log is appended to: this attempt's end
+                if attempt == attempts or proc.alive or "address already in use" not in tail:
                     raise TwinError(f"server {proc.name} did not become healthy: {exc}; see {proc.log_path}") from None
                 self._say(f"{proc.name}: port {proc.port} was taken before the server bound it; trying another")
                 proc = self._spawn(proc.name)
