@@ -7,6 +7,8 @@
                                   [--shard-rounds 3] [--shard-servers 3] [--only shards]
 
 A run that skips stages keeps those stages' results from the last stored run on the page (a note says so).
+``--render-only`` runs nothing: it writes BENCHMARKS.md, the chart and the targets table of bench/findings.md
+again from the last run's stored results (bench/results/last-run.json); ``render()`` returns that page.
 
 Bounded: every generator run has a timeout, the storm has one, synths and ``make test`` have one;
 ``--make-test auto`` runs ``make test`` only when the run so far leaves room for it inside
@@ -23,7 +25,6 @@ import platform
 import resource
 import secrets
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -144,7 +145,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", choices=("shards",), help="run only this scenario; it replaces its part of the last run")
     p.add_argument("--quick", action="store_true", help="tiny run for development (not for the page)")
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
-    p.add_argument("--render-only", action="store_true", help="rewrite BENCHMARKS.md and the chart from the last run")
+    p.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite BENCHMARKS.md, the chart and the findings' targets from the last run",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.memory_rounds, args.duration_s, args.stages = 1, 1, 1.0, "1000"
@@ -337,34 +342,36 @@ def keep_skipped(stored: dict[str, Any], previous: dict[str, Any], skip: set[str
     return out
 
 
-def write_outputs(stored: dict[str, Any]) -> None:
-    """Write BENCHMARKS.md and the chart from one run's stored results (also ``--render-only``)."""
+def result_rows(stored: dict[str, Any]) -> list[report.Row]:
+    """The results table's rows from one run's stored results."""
     rs = report.rows(stored["traffic"], stored["idle"], stored["storm"], stored["synth"], stored["make_test"],
                      stored.get("fanout", []))  # fmt: skip
-    rs += shards.rows(stored.get("shards"))
-    report.chart(rs, CHART)
-    args = argparse.Namespace(**stored["args"])
-    OUTPUT.write_text(
-        page(
-            rs,
-            stored["machine"],
-            args,
-            stored["traffic"],
-            stored["idle"],
-            stored["storm"],
-            stored["synth"],
-            stored["make_test"],
-            stored["commands"],
-            stored["total_s"],
-            stored["timings_s"],
-            stored["notes"],
-            stored["written_at"],
-            stored.get("fanout", []),
-            getattr(args, "fanout_rounds", 0),
-            extra=shards.section(stored.get("shards"), stored.get("shards_meta")),
-        )
-    )
-    say(f"wrote {OUTPUT.relative_to(ROOT)}, {CHART.relative_to(ROOT)} (results: {RESULTS.relative_to(ROOT)})")
+    return rs + shards.rows(stored.get("shards"))
+
+
+def render(stored: dict[str, Any]) -> str:
+    """BENCHMARKS.md from one run's stored results: the same text for the same results (reads no other file)."""
+    return page(result_rows(stored), stored)
+
+
+def write_outputs(stored: dict[str, Any]) -> None:
+    """Write BENCHMARKS.md, the chart and the targets table of bench/findings.md from one run's stored results
+    (also ``--render-only``)."""
+    OUTPUT.write_text(render(stored))
+    say(f"wrote {OUTPUT.relative_to(ROOT)} (results: {RESULTS.relative_to(ROOT)})")
+    try:
+        FINDINGS.write_text(report.replace_targets_table(FINDINGS.read_text()))
+    except (OSError, ValueError) as exc:
+        say(f"bench: the targets table of {FINDINGS.relative_to(ROOT)} was not written: {exc}")
+    else:
+        say(f"wrote the targets table of {FINDINGS.relative_to(ROOT)}")
+    try:
+        report.chart(result_rows(stored), CHART)
+    except ModuleNotFoundError as exc:
+        say(f"bench: {exc.name} is not installed, so {CHART.relative_to(ROOT)} was left as it was: "
+            "`pip install -e '.[bench]'` (or `make bench`) installs it")  # fmt: skip
+    else:
+        say(f"wrote {CHART.relative_to(ROOT)}")
 
 
 def _shards(args: argparse.Namespace, settings: Settings, workdir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -437,145 +444,115 @@ def _median_line(records: list[dict[str, Any]], scenario: str, key: str, fmt: st
     return ", ".join(parts)
 
 
-def page(
-    rs: list[report.Row],
-    info: dict[str, str],
-    args: argparse.Namespace,
-    traffic: list[dict[str, Any]],
-    idle: list[dict[str, Any]],
-    storm_result: dict[str, Any] | None,
-    synth: dict[str, Any] | None,
-    test: dict[str, Any] | None,
-    commands: list[str],
-    total_s: float,
-    timings: dict[str, float],
-    notes: list[str],
-    when: str,
-    fan: list[dict[str, Any]] | None = None,
-    fan_rounds: int = 0,
-    extra: list[str] | None = None,
-) -> str:
-    """BENCHMARKS.md."""
+def _storm_line(storm_result: dict[str, Any]) -> str:
+    """The storm's record in one line (floats to two places)."""
+    return ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in storm_result.items())
+
+
+def page(rs: list[report.Row], stored: dict[str, Any]) -> str:
+    """BENCHMARKS.md: the results, what is missed and why, the method, the machine; the run's details."""
+    args = argparse.Namespace(**stored["args"])
+    traffic, idle, fan = stored["traffic"], stored["idle"], stored.get("fanout") or []
+    storm_result, synth, test = stored["storm"], stored["synth"], stored["make_test"]
+    judged = [r for r in rs if r.target == r.target]
+    missed = report.missed_lines(rs)
+    gen_cpu = "; ".join(f"{s} {_median_line(traffic, s, 'gen_cpu_cores', '.2f')} cores"
+                        for s in ("handshake", "echo", "latency") if traffic)  # fmt: skip
+    server_cpu = "; ".join(f"{s} {_median_line(traffic, s, 'server_cpu_cores', '.2f')}"
+                           for s in ("handshake", "echo", "latency") if traffic)  # fmt: skip
     out = [
         "# Benchmarks: the reference server against the seed article's Node.js stack",
         "",
-        f"Written by `make bench` on {when} ({total_s:.0f} s). Numbers from one shared, noisy 2-core machine: "
-        "read the ratios, not the absolute values. Peers run in the same invocation, alternated "
-        "(A B, B A, ...), and the table shows medians over the rounds and the ratio of the medians.",
+        f"Written by `make bench` on {stored['written_at']} ({stored['total_s']:.0f} s) from the run's stored "
+        f"results, `{RESULTS.relative_to(ROOT)}` (`python -m bench.run --render-only` writes this page again from "
+        "them). One shared, noisy 2-core machine: read the ratios, not the absolute values. The profiles and "
+        "experiments behind these numbers, with their dates: [bench/findings.md](bench/findings.md).",
+        "",
+        "## Results",
         "",
         report.table(rs),
         "",
         f"![ratios against their targets](bench/{CHART.name})",
         "",
-        "Memory cells read `total (server RSS + registry in Redis)` per connection. The storm and cost rows "
-        "are judged against their targets (ratio = measured / target); the fan-out rows (5-6) against socket.io "
-        "with its Redis adapter (its numbers stand in the peer column); the others against the Node peer. "
-        "Where a target is missed, the section *Missed targets* below has the profile, the experiments and "
-        "their measured effect (in short: the exactly-once gap is CPython on the commit path, 13-15 % more "
-        "server CPU per message than the Node peer after the changes of *The commit path, flattened*, and a "
-        "build compiled with mypyc measured 1.15x the same source interpreted; in "
-        "fan-out, the reference's p99 tails come from rounds in which it got too little of its shared core, "
-        "and with 10 subscribers per publication it spends more per publication than socket.io).",
+        f"{sum(r.passed for r in judged)} of {len(judged)} judged rows pass. Ratios are reference / peer (rows "
+        '5-6: the socket.io peer); the memory, storm and `make test` rows read measured / target ("of target"). '
+        'Memory cells read `total (server RSS + registry in Redis)` per connection. "at least": see *Method*.',
         "",
-        *(f"Note: {n}\n" for n in notes),
+        *(f"Note: {n}\n" for n in stored["notes"]),
         *(
             [
                 "Note: this page was rendered from a run that predates the Node peer with a per-message commit and "
                 "the `inbound_delivery=at_most_once` mode, judged against today's targets; `make bench` adds their "
-                "rows. The measurements of both are in *The fast path* below.\n"
+                "rows.\n"
             ]
             if traffic and not any(r["peer"] == "node-commit" for r in traffic)
             else []
         ),
-        "## Machine and versions",
+        "## What is missed, and why",
         "",
-        *(f"- {k}: {v}" for k, v in info.items()),
+        *(missed or ["Every judged row meets its target."]),
         "",
         "## Method",
         "",
-        f"- Pinning: each server on core {SERVER_CORE} (`taskset -c {SERVER_CORE}`), the Go load generator "
-        f"and the shared redis-server on core {GEN_CORE}. Everything on 127.0.0.1, free ports, every process "
-        "stopped by its PID.",
-        f"- Rounds: scenarios 1-2 {args.rounds} rounds of {args.duration_s:g} s per peer and scenario; scenario 3 "
-        f"{args.memory_rounds} rounds, a fresh server each; the storm once; synths {args.synth_rounds} rounds "
-        "alternated; `make test` once.",
-        "- Load generator: `bench/loadgen/main.go` (gorilla/websocket from Debian, built with Go 1.19 in "
-        "GOPATH mode, no module proxy). It reports its own CPU; median generator CPU per scenario: "
-        + "; ".join(
-            f"{s} {_median_line(traffic, s, 'gen_cpu_cores', '.2f')} cores"
-            for s in ("handshake", "echo", "latency")
-            if traffic
-        )
-        + ". Server CPU over the same window: "
-        + "; ".join(
-            f"{s} {_median_line(traffic, s, 'server_cpu_cores', '.2f')}"
-            for s in ("handshake", "echo", "latency")
-            if traffic
-        )
-        + " (1.00 = the server's core saturated). In the Node echo runs the generator is close to its own "
-        "limit (its core also runs Redis): the Node echo figure is a lower bound, so the true echo ratio can "
-        "only be lower than the one shown.",
+        "- Side by side: one invocation starts every peer on the same machine, one at a time, and alternates "
+        "their order from round to round (A B, B A, ...). A cell is the median over the rounds; a ratio is the "
+        "ratio of the medians.",
+        f"- Rounds per peer: {args.rounds} of {args.duration_s:g} s in each of scenarios 1-2 ({args.conc} "
+        f"connections); {args.memory_rounds} in scenario 3 (a fresh server and redis-server each); "
+        f"{getattr(args, 'fanout_rounds', 0)} in scenarios 5-6; the storm once; {args.synth_rounds} alternated "
+        "synths; `make test` once.",
+        f"- Pinning: each server on core {SERVER_CORE} (`taskset -c {SERVER_CORE}`); the Go load generator "
+        f"(`bench/loadgen/`, gorilla/websocket from Debian, Go 1.19 in GOPATH mode) and the shared redis-server "
+        f"on core {GEN_CORE}. Everything on 127.0.0.1, free ports, every process stopped by its PID.",
+        "- The load generator's own CPU: it reports it with every run (`gen ... cores` in the cells). Medians: "
+        f"{gen_cpu}. Server CPU over the same windows: {server_cpu} (1.00 = the server's core saturated).",
+        f'- "at least": where the generator\'s median CPU reaches {report.GEN_SATURATED_CORES:g} cores (in '
+        "scenario 5: generator and publisher while a publication is in flight), the generator, whose core also "
+        'runs Redis, may be what limited the rate: the figure is a lower bound and reads "at least N" (in '
+        "scenario 5 both figures do when either generator is that busy). When only the peer's figure is a lower "
+        "bound, the true ratio (reference / peer) can only be lower than shown, when only the reference's is, "
+        "only higher; the row says so.",
         "- Scenario 1: 100 workers each loop connect (`?token=`, subprotocol `stickyws.v1`), wait for the "
-        "first frame (`connected`), run the close handshake. Every handshake is a distinct user.",
-        '- Scenario 2: 100 connections; each sends `{"type":"send","id":N,"data":{...}}` and waits for '
-        "its `ack` (the `message` frame comes first) before the next: throughput. Latency: the same frames "
-        f"at a fixed {args.latency_rate:g} msg/s in all, spread evenly; latency counted from the scheduled "
-        "send time to the ack (a slow answer is charged to the following sends too).",
-        "- Scenario 3: a fresh server and a fresh redis-server; 100 connections as the baseline (absorbs "
-        f"first-use costs), then idle connections added up to the baseline + {args.stages.replace(',', ' / ')} "
-        "(200 opening at a time), 1 s settle at each stage, then VmRSS of the server and "
-        "`used_memory_dataset` of Redis; per connection = delta / connections. The reference server's "
-        f"`max_connections` is raised to {BENCH_OVERRIDES['max_connections']:,} (`STICKYWS_MAX_CONNECTIONS`); "
-        "`RLIMIT_NOFILE` is raised as far as the hard limit allows, for the servers and the generator. "
-        "Loopback source ports: 20,100 connections fit in the ephemeral range 32768-60999; Linux reuses "
-        "TIME_WAIT ports on loopback (`tcp_tw_reuse=2`).",
-        *fanout.method_lines(fan or [], fan_rounds),
-        "- Scenario 4: see `bench/storm.py`: 3 reference servers behind the twin's HAProxy, clients are the "
-        "reference `StickyClient` in one Python process on the generator core, each sending a numbered message "
-        f"every {storm.SEND_EVERY_S:g} s; one server is deregistered the way the twin does it (drain notice, "
-        "`maint`, deregistration delay, SIGTERM). Settings: "
+        "`connected` frame, run the close handshake; every handshake is a distinct user.",
+        '- Scenario 2: each connection sends `{"type":"send","id":N,"data":{...}}` and waits for its `ack` '
+        "before the next (throughput). Latency: the same frames at a fixed "
+        f"{args.latency_rate:g} msg/s in all, counted from the scheduled send time to the ack.",
+        f"- Scenario 3: 100 connections as the baseline, then idle connections up to the baseline + "
+        f"{args.stages.replace(',', ' / ')} (200 opening at a time), 1 s settle, then the server's VmRSS and "
+        "Redis's `used_memory_dataset`; per connection = delta / connections. The reference's `max_connections` "
+        f"is raised to {BENCH_OVERRIDES['max_connections']:,}.",
+        "- Scenario 4 (`bench/storm.py`): 3 reference servers behind the twin's HAProxy, `StickyClient`s each "
+        f"sending a numbered message every {storm.SEND_EVERY_S:g} s; one server is deregistered the way the twin "
+        "does it (drain notice, `maint`, deregistration delay, SIGTERM). Settings: "
         + ", ".join(f"`{k}={v}`" for k, v in storm.STORM_OVERRIDES.items())
-        + ". Target: every moved client back and resumed within `drain_window_s + reconnect_cap_s`; 0 lost "
-        "(never-confirmed ids + ids handled twice + sessions whose stored `lastClientId` differs from what was "
-        "sent + gaps in the `message` seq). The Node peer has no drain, resume or replay: it has no number here.",
-        "- Synth: `make synth` (run as `make -s synth CDK_ARGS=--output <tmp>` so the repository's cdk.out is "
-        "left alone) against `bench/minimal-app` (one `aws_ecs_patterns.ApplicationLoadBalancedFargateService`, "
-        "no cdk-nag) run as `npx --no-install cdk synth --quiet --output <tmp>`: both cold processes, built-in "
-        "validation on in both.",
+        + ". Lost = never-confirmed ids + ids handled twice + stored `lastClientId` mismatches + gaps in the "
+        "`message` seq. The Node peer has no drain, resume or replay.",
+        *fanout.method_lines(fan, getattr(args, "fanout_rounds", 0)),
+        "- Synth: `make -s synth CDK_ARGS=--output <tmp>` against `bench/minimal-app` (one "
+        "`aws_ecs_patterns.ApplicationLoadBalancedFargateService`, no cdk-nag) with `npx --no-install cdk synth "
+        "--quiet --output <tmp>`: both cold processes, built-in validation on in both.",
         f"- `make test`: {test['source'] if test else 'not measured'}"
         + (f"; exit code {test['exit_code']}, `{test['summary']}`" if test else "")
         + ".",
         "",
-        "## The Node peer (`bench/node-peer/server.js`)",
+        "## The Node peer (`bench/node-peer/`)",
         "",
-        "The article's `WebSocketLoadBalancedServer` on `ws` 8 + `ioredis`, pinned by `package-lock.json` "
-        "(`npm ci`): `verifyClient` takes the token from `?token=`, verifies it (HS256, `jsonwebtoken`, same "
-        "secret and audience as the reference server), GETs `ws:user:{id}` (409 when another server holds it) "
-        "and SETEXes it with the routing TTL (3600 s); on connection it keeps the article's metadata map, "
-        "starts the article's per-connection ping interval (30 s) and sends "
-        '`{"type":"connected","serverId","timestamp"}`; a heartbeat key every 10 s; DEL on close. Key '
-        "names, TTLs and intervals are passed in from `stickyws.keys` and the settings model. Where the article "
-        "leaves gaps, the peer is given the benefit: the token is verified once (the article verifies it again "
-        "in `handleConnection`), and its empty `handleMessage` answers the stickyws.v1 frames the generator "
-        "speaks (`send` -> `message` + `ack`, no dedup, no session state, no Redis per message), so the "
-        "generator treats both servers alike.",
-        "",
-        "The exactly-once rows compare with the same peer started with `PEER_COMMIT=1` (`node-commit`): each "
-        "send is committed before its ack as the reference does it, one Lua script call per message (dedup by "
-        "id, next seq, the reply kept in a bounded outbox in the user's session hash, route TTL refreshed) with "
-        "ioredis auto-pipelining on; a duplicate id is acknowledged as one and not answered again. The "
-        "`inbound_delivery=at_most_once` row (`reference-amo`) compares with the plain peer. Variants and their "
-        "order per round: `bench/scenarios.py` `TRAFFIC_PLAN`, `bench/variants.py`.",
-        "",
-        "What the reference server does per handshake that the peer does not: a session record (resume token, "
-        "`ws:session:{id}` hash) in the same single Lua round trip as the routing key, takeover handling, the "
-        "audit log line and metrics; per message: the exactly-once commit (dedup + outbox for replay) in Redis.",
+        "`server.js` is the seed article's `WebSocketLoadBalancedServer` on `ws` "
+        "8 + `ioredis`, pinned by `package-lock.json`: it verifies the token once (HS256, same secret and "
+        "audience; the article verifies it twice), GETs and SETEXes the user's routing key (409 when another "
+        "server holds it), keeps the "
+        "article's metadata map, per-connection ping and heartbeat key, and answers the stickyws.v1 frames "
+        "(`send` -> `message` + `ack`) with no dedup, no session state and no Redis per message. Started with "
+        "`PEER_COMMIT=1` (`node-commit`) it commits each send before its ack as the reference does, one Lua call "
+        "per message (dedup by id, next seq, a bounded outbox, route TTL) with ioredis auto-pipelining; the "
+        "exactly-once rows compare with it, the `at_most_once` row with the plain peer (`bench/scenarios.py` "
+        "`TRAFFIC_PLAN`, `bench/variants.py`). Per handshake the reference also writes a session record "
+        "(resume token) in the same Lua round trip, handles takeover, and logs an audit line.",
         "",
     ]
     if fan:
         out += fanout.peer_section()
-    if storm_result is not None:
-        out += ["## Reconnect storm, in full", "", "```", json.dumps(storm_result, indent=1), "```", ""]
+    out += ["## Machine and versions", "", *(f"- {k}: {v}" for k, v in stored["machine"].items()), ""]
     if idle:
         out += ["## Memory per idle connection by stage (medians, KB)", "",
                 "| connections | reference server | reference registry | Node server | Node registry |",
@@ -587,26 +564,26 @@ def page(
             ]  # fmt: skip
             out.append(f"| {n:,} | " + " | ".join(cells) + " |")
         out.append("")
+    if storm_result is not None:
+        out += ["## Reconnect storm, its record", "", _storm_line(storm_result), ""]
     if synth is not None:
         samples = ", ".join(f"{k}: {' / '.join(f'{v:.1f}' for v in vs)} s" for k, vs in synth["samples"].items())
         out += ["## Synth samples", "", samples, ""]
-    out += extra or []
-    if FINDINGS.exists():
-        out += [FINDINGS.read_text().strip(), ""]
+    out += shards.section(stored.get("shards"), stored.get("shards_meta"))
     out += [
         "## Commands",
         "",
         "```sh",
-        "make bench          # = make setup system-deps, pip install -e '.[bench]', then:",
-        f"{Path(sys.executable).name} -m bench.run   # --help for rounds, durations, --skip, --make-test",
-        *commands,
+        "make bench                              # setup, Debian packages, pip install -e '.[bench]', then:",
+        "python -m bench.run                     # --help: rounds, durations, --skip, --only shards, --make-test",
+        "python -m bench.run --render-only       # this page, the chart and the findings' targets from the results",
+        *stored["commands"],
         "```",
         "",
-        "`make bench` installs the Debian packages `golang-go` and `golang-github-gorilla-websocket-dev` with "
-        "apt-get when they are missing (root), builds the generator into `bench/.build/`, runs `npm ci` in "
-        "`bench/node-peer/` and `bench/socketio-peer/`, and writes this page, `bench/ratios.png` and "
-        "`bench/results/last-run.json`. "
-        f"Stage times of this run: {', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}.",
+        "`make bench` installs `golang-go` and `golang-github-gorilla-websocket-dev` with apt-get when they are "
+        "missing (root), builds the generator into `bench/.build/`, runs `npm ci` in `bench/node-peer/` and "
+        "`bench/socketio-peer/`, and writes this page, `bench/ratios.png` and `bench/results/last-run.json`. "
+        f"Stage times of this run: {', '.join(f'{k} {v:.0f} s' for k, v in stored['timings_s'].items())}.",
         "",
     ]
     return "\n".join(out)

@@ -15,7 +15,7 @@ client keeps. Redirections:
   turns it into "unavailable" and the server applies its outage policy); the slot map is read again
   in the background, at most once per :data:`REFRESH_MIN_S`, so calls find the promoted replica.
 
-Measured against redis-py's cluster client (BENCHMARKS.md, *Cluster-aware async clients*): redis-py
+Measured against redis-py's cluster client (bench/findings.md, *Cluster-aware async clients*): redis-py
 8.1 fails a read of a slot in migration (``ASK``), and a cluster refuses its pipelined ``EVALSHA``.
 """
 

@@ -5,7 +5,7 @@ resolves the replies in order (RESP is FIFO on a connection): what ioredis calls
 packs with ``hiredis.pack_command`` and parses with ``hiredis.Reader``, and it keeps no per-call
 timer: one watchdog per connection fails everything in flight with :class:`asyncio.TimeoutError` when
 Redis has not answered for ``reply_timeout_s``. Measured against redis-py's pipeline on the same
-commits (BENCHMARKS.md, *The fast path*), which spends most of the per-message cost in packing,
+commits (bench/findings.md, *The fast path*), which spends most of the per-message cost in packing,
 the pool and a ``SCRIPT EXISTS`` round trip per batch.
 
 Contracts:

@@ -25,6 +25,12 @@ Deliberate choices
       within ``ping_timeout_s`` closes with 1011. One task per server does it (:class:`_Pinger`).
     * Oversized messages (declared, reassembled or inflated) close with 1009, preceded by an ``error``
       frame (:data:`stickyws.protocol.ERR_TOO_BIG`) and with a reason; binary frames with 1003.
+    * A protocol violation (a :class:`~stickyws.server.ws_frames.FrameError`, 1009 included) FAILS the
+      connection (RFC 6455 7.1.7), as python-websockets does: the messages that came before it are
+      handled, the close frame is sent, and the TCP connection is ended at once (FIN; what still
+      arrives is discarded, and the socket is dropped when the peer closes or after
+      :data:`CLOSE_TIMEOUT_S`), with no wait for the peer's close frame. Other closes (going away
+      1001, draining 1012, 1003, 1011 ...) are closing handshakes: the peer's close frame is awaited.
     * Writes queued in one event-loop iteration leave in one socket write at the end of it, in call
       order, without waiting for the socket to drain: the core measures what stays unsent and closes
       slow consumers itself.
@@ -60,7 +66,8 @@ log = logging.getLogger("stickyws.server")
 
 #: Query flag of the pre-flight: ``GET /ws?preflight=1`` without an upgrade answers what the upgrade would.
 PREFLIGHT_QUERY = "preflight"
-#: How long a close handshake waits for the peer's close frame before the socket is dropped.
+#: How long a close handshake waits for the peer's close frame before the socket is dropped; after a
+#: failure, how long a half-closed socket waits for the peer to close its side.
 CLOSE_TIMEOUT_S = 2.0
 #: Pending connections the listening socket queues. 128 overflowed in bursts of 200 simultaneous
 #: connects (870-942 overflows per 10,000, each a 10 s stall; bench/findings.md): a reconnect storm is
@@ -131,9 +138,9 @@ class WebSocketConnection(asyncio.Protocol):
     """
 
     __slots__ = (
-        "_ctx", "_deflate", "_ended", "_inbox", "_inbox_bytes", "_paused", "_pending", "_pending_bytes", "_reader",
-        "_received", "_timer", "_transport", "_waiter", "_wake", "_worker", "conn", "next_ping", "pong_due", "remote",
-        "state",
+        "_ctx", "_deflate", "_ended", "_failing", "_inbox", "_inbox_bytes", "_paused", "_pending", "_pending_bytes",
+        "_reader", "_received", "_timer", "_transport", "_waiter", "_wake", "_worker", "conn", "next_ping", "pong_due",
+        "remote", "state",
     )  # fmt: skip
 
     def __init__(self, ctx: _Context) -> None:
@@ -153,6 +160,8 @@ class WebSocketConnection(asyncio.Protocol):
         self._wake: asyncio.Future[tuple[int, str | bytes] | None] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._ended = False
+        #: A protocol violation was read: no frame is read any more and the close fails the connection.
+        self._failing = False
         self.conn: Connection | None = None
         self.remote: str | None = None
         self.next_ping = 0.0
@@ -339,17 +348,12 @@ class WebSocketConnection(asyncio.Protocol):
         reader = self._reader
         if reader is None:  # after a violation nothing more is read
             return
+        failure: FrameError | None = None
         try:
             frames = reader.feed(data)
-        except MessageTooBig as exc:
+        except FrameError as exc:  # what came before the violation is handled first
             self._reader = None
-            self._violation(ws_frames.CLOSE_MESSAGE_TOO_BIG, protocol.ERR_TOO_BIG, exc.reason)
-            return
-        except FrameError as exc:
-            self._reader = None
-            log.info("closing %s with %s: %s", self.remote, exc.code, exc.reason)
-            self._ctx.spawn(self.close(exc.code, exc.reason))
-            return
+            failure, frames = exc, exc.frames
         for opcode, payload in frames:
             if opcode in (OP_TEXT, OP_BINARY):
                 if self.state != _OPEN or self.conn is None:
@@ -375,7 +379,19 @@ class WebSocketConnection(asyncio.Protocol):
                 self._ctx.pinger.on_pong(self)
             elif opcode == OP_CLOSE:
                 self._on_close_frame(payload)  # type: ignore[arg-type]
-                return
+                return  # a violation after the client's close frame changes nothing: the close stands
+        if failure is not None:
+            self._on_violation_read(failure)
+
+    def _on_violation_read(self, exc: FrameError) -> None:
+        """Fail the connection for ``exc``; a message too big is first explained to the client by the
+        core (an ``error`` frame), whose close then fails it."""
+        self._failing = True
+        if isinstance(exc, MessageTooBig) and self.conn is not None and self.state == _OPEN:
+            self._violation(ws_frames.CLOSE_MESSAGE_TOO_BIG, protocol.ERR_TOO_BIG, exc.reason)
+            return
+        log.info("failing the connection of %s with %s: %s", self.remote, exc.code, exc.reason)
+        self._fail(exc.code, exc.reason)
 
     def _on_close_frame(self, payload: bytes) -> None:
         try:
@@ -422,8 +438,8 @@ class WebSocketConnection(asyncio.Protocol):
                         "binary frames are not supported: send JSON text frames",
                     )  # fmt: skip
                     return
-                if self.state != _OPEN:
-                    return
+                if self.state != _OPEN and not (self._failing and self._inbox):
+                    return  # closed: queued messages are dropped, unless they came before a violation
                 if not self._inbox:
                     # Wait for the next message rather than end: a task per message costs more than a
                     # future. An idle connection's worker is let go when it is pinged or closes.
@@ -433,7 +449,7 @@ class WebSocketConnection(asyncio.Protocol):
                     if item is not None:
                         opcode, payload = item
                         continue
-                    if not self._inbox or self.state != _OPEN:
+                    if not self._inbox or (self.state != _OPEN and not self._failing):
                         return
                     # let go, but messages queued between the release and now are still this worker's
                 inbox = self._inbox
@@ -532,9 +548,13 @@ class WebSocketConnection(asyncio.Protocol):
 
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame with ``code`` and ``reason``, wait up to :data:`CLOSE_TIMEOUT_S` for the
-        peer's, then drop the socket (idempotent; later calls wait for the first)."""
+        peer's, then drop the socket (idempotent; later calls wait for the first). On a connection that
+        read a protocol violation it fails the connection instead (:meth:`_fail`: no wait)."""
         transport = self._transport
         if transport is None or self.state == _CLOSED:
+            return
+        if self._failing:
+            self._fail(code, reason)
             return
         if self.state == _OPEN:
             self.flush()
@@ -549,7 +569,36 @@ class WebSocketConnection(asyncio.Protocol):
             except TimeoutError:
                 transport.abort()  # the peer neither answers nor reads: nothing more can reach it
                 return
-        transport.close()
+        if not self._failing:  # a violation read meanwhile has already ended the TCP connection
+            transport.close()
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the WebSocket connection (RFC 6455 7.1.7; idempotent): send a close frame with ``code``
+        (unless one was sent), then end the TCP connection now without waiting for the peer's close
+        frame, which is never read. As python-websockets does, the socket is half-closed (FIN) so the
+        close frame is not lost to a reset; what the peer still sends is discarded, and the socket is
+        dropped when the peer closes its side or after :data:`CLOSE_TIMEOUT_S`."""
+        self._failing = True
+        self._reader = None
+        transport = self._transport
+        if transport is None or self.state == _CLOSED or transport.is_closing() or self._timer is not None:
+            return
+        if self.state == _OPEN:
+            self.flush()
+            self.state = _CLOSING
+            transport.write(ws_frames.close_frame(code, reason))
+        self._end()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        if self._paused:  # read on: the peer's EOF must be seen (what arrives is discarded)
+            self._paused = False
+            transport.resume_reading()
+        self._timer = self._ctx.loop.call_later(CLOSE_TIMEOUT_S, self._abort)
 
     def _abort(self) -> None:
         self.state = _CLOSED

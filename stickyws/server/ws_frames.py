@@ -13,6 +13,8 @@ Contract of the reader
     * A message longer than ``max_message_bytes`` (declared, reassembled or inflated) raises
       :class:`MessageTooBig` before its payload is held.
     * Text must be UTF-8 (1007), close frames carry a valid code (1002) and a UTF-8 reason (1007).
+    * A violation loses nothing that came before it: the messages and control frames parsed from the
+      same bytes ride on the :class:`FrameError` (``frames``), in order, to be handled before failing.
 """
 
 from __future__ import annotations
@@ -59,12 +61,17 @@ with contextlib.suppress(ImportError):  # websockets ships wheels with it for th
 
 
 class FrameError(Exception):
-    """The client broke the protocol: close with ``code`` and ``reason``."""
+    """The client broke the protocol: close with ``code`` and ``reason``.
+
+    ``frames``: what :meth:`FrameReader.feed` parsed from the same bytes before the violation, in
+    order (empty when the violation came first); the peer sent them validly, so they are handled.
+    """
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.frames: list[tuple[int, str | bytes]] = []
 
 
 class MessageTooBig(FrameError):
@@ -226,7 +233,8 @@ class FrameReader:
         self._parts_rsv1 = False
 
     def feed(self, data: bytes) -> list[tuple[int, str | bytes]]:
-        """Parse ``data`` (with what an earlier call left); raises :class:`FrameError` on a violation."""
+        """Parse ``data`` (with what an earlier call left); raises :class:`FrameError` on a violation,
+        carrying in ``frames`` what came before it. The reader is not to be fed after a violation."""
         if self._held:
             self._held.append(data)
             self._held_len += len(data)
@@ -241,74 +249,78 @@ class FrameReader:
         end = len(buf)
         limit = self._limit
         need = 2
-        while end - pos >= 2:
-            b0 = buf[pos]
-            b1 = buf[pos + 1]
-            if not b1 & 0x80:
-                raise FrameError(CLOSE_PROTOCOL_ERROR, "client frames must be masked")
-            n = b1 & 0x7F
-            head = 6
-            if n == 126:
-                if end - pos < 8:
-                    need = 8
+        try:
+            while end - pos >= 2:
+                b0 = buf[pos]
+                b1 = buf[pos + 1]
+                if not b1 & 0x80:
+                    raise FrameError(CLOSE_PROTOCOL_ERROR, "client frames must be masked")
+                n = b1 & 0x7F
+                head = 6
+                if n == 126:
+                    if end - pos < 8:
+                        need = 8
+                        break
+                    n = _U16.unpack_from(buf, pos + 2)[0]
+                    head = 8
+                elif n == 127:
+                    if end - pos < 14:
+                        need = 14
+                        break
+                    n = _U64.unpack_from(buf, pos + 2)[0]
+                    head = 14
+                opcode = b0 & 0x0F
+                if opcode >= OP_CLOSE:
+                    if not b0 & 0x80 or n > 125:
+                        raise FrameError(CLOSE_PROTOCOL_ERROR, "control frames must be final and at most 125 bytes")
+                elif n > limit or self._parts_len + n > limit:
+                    raise MessageTooBig(limit)
+                if end - pos < head + n:
+                    need = head + n
                     break
-                n = _U16.unpack_from(buf, pos + 2)[0]
-                head = 8
-            elif n == 127:
-                if end - pos < 14:
-                    need = 14
-                    break
-                n = _U64.unpack_from(buf, pos + 2)[0]
-                head = 14
-            opcode = b0 & 0x0F
-            if opcode >= OP_CLOSE:
-                if not b0 & 0x80 or n > 125:
-                    raise FrameError(CLOSE_PROTOCOL_ERROR, "control frames must be final and at most 125 bytes")
-            elif n > limit or self._parts_len + n > limit:
-                raise MessageTooBig(limit)
-            if end - pos < head + n:
-                need = head + n
-                break
-            mask = buf[pos + head - 4 : pos + head]
-            start = pos + head
-            pos = start + n
-            payload = unmask(buf[start:pos], mask) if n else b""
-            rsv = b0 & 0x70
-            if rsv and (rsv != 0x40 or self._deflate is None or opcode == OP_CONTINUATION or opcode >= OP_CLOSE):
-                raise FrameError(CLOSE_PROTOCOL_ERROR, "reserved bits set without an extension that uses them")
-            if opcode >= OP_CLOSE:
-                if opcode not in (OP_CLOSE, OP_PING, OP_PONG):
+                mask = buf[pos + head - 4 : pos + head]
+                start = pos + head
+                pos = start + n
+                payload = unmask(buf[start:pos], mask) if n else b""
+                rsv = b0 & 0x70
+                if rsv and (rsv != 0x40 or self._deflate is None or opcode == OP_CONTINUATION or opcode >= OP_CLOSE):
+                    raise FrameError(CLOSE_PROTOCOL_ERROR, "reserved bits set without an extension that uses them")
+                if opcode >= OP_CLOSE:
+                    if opcode not in (OP_CLOSE, OP_PING, OP_PONG):
+                        raise FrameError(CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode}")
+                    out.append((opcode, payload))
+                    continue
+                if opcode == OP_CONTINUATION:
+                    if self._parts is None:
+                        raise FrameError(CLOSE_PROTOCOL_ERROR, "continuation frame without a message to continue")
+                    self._parts.append(payload)
+                    self._parts_len += n
+                    if not b0 & 0x80:
+                        continue
+                    opcode, rsv1, payload = self._parts_op, self._parts_rsv1, b"".join(self._parts)
+                    self._parts, self._parts_len = None, 0
+                elif opcode in (OP_TEXT, OP_BINARY):
+                    if self._parts is not None:
+                        raise FrameError(CLOSE_PROTOCOL_ERROR, "new message before the previous one was finished")
+                    rsv1 = bool(rsv)
+                    if not b0 & 0x80:
+                        self._parts, self._parts_op, self._parts_len, self._parts_rsv1 = [payload], opcode, n, rsv1
+                        continue
+                else:
                     raise FrameError(CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode}")
-                out.append((opcode, payload))
-                continue
-            if opcode == OP_CONTINUATION:
-                if self._parts is None:
-                    raise FrameError(CLOSE_PROTOCOL_ERROR, "continuation frame without a message to continue")
-                self._parts.append(payload)
-                self._parts_len += n
-                if not b0 & 0x80:
-                    continue
-                opcode, rsv1, payload = self._parts_op, self._parts_rsv1, b"".join(self._parts)
-                self._parts, self._parts_len = None, 0
-            elif opcode in (OP_TEXT, OP_BINARY):
-                if self._parts is not None:
-                    raise FrameError(CLOSE_PROTOCOL_ERROR, "new message before the previous one was finished")
-                rsv1 = bool(rsv)
-                if not b0 & 0x80:
-                    self._parts, self._parts_op, self._parts_len, self._parts_rsv1 = [payload], opcode, n, rsv1
-                    continue
-            else:
-                raise FrameError(CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode}")
-            if rsv1:
-                assert self._deflate is not None
-                payload = self._deflate.inflate(payload, limit)
-            if opcode == OP_TEXT:
-                try:
-                    out.append((OP_TEXT, payload.decode()))
-                except UnicodeDecodeError:
-                    raise FrameError(CLOSE_INVALID_DATA, "text frame is not UTF-8") from None
-            else:
-                out.append((OP_BINARY, payload))
+                if rsv1:
+                    assert self._deflate is not None
+                    payload = self._deflate.inflate(payload, limit)
+                if opcode == OP_TEXT:
+                    try:
+                        out.append((OP_TEXT, payload.decode()))
+                    except UnicodeDecodeError:
+                        raise FrameError(CLOSE_INVALID_DATA, "text frame is not UTF-8") from None
+                else:
+                    out.append((OP_BINARY, payload))
+        except FrameError as exc:
+            exc.frames = out
+            raise
         if pos < end:
             rest = buf[pos:]
             self._held, self._held_len, self._need = [rest], len(rest), need

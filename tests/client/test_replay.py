@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 
 from stickyws.client.backoff import Backoff
@@ -45,7 +44,8 @@ def test_resume_replays_replies_after_last_seq(redis_url: str) -> None:
             second = await _start(redis_url, port, "srv-b")
             try:
                 await eventually(lambda: client.stats.messages == 5, timeout_s=5)
-                await asyncio.sleep(0.2)  # nothing more arrives
+                client.subscribe("after-the-replay")  # a round trip: anything more would come before its ack
+                await client.wait_confirmed(3)
                 seqs = [e.detail["seq"] for e in seen if e.kind == "message"]
                 assert seqs == [1, 2, 3, 2, 3]
                 assert (client.stats.resumed, client.server_id, client.last_seq) == (1, "srv-b", 3)

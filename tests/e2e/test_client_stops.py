@@ -39,7 +39,13 @@ def test_taken_over_connection_does_not_fight_back(registry_twin: TwinCluster) -
 
     async def scenario() -> tuple[StickyClient, StickyClient]:
         async with client_session() as session:
-            first = StickyClient(twin.url, twin.token("twice"), session=session)
+            first_ended = asyncio.Event()
+            first = StickyClient(
+                twin.url,
+                twin.token("twice"),
+                session=session,
+                on_event=lambda e: first_ended.set() if e.kind == "stopped" else None,
+            )
             first.start()
             await first.wait_connected(10)
             second = StickyClient(twin.url, twin.token("twice"), session=session)
@@ -48,7 +54,8 @@ def test_taken_over_connection_does_not_fight_back(registry_twin: TwinCluster) -
             assert second.server_id != first.server_id  # round robin: the takeover crosses servers
             with pytest.raises(ClientStopped, match="4001"):
                 await first.wait_for(lambda c: False, 10)
-            await asyncio.sleep(0.5)  # time enough for a wrongly retrying client to come back
+            async with asyncio.timeout(3):  # the first client's loop has ended: nothing can bring it back
+                await first_ended.wait()
             assert second.connected
             await asyncio.gather(first.close(), second.close())
             return first, second

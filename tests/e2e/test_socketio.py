@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 import socketio
+from yarl import URL
 
 from stickyws.localproc import pid_alive
 from stickyws.twin.cluster import TwinCluster
@@ -31,6 +32,18 @@ UNKNOWN_SESSION = "Invalid session"
 #: How long a client waits to connect and for each answer. Generous: 100 clients connect at once while
 #: the other test worker is busy, and a slow answer is not what these tests are about (a 400 is immediate).
 CLIENT_TIMEOUT_S = 10
+
+
+def browser_like_jar() -> aiohttp.CookieJar:
+    """A cookie jar that sends every cookie back exactly as it was set, as a browser does.
+
+    ``unsafe=True`` keeps cookies set by an IP-address host (127.0.0.1). ``quote_cookie=False`` keeps
+    values verbatim: by default aiohttp wraps a value holding ``/`` in double quotes, and HAProxy's
+    ``AWSALB`` (``s1#<date>#<date>``, the dates base64 of the clock in 4 s steps) holds a ``/`` for at
+    least 4 s in every 256 s. HAProxy takes the quoted value for an unknown server and routes each
+    request of that window round robin (``Invalid session``: the run fails).
+    """
+    return aiohttp.CookieJar(unsafe=True, quote_cookie=False)
 
 
 @dataclass
@@ -56,10 +69,11 @@ async def _client(url: str, outcome: Outcome) -> None:
 
     trace = aiohttp.TraceConfig()
     trace.on_request_end.append(on_request_end)
-    # unsafe=True: keep cookies set by an IP-address host (127.0.0.1), as a browser does.
-    http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), trace_configs=[trace])
+    http = aiohttp.ClientSession(cookie_jar=browser_like_jar(), trace_configs=[trace])
     client = socketio.AsyncClient(http_session=http, reconnection=False)
     try:
+        # connect() returns after the handshake on polling AND the attempt to upgrade (python-engineio
+        # upgrades before it returns): the transport the echoes use is settled here, nothing to wait for.
         await client.connect(url, transports=["polling", "websocket"], wait_timeout=CLIENT_TIMEOUT_S)
         outcome.connected += 1
         for i in range(MESSAGES):
@@ -67,8 +81,6 @@ async def _client(url: str, outcome: Outcome) -> None:
             assert answer["data"] == {"n": i}
             outcome.acked += 1
             outcome.servers[answer["server"]] += 1
-            if i == 0:
-                await asyncio.sleep(0.3)  # the upgrade completes in the background after connect
         outcome.upgraded += client.transport() == "websocket"
         outcome.completed += 1
     except Exception as exc:  # every failure is counted by its type; the sticky run asserts there is none
@@ -116,3 +128,15 @@ def test_without_stickiness_polling_requests_reach_servers_that_do_not_know_the_
     assert failed > 0
     assert outcome.completed + failed == CLIENTS
     assert outcome.failures["ConnectionError"] > 0  # connect() itself fails: its polling requests went astray
+
+
+def test_the_clients_send_a_stickiness_cookie_holding_a_slash_back_verbatim() -> None:
+    """The clients' jar sends an AWSALB value holding '/' (HAProxy's, 4 s in every 256 s) back unquoted."""
+
+    async def sent_header() -> str:
+        jar = browser_like_jar()
+        url = URL("http://127.0.0.1:8080/socket.io/")
+        jar.update_cookies_from_headers(["AWSALB=s1#7CaxVH/#7CaxVH/; Max-Age=86400; Path=/"], url)
+        return jar.filter_cookies(url).output(header="Cookie:")
+
+    assert run(sent_header(), timeout_s=5) == "Cookie: AWSALB=s1#7CaxVH/#7CaxVH/"

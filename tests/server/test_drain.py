@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import selectors
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from aiohttp import web
 
 from stickyws import keys, protocol
 from stickyws.localproc import free_port, stop_pid, wait_for_port
+from stickyws.server import drain as drain_plan
 from stickyws.server import triggers
 from stickyws.server.identity import resolve_server_id
 from tests.server.helpers import SECRET, connect, eventually, fast, recv_json, run, server, token, url
@@ -157,16 +159,27 @@ def test_reconnect_instructions_are_spread_across_the_window() -> None:
     run(go())
 
 
-def test_sigterm_during_a_long_notice_drain_squeezes_the_rest_into_shutdown_timeout() -> None:
+def test_sigterm_during_a_long_notice_drain_squeezes_the_rest_into_shutdown_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A notice drain spread over 30 s is cut short by SIGTERM: every client still left is told within
     shutdown_timeout_s (2 s), and the server may exit then."""
+    planned = asyncio.Event()
+
+    def plan(conn_ids: Any, window_s: float, rng: Any, **kw: Any) -> drain_plan.DrainPlan:
+        planned.set()
+        return make_plan(conn_ids, window_s, rng, **kw)
+
+    make_plan = drain_plan.plan
+    monkeypatch.setattr(drain_plan, "plan", plan)
 
     async def go() -> None:
         settings = fast(drain_window_s=30, shutdown_timeout_s=2)
         async with server(settings) as rs, aiohttp.ClientSession() as http:
             clients = [(await connect(http, rs, f"u{i}"))[0] for i in range(8)]
             rs.core.begin_drain("ecs-task-state-change")
-            await asyncio.sleep(0.3)
+            async with asyncio.timeout(2):  # the drain has spread the 8 clients over 30 s and waits for a slot
+                await planned.wait()
             told_before = len(rs.core.reconnects_sent)
             assert told_before <= 1  # 30 s / 8: the first slot ends at 3.75 s
             t0 = asyncio.get_running_loop().time()
@@ -186,6 +199,26 @@ def _serve(env_extra: dict[str, str], port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+def _read_until_event(proc: subprocess.Popen[bytes], event: str, timeout_s: float) -> None:
+    """Read ``proc``'s stdout until an audit line with ``event`` (fails after ``timeout_s``)."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + timeout_s
+    buffered = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while True:
+            lines = buffered.split(b"\n")
+            if any(line.startswith(b"{") and json.loads(line).get("event") == event for line in lines[:-1]):
+                return
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {event!r} line on stdout within {timeout_s} s: {buffered[-500:]!r}"
+            if sel.select(left):
+                chunk = os.read(fd, 65536)
+                assert chunk, f"stdout closed before a {event!r} line: {buffered[-500:]!r}"
+                buffered += chunk
 
 
 def test_sigterm_drains_within_shutdown_timeout_and_exits_0(redis_url: str) -> None:
@@ -244,7 +277,7 @@ def test_sigterm_after_a_notice_drain_exits_0_at_once(registry_url: str, admin: 
             return await health() == 503
 
         run(eventually(drained, timeout_s=3))
-        time.sleep(0.5)
+        _read_until_event(proc, "drain_end", timeout_s=3)
         assert proc.poll() is None  # drained but still up: only SIGTERM ends it
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -255,7 +288,10 @@ def test_sigterm_after_a_notice_drain_exits_0_at_once(registry_url: str, admin: 
 
 
 def _metadata_app(state: dict[str, Any]) -> web.Application:
+    """The task metadata endpoint answering from ``state``; ``state["polls"]`` counts the requests."""
+
     async def task(_: web.Request) -> web.Response:
+        state["polls"] = state.get("polls", 0) + 1
         return web.json_response(
             {
                 "TaskARN": "arn:aws:ecs:eu-west-1:123456789012:task/ws-cluster/0f1e2d3c4b5a",
@@ -272,7 +308,7 @@ def _metadata_app(state: dict[str, Any]) -> web.Application:
 
 def test_task_metadata_desired_stopped_triggers_drain() -> None:
     """A (fake, loopback) task metadata endpoint gives the server id; DesiredStatus flipping to STOPPED drains."""
-    state = {"desired": "RUNNING"}
+    state: dict[str, Any] = {"desired": "RUNNING"}
 
     async def go() -> None:
         runner = web.AppRunner(_metadata_app(state))
@@ -291,8 +327,9 @@ def test_task_metadata_desired_stopped_triggers_drain() -> None:
                     fired.append((source, reason))
                     rs.core.begin_drain(source, reason)
 
+                polls = state["polls"]  # resolve_server_id read it too
                 watcher = asyncio.create_task(triggers.watch_task_metadata(base, on_drain, interval_s=0.05))
-                await asyncio.sleep(0.3)
+                await eventually(lambda: state["polls"] >= polls + 3)  # three polls saw RUNNING
                 assert not rs.core.draining
                 state["desired"] = "STOPPED"
                 await asyncio.wait_for(watcher, 2)
@@ -302,6 +339,19 @@ def test_task_metadata_desired_stopped_triggers_drain() -> None:
             await runner.cleanup()
 
     run(go())
+
+
+class _CountingElb:
+    """An elbv2 client that counts the DescribeTargetHealth answers it passes on (``polls``)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.polls = 0
+
+    def describe_target_health(self, **kwargs: Any) -> Any:
+        reply = self.client.describe_target_health(**kwargs)
+        self.polls += 1
+        return reply
 
 
 @pytest.fixture(scope="module")
@@ -337,10 +387,11 @@ def test_describe_target_health_ip_target_deregistered_triggers_drain(aws_vpc: s
 
     async def go() -> None:
         fired: list[str] = []
+        counting = _CountingElb(elb)
         watcher = asyncio.create_task(
-            triggers.watch_target_health(elb, arn, "10.0.1.5", 8080, lambda s, r: fired.append(r), interval_s=0.05)
+            triggers.watch_target_health(counting, arn, "10.0.1.5", 8080, lambda s, r: fired.append(r), interval_s=0.05)
         )
-        await asyncio.sleep(0.3)
+        await eventually(lambda: counting.polls >= 2)  # the poller has seen the target registered
         assert fired == []
         await asyncio.to_thread(elb.deregister_targets, TargetGroupArn=arn, Targets=[target])
         assert await asyncio.to_thread(triggers.target_health, elb, arn, "10.0.1.5", 8080) == (
@@ -365,10 +416,11 @@ def test_describe_target_health_draining_triggers_drain(aws_vpc: str) -> None:
 
     async def go() -> None:
         fired: list[str] = []
+        counting = _CountingElb(elb)
         watcher = asyncio.create_task(
-            triggers.watch_target_health(elb, arn, instance, 8080, lambda s, r: fired.append(s), interval_s=0.05)
+            triggers.watch_target_health(counting, arn, instance, 8080, lambda s, r: fired.append(s), interval_s=0.05)
         )
-        await asyncio.sleep(0.2)
+        await eventually(lambda: counting.polls >= 2)  # two polls saw the target healthy
         assert fired == []
         await asyncio.to_thread(ec2.terminate_instances, InstanceIds=[instance])
         assert (await asyncio.to_thread(triggers.target_health, elb, arn, instance, 8080))[0] == "draining"

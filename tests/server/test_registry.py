@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from stickyws import keys, protocol
+from stickyws.server.core import Connection
 from stickyws.server.redis_registry import RedisRegistry
 from stickyws.server.registry import InMemoryRegistry
 from stickyws.server.session import (
@@ -145,12 +146,21 @@ def test_closing_a_taken_over_connection_keeps_the_new_route(registry_url: str, 
             aiohttp.ClientSession() as http,
         ):
             r = admin.client
+            closed_on_a = asyncio.Event()
+            on_closed = a.core.on_closed
+
+            async def on_closed_then_tell(conn: Connection) -> None:
+                await on_closed(conn)
+                closed_on_a.set()
+
+            a.core.on_closed = on_closed_then_tell  # type: ignore[method-assign]
             old, _ = await connect(http, a, "alice")
             new, _ = await connect(http, b, "alice")
             closing = await old.receive(timeout=3)
             assert closing.data == protocol.CLOSE_TAKEN_OVER
             await eventually(lambda: not a.core.connections)
-            await asyncio.sleep(0.1)  # give a wrong release by A time to happen
+            async with asyncio.timeout(3):  # A is done with the closed socket: a wrong release would be made
+                await closed_on_a.wait()
             assert r.get(keys.user_key("alice")) == b"B"
             await new.close()
             await eventually(lambda: r.get(keys.user_key("alice")) is None)

@@ -5,7 +5,6 @@ Every test takes ``registry_url``, so it runs on one redis-server and on a local
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from typing import Any
 
@@ -47,9 +46,10 @@ def test_resume_on_another_server_loses_and_doubles_nothing(registry_url: str) -
                     seen_seq = frame["seq"]
             for i in range(6, 9):  # sent, then the socket dies before the client reads the acks
                 await send(ws, i, i)
-            await asyncio.sleep(0.1)
+            on_a = next(iter(a.core.connections.values()))
+            await eventually(lambda: on_a.session.last_client_id == 8)  # A has committed 6..8
             ws._response.connection.transport.abort()  # an abrupt network loss, no close frame
-            await asyncio.sleep(0.1)
+            await eventually(lambda: not a.core.connections)  # A has seen its socket go
 
             ws2, second = await connect(http, b, "alice", resume=first["resumeToken"], last_seq=seen_seq)
             assert second["resumed"] is True
