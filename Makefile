@@ -37,7 +37,12 @@ tests/browser/node/node_modules/.installed: tests/browser/node/package.json test
 	cd tests/browser/node && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV)/.installed node_modules/.installed bench/node-peer/node_modules/.installed tests/browser/node/node_modules/.installed  ## Create .venv (pinned deps), the local CDK CLI and the Node modules of the peer and the browser tests.
+# The Node examples (examples/node-ws, examples/node-socketio; examples/node-drain requires nothing), run in the twin by tests/e2e.
+examples/%/node_modules/.installed: examples/%/package.json examples/%/package-lock.json
+	cd examples/$* && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.installed node_modules/.installed bench/node-peer/node_modules/.installed tests/browser/node/node_modules/.installed examples/node-ws/node_modules/.installed examples/node-socketio/node_modules/.installed  ## Create .venv (pinned deps), the local CDK CLI and the Node modules of the peer, the browser tests and the Node examples.
 
 synth: setup  ## Synthesize cdk.out/StickyWebSocketStack.template.json offline (settings: -c via CDK_ARGS).
 	$(CDK) synth --quiet $(CDK_ARGS)

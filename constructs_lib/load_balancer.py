@@ -32,6 +32,7 @@ whose default action belongs to another application.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Final
 
@@ -47,9 +48,10 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from constructs_lib.nag import acknowledge
-from constructs_lib.settings_check import apply_settings
+from constructs_lib.service import WebSocketFargateService
+from constructs_lib.settings_check import SettingsMismatchError, apply_settings
 from stickyws.protocol import WS_PATH
-from stickyws.settings import Settings, render_value
+from stickyws.settings import Scope, Settings, SettingsError, render_value
 from stickyws.settings.aws_names import LOAD_BALANCER_ATTRIBUTES
 
 #: Annotation id of the synth warning that HTTP-only mode adds.
@@ -74,6 +76,11 @@ LOG_DELIVERY_SERVICE_PRINCIPAL: Final = "logdelivery.elasticloadbalancing.amazon
 HTTPS_PORT: Final = 443
 HTTP_PORT: Final = 80
 
+#: The parts of a deployment this construct builds (the rules it runs).
+LOAD_BALANCER_PARTS: Final = frozenset({Scope.LOAD_BALANCER})
+#: The parts ``attach`` judges: the load balancer's values with the service's and its server's settings.
+ATTACH_PARTS: Final = frozenset({Scope.LOAD_BALANCER, Scope.SERVICE, Scope.SERVER})
+
 
 def load_balancer_attributes(settings: Settings) -> dict[str, str]:
     """The ALB attributes the settings require, as ``{attribute key: value}`` (CloudFormation names).
@@ -93,7 +100,9 @@ class StickyWebSocketLoadBalancer(Construct):
     docs/iac.md); the props below only choose the topology.
 
     :param vpc: VPC of the target group (and of the new ALB).
-    :param settings: the deployment's settings; checked with :func:`apply_settings` (errors raise).
+    :param settings: the deployment's settings; its ``load_balancer`` and ``target_group`` groups
+        are checked with :func:`apply_settings` (errors raise), and :meth:`attach` judges them with
+        the service's settings.
     :param load_balancer: reuse this ALB instead of creating one. Default: a new ALB.
     :param listener: reuse this listener: only the target group and the listener rule are created.
         Needs ``load_balancer`` or ``domain_name`` so that :attr:`url` is known.
@@ -148,7 +157,7 @@ class StickyWebSocketLoadBalancer(Construct):
         )
         polling_priority = polling_rule_priority if polling_rule_priority is not None else upgrade_rule_priority + 1
         _check_polling(polling_paths, polling_priority, upgrade_rule_priority)
-        apply_settings(self, settings)
+        self._verdict = apply_settings(self, settings, LOAD_BALANCER_PARTS)
         self._settings = settings
         self._http_only = http_only
         self._target_port = target_port if target_port is not None else settings.server.port
@@ -261,24 +270,69 @@ class StickyWebSocketLoadBalancer(Construct):
 
     def attach(
         self,
-        target: ecs.BaseService | elbv2.IApplicationLoadBalancerTarget,
+        target: WebSocketFargateService | ecs.BaseService | elbv2.IApplicationLoadBalancerTarget,
         *,
         container_name: str | None = None,
         container_port: int | None = None,
     ) -> None:
         """Register ``target`` with :attr:`target_group`.
 
+        A :class:`WebSocketFargateService` (or its ``.service``) is judged first: its settings with
+        this load balancer's ``load_balancer`` and ``target_group`` values (idle timeout,
+        deregistration delay, stickiness, health check), for the parts load balancer, service and
+        server. A contradiction (e.g. ``idle_timeout_s=100`` here and ``ping_interval_s=60`` there)
+        raises :class:`stickyws.settings.SettingsError` naming both sides; then the scaling signals
+        that need the target group are wired.
+
         An ECS service registers its container (default: the task definition's default container,
         on :attr:`target_port`'s port) and its security group admits the ALB on that port; any other
         ``IApplicationLoadBalancerTarget`` (e.g. ``elbv2_targets.IpTarget``) is added as is.
         """
-        if isinstance(target, ecs.BaseService):
-            port = container_port if container_port is not None else self._target_port
-            name = container_name or _default_container_name(target)
-            self._target_group.add_target(target.load_balancer_target(container_name=name, container_port=port))
-            target.connections.allow_from(self._connectable(), ec2.Port.tcp(port), "from the WebSocket load balancer")
+        owner = target if isinstance(target, WebSocketFargateService) else None
+        if isinstance(target, ecs.BaseService) and isinstance(target.node.scope, WebSocketFargateService):
+            owner = target.node.scope
+        registered: ecs.BaseService | elbv2.IApplicationLoadBalancerTarget
+        if owner is not None:
+            self._judge_with(owner, container_port)
+            registered = owner.service
         else:
-            self._target_group.add_target(target)
+            assert not isinstance(target, WebSocketFargateService)
+            registered = target
+        if isinstance(registered, ecs.BaseService):
+            port = container_port if container_port is not None else self._target_port
+            name = container_name or _default_container_name(registered)
+            self._target_group.add_target(registered.load_balancer_target(container_name=name, container_port=port))
+            registered.connections.allow_from(
+                self._connectable(), ec2.Port.tcp(port), "from the WebSocket load balancer"
+            )
+        else:
+            self._target_group.add_target(registered)
+        if owner is not None:
+            owner.use_target_group(self._target_group, self._load_balancer)
+
+    def _judge_with(self, service: WebSocketFargateService, container_port: int | None) -> None:
+        """Judge ``service``'s settings with this load balancer's values; raise on a contradiction."""
+        port = container_port if container_port is not None else self._target_port
+        if port != service.settings["port"]:
+            raise ValueError(
+                f"the load balancer sends traffic to port {port} and the service {service.node.path} listens on "
+                f"{service.settings['port']}: give both the same port setting, or pass container_port= / target_port="
+            )
+        combined = dataclasses.replace(
+            service.settings, load_balancer=self._settings.load_balancer, target_group=self._settings.target_group
+        )
+        try:
+            apply_settings(self, combined, ATTACH_PARTS)
+        except SettingsError as exc:
+            raise SettingsMismatchError(
+                exc.findings,
+                f"the load balancer {self.node.path} (its load_balancer and target_group settings) and the service "
+                f"{service.node.path} (its service and server settings) do not fit together",
+            ) from None
+
+    def skipped_rules(self) -> list[str]:
+        """``rule-id: reason`` of each settings rule this construct did not judge (see ``apply_settings``)."""
+        return self._verdict.skipped_rules()
 
     @property
     def target_port(self) -> int:

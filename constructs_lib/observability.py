@@ -40,7 +40,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from constructs_lib.settings_check import apply_settings
-from stickyws.settings import Settings
+from stickyws.settings import Scope, Settings
 
 #: Metric names the server emits in ``metrics_namespace`` (the EMF contract with the server).
 ACTIVE_CONNECTIONS: Final = "ActiveConnections"
@@ -77,6 +77,8 @@ SERVER_METRICS: Final = (
 SERVICE_NAME_DIMENSION: Final = "ServiceName"
 REASON_DIMENSION: Final = "Reason"
 
+#: The parts this construct watches (the rules it runs).
+OBSERVED_PARTS: Final = frozenset({Scope.LOAD_BALANCER, Scope.SERVICE})
 ONE_MINUTE: Final = Duration.minutes(1)
 FIVE_MINUTES: Final = Duration.minutes(5)
 #: Evaluation periods (5 min each) of the imbalance alarm: a reconnect wave settles within them.
@@ -114,7 +116,7 @@ class WebSocketObservability(Construct):
         imbalance_floor_connections: int = 100,
     ) -> None:
         super().__init__(scope, id_)
-        apply_settings(self, settings)
+        apply_settings(self, settings, OBSERVED_PARTS)
         if not 1 <= unhealthy_evaluation_periods <= 60:
             raise ValueError(f"unhealthy_evaluation_periods={unhealthy_evaluation_periods} is outside 1-60 minutes")
         if imbalance_factor < 1:

@@ -62,6 +62,7 @@ from stickyws.settings import (
     ENV_REDIS_PASSWORD,
     ENV_REDIS_PASSWORD_SECRET_ARN,
     ENV_REDIS_USER,
+    Scope,
     Settings,
 )
 from stickyws.settings.model import REGISTRY_AUTH_MODES, REGISTRY_ENGINES, REGISTRY_MODES
@@ -70,6 +71,9 @@ from stickyws.settings.rules import DEFAULT_ENGINE_VERSIONS
 ENGINES: Final = REGISTRY_ENGINES
 #: Engine versions the replication group is pinned to (major.minor, as ElastiCache takes them).
 ENGINE_VERSIONS: Final = DEFAULT_ENGINE_VERSIONS
+#: The parts the registry's rules read: the registry, and the service and server it serves (rules about
+#: the registry only, see ``apply_settings(about=Scope.REGISTRY)``).
+REGISTRY_PARTS: Final = frozenset({Scope.REGISTRY, Scope.SERVICE, Scope.SERVER})
 #: Port of a new replication group. Not the well-known 6379 (cdk-nag AwsSolutions-AEC5).
 DEFAULT_PORT: Final = 6380
 #: Port of a Serverless cache's endpoint (fixed by the service).
@@ -113,7 +117,7 @@ class ConnectionRegistry(Construct):
     ) -> None:
         super().__init__(scope, id_)
         settings = settings or Settings()
-        apply_settings(self, settings)
+        self._verdict = apply_settings(self, settings, REGISTRY_PARTS, about=Scope.REGISTRY)
         r = settings.registry
         self._security_group: ec2.SecurityGroup | None = None
         self._replication_group: elasticache.CfnReplicationGroup | None = None
@@ -309,6 +313,10 @@ class ConnectionRegistry(Construct):
         return self._security_group.security_group_id
 
     # -- wiring ------------------------------------------------------------------------------------
+
+    def skipped_rules(self) -> list[str]:
+        """``rule-id: reason`` of each registry rule this construct did not judge (see ``apply_settings``)."""
+        return self._verdict.skipped_rules()
 
     def allow_from(self, peer: ec2.IConnectable) -> None:
         """Admit ``peer`` (an ECS service, a Lambda function, a security group) on the registry port.

@@ -1,26 +1,41 @@
 """The WebSocket server as an ECS Fargate service, configured from the one settings model.
 
 :class:`WebSocketFargateService` creates (or reuses) the cluster, the task definition with the
-``server`` container, the service and its autoscaling. What it renders, and where from:
+``server`` container, the service and its autoscaling. It follows ``server_mode``:
 
-* container environment: ``stickyws.settings.to_env(settings)`` (every ``STICKYWS_*`` setting;
-  the server reads the same names with ``from_env``), ``REDIS_URL`` when a registry is given,
-  ``STICKYWS_SERVICE_NAME`` (``stickyws.settings.ENV_SERVICE_NAME``: the service name, the
+**Reference server** (``server_mode=reference``, the default), what it renders and where from:
+
+* container environment: ``stickyws.settings.server_environment(settings)`` (every ``STICKYWS_*``
+  setting; the server reads the same names with ``from_env``), ``REDIS_URL`` when a registry is
+  given, ``STICKYWS_SERVICE_NAME`` (``stickyws.settings.ENV_SERVICE_NAME``: the service name, the
   ``ServiceName`` dimension of the server's metrics; Fargate's task metadata does not report it),
   then the caller's extra variables;
-* ``STICKYWS_JWT_SECRET`` from Secrets Manager (``ecs.Secret``), never a literal;
+* ``STICKYWS_JWT_SECRET`` from Secrets Manager (``ecs.Secret``), never a literal (generated unless
+  one is passed);
 * with ``publishers`` (or :meth:`WebSocketFargateService.allow_publish_from`): the HTTP publish
   endpoint's port (``publish_port``) mapped and opened to those security groups only, and its key
   ``STICKYWS_PUBLISH_KEY`` from Secrets Manager; the load balancer never routes that port;
-* ``stopTimeout`` = ``stop_timeout_s``; health-check grace = ``health_check_grace_s``; deployment
-  ``min_healthy_percent``/``max_percent`` (100/200: replacements come up before old tasks drain)
-  with the circuit breaker rolling back;
+* the container health check :meth:`ContainerHealthCheck.reference` (python in the image);
 * target tracking on the server's ``ActiveConnections`` per task (``target_connections_per_task``)
-  and on CPU (``target_cpu_percent``), between ``min_count`` and ``max_count``, with the long
-  ``scale_in_cooldown_s`` (every scale-in moves all clients of a task).
+  and on CPU (``target_cpu_percent``).
+
+**Your own server** (``server_mode=own``, your ``image``): the environment is only what
+``server_env`` names (``server_environment(settings)``), ``REDIS_URL`` if you pass ``redis_url``,
+then your ``environment``; no ``STICKYWS_*`` variable of the reference server. The signing key is
+injected only when you pass ``jwt_secret`` (as ``jwt_secret_env``). No container health check
+unless you choose one (the load balancer's target health check still guards each task; an info
+annotation says so), and scaling on CPU unless you choose signals (:mod:`constructs_lib.scaling`).
+
+Both modes: the container carries ``server_labels(settings)`` as Docker labels (which server runs
+and what it is told; the auditor reads them back), ``stopTimeout`` = ``stop_timeout_s``,
+health-check grace = ``health_check_grace_s``, deployment ``min_healthy_percent``/``max_percent``
+(100/200: replacements come up before old tasks drain) with the circuit breaker rolling back, and
+the task count between ``min_count`` and ``max_count`` with the long ``scale_in_cooldown_s``
+(every scale-in moves all clients of a task).
 
 The service's security group has no ingress of its own: ``StickyWebSocketLoadBalancer.attach``
-admits the load balancer's security group on the container port.
+admits the load balancer's security group on the container port (and wires the scaling signals
+that need the target group).
 """
 
 from __future__ import annotations
@@ -28,7 +43,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from aws_cdk import Duration, Names
+import jsii
+from aws_cdk import Annotations, Duration, Names
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
@@ -36,11 +52,13 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
-from constructs import Construct
+from constructs import Construct, IValidation
 
+from constructs_lib.health_check import ContainerHealthCheck, reference_command
 from constructs_lib.image import server_image
 from constructs_lib.nag import acknowledge
 from constructs_lib.observability import ACTIVE_CONNECTIONS, SERVICE_NAME_DIMENSION
+from constructs_lib.scaling import ScalingSignal
 from constructs_lib.settings_check import apply_settings
 from stickyws.settings import (
     ENV_JWT_SECRET,
@@ -48,46 +66,51 @@ from stickyws.settings import (
     ENV_REDIS_URL,
     ENV_SERVICE_NAME,
     ENV_TARGET_GROUP_ARN,
+    Scope,
     Settings,
-    to_env,
+    server_environment,
+    server_labels,
 )
 
 #: Name of the server container in the task definition (the load balancer targets it).
 CONTAINER_NAME: Final = "server"
 #: Period over which the autoscaling and dashboard statistics of the server's metrics are taken.
 METRIC_PERIOD: Final = Duration.minutes(1)
-#: ECS container health-check limits (narrower than the ALB's for the timeout and start period).
-ECS_HEALTH_TIMEOUT_MAX_S: Final = 60
-ECS_HEALTH_START_PERIOD_MAX_S: Final = 300
 #: Prefix of the container's log streams.
 LOG_STREAM_PREFIX: Final = "stickyws"
+#: The parts of a deployment this construct builds (the rules it runs).
+SERVICE_PARTS: Final = frozenset({Scope.SERVICE, Scope.SERVER})
+#: Annotation id of the note that your own server's task runs no container health check.
+NO_CONTAINER_HEALTH_CHECK_ID: Final = "stickyws:service:no-container-health-check"
 
 
 def health_check_command(settings: Settings) -> list[str]:
-    """The container health check: the Dockerfile's python urllib one-liner on the settings' port and path."""
-    timeout_s = max(1, min(settings["health_check_timeout_s"], ECS_HEALTH_TIMEOUT_MAX_S) - 1)
-    url = f"http://127.0.0.1:{settings['port']}{settings['health_check_path']}"
-    script = (
-        "import urllib.request,sys; "
-        f"sys.exit(0 if urllib.request.urlopen({url!r}, timeout={timeout_s}).status == 200 else 1)"
-    )
-    return ["CMD", "python", "-c", script]
+    """The reference server's container health check (see :func:`constructs_lib.health_check.reference_command`)."""
+    return reference_command(settings)
 
 
 def container_environment(
-    settings: Settings, *, service_name: str, redis_url: str | None = None, extra: Mapping[str, str] | None = None
+    settings: Settings,
+    *,
+    service_name: str,
+    redis_url: str | None = None,
+    extra: Mapping[str, str] | None = None,
+    reserved: Sequence[str] = (ENV_JWT_SECRET, ENV_PUBLISH_KEY),
 ) -> dict[str, str]:
-    """The server container's environment: every setting, the registry URL, the service name, then ``extra``.
+    """The server container's environment: what the server is told, the registry URL, then ``extra``.
 
-    Raises ``ValueError`` when ``extra`` would override a variable this construct renders (change
-    the setting instead, or pass ``redis_url``).
+    Reference server: every ``STICKYWS_*`` setting, ``REDIS_URL`` and ``STICKYWS_SERVICE_NAME``.
+    Your own server: the variables ``server_env`` names and ``REDIS_URL`` (when given) only.
+    Raises ``ValueError`` when ``extra`` would override a rendered variable or one of ``reserved``
+    (the secrets' names): change the setting instead, or pass ``redis_url``.
     """
-    env = to_env(settings)
+    env = server_environment(settings)
     if redis_url is not None:
         env[ENV_REDIS_URL] = redis_url
-    env[ENV_SERVICE_NAME] = service_name
+    if not settings.own_server:
+        env[ENV_SERVICE_NAME] = service_name
     for name, value in (extra or {}).items():
-        if name in env or name in (ENV_JWT_SECRET, ENV_PUBLISH_KEY):
+        if name in env or name in reserved:
             raise ValueError(
                 f"environment variable {name} is rendered by WebSocketFargateService: change the setting, "
                 "the redis_url or the jwt_secret instead of overriding it"
@@ -101,27 +124,38 @@ class WebSocketFargateService(Construct):
 
     :param vpc: VPC of the service (and of a new cluster); tasks run in its private subnets (the
         CDK default selection) without public IPs.
-    :param settings: the deployment's settings; checked with ``apply_settings`` (errors raise).
+    :param settings: the deployment's settings; ``server_mode`` chooses the reference server or
+        your own (see the module doc). Checked with ``apply_settings`` for the service and the
+        server (errors raise; the load balancer's rules run in ``attach``).
     :param cluster: reuse this cluster. Default: a new cluster with Container Insights.
-    :param image: the container image. Default: :func:`constructs_lib.image.server_image`, an image
-        asset (linux/amd64; synth only stages it) built by the repository's ``Dockerfile`` from a
-        checkout, or by the packaged Dockerfile that installs this stickyws version with the
-        ``[server]`` extra from the package index.
-    :param jwt_secret: Secrets Manager secret whose whole string is the HS256 token signing key.
-        Default: a generated 64-character secret.
-    :param redis_url: registry URL given to the server as ``REDIS_URL``. Default: none (the server
-        falls back to its in-memory registry, fit for one task only).
+    :param image: the container image. Default (reference server only):
+        :func:`constructs_lib.image.server_image`, an image asset of the reference server. Required
+        with ``server_mode=own``.
+    :param jwt_secret: Secrets Manager secret whose whole string is the HS256 token signing key,
+        injected as ``jwt_secret_env``. Default: a generated 64-character secret for the reference
+        server; none for your own server.
+    :param jwt_secret_env: variable the signing key is injected as. Default ``STICKYWS_JWT_SECRET``
+        (the only name the reference server reads).
+    :param redis_url: registry URL given to the server as ``REDIS_URL``. Default: none (the
+        reference server falls back to its in-memory registry, fit for one task only).
     :param log_retention: retention of the container log group. Default one month.
     :param environment: extra container variables; they may not override rendered ones.
-    :param service_name: the ECS service name (also the metrics' ``ServiceName`` dimension, so it is
-        fixed at synth). Default: a name unique to this construct's path in its stack. Up to 255
-        letters, digits, hyphens and underscores.
-    :param publishers: security groups of the backends that may call the publish endpoint
-        (``POST /v1/publish`` on ``publish_port``). Default: none, and the endpoint stays off (no key
-        is given to the server). Needs ``publish_port`` > 0.
+    :param service_name: the ECS service name (also the reference metrics' ``ServiceName``
+        dimension, so it is fixed at synth). Default: a name unique to this construct's path in its
+        stack. Up to 255 letters, digits, hyphens and underscores.
+    :param publishers: security groups of the backends that may call the reference server's publish
+        endpoint (``POST /v1/publish`` on ``publish_port``). Default: none, and the endpoint stays
+        off. Needs ``publish_port`` > 0 and the reference server.
     :param publish_key: Secrets Manager secret whose whole string is the publish endpoint's key.
-        Default (with ``publishers``): a generated 48-character secret; read it with
-        ``publish_key.grant_read(backend_role)``.
+        Default (with ``publishers``): a generated 48-character secret.
+    :param health_check: the container health check (:class:`ContainerHealthCheck`). Default:
+        ``reference()`` for the reference server, ``none()`` for your own.
+    :param scaling: the target-tracking signals (:class:`ScalingSignal`). Default: the server's
+        connections per task and CPU for the reference server, CPU for your own. Signals on the
+        load balancer's metrics are wired by ``attach`` (or by ``target_group``/``load_balancer``).
+    :param target_group: the load balancer's target group, for the signals that need it. Default:
+        the one ``StickyWebSocketLoadBalancer.attach`` registers the service with.
+    :param load_balancer: the load balancer of ``target_group`` (for ``connections_per_target``).
     """
 
     def __init__(
@@ -134,21 +168,34 @@ class WebSocketFargateService(Construct):
         cluster: ecs.ICluster | None = None,
         image: ecs.ContainerImage | None = None,
         jwt_secret: secretsmanager.ISecret | None = None,
+        jwt_secret_env: str = ENV_JWT_SECRET,
         redis_url: str | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
         environment: Mapping[str, str] | None = None,
         service_name: str | None = None,
         publishers: Sequence[ec2.ISecurityGroup] = (),
         publish_key: secretsmanager.ISecret | None = None,
+        health_check: ContainerHealthCheck | None = None,
+        scaling: Sequence[ScalingSignal] | None = None,
+        target_group: elbv2.IApplicationTargetGroup | None = None,
+        load_balancer: elbv2.IApplicationLoadBalancer | None = None,
     ) -> None:
         super().__init__(scope, id_)
-        if publishers and not settings["publish_port"]:
-            raise ValueError("publishers need the publish endpoint: set publish_port to a port (e.g. 8081), not 0")
+        signals = tuple(scaling) if scaling is not None else ScalingSignal.defaults_for(settings)
+        _check_props(
+            settings,
+            image=image,
+            jwt_secret_env=jwt_secret_env,
+            publishers=publishers,
+            publish_key=publish_key,
+            signals=signals,
+        )
         self._publish_key: secretsmanager.ISecret | None = None
-        apply_settings(self, settings)
+        self._verdict = apply_settings(self, settings, SERVICE_PARTS)
         self._settings = settings
         self._describe_target_health_granted = False
         self._publish_mapped = False
+        self._health_check = health_check or ContainerHealthCheck.default_for(settings)
         task = settings.task
 
         self._cluster: ecs.ICluster = cluster or ecs.Cluster(
@@ -156,7 +203,7 @@ class WebSocketFargateService(Construct):
         )
         self._service_name = service_name or Names.unique_resource_name(self, max_length=255, separator="-")
 
-        if jwt_secret is None:
+        if jwt_secret is None and not settings.own_server:
             generated = secretsmanager.Secret(
                 self,
                 "JwtSecret",
@@ -186,6 +233,7 @@ class WebSocketFargateService(Construct):
                 operating_system_family=ecs.OperatingSystemFamily.LINUX,
             ),
         )
+        container_health_check = self._health_check.render(settings)
         self._container = self._task_definition.add_container(
             CONTAINER_NAME,
             container_name=CONTAINER_NAME,
@@ -193,24 +241,31 @@ class WebSocketFargateService(Construct):
             essential=True,
             port_mappings=[ecs.PortMapping(container_port=settings["port"], protocol=ecs.Protocol.TCP)],
             environment=container_environment(
-                settings, service_name=self._service_name, redis_url=redis_url, extra=environment
+                settings,
+                service_name=self._service_name,
+                redis_url=redis_url,
+                extra=environment,
+                reserved=(jwt_secret_env, ENV_PUBLISH_KEY),
             ),
-            secrets={ENV_JWT_SECRET: ecs.Secret.from_secrets_manager(jwt_secret)},
+            secrets={jwt_secret_env: ecs.Secret.from_secrets_manager(jwt_secret)} if jwt_secret is not None else None,
+            docker_labels=server_labels(settings),
             logging=ecs.LogDriver.aws_logs(stream_prefix=LOG_STREAM_PREFIX, log_group=self._log_group),
             stop_timeout=Duration.seconds(task.stop_timeout_s),
-            health_check=ecs.HealthCheck(
-                command=health_check_command(settings),
-                interval=Duration.seconds(settings["health_check_interval_s"]),
-                timeout=Duration.seconds(min(settings["health_check_timeout_s"], ECS_HEALTH_TIMEOUT_MAX_S)),
-                retries=settings["unhealthy_threshold_count"],
-                start_period=Duration.seconds(min(task.health_check_grace_s, ECS_HEALTH_START_PERIOD_MAX_S)),
-            ),
+            health_check=container_health_check,
         )
+        if container_health_check is None:
+            Annotations.of(self).add_info_v2(
+                NO_CONTAINER_HEALTH_CHECK_ID,
+                "the server container has no container health check (health_check=ContainerHealthCheck.none()); "
+                f"the load balancer's target health check on {settings['health_check_path']} still guards each "
+                "task once it is attached. Choose ContainerHealthCheck.http() or .command(...) to have ECS probe "
+                "inside the task too.",
+            )
         acknowledge(
             self._task_definition,
             "AwsSolutions-ECS2",
-            "The environment holds the non-secret settings (STICKYWS_*), the registry URL and the service "
-            "name; the signing key is injected from Secrets Manager.",
+            "The environment holds the non-secret settings the server is told, the registry URL and (for the "
+            "reference server) the service name; the signing key is injected from Secrets Manager.",
         )
 
         self._security_group = ec2.SecurityGroup(
@@ -240,19 +295,14 @@ class WebSocketFargateService(Construct):
             self.allow_publish_from(peer)
 
         self._scaling = self._service.auto_scale_task_count(min_capacity=task.min_count, max_capacity=task.max_count)
-        self._scaling.scale_to_track_custom_metric(
-            "ConnectionsPerTask",
-            metric=self.connections_metric,
-            target_value=task.target_connections_per_task,
-            scale_in_cooldown=Duration.seconds(task.scale_in_cooldown_s),
-            scale_out_cooldown=Duration.seconds(task.scale_out_cooldown_s),
-        )
-        self._scaling.scale_on_cpu_utilization(
-            "Cpu",
-            target_utilization_percent=task.target_cpu_percent,
-            scale_in_cooldown=Duration.seconds(task.scale_in_cooldown_s),
-            scale_out_cooldown=Duration.seconds(task.scale_out_cooldown_s),
-        )
+        self._signals = signals
+        self._pending_signals = [s for s in signals if s.needs_target_group]
+        for signal in signals:
+            if not signal.needs_target_group:
+                signal.add_to(self._scaling, settings, connections_metric=self.connections_metric)
+        if target_group is not None:
+            self.use_target_group(target_group, load_balancer)
+        self.node.add_validation(_SignalsWired(self))
         execution_role = self._task_definition.execution_role
         if execution_role is not None and image is None:
             acknowledge(
@@ -261,9 +311,30 @@ class WebSocketFargateService(Construct):
                 "ecr:GetAuthorizationToken, which pulling the image asset needs, has no resource-level permissions.",
             )
 
+    def use_target_group(
+        self, target_group: elbv2.IApplicationTargetGroup, load_balancer: elbv2.IApplicationLoadBalancer | None = None
+    ) -> None:
+        """Add the scaling policies that need the load balancer's target group (``attach`` calls this).
+
+        Idempotent: the policies are added on the first call that can make them.
+        """
+        waiting = []
+        for signal in self._pending_signals:
+            if signal.kind == "connections_per_target" and load_balancer is None:
+                waiting.append(signal)
+                continue
+            signal.add_to(self._scaling, self._settings, target_group=target_group, load_balancer=load_balancer)
+        self._pending_signals = waiting
+
+    def skipped_rules(self) -> list[str]:
+        """``rule-id: reason`` of each settings rule this construct did not judge (see ``apply_settings``)."""
+        return self._verdict.skipped_rules()
+
     def allow_publish_from(self, peer: ec2.ISecurityGroup) -> None:
         """Open the publish endpoint (``publish_port``) to ``peer`` only; the first call also maps the
         port and gives the server its key from Secrets Manager (generated unless one was passed)."""
+        if self._settings.own_server:
+            raise ValueError(_PUBLISH_NEEDS_REFERENCE)
         port = self._settings["publish_port"]
         if not port:
             raise ValueError("the publish endpoint is off (publish_port=0): set publish_port to a port first")
@@ -299,9 +370,17 @@ class WebSocketFargateService(Construct):
     def grant_describe_target_health(self, target_group: elbv2.ITargetGroup | None = None) -> None:
         """Let the tasks call ``elasticloadbalancing:DescribeTargetHealth`` (the server's optional drain trigger).
 
-        With ``target_group`` the container also gets ``STICKYWS_TARGET_GROUP_ARN``, which the server's
-        poller (``drain_poll_target_health=true``) needs to find its own target. Idempotent.
+        With ``target_group`` the container also gets ``STICKYWS_TARGET_GROUP_ARN``, which the reference
+        server's poller (``drain_poll_target_health=true``) needs to find its own target. Idempotent.
+        Your own server gets the permission only: give it the ARN under the name it reads, e.g.
+        ``service.container.add_environment("TARGET_GROUP_ARN", target_group.target_group_arn)``.
         """
+        if target_group is not None and self._settings.own_server:
+            raise ValueError(
+                f"{ENV_TARGET_GROUP_ARN} is the reference server's variable: call grant_describe_target_health() "
+                "without target_group and add the ARN with container.add_environment(<the name your server reads>, "
+                "target_group.target_group_arn)"
+            )
         if not self._describe_target_health_granted:
             self._task_definition.task_role.add_to_principal_policy(
                 iam.PolicyStatement(actions=["elasticloadbalancing:DescribeTargetHealth"], resources=["*"])
@@ -361,9 +440,24 @@ class WebSocketFargateService(Construct):
         return self._security_group
 
     @property
-    def jwt_secret(self) -> secretsmanager.ISecret:
-        """The token signing key's secret (given or generated)."""
+    def jwt_secret(self) -> secretsmanager.ISecret | None:
+        """The token signing key's secret (given, or generated for the reference server); ``None`` if none."""
         return self._jwt_secret
+
+    @property
+    def settings(self) -> Settings:
+        """The settings this service was built from (``attach`` judges them with the load balancer's)."""
+        return self._settings
+
+    @property
+    def health_check(self) -> ContainerHealthCheck:
+        """The container health check chosen (or the default of the server mode)."""
+        return self._health_check
+
+    @property
+    def scaling_signals(self) -> tuple[ScalingSignal, ...]:
+        """The target-tracking signals of the service (given, or the default of the server mode)."""
+        return self._signals
 
     @property
     def log_group(self) -> logs.LogGroup:
@@ -372,5 +466,74 @@ class WebSocketFargateService(Construct):
 
     @property
     def scaling(self) -> ecs.ScalableTaskCount:
-        """The service's scalable task count (two target-tracking policies)."""
+        """The service's scalable task count (one target-tracking policy per scaling signal)."""
         return self._scaling
+
+    @property
+    def unwired_signals(self) -> tuple[ScalingSignal, ...]:
+        """Signals still waiting for the load balancer's target group (synth fails while any is left)."""
+        return tuple(self._pending_signals)
+
+
+_PUBLISH_NEEDS_REFERENCE: Final = (
+    "the publish endpoint (publishers=, publish_key=, allow_publish_from) is the reference server's "
+    "POST /v1/publish: drop it with server_mode=own, and open your own server's port with "
+    "service.security_group.add_ingress_rule(...)"
+)
+
+
+def _check_props(
+    settings: Settings,
+    *,
+    image: ecs.ContainerImage | None,
+    jwt_secret_env: str,
+    publishers: Sequence[ec2.ISecurityGroup],
+    publish_key: secretsmanager.ISecret | None,
+    signals: Sequence[ScalingSignal],
+) -> None:
+    """Refuse combinations that cannot work, with the fix."""
+    if isinstance(signals, ScalingSignal):
+        raise ValueError("scaling takes a list of signals, e.g. scaling=[ScalingSignal.cpu()]")
+    if not signals:
+        raise ValueError("scaling=[] leaves the task count fixed: name at least one signal, e.g. ScalingSignal.cpu()")
+    ids = [s.policy_id for s in signals]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"scaling names one signal twice ({', '.join(ids)}): keep one of each (name metrics apart)")
+    if settings.own_server:
+        if image is None:
+            raise ValueError(
+                "server_mode=own needs your server's image: pass image=ecs.ContainerImage.from_registry(...) "
+                "(the default image is the reference server)"
+            )
+        if publishers or publish_key is not None:
+            raise ValueError(_PUBLISH_NEEDS_REFERENCE)
+        if any(s.kind == "server_connections" for s in signals):
+            raise ValueError(
+                "ScalingSignal.server_connections() follows the reference server's ActiveConnections metric, which "
+                "your own server does not emit: use connections_per_target(), requests_per_target(n), cpu() or "
+                "metric(your_metric, target)"
+            )
+        return
+    if jwt_secret_env != ENV_JWT_SECRET:
+        raise ValueError(
+            f"jwt_secret_env={jwt_secret_env!r}: the reference server reads the signing key from {ENV_JWT_SECRET} "
+            "only; drop jwt_secret_env (or set server_mode=own for your own server)"
+        )
+    if publishers and not settings["publish_port"]:
+        raise ValueError("publishers need the publish endpoint: set publish_port to a port (e.g. 8081), not 0")
+
+
+@jsii.implements(IValidation)
+class _SignalsWired:
+    """Synth-time check that every scaling signal on the load balancer's metrics found its target group."""
+
+    def __init__(self, service: WebSocketFargateService) -> None:
+        self._service = service
+
+    def validate(self) -> list[str]:
+        return [
+            f"scaling signal {signal.describe()} needs the load balancer's target group: attach the service with "
+            "StickyWebSocketLoadBalancer.attach(service), or pass target_group= (and load_balancer=) to "
+            "WebSocketFargateService"
+            for signal in self._service.unwired_signals
+        ]

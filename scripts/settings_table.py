@@ -46,8 +46,10 @@ def render_table() -> str:
 
 def render_rules() -> str:
     """The Markdown table of the named rules: id and what each one guarantees."""
-    lines = ["| rule | guarantees |", "| --- | --- |"]
-    lines += [f"| `{rule.id}` | {_cell(rule.summary)} |" for rule in RULES.values()]
+    lines = ["| rule | runs where the deployment has | guarantees |", "| --- | --- | --- |"]
+    for rule in RULES.values():
+        scopes = " + ".join(s.value for s in sorted(rule.scopes, key=lambda s: s.value)) or "any part (per setting)"
+        lines.append(f"| `{rule.id}` | {_cell(scopes)} | {_cell(rule.summary)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -20,6 +20,7 @@ from constructs_lib import (
     StickyWebSocketLoadBalancer,
     WebSocketFargateService,
     WebSocketObservability,
+    apply_settings,
 )
 from stickyws.settings import Settings
 
@@ -51,7 +52,11 @@ MAX_AZS: Final = 2
 class StickyWebSocketStack(Stack):
     """VPC, sticky WebSocket ALB, Fargate service, connection registry, drain notifier and observability.
 
-    :param settings: the deployment's settings (``stickyws.settings.resolve`` of the CDK context).
+    :param settings: the deployment's settings (``stickyws.settings.resolve`` of the CDK context);
+        every rule is judged here once, then each construct judges its own parts. The stack runs the
+        reference server (its image, registry, drain notifier and publish endpoint), so
+        ``server_mode=own`` is refused by its service: compose the constructs in your own stack for
+        your own server (docs/iac.md).
     :param certificate_arn: ACM certificate of the HTTPS listener.
     :param domain_name: DNS name of the service; with ``hosted_zone`` a DNS-validated certificate and
         an alias record are created.
@@ -77,6 +82,8 @@ class StickyWebSocketStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
+        # Every part of the deployment is here: judge all rules once, so errors come in one message.
+        apply_settings(self, settings)
         zone = (
             route53.HostedZone.from_hosted_zone_attributes(
                 self, "HostedZone", hosted_zone_id=hosted_zone.zone_id, zone_name=hosted_zone.zone_name

@@ -13,6 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from stickyws import __version__
 from stickyws.settings import SettingsError
 
 #: Modules that add sub-commands, in the order ``--help`` lists them.
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every registered command."""
     parser = argparse.ArgumentParser(
         prog="stickyws", description="Sticky WebSocket services behind an AWS Application Load Balancer."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"stickyws {__version__}", help="print the installed version and exit"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

@@ -1,5 +1,8 @@
 """``stickyws audit``: check a template or a live load balancer against the settings model's rules.
 
+The report lists failures and warnings with their fixes and counts the rest; ``--verbose`` lists
+every row, ``--json`` prints every row as data.
+
 Exit codes: 0 every check passed (warnings allowed), 1 a check failed, 2 the deployment could
 not be read (unreadable template, bad ARN, missing permission or credentials); the reason is
 printed as one line on stderr.
@@ -17,6 +20,7 @@ sources (exactly one):
   --stack-name NAME                                       a deployed CloudFormation stack
   --load-balancer-arn ARN [--target-group-arn ARN]        any Application Load Balancer
   --target-group-arn ARN                                  a target group and its load balancer
+report: failures and warnings with their fixes; passes and skipped checks counted (--verbose lists them)
 exit codes: 0 all pass, 1 a check failed, 2 could not read
 """
 
@@ -47,13 +51,23 @@ def register(subparsers: Any) -> None:
     aws = parser.add_argument_group("AWS (live sources; credentials and AWS_ENDPOINT_URL as boto3 reads them)")
     aws.add_argument("--region", help="AWS region (default: from the environment or profile)")
     aws.add_argument("--profile", help="AWS named profile (default: from the environment)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    parser.add_argument(
+        "--json", action="store_true", help="print the whole result as JSON (every row) instead of the report"
+    )
+    parser.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="list every row: passes with what they read, skipped ones with the reason (default: failures and "
+        "warnings only)",
+    )
     parser.add_argument(
         "--assume",
         metavar="NAME=VALUE",
         action="append",
         default=[],
-        help="application setting to assume when the container does not show it (repeatable)",
+        help="a setting to judge with, over what the container and the infrastructure show; the report names "
+        "each value it replaced (repeatable). For your own server, an assumed server setting counts as told.",
     )
     parser.set_defaults(run=run)
 
@@ -79,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(to_json(result), indent=2))
     else:
-        print(render_table(result))
+        print(render_table(result, verbose=args.verbose))
     return result.exit_code
 
 

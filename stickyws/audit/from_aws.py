@@ -18,7 +18,8 @@ IAM permissions used (all read-only): ``cloudformation:ListStackResources``,
 ``elasticloadbalancing:DescribeLoadBalancers``, ``DescribeLoadBalancerAttributes``,
 ``DescribeListeners``, ``DescribeRules``, ``DescribeTargetGroups``,
 ``DescribeTargetGroupAttributes``, ``ecs:ListClusters``, ``ecs:ListServices``,
-``ecs:DescribeServices``, ``ecs:DescribeTaskDefinition``, ``ec2:DescribeSecurityGroups``, and for
+``ecs:DescribeServices``, ``ecs:DescribeTaskDefinition`` (the server container's environment and its
+``stickyws.*`` Docker labels), ``ec2:DescribeSecurityGroups``, and for
 the connection registry ``elasticache:DescribeReplicationGroups``, ``DescribeServerlessCaches``,
 ``DescribeUserGroups`` and ``DescribeUsers``.
 
@@ -47,6 +48,8 @@ from botocore.exceptions import (
 )
 
 from stickyws.audit.view import (
+    ENV_PREFIX,
+    LABEL_PREFIX,
     Action,
     Container,
     DeploymentView,
@@ -61,8 +64,11 @@ from stickyws.audit.view import (
     Service,
     TargetGroup,
     TaskDefinition,
+    keeps_variable,
+    load_balancer_origin,
     websocket_target_group,
 )
+from stickyws.settings import ENV_REDIS_URL
 
 #: Upper bound on ECS list/describe calls when searching the account for the service of a target group.
 MAX_SCAN_CALLS = 200
@@ -126,21 +132,34 @@ def make_session(region: str | None = None, profile: str | None = None) -> Any:
 
 
 def read_stack(session: Any, stack_name: str) -> DeploymentView:
-    """The deployment of CloudFormation stack ``stack_name``."""
+    """The deployment of CloudFormation stack ``stack_name``.
+
+    A stack whose ``StickyWebSocketLoadBalancer`` was given an existing load balancer or listener holds
+    no load balancer of its own: its target group's load balancer is read then.
+    """
     reader = _Reader(session)
     resources = reader.stack_resources(stack_name)
-    albs = resources.get("AWS::ElasticLoadBalancingV2::LoadBalancer", [])
+    albs = [physical for _, physical in resources.get("AWS::ElasticLoadBalancingV2::LoadBalancer", [])]
+    groups = [physical for _, physical in resources.get("AWS::ElasticLoadBalancingV2::TargetGroup", [])]
+    if not albs and groups:
+        described = reader.describe_target_group(groups[0])
+        albs = list(described.get("LoadBalancerArns") or [])[:1]
     if not albs:
         raise ReadError(f"stack {stack_name} has no load balancer (AWS::ElasticLoadBalancingV2::LoadBalancer)")
     if len(albs) > 1:
         reader.notes.append(f"stack {stack_name} has {len(albs)} load balancers; auditing {albs[0]}")
-    clusters = resources.get("AWS::ECS::Cluster", [])
-    services = resources.get("AWS::ECS::Service", [])
+    clusters = [physical for _, physical in resources.get("AWS::ECS::Cluster", [])]
+    services = [physical for _, physical in resources.get("AWS::ECS::Service", [])]
     view = reader.deployment(f"stack {stack_name}", albs[0], None, services, clusters[0] if clusters else None)
-    groups = resources.get("AWS::ElastiCache::ReplicationGroup", [])
-    caches = resources.get("AWS::ElastiCache::ServerlessCache", [])
-    registry_id = (groups or caches)[0] if groups or caches else None
-    return _with_registry(reader, view, registry_id, serverless=not groups)
+    logical = {physical: logical for entries in resources.values() for logical, physical in entries}
+    rules = [(i, None) for i, _ in resources.get("AWS::ElasticLoadBalancingV2::ListenerRule", [])]
+    origin = load_balancer_origin((logical.get(albs[0], ""), None), rules)
+    if view.load_balancer is not None:
+        view = dataclasses.replace(view, load_balancer=dataclasses.replace(view.load_balancer, origin=origin))
+    caches = resources.get("AWS::ElastiCache::ReplicationGroup", [])
+    serverless = resources.get("AWS::ElastiCache::ServerlessCache", [])
+    registry_id = (caches or serverless)[0][1] if caches or serverless else None
+    return _with_registry(reader, view, registry_id, serverless=not caches)
 
 
 def read_load_balancer(
@@ -169,7 +188,7 @@ def _with_registry(reader: _Reader, view: DeploymentView, registry_id: str | Non
             view, notes=(*view.notes, "no ElastiCache registry named or in the stack (not read)")
         )
     registry = reader.registry(registry_id, serverless)
-    return dataclasses.replace(view, registry=registry, notes=tuple(reader.notes))
+    return dataclasses.replace(view, registry=registry, notes=tuple(reader.notes), registry_declared=True)
 
 
 def read_target_group(session: Any, target_group_arn: str, registry_id: str | None = None) -> DeploymentView:
@@ -295,15 +314,16 @@ class _Reader:
 
     # -- CloudFormation ---------------------------------------------------------------------
 
-    def stack_resources(self, stack_name: str) -> dict[str, list[str]]:
-        found: dict[str, list[str]] = {}
+    def stack_resources(self, stack_name: str) -> dict[str, list[tuple[str, str]]]:
+        """``{resource type: [(logical id, physical id), ...]}`` of the stack's resources."""
+        found: dict[str, list[tuple[str, str]]] = {}
         with aws_errors(f"list the resources of stack {stack_name}"):
             cfn = self.client("cloudformation")
             for r in _pages(
                 cfn.list_stack_resources, "NextToken", "NextToken", "StackResourceSummaries", StackName=stack_name
             ):
                 if r.get("PhysicalResourceId"):
-                    found.setdefault(r["ResourceType"], []).append(r["PhysicalResourceId"])
+                    found.setdefault(r["ResourceType"], []).append((r["LogicalResourceId"], r["PhysicalResourceId"]))
         return found
 
     # -- load balancing ---------------------------------------------------------------------
@@ -486,22 +506,33 @@ class _Reader:
         containers = data.get("containerDefinitions") or []
         chosen = next((c for c in containers if wanted and c.get("name") == wanted), None)
         if chosen is None:
-            with_settings = [
-                c for c in containers if any(e["name"].startswith("STICKYWS_") for e in c.get("environment") or [])
-            ]
-            chosen = with_settings[0] if with_settings else (containers[0] if containers else None)
+            servers = [c for c in containers if _is_server(c)]
+            chosen = servers[0] if servers else (containers[0] if containers else None)
         container = None
         if chosen is not None:
+            labels = {
+                str(k): str(v) for k, v in (chosen.get("dockerLabels") or {}).items() if str(k).startswith(LABEL_PREFIX)
+            }
+            entries = chosen.get("environment") or []
             container = Container(
                 name=str(chosen.get("name", "?")),
                 stop_timeout_s=chosen.get("stopTimeout"),
                 environment={
                     e["name"]: str(e.get("value", ""))
-                    for e in chosen.get("environment") or []
-                    if e.get("name", "").startswith("STICKYWS_")
+                    for e in entries
+                    if keeps_variable(str(e.get("name", "")), labels)  # other variables may hold secrets
                 },
+                labels=labels,
+                registry_url=any(e.get("name") == ENV_REDIS_URL for e in entries),
             )
         return TaskDefinition(id=str(arn), cpu=data.get("cpu"), memory_mib=data.get("memory"), container=container)
+
+
+def _is_server(container: Mapping[str, Any]) -> bool:
+    """Whether a container definition carries ``stickyws.*`` labels or ``STICKYWS_*`` settings."""
+    if any(str(k).startswith(LABEL_PREFIX) for k in container.get("dockerLabels") or {}):
+        return True
+    return any(str(e.get("name", "")).startswith(ENV_PREFIX) for e in container.get("environment") or [])
 
 
 def _cluster_of(service_arn: str) -> str | None:

@@ -7,17 +7,24 @@ imports) is left unresolved and named in the view's notes; it never turns into a
 
 The load balancer is the template's Application Load Balancer; the target group is the one
 its ``Upgrade: websocket`` rule forwards to (else the default action's); the service is the
-ECS service registered with that target group.
+ECS service registered with that target group. Whether ``StickyWebSocketLoadBalancer`` created the
+load balancer or was given it is read from the resources' construct paths (``aws:cdk:path``
+metadata), else from their logical ids; a load balancer without a ``Name`` is named by its construct path.
+The server container's ``stickyws.*`` Docker labels say
+whose server it is and which variables carry its settings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from stickyws.audit.view import (
+    ENV_PREFIX,
+    LABEL_PREFIX,
     Action,
     Container,
     DeploymentView,
@@ -32,8 +39,11 @@ from stickyws.audit.view import (
     Service,
     TargetGroup,
     TaskDefinition,
+    keeps_variable,
+    load_balancer_origin,
     websocket_target_group,
 )
+from stickyws.settings import ENV_REDIS_URL
 
 LB_TYPE = "AWS::ElasticLoadBalancingV2::LoadBalancer"
 LISTENER_TYPE = "AWS::ElasticLoadBalancingV2::Listener"
@@ -47,7 +57,7 @@ REPLICATION_GROUP_TYPE = "AWS::ElastiCache::ReplicationGroup"
 SERVERLESS_CACHE_TYPE = "AWS::ElastiCache::ServerlessCache"
 USER_GROUP_TYPE = "AWS::ElastiCache::UserGroup"
 USER_TYPE = "AWS::ElastiCache::User"
-ENV_PREFIX = "STICKYWS_"
+CDK_PATH = "aws:cdk:path"
 
 
 class TemplateError(Exception):
@@ -128,6 +138,13 @@ class _Reader:
             self.notes.append(f"{what}={text!r} is not a number")
             return None
 
+    def path(self, logical_id: str) -> str | None:
+        """The CDK construct path of a resource (its ``aws:cdk:path`` metadata), if the template has it."""
+        resource = self.resources.get(logical_id)
+        metadata = resource.get("Metadata") if isinstance(resource, Mapping) else None
+        path = metadata.get(CDK_PATH) if isinstance(metadata, Mapping) else None
+        return path if isinstance(path, str) else None
+
     def of_type(self, kind: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
         for logical_id, resource in self.resources.items():
             if isinstance(resource, Mapping) and resource.get("Type") == kind:
@@ -146,6 +163,14 @@ class _Reader:
         if len(albs) > 1:
             self.notes.append(f"{len(albs)} load balancers in the template; auditing {albs[0][0]}")
         lb = self.load_balancer(*albs[0])
+        listener_ids = {listener.id for listener in lb.listeners}
+        rules = [
+            (i, self.path(i)) for i, p in self.of_type(RULE_TYPE) if self.text(p.get("ListenerArn")) in listener_ids
+        ]
+        lb_path = self.path(lb.id)
+        origin = load_balancer_origin((lb.id, lb_path), rules)
+        name = lb.name or (lb_path.removesuffix("/Resource") if lb_path else None)  # the report's name for it
+        lb = dataclasses.replace(lb, origin=origin, name=name)
         tg_id = websocket_target_group(lb)
         if tg_id is None:
             candidates = [i for i, _ in self.of_type(TG_TYPE)]
@@ -156,7 +181,8 @@ class _Reader:
         service, task_ref, container_name = self.service(tg_id)
         task = self.task_definition(task_ref, container_name) if task_ref else None
         registry = self.registry()
-        return DeploymentView(source, lb, tg, service, task, tuple(self.notes), registry)
+        declared = any(self.of_type(REPLICATION_GROUP_TYPE)) or any(self.of_type(SERVERLESS_CACHE_TYPE))
+        return DeploymentView(source, lb, tg, service, task, tuple(self.notes), registry, declared)
 
     # -- the connection registry ------------------------------------------------------------
 
@@ -419,13 +445,21 @@ class _Reader:
         containers = [c for c in props.get("ContainerDefinitions") or [] if isinstance(c, Mapping)]
         chosen = next((c for c in containers if container_name and self.text(c.get("Name")) == container_name), None)
         if chosen is None:
-            chosen = next((c for c in containers if any(_env_names(c))), containers[0] if containers else None)
+            chosen = next((c for c in containers if _is_server(c)), containers[0] if containers else None)
         container = None
         if chosen is not None:
+            labels: dict[str, str] = {}
+            docker_labels = chosen.get("DockerLabels")
+            for key, raw in (docker_labels if isinstance(docker_labels, Mapping) else {}).items():
+                if str(key).startswith(LABEL_PREFIX):
+                    label = self.text(raw, f"container label {key}")
+                    if label is not None:
+                        labels[str(key)] = label
             env: dict[str, str] = {}
-            for entry in chosen.get("Environment") or []:
+            entries = [e for e in chosen.get("Environment") or [] if isinstance(e, Mapping)]
+            for entry in entries:
                 name = str(entry.get("Name", ""))
-                if not name.startswith(ENV_PREFIX):
+                if not keeps_variable(name, labels):
                     continue  # only settings are read; other variables may hold secrets
                 value = self.text(entry.get("Value"), f"container variable {name}")
                 if value is not None:
@@ -434,6 +468,8 @@ class _Reader:
                 name=str(self.text(chosen.get("Name")) or "?"),
                 stop_timeout_s=self.number(chosen.get("StopTimeout"), "StopTimeout"),
                 environment=env,
+                labels=labels,
+                registry_url=any(e.get("Name") == ENV_REDIS_URL for e in entries),
             )
         return TaskDefinition(
             id=logical_id,
@@ -443,7 +479,10 @@ class _Reader:
         )
 
 
-def _env_names(container: Mapping[str, Any]) -> Iterator[str]:
-    for entry in container.get("Environment") or []:
-        if isinstance(entry, Mapping) and str(entry.get("Name", "")).startswith(ENV_PREFIX):
-            yield str(entry["Name"])
+def _is_server(container: Mapping[str, Any]) -> bool:
+    """Whether a container definition carries ``stickyws.*`` labels or ``STICKYWS_*`` settings."""
+    labels = container.get("DockerLabels")
+    if isinstance(labels, Mapping) and any(str(k).startswith(LABEL_PREFIX) for k in labels):
+        return True
+    entries = container.get("Environment") or []
+    return any(isinstance(e, Mapping) and str(e.get("Name", "")).startswith(ENV_PREFIX) for e in entries)

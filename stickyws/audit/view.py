@@ -14,8 +14,12 @@ ids for a live read and logical ids for a template, and are only ever compared w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Final
+
+from stickyws.settings import LABEL_SERVER_ENV, LABEL_SERVER_MODE, Settings, SettingsError
 
 
 @dataclass(frozen=True)
@@ -89,9 +93,20 @@ class Listener:
         return any(a.type == "forward" for r in self.rules for a in r.actions)
 
 
+#: ``LoadBalancer.origin``: ``StickyWebSocketLoadBalancer`` created the load balancer (and its listeners and logs).
+ORIGIN_CREATED: Final = "created"
+#: ``LoadBalancer.origin``: the construct was given the load balancer (``load_balancer=``) or one of its listeners
+#: (``listener=``); the load balancer itself, its logs and its other listeners are its owner's.
+ORIGIN_SUPPLIED: Final = "supplied"
+
+
 @dataclass(frozen=True)
 class LoadBalancer:
-    """An Application Load Balancer: its attributes, security groups and listeners."""
+    """An Application Load Balancer: its attributes, security groups and listeners.
+
+    ``origin`` is :data:`ORIGIN_CREATED`, :data:`ORIGIN_SUPPLIED`, or ``None`` when the source does not
+    show a ``StickyWebSocketLoadBalancer`` at all (another tool's stack, or an ARN read on its own).
+    """
 
     id: str
     name: str | None
@@ -100,6 +115,50 @@ class LoadBalancer:
     security_groups: tuple[str, ...]
     attributes: Mapping[str, str] = field(default_factory=dict)
     listeners: tuple[Listener, ...] = ()
+    origin: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The load balancer's name, else its id, as the report names it."""
+        return self.name or self.id
+
+
+#: The construct's child ids, as they appear in CDK construct paths and (with a hash) in logical ids.
+CONSTRUCT_RULE_ID: Final = "WebSocketUpgradeRule"
+CONSTRUCT_LOAD_BALANCER_ID: Final = "LoadBalancer"
+_CDK_HASH = "[0-9A-F]{8}"
+
+
+def load_balancer_origin(load_balancer: tuple[str, str | None], rules: Iterable[tuple[str, str | None]]) -> str | None:
+    """Whether ``StickyWebSocketLoadBalancer`` created the load balancer or was given it; ``None``: not its rule.
+
+    ``load_balancer`` and each of ``rules`` are ``(logical id, CDK construct path or None)``. The
+    construct's ``Upgrade: websocket`` rule has the child id ``WebSocketUpgradeRule``, and a load
+    balancer it creates is its sibling ``LoadBalancer``. With construct paths (template metadata
+    ``aws:cdk:path``) the parent paths are compared; without them, the logical ids, which CDK forms
+    from the same path followed by an 8-character hash.
+    """
+    lb_id, lb_path = load_balancer
+    found = False
+    for rule_id, rule_path in rules:
+        suffix = f"/{CONSTRUCT_RULE_ID}/Resource"
+        if rule_path and rule_path.endswith(suffix):
+            found = True
+            if lb_path and lb_path.startswith(rule_path[: -len(suffix)] + "/"):
+                return ORIGIN_CREATED
+            continue
+        match = re.fullmatch(f"(.*){CONSTRUCT_RULE_ID}{_CDK_HASH}", rule_id)
+        if match and not rule_path:
+            found = True
+            prefix = match.group(1)
+            # CDK leaves out a path component equal to the one before it: a construct with the id
+            # "LoadBalancer" names its load balancer "LoadBalancer<hash>", not "LoadBalancerLoadBalancer<hash>".
+            siblings = {prefix + CONSTRUCT_LOAD_BALANCER_ID}
+            if prefix.endswith(CONSTRUCT_LOAD_BALANCER_ID):
+                siblings.add(prefix)
+            if any(re.fullmatch(f"{re.escape(sibling)}{_CDK_HASH}", lb_id) for sibling in siblings):
+                return ORIGIN_CREATED
+    return ORIGIN_SUPPLIED if found else None
 
 
 def websocket_target_group(load_balancer: LoadBalancer) -> str | None:
@@ -175,16 +234,46 @@ class Service:
 
 @dataclass(frozen=True)
 class Container:
-    """The server container: its stopTimeout and the settings rendered into its environment.
+    """The server container: its stopTimeout, its Docker labels and the settings in its environment.
 
-    ``environment`` holds only the ``STICKYWS_*`` variables (other variables may hold secrets and
-    are never kept) whose value is known text; a template value that is a CloudFormation
-    expression is left out and named in the view's notes.
+    ``environment`` holds only the variables that carry settings (other variables may hold secrets
+    and are never kept): every ``STICKYWS_*`` one, and those the ``stickyws.server-env`` label names
+    (:func:`settings_variables`), whose value is known text; a template value that is a
+    CloudFormation expression is left out and named in the view's notes. ``labels`` holds the
+    ``stickyws.*`` Docker labels. ``registry_url`` says whether ``REDIS_URL`` is set (its value,
+    which may hold a password, is not kept).
     """
 
     name: str
     stop_timeout_s: int | None
     environment: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    registry_url: bool = False
+
+
+#: Prefix of the settings' variables (``STICKYWS_<NAME>``) and of the Docker labels the constructs render.
+ENV_PREFIX: Final = "STICKYWS_"
+LABEL_PREFIX: Final = "stickyws."
+
+
+def settings_variables(labels: Mapping[str, str]) -> frozenset[str]:
+    """The environment variables other than ``STICKYWS_*`` that carry settings, per the container's labels.
+
+    Those named in ``stickyws.server-env`` for your own server; none for the reference server or for
+    a label that does not parse (the ``server-env`` rule reports that).
+    """
+    if labels.get(LABEL_SERVER_MODE) != "own" or not labels.get(LABEL_SERVER_ENV):
+        return frozenset()
+    try:
+        settings = Settings().with_overrides({"server_mode": "own", "server_env": labels[LABEL_SERVER_ENV]})
+    except SettingsError:
+        return frozenset()
+    return frozenset(settings.told_env().values())
+
+
+def keeps_variable(name: str, labels: Mapping[str, str]) -> bool:
+    """Whether a reader keeps container variable ``name``: it carries a setting (see :class:`Container`)."""
+    return name.startswith(ENV_PREFIX) or name in settings_variables(labels)
 
 
 @dataclass(frozen=True)
@@ -229,6 +318,8 @@ class DeploymentView:
 
     ``source`` says what was read (``template cdk.out/X.template.json``, ``stack NAME``, an ARN);
     ``notes`` lists what could not be read or resolved, in words the report prints.
+    ``registry_declared`` says the source has a registry (an ElastiCache cache in the template or
+    stack, or one named with ``--registry-id``) even when it could not be read.
     """
 
     source: str
@@ -238,3 +329,4 @@ class DeploymentView:
     task_definition: TaskDefinition | None = None
     notes: tuple[str, ...] = ()
     registry: Registry | None = None
+    registry_declared: bool = False

@@ -4,6 +4,12 @@ Prints one line per event (``connected``, ``ack``, ``message``, ``reconnect``, `
 ``backoff``...). Lines typed on stdin are sent as messages (JSON when they parse, else as a
 string); ``--every S`` sends a numbered message every S seconds; ``--count N`` stops after N
 messages are confirmed. Ctrl-C closes the connection with 1000 and prints a summary.
+
+Exit status: 0 after Ctrl-C, ``--count`` or ``--duration``; 1, with one ``stickyws: ...`` line on
+stderr saying what to check, when the client stopped for good (a refused handshake, a final close
+code, a server that does not speak ``stickyws.v1``) or ``--duration`` ended before any connection.
+A server that does not speak ``stickyws.v1`` (no subprotocol in its upgrade answer, or no
+``connected`` frame within ``--connect-timeout-s``) stops the client at once: reconnecting cannot fix it.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import time
 from typing import Any, TextIO
 
 ENV_TOKEN = "STICKYWS_TOKEN"
+#: Default of ``--connect-timeout-s``: bound on each handshake and on the wait for the ``connected`` frame.
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,11 +43,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--no-cookies", action="store_true", help="do not send the load balancer cookie (no stickiness)")
     p.add_argument("--quiet-acks", action="store_true", help="do not print ack and message lines")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="exit after S seconds")
+    p.add_argument(
+        "--connect-timeout-s",
+        type=float,
+        default=DEFAULT_CONNECT_TIMEOUT_S,
+        metavar="S",
+        help=f"bound on each handshake (then retry) and on the wait for the server's `connected` frame after it "
+        f"(then exit 1: not a stickyws.v1 server); default {DEFAULT_CONNECT_TIMEOUT_S:g}",
+    )
     p.set_defaults(run=run_client)
 
 
 def describe(kind: str, detail: dict[str, Any]) -> str:
     """One readable line for an event (without the timestamp)."""
+    from stickyws.client.connection import CLOSE_PROTOCOL_ERROR
     from stickyws.client.policy import close_name
 
     if kind == "connecting":
@@ -61,6 +78,8 @@ def describe(kind: str, detail: dict[str, Any]) -> str:
         return f"reconnect   server says {detail.get('reason')}, retry after {detail.get('retry_after_ms')} ms"
     if kind == "closed":
         code = detail.get("code")
+        if code == CLOSE_PROTOCOL_ERROR:
+            return f"closed      {code} (protocol error)"
         return f"closed      {close_name(code)}" if code is not None else f"closed      {detail.get('reason')}"
     if kind == "rejected":
         retry = detail.get("retry_after_s")
@@ -81,6 +100,8 @@ def run_client(args: argparse.Namespace, out: TextIO | None = None) -> int:
         raise CommandError(f"no token: pass --token or set {ENV_TOKEN} (the twin prints one; or stickyws token)")
     if not args.url.startswith(("ws://", "wss://")):
         raise CommandError(f"{args.url!r} is not a ws:// or wss:// URL")
+    if not args.connect_timeout_s > 0:
+        raise CommandError("--connect-timeout-s must be a positive number of seconds")
     try:
         return asyncio.run(_main(args, token, out or sys.stdout))
     except KeyboardInterrupt:
@@ -88,18 +109,26 @@ def run_client(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 async def _main(args: argparse.Namespace, token: str, out: TextIO) -> int:
-    from stickyws.client.connection import Event, StickyClient
+    from stickyws.client.connection import CLOSED_BY_APPLICATION, Event, StickyClient
     from stickyws.settings import from_env
 
     start = time.monotonic()
     quiet = {"ack", "message"} if args.quiet_acks else set()
+    last_failure: list[str] = []  # why the latest attempt did not connect (a backoff's reason)
 
     def show(event: Event) -> None:
+        if event.kind == "backoff":
+            last_failure[:] = [str(event.detail.get("reason"))]
         if event.kind not in quiet:
             print(f"{event.at - start:8.3f}  {describe(event.kind, event.detail)}", file=out, flush=True)
 
     client = StickyClient(
-        args.url, token, settings=from_env(os.environ), on_event=show, use_cookies=not args.no_cookies
+        args.url,
+        token,
+        settings=from_env(os.environ),
+        on_event=show,
+        use_cookies=not args.no_cookies,
+        connect_timeout_s=args.connect_timeout_s,
     )
     client.start()
     loop = asyncio.get_running_loop()
@@ -130,7 +159,18 @@ async def _main(args: argparse.Namespace, token: str, out: TextIO) -> int:
         file=out,
         flush=True,
     )
-    return 1 if client.stop_reason and client.stop_reason != "closed by the application" else 0
+    if client.stop_reason and client.stop_reason != CLOSED_BY_APPLICATION:
+        print(f"stickyws: {client.stop_reason}", file=sys.stderr, flush=True)
+        return 1
+    if s.connects == 0 and not stop.is_set():
+        why = f"; last attempt: {last_failure[0]}" if last_failure else ""
+        print(
+            f"stickyws: no connection within {time.monotonic() - start:.1f} s (--duration){why}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
+    return 0
 
 
 async def _ticker(client: Any, every_s: float) -> None:

@@ -13,8 +13,10 @@ Thin adapter around the pure core (:mod:`~stickyws.client.backoff`, :mod:`~stick
 Each connection: handshake with the token, the resume token (after the first ``connected``) and
 the endpoint's cookies (``AWSALB``...); store the cookies the answer sets; on ``connected``,
 retransmit the outbox above ``lastClientId``; then read frames until the connection ends and ask
-:mod:`~stickyws.client.policy` what to do. ``close()`` is idempotent: it stops reconnecting, closes
-the socket with 1000 and waits for the loop to end.
+:mod:`~stickyws.client.policy` what to do. A server that does not speak ``stickyws.v1`` (its upgrade
+answer lacks the subprotocol, or no ``connected`` frame comes within ``connect_timeout_s``) stops
+the client for good with a reason that says so: reconnecting cannot fix it. ``close()`` is
+idempotent: it stops reconnecting, closes the socket with 1000 and waits for the loop to end.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -38,6 +40,11 @@ from stickyws.client.backoff import Backoff, parse_retry_after
 from stickyws.client.cookies import CookieJar
 from stickyws.client.outbox import Outbox
 from stickyws.settings import Settings
+
+#: The stop reason after :meth:`StickyClient.close` (the application ended the client, not the server).
+CLOSED_BY_APPLICATION = "closed by the application"
+#: Close code sent to a server that does not speak ``stickyws.v1`` (RFC 6455 protocol error).
+CLOSE_PROTOCOL_ERROR = 1002
 
 #: Event kinds, in the order a connection produces them.
 EVENT_KINDS = (
@@ -95,6 +102,8 @@ class ClientStats:
     gaps: int = 0
     #: Frames that were not valid ``stickyws.v1`` server frames (ignored).
     bad_frames: int = 0
+    #: Upgrades answered by a server that does not speak ``stickyws.v1`` (no subprotocol, no ``connected``).
+    protocol_failures: int = 0
     #: Longest time between losing a connection and the next ``connected``.
     max_outage_s: float = 0.0
 
@@ -119,6 +128,23 @@ def with_query(url: str, params: dict[str, str]) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def not_stickyws_reason(found: str, timeout_s: float) -> str:
+    """The stop reason for a server that does not speak ``stickyws.v1``: what it did (``found``), what was
+    expected, and what to check."""
+    return (
+        f"the server does not speak {protocol.SUBPROTOCOL}: {found}; expected the {protocol.SUBPROTOCOL} "
+        f"subprotocol in the upgrade answer and a `connected` frame within {timeout_s:g} s. Check that the URL "
+        "is a stickyws server's WebSocket endpoint (`stickyws serve` listens on /ws)"
+    )
+
+
+#: Added to the reason of a handshake answered 400: a server that refuses the subprotocol answers so.
+HANDSHAKE_400_HINT = (
+    f"; a server that does not offer the {protocol.SUBPROTOCOL} subprotocol answers 400 too: "
+    "check that a stickyws server answers at this URL"
+)
+
+
 def handshake_headers(ws: aiohttp.ClientWebSocketResponse) -> Any:
     """Headers of the 101 answer (``Set-Cookie``...): aiohttp keeps that response only privately."""
     response = getattr(ws, "_response", None)
@@ -139,7 +165,8 @@ class StickyClient:
     ``on_event`` is called for every :class:`Event`, in the loop, and must not block or raise.
     ``session``: an ``aiohttp.ClientSession`` to share between clients; it must use
     ``aiohttp.DummyCookieJar()`` because cookies are per client (each holds its own stickiness).
-    ``connect_timeout_s`` bounds each handshake. ``rng`` makes the jitter reproducible.
+    ``connect_timeout_s`` bounds each handshake, and the wait for the ``connected`` frame after it.
+    ``rng`` makes the jitter reproducible.
     """
 
     def __init__(
@@ -325,7 +352,7 @@ class StickyClient:
                 await asyncio.sleep(delay)
         finally:
             self._connected.clear()
-            self._emit("stopped", reason=self.stop_reason or "closed by the application")
+            self._emit("stopped", reason=self.stop_reason or CLOSED_BY_APPLICATION)
 
     def _handshake_url(self) -> str:
         """The upgrade URL: only what is not a credential (the token and the resume token travel in
@@ -372,7 +399,10 @@ class StickyClient:
                 self.jar.update(self.url, hdrs.getall("Set-Cookie", []))
             retry_after = parse_retry_after(hdrs.get("Retry-After") if hdrs is not None else None)
             self._emit("rejected", status=status, retry_after_s=retry_after)
-            return policy.on_handshake_status(status, retry_after), False
+            decision = policy.on_handshake_status(status, retry_after)
+            if status == 400:
+                decision = replace(decision, reason=decision.reason + HANDSHAKE_400_HINT)
+            return decision, False
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             self.stats.connect_errors += 1
             return policy.on_connect_error(f"{type(exc).__name__}: {exc}".rstrip(": ")), False
@@ -380,14 +410,49 @@ class StickyClient:
         headers = handshake_headers(ws)
         if self.use_cookies and hasattr(headers, "getall"):
             self.jar.update(self.url, headers.getall("Set-Cookie", []))
+        if ws.protocol != protocol.SUBPROTOCOL:
+            found = f"it accepted the WebSocket upgrade without the {protocol.SUBPROTOCOL} subprotocol"
+            return await self._not_stickyws(ws, found), False
         return await self._serve(ws)
+
+    async def _not_stickyws(self, ws: aiohttp.ClientWebSocketResponse, found: str) -> policy.Decision:
+        """Close a connection to a server that does not speak ``stickyws.v1`` (1002) and stop for good."""
+        self.stats.protocol_failures += 1
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(code=CLOSE_PROTOCOL_ERROR), 2.0)
+        self._ws = None
+        decision = policy.Decision(False, not_stickyws_reason(found, self.connect_timeout_s))
+        self._emit("closed", code=CLOSE_PROTOCOL_ERROR, reason=decision.reason)
+        return decision
 
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> tuple[policy.Decision, bool]:
         writer: asyncio.Task[None] | None = None
         decision: policy.Decision | None = None
         was_connected = False
+        loop = asyncio.get_running_loop()
+        connected_by = loop.time() + self.connect_timeout_s  # the `connected` frame must come before this
+        other_frames = 0
+        sent_close: int | None = None  # the close code this client chose, when it ended the connection
         try:
-            async for msg in ws:
+            while True:
+                # aiohttp reads a 0 timeout as "none": wait at least 1 ms
+                wait_s = None if was_connected else max(0.001, connected_by - loop.time())
+                try:
+                    msg = await ws.receive(timeout=wait_s)
+                except TimeoutError:
+                    found = f"it accepted the {protocol.SUBPROTOCOL} subprotocol but sent no `connected` frame"
+                    if other_frames:
+                        found += f" ({other_frames} other frame{'s' if other_frames > 1 else ''} instead)"
+                    self.stats.protocol_failures += 1
+                    decision = policy.Decision(False, not_stickyws_reason(found, self.connect_timeout_s))
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(ws.close(code=CLOSE_PROTOCOL_ERROR), 2.0)
+                    sent_close = CLOSE_PROTOCOL_ERROR
+                    break
+                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                    break
+                if not was_connected:
+                    other_frames += 1  # frames before `connected`: named if it never comes
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     continue
                 try:
@@ -465,9 +530,9 @@ class StickyClient:
             if self._connected.is_set():
                 self._lost_at = time.monotonic()
             self._connected.clear()
-        code = ws.close_code
+        code = sent_close or ws.close_code
         if self._closing:
-            decision = policy.Decision(False, "closed by the application")
+            decision = policy.Decision(False, CLOSED_BY_APPLICATION)
         elif decision is None:
             self.stats.close_codes[code if code is not None else protocol.CLOSE_ABNORMAL] += 1
             decision = policy.on_close(code)

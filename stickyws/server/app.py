@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import os
+import secrets
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, TextIO
 
 from stickyws.server.auth import TokenVerifier, generate_dev_secret
 from stickyws.server.core import ServerCore
@@ -30,6 +32,7 @@ from stickyws.settings import (
     ENV_TARGET_GROUP_ARN,
     Settings,
     SettingsError,
+    env_name,
     from_env,
 )
 
@@ -50,6 +53,8 @@ class ServerConfig:
     dev_key: bool
     #: Key of the publish endpoint (``STICKYWS_PUBLISH_KEY``); without one the endpoint stays off.
     publish_key: str | None = None
+    #: True when ``publish_key`` is a throwaway key made by ``--dev`` for this process.
+    dev_publish_key: bool = False
     #: Authenticates the registry connections (``REDIS_AUTH``, see :mod:`stickyws.registry_auth`); ``None``: none.
     registry_credentials: Any = None
 
@@ -92,10 +97,62 @@ def config_from_env(env: Mapping[str, str], *, dev: bool = False) -> ServerConfi
     )
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a bind address) is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def http_url(host: str, port: int, path: str = "") -> str:
+    """``http://host:port/path``, with brackets around an IPv6 address."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}{path}"
+
+
+def with_dev_publish_key(config: ServerConfig, host: str) -> ServerConfig:
+    """``config`` with a throwaway publish key when it has none and ``host`` is loopback (``--dev``).
+
+    The publish endpoint needs a key; ``--dev`` makes one so that ``stickyws publish --endpoint``
+    (and any local backend) can push to the in-memory registry of this one process. Only on a
+    loopback address: a key printed on a console must not guard a port open to the network."""
+    if config.publish_key or not is_loopback(host):
+        return config
+    return replace(config, publish_key=secrets.token_urlsafe(24), dev_publish_key=True)
+
+
+def open_metrics(
+    namespace: str, service_name: str | None, *, dev: bool, metrics_file: str | None
+) -> tuple[Metrics, TextIO | None]:
+    """The server's :class:`Metrics` and the file it writes EMF lines to (``None``: no file to close).
+
+    ``metrics_file``: a path (EMF lines appended to it), ``"-"`` (stdout) or ``None`` (stdout, for
+    CloudWatch; off with ``dev``). Audit lines stay on stdout. Raises :class:`StartupError` when the
+    file cannot be opened."""
+    if metrics_file is None or metrics_file == "-":
+        return Metrics(namespace, service_name=service_name, emit_emf=metrics_file == "-" or not dev), None
+    try:
+        sink = open(metrics_file, "a", encoding="utf-8")  # noqa: SIM115 - run() closes it after serving
+    except OSError as exc:
+        raise StartupError(
+            f"cannot write --metrics-file {metrics_file}: {exc.strerror or exc}; pass a writable path, or - for stdout"
+        ) from None
+    return Metrics(namespace, service_name=service_name, emf_out=sink), sink
+
+
 def build_core(
-    config: ServerConfig, *, handler: Handler = echo_handler, registry: Registry | None = None
+    config: ServerConfig,
+    *,
+    handler: Handler = echo_handler,
+    registry: Registry | None = None,
+    metrics: Metrics | None = None,
 ) -> ServerCore:
-    """A :class:`ServerCore` for ``config`` (Redis registry when ``redis_url`` is set, else in-memory)."""
+    """A :class:`ServerCore` for ``config`` (Redis registry when ``redis_url`` is set, else in-memory).
+
+    ``metrics``: where EMF and audit lines go (default: both on stdout)."""
     kind = "redis" if config.redis_url else "memory"
     if registry is None:
         if config.redis_url:
@@ -115,7 +172,7 @@ def build_core(
         registry=registry,
         verifier=TokenVerifier(config.secret, config.settings["jwt_audience"]),
         handler=handler,
-        metrics=Metrics(config.settings["metrics_namespace"], service_name=config.service_name),
+        metrics=metrics or Metrics(config.settings["metrics_namespace"], service_name=config.service_name),
         registry_kind=kind,
     )
 
@@ -139,16 +196,32 @@ def tune_gc(young_threshold: int = GC_YOUNG_THRESHOLD) -> None:
     gc.set_threshold(young_threshold, older, oldest)
 
 
-async def serve(config: ServerConfig, host: str, port: int, handler: Handler, env: Mapping[str, str]) -> int:
-    """Run until SIGTERM/SIGINT and the drain after it are done; returns the exit code (0)."""
+async def serve(
+    config: ServerConfig,
+    host: str,
+    port: int,
+    handler: Handler,
+    env: Mapping[str, str],
+    *,
+    publish_port: int | None = None,
+    metrics: Metrics | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT and the drain after it are done; returns the exit code (0).
+
+    ``publish_port``: the publish endpoint's port (default: the ``publish_port`` setting; 0: off)."""
     from stickyws.server.ws_adapter import RunningServer
 
-    core = build_core(config, handler=handler)
-    server = RunningServer(core, host, port, publish_key=config.publish_key)
+    core = build_core(config, handler=handler, metrics=metrics)
+    server = RunningServer(core, host, port, publish_key=config.publish_key, publish_port=publish_port)
     try:
         await server.start()
     except OSError as exc:
         await core.registry.close()
+        if config.publish_key and server.publish_port:
+            raise StartupError(
+                f"cannot listen on {host}:{port} and {host}:{server.publish_port} (publish endpoint): "
+                f"{exc.strerror or exc}; pick free ports with --port and --publish-port (0 turns the endpoint off)"
+            ) from None
         raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     server.install_signal_handlers()
     tune_gc()
@@ -175,9 +248,8 @@ async def serve(config: ServerConfig, host: str, port: int, handler: Handler, en
         f"serving ws://{host}:{port}/ws as server {config.server_id} "
         f"(registry: {'redis' if config.redis_url else 'in-memory, single instance'})"
     )
-    publish_port = config.settings["publish_port"]
-    if config.publish_key and publish_port:
-        _say(f"publish endpoint: POST http://{host}:{publish_port}/v1/publish")
+    if config.publish_key and server.publish_port:
+        _say(f"publish endpoint: POST {http_url(host, server.publish_port, '/v1/publish')}")
     try:
         await core.wait_stopped()
     finally:
@@ -187,21 +259,65 @@ async def serve(config: ServerConfig, host: str, port: int, handler: Handler, en
     return 0
 
 
-def run(host: str, port: int | None, *, dev: bool = False, handler: Handler = echo_handler) -> int:
-    """Resolve the configuration from ``os.environ`` and serve (uvloop when installed)."""
-    env = dict(os.environ)
-    config = config_from_env(env, dev=dev)
+def _dev_banner(config: ServerConfig, host: str, publish_port: int, metrics_file: str | None) -> None:
+    """What ``--dev`` made up or turned off, and the commands that use it (stderr)."""
+    _say("=" * 72)
     if config.dev_key:
-        _say("=" * 72)
         _say(f"--dev: {ENV_JWT_SECRET} is not set; signing with a THROWAWAY key made for this process.")
         _say(f"       Tokens for it: {ENV_JWT_SECRET}={config.secret} stickyws token --user NAME")
-        _say("       Never run like this in production.")
-        _say("=" * 72)
+    if config.dev_publish_key:
+        _say(f"--dev: {ENV_PUBLISH_KEY} is not set; the publish endpoint uses a THROWAWAY key.")
+        _say(
+            f"       Push: {ENV_PUBLISH_KEY}={config.publish_key} stickyws publish "
+            f'--endpoint {http_url(host, publish_port)} --user NAME \'{{"text":"hi"}}\''
+        )
+    elif not config.publish_key and publish_port:
+        _say(
+            f"--dev: publish endpoint off: --dev makes a publish key only on a loopback --host; "
+            f"set {ENV_PUBLISH_KEY} to serve it on {host}:{publish_port}"
+        )
+    elif not publish_port:
+        _say(f"--dev: publish endpoint off (its port is 0: --publish-port or {env_name('publish_port')})")
+    if metrics_file is None:
+        _say("--dev: metrics (EMF) off; --metrics-file PATH writes them to PATH, --metrics-file - to stdout")
+    _say("       Never run like this in production.")
+    _say("=" * 72)
+
+
+def run(
+    host: str,
+    port: int | None,
+    *,
+    dev: bool = False,
+    handler: Handler = echo_handler,
+    publish_port: int | None = None,
+    metrics_file: str | None = None,
+) -> int:
+    """Resolve the configuration from ``os.environ`` and serve (uvloop when installed).
+
+    ``dev``: a throwaway signing key when ``STICKYWS_JWT_SECRET`` is unset, a throwaway publish key
+    when ``STICKYWS_PUBLISH_KEY`` is unset and ``host`` is loopback, and no EMF lines unless
+    ``metrics_file`` says where. ``publish_port``: see :func:`serve`. ``metrics_file``: see
+    :func:`open_metrics`."""
+    env = dict(os.environ)
+    config = config_from_env(env, dev=dev)
     bind_port = config.settings["port"] if port is None else port
-    coro = serve(config, host, bind_port, handler, env)
+    bind_publish_port = config.settings["publish_port"] if publish_port is None else publish_port
+    metrics, sink = open_metrics(
+        config.settings["metrics_namespace"], config.service_name, dev=dev, metrics_file=metrics_file
+    )
     try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is in the [server] extra
-        return asyncio.run(coro)
-    result: int = uvloop.run(coro)
-    return result
+        if dev:
+            if bind_publish_port:
+                config = with_dev_publish_key(config, host)
+            _dev_banner(config, host, bind_publish_port, metrics_file)
+        coro = serve(config, host, bind_port, handler, env, publish_port=bind_publish_port, metrics=metrics)
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is in the [server] extra
+            return asyncio.run(coro)
+        result: int = uvloop.run(coro)
+        return result
+    finally:
+        if sink is not None:
+            sink.close()

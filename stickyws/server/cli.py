@@ -20,11 +20,33 @@ def register(subparsers: Any) -> None:
         "serve",
         help="run the reference sticky WebSocket server",
         description="Run the reference server. Settings come from STICKYWS_* variables; the signing key from "
-        "STICKYWS_JWT_SECRET; the registry from REDIS_URL (unset: in-memory, one instance).",
+        "STICKYWS_JWT_SECRET; the registry from REDIS_URL (unset: in-memory, one instance); the publish "
+        "endpoint's key from STICKYWS_PUBLISH_KEY.",
     )
     serve.add_argument("--host", default=DEFAULT_HOST, help=f"bind address (default {DEFAULT_HOST})")
     serve.add_argument("--port", type=int, default=None, help="port (default: the `port` setting, 8080)")
-    serve.add_argument("--dev", action="store_true", help="without STICKYWS_JWT_SECRET, sign with a throwaway key")
+    serve.add_argument(
+        "--dev",
+        action="store_true",
+        help="local development: throwaway keys for what is not set (STICKYWS_JWT_SECRET; STICKYWS_PUBLISH_KEY on "
+        "a loopback --host, printed with a ready `stickyws publish` command) and no metric lines unless "
+        "--metrics-file says where",
+    )
+    serve.add_argument(
+        "--publish-port",
+        type=int,
+        default=None,
+        metavar="P",
+        help="port of the publish endpoint, POST /v1/publish (default: the `publish_port` setting, 8081; 0: off); "
+        "it listens when a publish key is set",
+    )
+    serve.add_argument(
+        "--metrics-file",
+        default=None,
+        metavar="PATH",
+        help="append the CloudWatch EMF metric lines to PATH instead of stdout ('-': stdout). "
+        "Default: stdout, or off with --dev",
+    )
     serve.add_argument("--handler", default=None, metavar="MODULE:ATTR", help="application handler to load")
     serve.set_defaults(run=run_serve)
 
@@ -51,9 +73,18 @@ def run_serve(args: argparse.Namespace) -> int:
     from stickyws.server.app import StartupError, run
     from stickyws.server.handler import echo_handler, load_handler
 
+    if args.publish_port is not None and not 0 <= args.publish_port <= 65535:
+        return _fail("--publish-port must be a port number (0 turns the publish endpoint off)")
     try:
         handler = load_handler(args.handler) if args.handler else echo_handler
-        return run(args.host, args.port, dev=args.dev, handler=handler)
+        return run(
+            args.host,
+            args.port,
+            dev=args.dev,
+            handler=handler,
+            publish_port=args.publish_port,
+            metrics_file=args.metrics_file,
+        )
     except (StartupError, ValueError) as exc:
         return _fail(str(exc))
 

@@ -1,4 +1,4 @@
-"""CloudWatch Embedded Metric Format lines and the JSON audit log, both on stdout.
+"""CloudWatch Embedded Metric Format lines and the JSON audit log, both on stdout by default.
 
 EMF: one JSON object per line with an ``_aws`` block; CloudWatch Logs turns it into metrics in
 namespace ``metrics_namespace``. Counters are emitted as deltas since the last flush (the server
@@ -8,6 +8,10 @@ target ``ActiveConnections`` of one service; ``HandshakesRejected`` is also spli
 
 Audit log: one JSON object per routing decision, ``{"log":"audit","event","decision","reason",
 "user","server","remote",...}``. It never carries a token.
+
+Where lines go: audit lines to ``out`` (default stdout); EMF lines to ``emf_out`` (default: ``out``),
+or nowhere with ``emit_emf=False`` (``stickyws serve --dev`` without ``--metrics-file``: a local
+console has no CloudWatch agent, and a flush every heartbeat would bury the server's own messages).
 """
 
 from __future__ import annotations
@@ -74,11 +78,17 @@ class Metrics:
         *,
         service_name: str | None = None,
         out: TextIO | None = None,
+        emf_out: TextIO | None = None,
+        emit_emf: bool = True,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self.namespace = namespace
         self.service_name = service_name
         self.out = out
+        #: Stream of the EMF lines; ``None``: the same as :attr:`out`.
+        self.emf_out = emf_out
+        #: False: counters are still kept and reset at every flush, but no EMF line is written.
+        self.emit_emf = emit_emf
         self._clock_ms = clock_ms
         self.counters: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
@@ -86,10 +96,14 @@ class Metrics:
         self._lags_seen = 0
         self._rng = random.Random()
 
-    def _write(self, line: str) -> None:
-        out = self.out or sys.stdout
+    def _write(self, line: str, out: TextIO | None = None) -> None:
+        out = out or self.out or sys.stdout
         out.write(line + "\n")
         out.flush()
+
+    def _write_emf(self, line: str) -> None:
+        if self.emit_emf:
+            self._write(line, self.emf_out)
 
     def _dims(self, **extra: str) -> dict[str, str]:
         dims = {"ServiceName": self.service_name} if self.service_name else {}
@@ -117,9 +131,11 @@ class Metrics:
         """Write the gauge and every counter's delta since the last flush, then reset the counters."""
         values: dict[str, float] = {"ActiveConnections": active_connections}
         values.update({name: self.counters[name] for name in COUNTERS})
-        self._write(emf_line(self.namespace, values, dimensions=self._dims(), units={}, timestamp_ms=self._clock_ms()))
+        self._write_emf(
+            emf_line(self.namespace, values, dimensions=self._dims(), units={}, timestamp_ms=self._clock_ms())
+        )
         for reason, n in sorted(self.rejected.items()):
-            self._write(
+            self._write_emf(
                 emf_line(
                     self.namespace,
                     {"HandshakesRejected": n},
@@ -129,7 +145,7 @@ class Metrics:
                 )
             )
         if self.lags:
-            self._write(
+            self._write_emf(
                 emf_line(
                     self.namespace,
                     {"PublishLagMs": [round(v, 1) for v in self.lags]},
@@ -145,7 +161,7 @@ class Metrics:
 
     def drain_seconds(self, seconds: float) -> None:
         """Write how long a drain took."""
-        self._write(
+        self._write_emf(
             emf_line(
                 self.namespace,
                 {"DrainSeconds": round(seconds, 3)},

@@ -1,7 +1,7 @@
 """The connection registry interface and its in-memory implementation (one server, no Redis).
 
 The registry holds three things (names from :mod:`stickyws.keys`): which server holds each user's
-connection (``ws:user:{id}``, with the routing TTL), each resumable session (``ws:session:{id}``,
+connection (``ws:{u:<user>}:route``, with the routing TTL), each resumable session (``ws:{u:<user>}:session``,
 with the session TTL), and each server's heartbeat. It also carries pub/sub for drain notices,
 take-over requests and reconnect announcements.
 
@@ -13,8 +13,11 @@ Contracts every implementation keeps
     * :meth:`Registry.release` deletes the routing key only if this server still owns it.
     * :meth:`Registry.commit` checks the message id against the session and applies the change in
       the same atomic step, so a message is never handled twice, even by two servers.
-    * :meth:`Registry.push` appends one message to the user's session outbox with the next ``seq`` and
-      tells the owning server (``keys.push_channel``) in the same atomic step.
+    * :meth:`Registry.push` appends one message to the user's session outbox with the next ``seq`` in
+      one atomic step, then tells the owning server (``keys.push_channel``). With
+      ``ack_wait_replicas`` > 0 and a replica attached, the announcement (and the caller's answer) waits
+      until a replica holds the message (``WAIT``); with no replica wait the script announces it in the
+      same atomic step. Either way a server never shows a push a failover could lose.
     * :meth:`Registry.publish_topic` assigns the next offset of the topic's log (creating its epoch on
       first use), trims the log by count and age, and announces it on ``keys.topic_channel`` in the
       same atomic step: the channel carries publications in offset order.

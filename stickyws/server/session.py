@@ -1,7 +1,7 @@
 """Resumable session state, pure: ids, duplicate detection, acknowledgements and server seq.
 
 A session belongs to one user and survives reconnects to any server. The registry holds the
-authoritative copy (``ws:session:{id}``); each connection keeps a :class:`SessionState` mirror that
+authoritative copy (``ws:{u:<user>}:session``); each connection keeps a :class:`SessionState` mirror that
 the registry's atomic commit keeps in step, and that is used alone while the registry is down
 (and written back when it returns).
 

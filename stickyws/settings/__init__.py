@@ -10,7 +10,8 @@
 Modules, each importing only those before it (no cycles; the package re-exports the public names):
 ``findings`` (Finding, Severity), ``spec`` (field specs), ``aws_names`` (settings to AWS attribute
 and property names, with AWS defaults), ``errors``, ``values`` (the one value parser and renderer),
-``rules``, ``model`` (the Settings object), ``codec`` (environment, context, files).
+``scopes`` (which parts a rule speaks of), ``rules``, ``model`` (the Settings object), ``codec``
+(environment, labels, context, files).
 """
 
 from stickyws.settings.codec import (
@@ -27,12 +28,17 @@ from stickyws.settings.codec import (
     ENV_SERVER_ID,
     ENV_SERVICE_NAME,
     ENV_TARGET_GROUP_ARN,
+    LABEL_SERVER_ENV,
+    LABEL_SERVER_MODE,
     env_name,
     from_env,
     load_file,
     parse_bool,
+    read_server_environment,
     render_value,
     resolve,
+    server_environment,
+    server_labels,
     to_env,
 )
 from stickyws.settings.errors import SettingsError, SettingValueError, UnknownSettingError
@@ -48,7 +54,8 @@ from stickyws.settings.model import (
     TargetGroupSettings,
     TaskSettings,
 )
-from stickyws.settings.rules import RULES, validate
+from stickyws.settings.rules import RULES, RulePlan, Skipped, validate
+from stickyws.settings.scopes import PARTS, Scope
 
 __all__ = [
     "CONTEXT_SETTINGS_FILE",
@@ -65,17 +72,23 @@ __all__ = [
     "ENV_SERVICE_NAME",
     "ENV_TARGET_GROUP_ARN",
     "FIELDS",
+    "LABEL_SERVER_ENV",
+    "LABEL_SERVER_MODE",
+    "PARTS",
     "RULES",
     "ClientSettings",
     "DeliverySettings",
     "Finding",
     "LoadBalancerSettings",
     "RegistrySettings",
+    "RulePlan",
+    "Scope",
     "ServerSettings",
     "SettingValueError",
     "Settings",
     "SettingsError",
     "Severity",
+    "Skipped",
     "TargetGroupSettings",
     "TaskSettings",
     "UnknownSettingError",
@@ -83,8 +96,11 @@ __all__ = [
     "from_env",
     "load_file",
     "parse_bool",
+    "read_server_environment",
     "render_value",
     "resolve",
+    "server_environment",
+    "server_labels",
     "to_env",
     "validate",
 ]

@@ -16,7 +16,7 @@ from typing import Any
 from stickyws.settings.errors import SettingsError, SettingValueError
 from stickyws.settings.findings import Finding, Severity
 from stickyws.settings.model import FIELDS, Settings
-from stickyws.settings.values import parse_bool, parse_value, render_value
+from stickyws.settings.values import ENV_PREFIX, env_name, parse_bool, parse_value, render_value
 
 __all__ = [
     "CONTEXT_SETTINGS_FILE",
@@ -26,17 +26,21 @@ __all__ = [
     "ENV_SERVER_ID",
     "ENV_SERVICE_NAME",
     "ENV_TARGET_GROUP_ARN",
+    "LABEL_SERVER_ENV",
+    "LABEL_SERVER_MODE",
     "env_name",
     "from_env",
     "load_file",
     "parse_bool",
     "parse_value",
+    "read_server_environment",
     "render_value",
     "resolve",
+    "server_environment",
+    "server_labels",
     "to_env",
 ]
 
-ENV_PREFIX = "STICKYWS_"
 #: Environment variable that carries the HS256 token signing key (a secret, never a setting).
 ENV_JWT_SECRET = "STICKYWS_JWT_SECRET"
 #: Environment variable that carries the key of the HTTP publish endpoint (a secret; unset: endpoint off).
@@ -66,18 +70,58 @@ ENV_SERVER_ID = "STICKYWS_SERVER_ID"
 ENV_SERVICE_NAME = "STICKYWS_SERVICE_NAME"
 #: Environment variable with the target group ARN, for the optional DescribeTargetHealth drain trigger.
 ENV_TARGET_GROUP_ARN = "STICKYWS_TARGET_GROUP_ARN"
+#: Container label (Docker label of the task definition) with the server mode, so an auditor of a template or
+#: a live service knows whose server runs there without trusting variables your server never reads.
+LABEL_SERVER_MODE = "stickyws.server-mode"
+#: Container label with ``server_env`` as text (``NAME=VARIABLE,...``): which variables carry which settings.
+LABEL_SERVER_ENV = "stickyws.server-env"
 #: CDK context key naming a JSON or TOML settings file.
 CONTEXT_SETTINGS_FILE = "settings_file"
 
 
-def env_name(name: str) -> str:
-    """The environment variable that carries setting ``name``."""
-    return ENV_PREFIX + name.upper()
-
-
 def to_env(settings: Settings) -> dict[str, str]:
-    """Every setting as ``{STICKYWS_NAME: text}``, sorted by name: the container's environment."""
+    """Every setting as ``{STICKYWS_NAME: text}``, sorted by name: the reference server's environment."""
     return {env_name(name): render_value(value) for name, value in sorted(settings.items())}
+
+
+def server_environment(settings: Settings) -> dict[str, str]:
+    """The settings the deployment's server is told, as environment variables.
+
+    The reference server (``server_mode=reference``): :func:`to_env`, every setting. Your own server
+    (``server_mode=own``): only the settings named in ``server_env``, under the names given there, in
+    that order (none when it is empty).
+    """
+    if settings.server.server_mode != "own":
+        return to_env(settings)
+    return {variable: render_value(settings[name]) for name, variable in settings.told_env().items()}
+
+
+def server_labels(settings: Settings) -> dict[str, str]:
+    """The container labels that say which server runs and what it is told (:data:`LABEL_SERVER_MODE`, ...)."""
+    labels = {LABEL_SERVER_MODE: settings.server.server_mode}
+    if settings.own_server:
+        labels[LABEL_SERVER_ENV] = render_value(settings.server.server_env)
+    return labels
+
+
+def read_server_environment(
+    env: Mapping[str, str], labels: Mapping[str, str], base: Settings | None = None
+) -> tuple[Settings, dict[str, str]]:
+    """The settings a container's server is told, from its environment and its :func:`server_labels`.
+
+    Returns the settings over ``base`` and ``{setting name: text}`` of what was read. With no labels,
+    the container is taken for the reference server when it carries ``STICKYWS_*`` variables (what the
+    constructs render), and for your own server told nothing otherwise. Your own server's settings are
+    read from the variables its ``server_env`` names; the reference server's from ``STICKYWS_*``.
+    """
+    base = base or Settings()
+    mode = labels.get(LABEL_SERVER_MODE) or ("reference" if any(name.startswith(ENV_PREFIX) for name in env) else "own")
+    settings = base.with_overrides({"server_mode": mode, "server_env": labels.get(LABEL_SERVER_ENV, "")})
+    if settings.own_server:
+        read = {name: env[variable] for name, variable in settings.told_env().items() if variable in env}
+    else:
+        read = {name: env[env_name(name)] for name in FIELDS if env_name(name) in env}
+    return settings.with_overrides(read), read
 
 
 def from_env(env: Mapping[str, str], base: Settings | None = None) -> Settings:

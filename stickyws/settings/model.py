@@ -14,15 +14,16 @@ the auditor must still describe it. :meth:`Settings.validate` runs the named rul
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from stickyws.settings.errors import SettingsError, UnknownSettingError
 from stickyws.settings.findings import Finding, Severity
-from stickyws.settings.rules import validate
+from stickyws.settings.rules import RulePlan, plan, validate
+from stickyws.settings.scopes import SERVER_MODES, Scope, parse_server_env
 from stickyws.settings.spec import FieldInfo, setting, spec_of
-from stickyws.settings.values import parse_value
+from stickyws.settings.values import env_name, parse_value
 
 DAY_S = 86_400
 WEEK_S = 7 * DAY_S
@@ -126,8 +127,25 @@ class TargetGroupSettings:
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """The reference server: keepalive, drain, registry and limits."""
+    """The WebSocket server: which one (the reference server or your own), keepalive, drain, registry, limits.
 
+    With ``server_mode=own`` only ``port`` and the settings named in ``server_env`` describe your
+    server; the rest belong to the reference server and no rule judges them.
+    """
+
+    server_mode: str = setting(
+        "reference",
+        "`reference`: the stickyws server (every setting is rendered into its environment as `STICKYWS_*`, "
+        "with a JWT key, its health check and its metric). `own`: your image; it is told only the settings "
+        "named in `server_env`, and rules about the server run only on what it is told.",
+        choices=SERVER_MODES,
+        source="stickyws",
+    )
+    server_env: tuple[str, ...] = setting(
+        (),
+        "With `server_mode=own`: the settings your server is told, as `NAME=VARIABLE` (e.g. "
+        "`port=PORT,ping_interval_s=WS_PING_S`; a bare `NAME` uses `STICKYWS_NAME`). Empty: none.",
+    )
     port: int = setting(8080, "Port the server listens on inside the task.", lo=1, hi=65535)
     ping_interval_s: float | None = setting(
         30.0,
@@ -173,7 +191,7 @@ class ServerSettings:
     )
     routing_ttl_s: int = setting(
         3600,
-        "TTL of the routing key `ws:user:{id}`, refreshed on activity.",
+        "TTL of the routing key `ws:{u:<user>}:route`, refreshed on activity.",
         unit="s",
         lo=1,
         hi=30 * DAY_S,
@@ -189,7 +207,7 @@ class ServerSettings:
     )
     heartbeat_interval_s: float = setting(
         10.0,
-        "How often each server writes `ws:server:{id}:heartbeat`.",
+        "How often each server writes `ws:server:<serverId>:heartbeat`.",
         unit="s",
         lo=0.1,
         hi=3600,
@@ -576,13 +594,37 @@ class Settings:
         changes = {group: dataclasses.replace(getattr(self, group), **values) for group, values in per_group.items()}
         return dataclasses.replace(self, **changes)
 
-    def validate(self) -> list[Finding]:
-        """Findings of every named rule, errors first; an empty list means nothing to report."""
-        return validate(self)
+    @property
+    def own_server(self) -> bool:
+        """True with ``server_mode=own``: the deployment runs your image, not the reference server."""
+        return bool(self.server.server_mode == "own")
 
-    def check(self) -> list[Finding]:
-        """Raise :class:`SettingsError` if any rule reports an error; else return the other findings."""
-        findings = self.validate()
+    def told_env(self) -> dict[str, str]:
+        """``{setting name: environment variable}`` of the settings your server is told (``server_env``).
+
+        Entries the ``server-env`` rule refuses are left out. Empty for the reference server, which reads
+        every setting as ``STICKYWS_<NAME>``.
+        """
+        if not self.own_server:
+            return {}
+        return parse_server_env(self.server.server_env, {name: env_name(name) for name in FIELDS})[0]
+
+    def validate(self, parts: Iterable[Scope] | None = None) -> list[Finding]:
+        """Findings of the rules that apply to ``parts`` (default: a whole stack), errors first.
+
+        ``parts`` names what the deployment in front of the rules has, from
+        :data:`stickyws.settings.scopes.PARTS`; see :func:`stickyws.settings.rules.plan`. An empty list
+        means nothing to report.
+        """
+        return validate(self, parts=parts)
+
+    def plan(self, parts: Iterable[Scope] | None = None) -> RulePlan:
+        """Which rules run for ``parts`` and which are skipped, each with its reason."""
+        return plan(self, parts)
+
+    def check(self, parts: Iterable[Scope] | None = None) -> list[Finding]:
+        """Raise :class:`SettingsError` if a rule for ``parts`` reports an error; else return the other findings."""
+        findings = self.validate(parts)
         errors = [f for f in findings if f.severity is Severity.ERROR]
         if errors:
             raise SettingsError(errors)

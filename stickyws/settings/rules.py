@@ -1,9 +1,11 @@
 """Named cross-setting rules: the one place where settings are judged.
 
-Each rule is a small pure function of :class:`Settings` that yields :class:`Finding` objects.
-The CDK constructs run them before synthesis (errors stop the synth), the server runs them at
-start-up, and the auditor runs the very same rules on settings read back from a live load
-balancer or a template. Add a rule with the :func:`rule` decorator; its id is its public name.
+Each rule is a small pure function of :class:`Settings` that yields :class:`Finding` objects, and
+carries the :class:`~stickyws.settings.scopes.Scope` values it speaks of. The CDK constructs run
+the rules of the parts they build before synthesis (errors stop the synth), the server runs them at
+start-up, and the auditor runs the very same rules on settings read back from a live load balancer
+or a template, for the parts that deployment has. Add a rule with the :func:`rule` decorator; its
+id is its public name.
 """
 
 from __future__ import annotations
@@ -11,9 +13,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from stickyws.settings.findings import Finding, Severity
+from stickyws.settings.scopes import (
+    ALWAYS_KNOWN,
+    GROUP_SCOPES,
+    PARTS,
+    SERVER_SIDE_GROUPS,
+    Scope,
+    parse_server_env,
+)
+from stickyws.settings.values import ENV_PREFIX
 
 if TYPE_CHECKING:
     from stickyws.settings.model import Settings
@@ -21,26 +32,36 @@ if TYPE_CHECKING:
 
 CheckFn = Callable[["Settings"], Iterable[Finding]]
 
+LB, SERVICE, SERVER, REFERENCE, CLIENT, REGISTRY = (
+    Scope.LOAD_BALANCER,
+    Scope.SERVICE,
+    Scope.SERVER,
+    Scope.REFERENCE_SERVER,
+    Scope.CLIENT,
+    Scope.REGISTRY,
+)
+
 
 @dataclass(frozen=True)
 class Rule:
-    """A named check over the whole settings object."""
+    """A named check over the whole settings object, and the parts of a deployment it speaks of."""
 
     id: str
     summary: str
     check: CheckFn
+    scopes: frozenset[Scope] = frozenset()
 
 
 RULES: dict[str, Rule] = {}
 
 
-def rule(rule_id: str, summary: str) -> Callable[[CheckFn], CheckFn]:
-    """Register ``fn`` as the rule ``rule_id``."""
+def rule(rule_id: str, summary: str, *scopes: Scope) -> Callable[[CheckFn], CheckFn]:
+    """Register ``fn`` as the rule ``rule_id``, run only where every one of ``scopes`` is present."""
 
     def register(fn: CheckFn) -> CheckFn:
         if rule_id in RULES:
             raise ValueError(f"rule {rule_id!r} registered twice")
-        RULES[rule_id] = Rule(rule_id, summary, fn)
+        RULES[rule_id] = Rule(rule_id, summary, fn, frozenset(scopes))
         return fn
 
     return register
@@ -49,11 +70,154 @@ def rule(rule_id: str, summary: str) -> Callable[[CheckFn], CheckFn]:
 _ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
 
 
-def validate(settings: Settings, rule_ids: Iterable[str] | None = None) -> list[Finding]:
-    """Run the named rules (default: all) and return their findings, errors first."""
-    chosen = RULES.values() if rule_ids is None else [RULES[r] for r in rule_ids]
-    findings = [f for r in chosen for f in r.check(settings)]
+@dataclass(frozen=True)
+class Skipped:
+    """A rule that does not apply to the deployment in front of it, and why."""
+
+    rule: Rule
+    reason: str
+
+
+@dataclass(frozen=True)
+class RulePlan:
+    """Which rules run for a deployment's parts (in registration order) and which are skipped.
+
+    ``known`` holds the settings that describe this deployment: a finding that names any other
+    setting (a reference-server setting of your own server's deployment, say) is not reported.
+    """
+
+    applied: tuple[Rule, ...]
+    skipped: tuple[Skipped, ...]
+    scopes: frozenset[Scope]
+    known: frozenset[str]
+
+    def describe_skipped(self) -> list[str]:
+        """One line per skipped rule: ``rule-id: reason``."""
+        return [f"{s.rule.id}: {s.reason}" for s in self.skipped]
+
+
+def plan(settings: Settings, parts: Iterable[Scope] | None = None) -> RulePlan:
+    """The rules that apply to a deployment with ``parts`` (default: every part), given its server mode.
+
+    ``parts`` are taken from :data:`~stickyws.settings.scopes.PARTS`; ``REFERENCE_SERVER`` and
+    ``CLIENT`` are added when ``SERVER`` is there and ``server_mode`` is ``reference``. For your own
+    server a rule about the server runs only when every server-side setting it reads is told to your
+    server (``server_env``).
+    """
+    given = PARTS if parts is None else frozenset(parts)
+    if not given <= PARTS:
+        raise ValueError(f"parts are {sorted(p.value for p in PARTS)}, not {sorted(p.value for p in given - PARTS)}")
+    reference = not settings.own_server
+    scopes = given | ({REFERENCE, CLIENT} if SERVER in given and reference else frozenset())
+    known = frozenset(name for name in settings.fields_index if _known(settings, name, scopes, reference))
+    applied: list[Rule] = []
+    skipped: list[Skipped] = []
+    for r in RULES.values():
+        missing = r.scopes - scopes
+        if missing:
+            skipped.append(Skipped(r, _missing_reason(missing, SERVER in given)))
+            continue
+        if SERVER in r.scopes and not reference:
+            untold = [n for n in settings_read_by(r.id, settings) if n not in known and _server_side(settings, n)]
+            if untold:
+                skipped.append(Skipped(r, f"your server is not told {', '.join(untold)} (add it to server_env)"))
+                continue
+        applied.append(r)
+    return RulePlan(tuple(applied), tuple(skipped), scopes, known)
+
+
+def validate(
+    settings: Settings, rule_ids: Iterable[str] | None = None, *, parts: Iterable[Scope] | None = None
+) -> list[Finding]:
+    """Run the rules that apply to ``parts`` (see :func:`plan`), or only ``rule_ids`` among them; errors first.
+
+    Findings that name a setting the deployment does not have are left out.
+    """
+    chosen = plan(settings, parts)
+    rules = chosen.applied if rule_ids is None else [r for r in chosen.applied if r.id in set(rule_ids)]
+    findings = [f for r in rules for f in r.check(settings) if all(n in chosen.known for n in f.settings)]
     return sorted(findings, key=lambda f: _ORDER[f.severity])
+
+
+def _server_side(settings: Settings, name: str) -> bool:
+    return settings.fields_index[name].group in SERVER_SIDE_GROUPS and name not in ALWAYS_KNOWN
+
+
+def _known(settings: Settings, name: str, scopes: frozenset[Scope], reference: bool) -> bool:
+    """Whether setting ``name`` describes a deployment with ``scopes``."""
+    group = settings.fields_index[name].group
+    if group not in SERVER_SIDE_GROUPS:
+        return GROUP_SCOPES[group] in scopes
+    if SERVER not in scopes:
+        return False
+    if reference or name in ALWAYS_KNOWN:
+        return GROUP_SCOPES[group] in scopes
+    return name in settings.told_env()
+
+
+_PART_NAMES = {
+    LB: "no load balancer",
+    SERVICE: "no ECS service",
+    SERVER: "no server",
+    REGISTRY: "no registry it creates",
+}
+
+
+def _missing_reason(missing: frozenset[Scope], has_server: bool) -> str:
+    """Why a rule whose ``missing`` scopes are absent does not apply (``has_server``: a server is there)."""
+    absent = [_PART_NAMES[s] for s in sorted(missing, key=lambda s: s.value) if s in _PART_NAMES]
+    reference_only = bool(missing & {REFERENCE, CLIENT})
+    if reference_only and not has_server and "no server" not in absent:
+        absent.append("no server")
+    reasons = ["the deployment has " + " and ".join(absent)] if absent else []
+    if reference_only and has_server:
+        reasons.append("the server is your own (server_mode=own), not the reference server")
+    return "; ".join(reasons)
+
+
+def settings_read_by(rule_id: str, settings: Settings) -> tuple[str, ...]:
+    """Flat names of the settings that rule ``rule_id`` reads when judging ``settings``.
+
+    Found by running the (pure) rule on a recording proxy, so callers can show the values a passing
+    rule looked at, and the plan can tell which settings a rule needs, without a second list of what
+    each rule reads.
+    """
+    seen: list[str] = []
+    list(RULES[rule_id].check(cast("Settings", _SettingsRecorder(settings, seen))))
+    return tuple(dict.fromkeys(seen))
+
+
+class _SettingsRecorder:
+    """Stands in for :class:`Settings` and records each setting a rule reads."""
+
+    def __init__(self, settings: Settings, seen: list[str]) -> None:
+        self._settings = settings
+        self._seen = seen
+        self.fields_index = settings.fields_index  # rules read specs through it
+
+    def __getattr__(self, group: str) -> Any:
+        return _GroupRecorder(getattr(self._settings, group), self._seen, self.fields_index)
+
+    def __getitem__(self, name: str) -> Any:
+        self._seen.append(name)
+        return self._settings[name]
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        for name, value in self._settings.items():
+            self._seen.append(name)
+            yield name, value
+
+
+class _GroupRecorder:
+    def __init__(self, group: object, seen: list[str], fields: Any) -> None:
+        self._group = group
+        self._seen = seen
+        self._fields = fields
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._fields:
+            self._seen.append(name)
+        return getattr(self._group, name)
 
 
 def _error(rule_id: str, message: str, fix: str, *names: str) -> Finding:
@@ -96,7 +260,7 @@ def _in_range(s: Settings) -> Iterator[Finding]:
             )
 
 
-@rule("http2-off", "HTTP/2 is off on a load balancer that serves WebSockets.")
+@rule("http2-off", "HTTP/2 is off on a load balancer that serves WebSockets.", LB)
 def _http2_off(s: Settings) -> Iterator[Finding]:
     if s.load_balancer.http2_enabled:
         yield _error(
@@ -107,7 +271,7 @@ def _http2_off(s: Settings) -> Iterator[Finding]:
         )
 
 
-@rule("ping-within-idle-timeout", "The server pings at most every half idle timeout.")
+@rule("ping-within-idle-timeout", "The server pings at most every half idle timeout.", LB, SERVER)
 def _ping_within_idle(s: Settings) -> Iterator[Finding]:
     ping, idle = s.server.ping_interval_s, s.load_balancer.idle_timeout_s
     if ping is None:
@@ -128,7 +292,7 @@ def _ping_within_idle(s: Settings) -> Iterator[Finding]:
         )
 
 
-@rule("drain-within-deregistration-delay", "Clients are migrated before the ALB cuts them.")
+@rule("drain-within-deregistration-delay", "Clients are migrated before the ALB cuts them.", LB, SERVER)
 def _drain_within_dereg(s: Settings) -> Iterator[Finding]:
     drain, dereg = s.server.drain_window_s, s.target_group.deregistration_delay_s
     if drain > dereg:
@@ -142,7 +306,7 @@ def _drain_within_dereg(s: Settings) -> Iterator[Finding]:
         )
 
 
-@rule("stop-timeout-covers-shutdown", "stopTimeout leaves the server the time it needs after SIGTERM.")
+@rule("stop-timeout-covers-shutdown", "stopTimeout leaves the server the time it needs after SIGTERM.", SERVICE, SERVER)
 def _stop_timeout(s: Settings) -> Iterator[Finding]:
     stop, need = s.task.stop_timeout_s, s.server.shutdown_timeout_s
     if stop < need:
@@ -162,7 +326,7 @@ def _stop_timeout(s: Settings) -> Iterator[Finding]:
     )
 
 
-@rule("health-check-timing", "Health-check timeout is below the interval; time to healthy is known.")
+@rule("health-check-timing", "Health-check timeout is below the interval; time to healthy is known.", LB)
 def _health_check(s: Settings) -> Iterator[Finding]:
     tg = s.target_group
     if tg.health_check_timeout_s >= tg.health_check_interval_s:
@@ -200,7 +364,7 @@ def _health_check(s: Settings) -> Iterator[Finding]:
     )
 
 
-@rule("stickiness", "Stickiness is on, of a valid type, and outlives the client's reconnect backoff.")
+@rule("stickiness", "Stickiness is on, of a valid type, and outlives the client's reconnect backoff.", LB)
 def _stickiness(s: Settings) -> Iterator[Finding]:
     tg = s.target_group
     if not tg.stickiness_enabled:
@@ -237,7 +401,7 @@ def _stickiness(s: Settings) -> Iterator[Finding]:
         )
 
 
-@rule("registry-ttl-order", "routing TTL > heartbeat TTL > heartbeat interval.")
+@rule("registry-ttl-order", "routing TTL > heartbeat TTL > heartbeat interval.", REFERENCE)
 def _ttl_order(s: Settings) -> Iterator[Finding]:
     sv = s.server
     if not sv.routing_ttl_s > sv.heartbeat_ttl_s:
@@ -272,7 +436,7 @@ _FARGATE_MEMORY = {
 }
 
 
-@rule("fargate-task-size", "Task CPU and memory form a pairing Fargate accepts.")
+@rule("fargate-task-size", "Task CPU and memory form a pairing Fargate accepts.", SERVICE)
 def _fargate_size(s: Settings) -> Iterator[Finding]:
     cpu, mem = s.task.task_cpu, s.task.task_memory_mib
     ranges = _FARGATE_MEMORY.get(cpu)
@@ -289,7 +453,7 @@ def _fargate_size(s: Settings) -> Iterator[Finding]:
         )
 
 
-@rule("task-counts", "min_count <= desired_count <= max_count.")
+@rule("task-counts", "min_count <= desired_count <= max_count.", SERVICE)
 def _task_counts(s: Settings) -> Iterator[Finding]:
     t = s.task
     if not t.min_count <= t.desired_count <= t.max_count:
@@ -303,7 +467,7 @@ def _task_counts(s: Settings) -> Iterator[Finding]:
         )
 
 
-@rule("deployment-keeps-capacity", "Deployments start replacements before old tasks drain.")
+@rule("deployment-keeps-capacity", "Deployments start replacements before old tasks drain.", SERVICE)
 def _deployment(s: Settings) -> Iterator[Finding]:
     t = s.task
     if t.min_healthy_percent < 100:
@@ -325,7 +489,7 @@ def _deployment(s: Settings) -> Iterator[Finding]:
         )
 
 
-@rule("scaling-below-limit", "The autoscaling target per task is below the connection limit.")
+@rule("scaling-below-limit", "The autoscaling target per task is below the connection limit.", SERVICE, SERVER)
 def _scaling(s: Settings) -> Iterator[Finding]:
     target, limit = s.task.target_connections_per_task, s.server.max_connections
     if target > limit:
@@ -342,6 +506,8 @@ def _scaling(s: Settings) -> Iterator[Finding]:
 @rule(
     "topic-retention-covers-reconnect",
     "Topic history outlives a drain and a reconnect backoff; clients offline longer are told, not silently skipped.",
+    REFERENCE,
+    CLIENT,
 )
 def _topic_retention(s: Settings) -> Iterator[Finding]:
     d, sv = s.delivery, s.server
@@ -366,7 +532,9 @@ def _topic_retention(s: Settings) -> Iterator[Finding]:
         )
 
 
-@rule("output-bound-fits-messages", "A connection's output bound holds at least two of the largest messages.")
+@rule(
+    "output-bound-fits-messages", "A connection's output bound holds at least two of the largest messages.", REFERENCE
+)
 def _output_bound(s: Settings) -> Iterator[Finding]:
     d = s.delivery
     largest = max(s.server.max_message_bytes, d.max_publish_bytes)
@@ -391,7 +559,7 @@ def _output_bound(s: Settings) -> Iterator[Finding]:
         )
 
 
-@rule("publish-port-apart", "The publish endpoint listens on its own port, which the ALB never routes.")
+@rule("publish-port-apart", "The publish endpoint listens on its own port, which the ALB never routes.", REFERENCE)
 def _publish_port(s: Settings) -> Iterator[Finding]:
     d = s.delivery
     if d.publish_port and d.publish_port == s.server.port:
@@ -402,6 +570,25 @@ def _publish_port(s: Settings) -> Iterator[Finding]:
             "publish_port",
             "port",
         )
+
+
+@rule("server-env", "The settings your own server is told are named once each, under valid variable names.", SERVER)
+def _server_env(s: Settings) -> Iterator[Finding]:
+    entries = s.server.server_env
+    if not s.own_server:
+        if entries:
+            yield _error(
+                "server-env",
+                f"server_env={','.join(entries)!r} with server_mode=reference: the reference server reads every "
+                "setting as STICKYWS_<NAME>",
+                "set server_mode=own to run your own image, or leave server_env empty",
+                "server_env",
+                "server_mode",
+            )
+        return
+    names = {name: ENV_PREFIX + name.upper() for name in s.fields_index}
+    for problem in parse_server_env(entries, names)[1]:
+        yield _error("server-env", problem, "write server_env as NAME=VARIABLE entries, e.g. port=PORT", "server_env")
 
 
 #: Engine versions a new registry is pinned to when ``registry_engine_version`` is empty.
@@ -430,7 +617,9 @@ def engine_version(s: Settings) -> tuple[int, int] | None:
     return int(match.group(1)), int(match.group(2) or 0)
 
 
-@rule("registry-topology", "The registry has a replica per shard for failover and a topology its mode allows.")
+@rule(
+    "registry-topology", "The registry has a replica per shard for failover and a topology its mode allows.", REGISTRY
+)
 def _registry_topology(s: Settings) -> Iterator[Finding]:
     r = s.registry
     if r.registry_mode == "serverless":
@@ -485,7 +674,7 @@ def _registry_topology(s: Settings) -> Iterator[Finding]:
         )
 
 
-@rule("registry-engine", "The engine version parses and supports what the mode and the auth mode need.")
+@rule("registry-engine", "The engine version parses and supports what the mode and the auth mode need.", REGISTRY)
 def _registry_engine(s: Settings) -> Iterator[Finding]:
     r = s.registry
     version = engine_version(s)
@@ -519,7 +708,7 @@ def _registry_engine(s: Settings) -> Iterator[Finding]:
         )
 
 
-@rule("registry-auth", "The registry authenticates its clients.")
+@rule("registry-auth", "The registry authenticates its clients.", REGISTRY)
 def _registry_auth(s: Settings) -> Iterator[Finding]:
     if s.registry.registry_auth == "none":
         yield _warning(
@@ -531,7 +720,12 @@ def _registry_auth(s: Settings) -> Iterator[Finding]:
         )
 
 
-@rule("registry-pubsub-backlog", "A server's pub/sub burst fits the registry's pub/sub output buffer.")
+@rule(
+    "registry-pubsub-backlog",
+    "A server's pub/sub burst fits the registry's pub/sub output buffer.",
+    REGISTRY,
+    REFERENCE,
+)
 def _registry_pubsub(s: Settings) -> Iterator[Finding]:
     r = s.registry
     hard, soft = r.registry_pubsub_buffer_hard_bytes, r.registry_pubsub_buffer_soft_bytes
@@ -578,7 +772,12 @@ def _registry_pubsub(s: Settings) -> Iterator[Finding]:
         )
 
 
-@rule("registry-serverless-clients", "Every task's registry connections fit a Serverless cache's client limit.")
+@rule(
+    "registry-serverless-clients",
+    "Every task's registry connections fit a Serverless cache's client limit.",
+    REGISTRY,
+    SERVICE,
+)
 def _registry_serverless_clients(s: Settings) -> Iterator[Finding]:
     if s.registry.registry_mode != "serverless":
         return

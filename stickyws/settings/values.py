@@ -14,10 +14,17 @@ from typing import Any
 from stickyws.settings.errors import SettingValueError
 from stickyws.settings.spec import FieldInfo
 
+#: Prefix of the environment variable that carries a setting to the reference server.
+ENV_PREFIX = "STICKYWS_"
 #: Texts that mean "disabled" for a nullable setting.
 OFF_TEXTS = frozenset({"", "none", "off", "null", "disabled"})
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+
+
+def env_name(name: str) -> str:
+    """The environment variable that carries setting ``name`` to the reference server: ``STICKYWS_<NAME>``."""
+    return ENV_PREFIX + name.upper()
 
 
 def parse_value(info: FieldInfo, raw: Any) -> Any:

@@ -1,11 +1,12 @@
 """``stickyws twin up``: the local twin of the ALB in one terminal, driven by typed commands.
 
 ``twin up [--servers N] [--time-scale F] [--set NAME=VALUE ...] [--settings-file F]
-[--server-cmd CMD] [--server-env NAME=VALUE ...] [--health-path PATH]`` starts redis-server, N
-servers (the reference server, or CMD with ``{port}``, ``{server_id}``, ``{redis_url}`` and
-``{jwt_secret}`` filled per server) and HAProxy, prints the ws:// URL, a token and client command
-per demo user, the demo page link (the servers allow the twin's own page origins), and one status
-line per server, then reads commands on stdin (one per line):
+[--server-cmd CMD] [--server-env NAME=VALUE ...] [--health-path PATH] [--start-timeout S]
+[--keep-workdir]`` starts redis-server, N servers (the reference server, or CMD with ``{port}``,
+``{server_id}``, ``{redis_url}`` and ``{jwt_secret}`` filled per server) and HAProxy, prints the
+URL (by address and by the name ``localhost``), a token and client command per demo user, the
+demo page link (the servers allow the twin's own page origins), and one status line per server,
+then reads commands on stdin (one per line):
 
 ``status`` | ``deregister NAME`` | ``kill NAME`` | ``add`` | ``deploy`` | ``deploy-no-drain`` |
 ``token USER`` | ``help`` | ``quit``
@@ -43,7 +44,7 @@ DEMO_USERS = ("alice", "bob")
 HELP = """commands:
   status               one line per server: pid, port, phase, target health, connections
   deregister NAME      the ECS stop sequence: drain notice, maint, deregistration delay, cut, SIGTERM
-  kill NAME            SIGKILL (a crashed task)
+  kill NAME            SIGKILL (a crashed task); reports how long its sticky clients got 503
   add                  start one more server and register it once healthy
   deploy               rolling deployment, minimum healthy 100 % (with the drain notice)
   deploy-no-drain      the same without the drain notice: clients are cut (1006) at the end of the delay
@@ -91,6 +92,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="PATH",
         help="the path HAProxy and the twin check on each server (= --set health_check_path=PATH)",
     )
+    up.add_argument(
+        "--start-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds each server may take to answer its health path after it starts (default 20)",
+    )
+    up.add_argument(
+        "--keep-workdir",
+        action="store_true",
+        help="keep the work directory (server logs, haproxy.cfg, haproxy.log) when the twin stops or fails to start",
+    )
     up.set_defaults(run=run_up)
 
 
@@ -130,13 +143,16 @@ def run_up(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | 
     from stickyws.localproc import LocalProcessError
     from stickyws.settings import SettingsError
     from stickyws.twin.browser import allow_page_origins, demo_url
-    from stickyws.twin.cluster import TwinCluster, TwinError
+    from stickyws.twin.cluster import SERVER_START_TIMEOUT_S, TwinCluster, TwinError
 
     stdin = stdin or sys.stdin
     say = _Output(out or sys.stdout)
 
     if args.servers < 1:
         raise CommandError("--servers must be at least 1")
+    start_timeout_s = SERVER_START_TIMEOUT_S if args.start_timeout is None else args.start_timeout
+    if start_timeout_s <= 0:
+        raise CommandError("--start-timeout must be a positive number of seconds, e.g. --start-timeout 60")
     try:
         cluster = TwinCluster(
             _settings(args),
@@ -146,6 +162,8 @@ def run_up(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | 
             server_cmd=args.server_cmd,
             server_env=_server_env(args),
             allow_rules=tuple(args.allow_rule),
+            keep_workdir=args.keep_workdir,
+            server_start_timeout_s=start_timeout_s,
         )
     except (TwinError, SettingsError) as exc:
         raise CommandError(str(exc)) from None
@@ -159,8 +177,11 @@ def run_up(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | 
         except (LocalProcessError, TwinError) as exc:
             raise CommandError(str(exc), code=1) from None
         say(f"twin up: {cluster.url if args.server_cmd is None else cluster.http_url}")
+        by_name = cluster.localhost_url if args.server_cmd is None else cluster.localhost_http_url
+        say(f"same listener: {by_name} (by name: some cookie jars, aiohttp's among them, drop cookies set by an IP)")
         assert cluster.haproxy is not None
-        say(f"haproxy pid {cluster.haproxy.pid}, redis-server pid {cluster.redis.pid}, logs in {cluster.dir}")
+        kept = " (kept when the twin stops)" if cluster.keeps_workdir else ""
+        say(f"haproxy pid {cluster.haproxy.pid}, redis-server pid {cluster.redis.pid}, logs in {cluster.dir}{kept}")
         for status in cluster.status():
             say(status.render())
         for user in DEMO_USERS if args.server_cmd is None else ():  # tokens only mean something to stickyws
@@ -255,7 +276,7 @@ def execute(cluster: Any, words: list[str], say: Callable[[str], None]) -> str:
         if command == "deregister":
             say(cluster.deregister(rest[0]).render())
         else:
-            cluster.kill(rest[0])
+            say(cluster.kill(rest[0]).render())
     elif command == "add" and not rest:
         cluster.add()
     elif command in ("deploy", "deploy-no-drain") and not rest:

@@ -1,7 +1,7 @@
 """The local twin: a real redis-server, N servers (the reference server or your own) and a real HAProxy on loopback.
 
 Everything is rendered from ONE :class:`~stickyws.settings.Settings`: HAProxy's configuration
-(:mod:`stickyws.twin.haproxy_config`), every server's environment (``to_env``), and the timing of
+(:mod:`stickyws.twin.haproxy_config`), every server's environment (``server_environment``), and the timing of
 the operations below. Every process is started by this object and stopped by its PID
 (:mod:`stickyws.localproc`); :meth:`TwinCluster.stop` leaves nothing behind.
 
@@ -9,7 +9,9 @@ Servers: the reference server by default, or any program given as ``server_cmd``
 list (or a shell-like string, split with :func:`shlex.split`, never run by a shell, so SIGTERM
 reaches the program itself) whose ``{port}``, ``{server_id}``, ``{redis_url}`` and
 ``{jwt_secret}`` placeholders are filled per server (:func:`expand`; ``server_env`` values too).
-Every server also gets the settings as environment variables (``to_env``), ``REDIS_URL``,
+Every server also gets the settings it is told as environment variables (``server_environment``:
+every ``STICKYWS_*`` setting for the reference server, only ``server_env``'s with ``server_mode=own``),
+``REDIS_URL``,
 ``STICKYWS_SERVER_ID`` and ``STICKYWS_JWT_SECRET``; it must answer ``settings["health_check_path"]``
 with the health-check matcher's status on 127.0.0.1:{port}.
 
@@ -30,14 +32,21 @@ Operations, in the order AWS performs them:
     The :class:`DeregisterReport` says what the server did with its connections (see there).
 ``kill(name)``
     SIGKILL (a crashed task); HAProxy's checks take it out after ``unhealthy_threshold_count``.
+    Until then a client stuck to it gets 503: the twin measures that window with requests carrying
+    the server's stickiness cookie and returns a :class:`~stickyws.twin.kill_report.KillReport`.
 ``rolling_deploy()``
     Replace every running server, one at a time, minimum healthy 100 %: start the replacement,
     wait until it is healthy, then deregister the old server.
+
+A server that exits or never answers its health path at start fails :meth:`TwinCluster.start`
+with the last :data:`LOG_TAIL_LINES` lines of its log in the error; the work directory (logs,
+``haproxy.cfg``) is removed on stop unless ``keep_workdir`` is set, and the error says which.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import re
@@ -53,7 +62,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from stickyws import keys, protocol
@@ -73,19 +82,28 @@ from stickyws.settings import (
     ENV_JWT_SECRET,
     ENV_REDIS_URL,
     ENV_SERVER_ID,
+    Scope,
     Settings,
     SettingsError,
     Severity,
-    to_env,
+    server_environment,
 )
 from stickyws.twin import haproxy_config
 from stickyws.twin.haproxy_config import BACKEND, Layout, Slot
+from stickyws.twin.kill_report import KillReport, aws_outage_s, expected_outage_s, served_by, sticky_cookie
 from stickyws.twin.runtime_api import RuntimeApi, RuntimeApiError, ServerState
 
 #: ``DrainNotice.source`` of the notices the twin publishes.
 DRAIN_SOURCE = "twin"
-#: Seconds a server process gets to answer ``/health`` after it starts.
+#: Seconds a server process gets to answer ``/health`` after it starts (``TwinCluster.server_start_timeout_s``).
 SERVER_START_TIMEOUT_S = 20.0
+#: Lines of a server's log quoted in the error when it fails to start.
+LOG_TAIL_LINES = 20
+#: Seconds between two sticky requests while :meth:`TwinCluster.kill` measures the outage.
+KILL_PROBE_INTERVAL_S = 0.01
+#: HAProxy's answers to a request for a dead server: 503 (connect refused, ``retries 0``), 502 (the
+#: server died with the request on it), 504 (connect timeout).
+REFUSED_STATUSES = (502, 503, 504)
 #: Extra slots beyond what the twin starts with: each ``add`` uses a fresh slot (see haproxy_config).
 MIN_CAPACITY = 16
 #: Placeholders of ``server_cmd`` and ``server_env`` values, filled per server by :func:`expand`.
@@ -100,6 +118,15 @@ def _log_tail(path: Path, lines: int = 3) -> list[str]:
     if not path.exists():
         return []
     return path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-lines:]
+
+
+def quote_log(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The end of a log quoted for an error: ``server-s1.log (last 2 lines):``, then each line as ``  | ...``."""
+    tail = _log_tail(path, lines)
+    if not tail:
+        return f"{path.name} is empty: the server wrote nothing to stdout or stderr"
+    count = f"{len(tail)} line{'s' if len(tail) != 1 else ''}"
+    return f"{path.name} (last {count}):\n" + "\n".join(f"  | {line}" for line in tail)
 
 
 def expand(template: str, values: Mapping[str, str]) -> str:
@@ -248,6 +275,10 @@ class ExternalRegistry:
         """Nothing to stop."""
 
 
+#: What the twin stands for: a load balancer, tasks and their servers (its redis-server is no ElastiCache registry).
+TWIN_PARTS: Final = frozenset({Scope.LOAD_BALANCER, Scope.SERVICE, Scope.SERVER})
+
+
 @dataclass
 class TwinCluster:
     """See the module doc. ``time_scale`` shortens health-check intervals only (haproxy_config).
@@ -259,7 +290,11 @@ class TwinCluster:
     ``server_env`` adds environment variables to every server (placeholders filled as in
     ``server_cmd``); ``log`` receives one line per operation step (the CLI prints them).
     ``registry_url`` runs the servers on that registry (a redis-server or a Redis Cluster you
-    started) instead of a redis-server of the twin's own.
+    started) instead of a redis-server of the twin's own. ``keep_workdir`` keeps the work
+    directory (server logs, ``haproxy.cfg``, ``haproxy.log``) when the twin stops or fails to
+    start (so does the environment variable ``STICKYWS_TWIN_KEEP``); a ``workdir`` given by the
+    caller is never removed. ``server_start_timeout_s`` bounds how long a server may take to
+    answer its health path after it starts.
     """
 
     settings: Settings
@@ -273,9 +308,11 @@ class TwinCluster:
     server_cmd: str | Sequence[str] | None = None
     allow_rules: Sequence[str] = ()
     registry_url: str | None = None
+    keep_workdir: bool = False
+    server_start_timeout_s: float = SERVER_START_TIMEOUT_S
 
     def __post_init__(self) -> None:
-        errors = [f for f in self.settings.validate() if f.severity is Severity.ERROR]
+        errors = [f for f in self.settings.validate(TWIN_PARTS) if f.severity is Severity.ERROR]
         refused = [f for f in errors if f.rule not in self.allow_rules]
         if refused:
             raise SettingsError(refused)
@@ -302,6 +339,7 @@ class TwinCluster:
         self.haproxy: subprocess.Popen[bytes] | None = None
         self._slots = haproxy_config.slot_names(self.capacity)
         self._lock = threading.RLock()
+        self._started = False
 
     # Addresses
 
@@ -314,6 +352,26 @@ class TwinCluster:
     def http_url(self) -> str:
         """The same endpoint as ``http://`` (plain requests through HAProxy)."""
         return f"http://127.0.0.1:{self.frontend_port}"
+
+    @property
+    def localhost_url(self) -> str:
+        """:attr:`url` by host name: ``ws://localhost:PORT/ws``.
+
+        The same listener; use it with clients whose cookie jar keeps no cookie set by an IP
+        address (aiohttp's ``CookieJar`` by default): with :attr:`url` they never send the
+        stickiness cookie back, and every reconnect lands on any server.
+        """
+        return f"ws://localhost:{self.frontend_port}{protocol.WS_PATH}"
+
+    @property
+    def localhost_http_url(self) -> str:
+        """:attr:`http_url` by host name: ``http://localhost:PORT`` (see :attr:`localhost_url`)."""
+        return f"http://localhost:{self.frontend_port}"
+
+    @property
+    def keeps_workdir(self) -> bool:
+        """Whether :meth:`stop` leaves the work directory in place."""
+        return self.keep_workdir or not self._own_workdir or os.environ.get("STICKYWS_TWIN_KEEP") is not None
 
     def token(self, user_id: str, ttl_s: int = 3600) -> str:
         """A connection token for ``user_id`` signed with the twin's key (what ``stickyws token`` prints)."""
@@ -339,9 +397,13 @@ class TwinCluster:
             for name in list(self.procs):
                 self._wait_target(name, healthy=True)
                 self.procs[name].phase = "serving"
+        except (TwinError, LocalProcessError) as exc:
+            self.stop()
+            raise type(exc)(f"{exc}\n{self._workdir_note()}") from None
         except BaseException:
             self.stop()
             raise
+        self._started = True
         return self
 
     def stop(self) -> None:
@@ -362,8 +424,11 @@ class TwinCluster:
             for proc in self.procs.values():
                 proc.exit_code = proc.proc.returncode
             self.redis.__exit__(None, None, None)
-            if self._own_workdir and os.environ.get("STICKYWS_TWIN_KEEP") is None:
+            if not self.keeps_workdir:
                 shutil.rmtree(self.dir, ignore_errors=True)
+            elif self._started:
+                self._say(f"twin: work directory kept: {self.dir}")
+            self._started = False
 
     def __enter__(self) -> TwinCluster:
         return self.start()
@@ -425,13 +490,20 @@ class TwinCluster:
             announcements.close()
         return DeregisterReport(name, drain_notice, drained_s, remaining, proc.exit_code, at_start, announcements.count)
 
-    def kill(self, name: str) -> None:
-        """SIGKILL ``name``: its connections drop at once; HAProxy's checks mark it down later."""
+    def kill(self, name: str, *, measure: bool = True) -> KillReport | None:
+        """SIGKILL ``name``: its connections drop at once; HAProxy's checks mark it down later.
+
+        With ``measure`` (the default) returns once the twin has seen a request carrying ``name``'s
+        stickiness cookie answered by another server and HAProxy report ``name`` down (or after
+        the checks' bound), with what it measured (:class:`KillReport`); else returns ``None`` at once.
+        """
         proc = self._server(name)
         kill_pid(proc.proc)
+        killed_at = time.monotonic()
         proc.exit_code = proc.proc.returncode
         proc.phase = "killed"
         self._say(f"{name}: SIGKILL")
+        return self._measure_outage(name, killed_at) if measure else None
 
     def rolling_deploy(self, *, drain_notice: bool = True) -> list[DeregisterReport]:
         """Replace every running server one at a time, minimum healthy 100 % (see the module doc)."""
@@ -494,6 +566,71 @@ class TwinCluster:
 
     # Internals
 
+    def _measure_outage(self, name: str, killed_at: float) -> KillReport:
+        """Probe with ``name``'s stickiness cookie and watch HAProxy's state until both show the failover."""
+        cookie = sticky_cookie(self.settings, name)
+        inter = haproxy_config.health_check_interval_s(self.settings, self.time_scale)
+        checks = int(self.settings["unhealthy_threshold_count"])
+        bound_s = max(5.0, 2 * inter * (checks + 1))
+        refused_s: float | None = None
+        moved_to: str | None = None
+        marked_down_s: float | None = None
+        refusals = 0
+        while time.monotonic() - killed_at < bound_s:
+            states = {s.name: s for s in self.api.servers_state(BACKEND)}
+            if marked_down_s is None and name in states and not states[name].healthy:
+                marked_down_s = time.monotonic() - killed_at
+            if cookie is not None and moved_to is None:
+                status, server = self._sticky_request(cookie)
+                if status in REFUSED_STATUSES:
+                    refusals += 1
+                elif status is not None and server is not None and server != name:
+                    refused_s, moved_to = time.monotonic() - killed_at, server
+            if marked_down_s is not None:
+                others = [s for s in states.values() if s.name != name and s.healthy]
+                if cookie is None or moved_to is not None or not others:
+                    break
+            time.sleep(KILL_PROBE_INTERVAL_S)
+        return KillReport(
+            name=name,
+            sticky=cookie is not None,
+            refused_s=refused_s,
+            refusals=refusals,
+            moved_to=moved_to,
+            marked_down_s=marked_down_s,
+            expected_s=expected_outage_s(self.settings, self.time_scale),
+            aws_s=aws_outage_s(self.settings),
+            checks=checks,
+            interval_s=inter,
+            aws_interval_s=float(self.settings["health_check_interval_s"]),
+        )
+
+    def _sticky_request(self, cookie: str) -> tuple[int | None, str | None]:
+        """``GET`` the health path through HAProxy with ``cookie``: the status and the server that answered."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.frontend_port, timeout=2.0)
+        try:
+            conn.request("GET", self.settings["health_check_path"], headers={"Host": "localhost", "Cookie": cookie})
+            response = conn.getresponse()
+            response.read()
+            return response.status, served_by(response.headers.get_all("Set-Cookie") or [])
+        except (OSError, http.client.HTTPException):
+            return None, None
+        finally:
+            conn.close()
+
+    def _workdir_note(self) -> str:
+        """Where the logs of a failed start are: kept (and where), or removed (and how to keep them)."""
+        if self.keeps_workdir:
+            return f"work directory kept: {self.dir} (server-*.log, haproxy.cfg, haproxy.log)"
+        return (
+            "the work directory and its logs were removed; keep them with --keep-workdir "
+            "(TwinCluster(keep_workdir=True))"
+        )
+
+    def _where(self, path: Path) -> str:
+        """``path`` in full while the twin runs; its bare name during start (the start error says where it is)."""
+        return str(path) if self._started else path.name
+
     def _say(self, line: str) -> None:
         if self.log is not None:
             self.log(line)
@@ -521,7 +658,7 @@ class TwinCluster:
         values = {"port": str(port), "server_id": name, "redis_url": self.redis.url, "jwt_secret": self.jwt_secret}
         env = {
             **os.environ,
-            **to_env(self.settings),
+            **server_environment(self.settings),
             ENV_REDIS_URL: self.redis.url,
             ENV_JWT_SECRET: self.jwt_secret,
             ENV_SERVER_ID: name,
@@ -577,7 +714,7 @@ class TwinCluster:
             stop_pid(self.haproxy, timeout_s=3.0)
             tail = _log_tail(log_path)
             if attempt == attempts or "cannot bind" not in " ".join(tail):
-                raise TwinError(f"HAProxy did not start: {' / '.join(tail) or 'no output'}; see {log_path}")
+                raise TwinError(f"HAProxy did not start\n{quote_log(log_path).replace('the server', 'HAProxy')}")
             self.frontend_port = self._free_port()
 
     def _wait_own_health(self, proc: ServerProcess, attempts: int = 3) -> ServerProcess:
@@ -586,14 +723,18 @@ class TwinCluster:
         its log says "address already in use") is started again on another port, up to ``attempts`` times."""
         for attempt in range(1, attempts + 1):
             try:
-                wait_for_http(
-                    proc.port, self.settings["health_check_path"], SERVER_START_TIMEOUT_S, status=200, proc=proc.proc
-                )
+                path = self.settings["health_check_path"]
+                wait_for_http(proc.port, path, self.server_start_timeout_s, status=200, proc=proc.proc)
                 return proc
             except LocalProcessError as exc:
                 tail = " ".join(_log_tail(proc.log_path)).lower()  # the log is appended to: this attempt's end
                 if attempt == attempts or proc.alive or "address already in use" not in tail:
-                    raise TwinError(f"server {proc.name} did not become healthy: {exc}; see {proc.log_path}") from None
+                    if proc.alive:  # never healthy: stop it now, so its log is complete and it holds no port
+                        stop_pid(proc.proc, timeout_s=3.0)
+                    raise TwinError(
+                        f"server {proc.name} did not become healthy: {exc}\n{quote_log(proc.log_path)}"
+                        + (f"\n(the whole log: {proc.log_path})" if self._started else "")
+                    ) from None
                 self._say(f"{proc.name}: port {proc.port} was taken before the server bound it; trying another")
                 proc = self._spawn(proc.name)
         raise AssertionError("unreachable")
@@ -612,9 +753,10 @@ class TwinCluster:
             if time.monotonic() - started > timeout_s:
                 path = self.settings["health_check_path"]
                 own = http_status(self.procs[name].port, path) if name in self.procs else None
+                log = self._where(self.dir / "haproxy.log")
                 raise TwinError(
                     f"HAProxy did not report {name} {'healthy' if healthy else 'unhealthy'} within {timeout_s:g} s "
-                    f"(its own {self.settings['health_check_path']} answers {own}); see {self.dir / 'haproxy.log'}"
+                    f"(its own {path} answers {own}); see {log}"
                 )
             time.sleep(0.02)
 

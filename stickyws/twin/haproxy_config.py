@@ -11,9 +11,11 @@ ALB / target group setting                       HAProxy rendering
                                                  on every server; ``AWSALBCORS`` (same value,
                                                  ``SameSite=None; Secure``) on every server
                                                  response, routed like ``AWSALB`` when alone
-``app_cookie`` stickiness on cookie C            ``stick match req.cook(C)`` + ``stick
-                                                 store-response res.cook(C)`` in a stick table
-                                                 that expires after D (follows the app's cookie)
+``app_cookie`` stickiness on cookie C            ``cookie AWSALBAPP-0`` (routing on it, never
+                                                 inserted by HAProxy), ``cookie <slot>`` on every
+                                                 server; a response that sets C (or answers a
+                                                 request that carried ``AWSALBAPP-0``) gets
+                                                 ``AWSALBAPP-0=<slot>; Max-Age=D``
 ``http2_enabled=false``                          plain HTTP/1.1 ``bind`` (no ``alpn h2``, no
                                                  ``proto h2``)
 ``idle_timeout_s`` T                             ``timeout tunnel T`` (after the 101) and
@@ -55,6 +57,9 @@ BACKEND = "ws_targets"
 LB_COOKIE_NAME = "AWSALB"
 #: The ALB's cross-site copy of the stickiness cookie (``SameSite=None; Secure``).
 LB_CORS_COOKIE_NAME = "AWSALBCORS"
+#: Cookie the load balancer issues in ``app_cookie`` mode: the ALB's ``AWSALBAPP-<n>`` (it shards a
+#: value above 4 KB over ``-0``..``-3``; the twin's value is a slot name, so ``-0`` is the only one).
+APP_LB_COOKIE_NAME = "AWSALBAPP-0"
 #: Address rendered for a slot that holds no server yet (it is ``disabled``; never connected).
 UNUSED_SLOT_PORT = 1
 #: Twin-only timeouts without an ALB setting, in seconds: TCP connect to a target, and the
@@ -160,17 +165,33 @@ def _stickiness_lines(settings: Settings) -> list[str]:
         name = settings["app_cookie_name"]
         if not name:
             raise ValueError("stickiness_type=app_cookie needs app_cookie_name: set it to your application's cookie")
-        return [
-            f"# app_cookie stickiness: follow the application's cookie {name} for {life} s",
-            f"stick-table type string len 256 size 1m expire {duration(life)}",
-            f"stick match req.cook({name})",
-            f"stick store-response res.cook({name})",
-        ]
+        return _app_cookie_lines(name, life)
     return [
         f"# lb_cookie stickiness: HAProxy inserts {LB_COOKIE_NAME} (opaque to clients), valid {life} s",
         f"cookie {LB_COOKIE_NAME} insert indirect nocache maxidle {duration(life)} maxlife {duration(life)}"
         f' attr "Max-Age={life}"',
         *_cors_cookie_lines(life),
+    ]
+
+
+def _app_cookie_lines(name: str, life: int) -> list[str]:
+    """The ALB's application-based stickiness: the app's cookie ``name`` starts it, ``AWSALBAPP-0`` carries the target.
+
+    ``cookie AWSALBAPP-0`` without ``insert`` makes HAProxy route a request carrying it to the
+    server whose ``cookie`` value it holds (another server when that one is down or in
+    maintenance), and never insert it on its own. The twin issues it, as the ALB does, on a
+    response that sets the application's cookie, and refreshes it (expiry and target) on every
+    response to a request that carried it: after a redispatch it names the new server.
+    """
+    return [
+        f"# app_cookie stickiness: the application's cookie {name} starts it, {APP_LB_COOKIE_NAME} carries the target:",
+        f"# requests route on {APP_LB_COOKIE_NAME}; a response setting {name}, or answering a request that",
+        f"# carried {APP_LB_COOKIE_NAME}, gets {APP_LB_COOKIE_NAME}=<its server>, valid {life} s",
+        f"cookie {APP_LB_COOKIE_NAME}",
+        f"http-request set-var(txn.stickyws_albapp) req.cook({APP_LB_COOKIE_NAME})",
+        f'http-response add-header Set-Cookie "{APP_LB_COOKIE_NAME}=%[srv_name]; Max-Age={life}; Path=/"'
+        f" if {{ srv_name -m found }} {{ res.cook({name}) -m found }} || {{ srv_name -m found }}"
+        " { var(txn.stickyws_albapp) -m found }",
     ]
 
 
@@ -215,7 +236,7 @@ def render(settings: Settings, layout: Layout) -> str:
     inter = duration(health_check_interval_s(settings, scale))
     check_timeout = duration(float(settings["health_check_timeout_s"]) * scale)
     http_request = duration(min(HTTP_REQUEST_TIMEOUT_S, float(settings["idle_timeout_s"])))
-    lb_cookie = settings["stickiness_enabled"] and settings["stickiness_type"] == "lb_cookie"
+    server_cookies = bool(settings["stickiness_enabled"])  # both stickiness types route on a cookie per server
     lines = [
         "# Rendered by stickyws.twin.haproxy_config from the stickyws settings model: do not edit,",
         "# change the settings and render again.",
@@ -265,7 +286,7 @@ def render(settings: Settings, layout: Layout) -> str:
             f"http-check expect {status_expectation(settings['health_check_matcher'])}",
             f"default-server inter {inter} fall {settings['unhealthy_threshold_count']}"
             f" rise {settings['healthy_threshold_count']}",
-            *(_server_line(slot, layout.host, lb_cookie) for slot in layout.slots),
+            *(_server_line(slot, layout.host, server_cookies) for slot in layout.slots),
         ],
     )
     return "\n".join(lines).rstrip("\n") + "\n"

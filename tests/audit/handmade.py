@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from stickyws.settings import Settings, to_env
+from stickyws.settings import Settings, server_environment, server_labels, to_env
 
 CERTIFICATE_PARAMETER = "CertificateArn"
 CONTAINER_NAME = "server"
+NODE_IMAGE = "public.ecr.aws/docker/library/node:20-slim"
 
 
 def _attrs(pairs: dict[str, str]) -> list[dict[str, str]]:
@@ -25,8 +26,11 @@ def _bool(value: bool) -> str:
     return "true" if value else "false"
 
 
-def make_template(settings: Settings | None = None, *, https: bool = True) -> dict[str, Any]:
-    """The template of one sticky WebSocket deployment rendered from ``settings`` (default: the model's)."""
+def make_template(settings: Settings | None = None, *, https: bool = True, registry: bool = True) -> dict[str, Any]:
+    """The template of one sticky WebSocket deployment rendered from ``settings`` (default: the model's).
+
+    ``registry=False`` leaves out the ElastiCache registry.
+    """
     s = settings or Settings()
     lb, tg, task = s.load_balancer, s.target_group, s.task
     port = s["port"]
@@ -196,10 +200,31 @@ def make_template(settings: Settings | None = None, *, https: bool = True) -> di
             "DefaultActions": http_default,
         },
     }
-    resources.update(registry_resources(s))
+    if registry:
+        resources.update(registry_resources(s))
     template: dict[str, Any] = {"AWSTemplateFormatVersion": "2010-09-09", "Resources": resources}
     if https:
         template["Parameters"] = {CERTIFICATE_PARAMETER: {"Type": "String"}}
+    return template
+
+
+def make_own_server_template(settings: Settings, *, stray: dict[str, str] | None = None) -> dict[str, Any]:
+    """The template of a Node image (``server_mode=own``) behind the same load balancer, with no registry.
+
+    The server container carries :func:`server_labels` as Docker labels and :func:`server_environment`
+    (the settings it is told, under its own variable names), plus ``NODE_ENV`` and ``stray`` variables
+    (e.g. ``STICKYWS_*`` leftovers that the Node server never reads).
+    """
+    assert settings.own_server, "make_own_server_template renders server_mode=own settings"
+    template = make_template(settings, registry=False)
+    (container,) = template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+    env = {**server_environment(settings), "NODE_ENV": "production", **(stray or {})}
+    container.update(
+        Image=NODE_IMAGE,
+        Command=["node", "server.js"],
+        Environment=[{"Name": k, "Value": v} for k, v in env.items()],
+        DockerLabels=server_labels(settings),
+    )
     return template
 
 

@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
-from stickyws.audit.checks import Status, audit, settings_read_by
+from stickyws.audit import checks
+from stickyws.audit.checks import Status, audit
 from stickyws.audit.from_template import view_from_template
 from stickyws.audit.view import DeploymentView
-from stickyws.settings import RULES, Settings, Severity
+from stickyws.settings import LABEL_SERVER_MODE, RULES, Settings, Severity, rules
+from stickyws.settings.rules import settings_read_by
 from tests.audit.edits import only, set_lb_attribute, set_tg_attribute
 from tests.audit.handmade import make_template
 
@@ -19,10 +21,20 @@ def _view(template: dict[str, Any]) -> DeploymentView:
     return view_from_template(template)
 
 
-def _without_container_settings(template: dict[str, Any]) -> dict[str, Any]:
+def _without_container_settings(template: dict[str, Any], *, keep_label: bool = False) -> dict[str, Any]:
+    """The template whose server container carries no STICKYWS_* variable (``keep_label``: but says it runs the
+    reference server, in its Docker label)."""
     for container in only(template, "AWS::ECS::TaskDefinition")["ContainerDefinitions"]:
         container["Environment"] = [e for e in container["Environment"] if not e["Name"].startswith("STICKYWS_")]
+        if keep_label:
+            container["DockerLabels"] = {LABEL_SERVER_MODE: "reference"}
     return template
+
+
+def test_the_auditor_has_no_copy_of_the_rule_recorder() -> None:
+    """The settings a rule reads are found by the settings package's recorder; the auditor keeps no copy of it."""
+    assert getattr(checks, "settings_read_by", rules.settings_read_by) is rules.settings_read_by
+    assert not [name for name in vars(checks) if "Recorder" in name]
 
 
 def test_failing_setting_rows_are_exactly_the_models_errors() -> None:
@@ -47,9 +59,9 @@ def test_passing_row_shows_the_values_its_rule_read() -> None:
 
 
 def test_failure_resting_on_an_unobserved_setting_is_a_warning() -> None:
-    """With no settings in the container, an idle timeout of 50 s warns (ping assumed 30 s) instead of failing."""
-    template = set_lb_attribute(_without_container_settings(make_template()), "idle_timeout.timeout_seconds", "50")
-    result = audit(_view(template))
+    """A reference server whose container shows no settings: an idle timeout of 50 s warns (ping assumed 30 s)."""
+    template = _without_container_settings(make_template(), keep_label=True)
+    result = audit(_view(set_lb_attribute(template, "idle_timeout.timeout_seconds", "50")))
     row = result.result("ping-within-idle-timeout")
     assert row.status is Status.WARN
     assert "assumed, not observed: ping_interval_s=30" in row.found
@@ -57,8 +69,22 @@ def test_failure_resting_on_an_unobserved_setting_is_a_warning() -> None:
     assert result.exit_code == 0
 
 
+def test_a_container_with_no_settings_and_no_labels_is_a_server_told_nothing() -> None:
+    """Without labels and STICKYWS_* variables the server is taken for your own, told nothing: rules that need
+    its ping interval are skipped with the plan's reason, not judged on a default it never reads."""
+    template = set_lb_attribute(_without_container_settings(make_template()), "idle_timeout.timeout_seconds", "50")
+    result = audit(_view(template))
+    row = result.result("ping-within-idle-timeout")
+    assert (row.status, row.found) == (Status.SKIP, "your server is not told ping_interval_s (add it to server_env)")
+    assert result.result("app-settings-match").found == (
+        "your own server (server_mode=own) is told nothing; 0 of them also set on the infrastructure, all equal"
+    )
+    assert result.exit_code == 0
+
+
 def test_assumed_settings_replace_the_defaults() -> None:
-    """--assume supplies application settings the container does not show, and the rules judge them."""
+    """--assume supplies settings the container does not show (your server then counts as told them), and the
+    rules judge them."""
     template = set_lb_attribute(_without_container_settings(make_template()), "idle_timeout.timeout_seconds", "50")
     assert audit(_view(template), {"ping_interval_s": "20"}).result("ping-within-idle-timeout").status is Status.PASS
     assert audit(_view(template), {"ping_interval_s": "40"}).result("ping-within-idle-timeout").status is Status.FAIL

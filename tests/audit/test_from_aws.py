@@ -17,11 +17,11 @@ import pytest
 from moto import mock_aws
 from moto.core import enable_iam_authentication
 
-from stickyws.audit.checks import Status, audit
+from stickyws.audit.checks import Status, audit, catalog, scopes_of
 from stickyws.audit.from_aws import read_load_balancer
 from stickyws.cli import main
 from stickyws.localproc import free_port
-from stickyws.settings import Settings, to_env
+from stickyws.settings import Scope, Settings, server_environment, server_labels
 from stickyws.testing.aws_env import REGION, fake_aws_environment, no_aws_credentials
 
 
@@ -37,8 +37,12 @@ def _attrs(pairs: dict[str, Any]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": str(v).lower() if isinstance(v, bool) else str(v)} for k, v in pairs.items()]
 
 
-def build_stickyws_alb(session: Any, settings: Settings, name: str) -> Alb:
-    """An ALB, target group, Upgrade rule and Fargate service configured from ``settings`` via public calls."""
+def build_stickyws_alb(session: Any, settings: Settings, name: str, extra_env: dict[str, str] | None = None) -> Alb:
+    """An ALB, target group, Upgrade rule and Fargate service configured from ``settings`` via public calls.
+
+    The server container gets what the constructs render: :func:`server_environment` (plus ``extra_env``) and
+    :func:`server_labels` as Docker labels.
+    """
     ec2, elbv2, ecs, acm = (session.client(n) for n in ("ec2", "elbv2", "ecs", "acm"))
     vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
     subnets = [
@@ -115,6 +119,7 @@ def build_stickyws_alb(session: Any, settings: Settings, name: str) -> Alb:
         Actions=forward,
     )
     cluster = ecs.create_cluster(clusterName=f"{name}-cluster")["cluster"]["clusterName"]
+    environment = {**server_environment(s), **(extra_env or {})}
     ecs.register_task_definition(
         family=name,
         networkMode="awsvpc",
@@ -127,7 +132,8 @@ def build_stickyws_alb(session: Any, settings: Settings, name: str) -> Alb:
                 "image": "stickyws",
                 "stopTimeout": s["stop_timeout_s"],
                 "portMappings": [{"containerPort": port}],
-                "environment": [{"name": k, "value": v} for k, v in to_env(s).items()],
+                "environment": [{"name": k, "value": v} for k, v in environment.items()],
+                "dockerLabels": server_labels(s),
             }
         ],
     )
@@ -204,12 +210,17 @@ def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
 
 def test_any_alb_by_arn_finds_its_service_and_passes(account: Account, capsys: pytest.CaptureFixture[str]) -> None:
     """--load-balancer-arn reads the ALB, finds the ECS service registered with its target group, and passes
-    (the registry, not named, is a warning)."""
+    (the registry, neither named nor given to the server, is skipped)."""
     code, out, _ = _cli(["--load-balancer-arn", account.sticky.load_balancer, "--json"], capsys)
     report = json.loads(out)
-    assert [(r["rule"], r["status"]) for r in report["results"] if r["status"] != "pass"] == [
-        ("registry-encryption-and-auth", "warn")
-    ]
+    assert [r["rule"] for r in report["results"] if r["status"] not in ("pass", "skip")] == []
+    skipped = {r["rule"]: r["found"] for r in report["results"] if r["status"] == "skip"}
+    assert set(skipped) == {rule for rule, _, _ in catalog() if Scope.REGISTRY in scopes_of(rule)}
+    assert skipped["registry-encryption-and-auth"] == (
+        "the deployment has no registry (no ElastiCache cache in the stack or named with --registry-id, "
+        "no REDIS_URL in the container)"
+    )
+    assert report["parts"] == ["load_balancer", "server", "service"]
     assert "no ElastiCache registry named or in the stack (not read)" in report["notes"]
     assert code == 0
     assert report["settings"]["idle_timeout_s"] == "300"
@@ -218,6 +229,34 @@ def test_any_alb_by_arn_finds_its_service_and_passes(account: Account, capsys: p
         report["observed"]["min_healthy_percent"]["where"]
         == "ECS service deploymentConfiguration.minimumHealthyPercent"
     )
+
+
+def test_live_task_definition_labels_say_whose_server_runs(account: Account) -> None:
+    """DescribeTaskDefinition's Docker labels are read: an own server is judged on the variables they name, and a
+    STICKYWS_* leftover in its environment is ignored instead of failing the drain rule."""
+    settings = Settings().with_overrides(
+        {"server_mode": "own", "server_env": "port=PORT,ping_interval_s=WS_PING_S", "port": 3000}
+    )
+    alb = build_stickyws_alb(account.session, settings, "own", {"STICKYWS_DRAIN_WINDOW_S": "500", "NODE_ENV": "x"})
+    view = read_load_balancer(account.session, alb.load_balancer)
+    assert view.task_definition is not None
+    assert view.task_definition.container is not None
+    assert view.task_definition.container.labels == {
+        "stickyws.server-mode": "own",
+        "stickyws.server-env": "port=PORT,ping_interval_s=WS_PING_S",
+    }
+    assert dict(view.task_definition.container.environment) == {
+        "PORT": "3000",
+        "WS_PING_S": "30",
+        "STICKYWS_DRAIN_WINDOW_S": "500",
+    }
+    result = audit(view)
+    assert result.server_read == {"port": "3000", "ping_interval_s": "30"}
+    assert result.result("drain-within-deregistration-delay").found == (
+        "your server is not told drain_window_s (add it to server_env)"
+    )
+    assert result.result("registry-ttl-order").status is Status.SKIP
+    assert result.failed() == []
 
 
 def test_target_group_arn_alone_reads_the_same_deployment(account: Account) -> None:
@@ -239,14 +278,20 @@ def test_target_group_arn_alone_reads_the_same_deployment(account: Account) -> N
 def test_foreign_alb_fails_on_what_it_shows_and_warns_on_what_it_hides(
     account: Account, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A foreign ALB fails HTTP/2, stickiness and the Upgrade rule; rules needing the app's settings only warn."""
+    """A foreign ALB fails HTTP/2, stickiness and the Upgrade rule; rules about a server it does not show are
+    skipped, and judged once --assume vouches for the server's settings."""
     code, out, err = _cli(["--load-balancer-arn", account.foreign.load_balancer], capsys)
     assert (code, err) == (1, "")
-    result = audit(read_load_balancer(account.session, account.foreign.load_balancer))
+    view = read_load_balancer(account.session, account.foreign.load_balancer)
+    result = audit(view)
     assert result.failed() == ["http2-off", "stickiness", "upgrade-rule"]
-    assert result.result("ping-within-idle-timeout").status is Status.WARN
-    assert "assumed, not observed: ping_interval_s=30" in result.result("ping-within-idle-timeout").found
-    assert result.result("deployment-circuit-breaker").found == "no ECS service read"
+    ping = result.result("ping-within-idle-timeout")
+    assert (ping.status, ping.found) == (Status.SKIP, "the deployment has no server")
+    assert result.result("deployment-circuit-breaker").found == (
+        "the deployment has no ECS service (none registered with the target group was read)"
+    )
+    assert audit(view, {"ping_interval_s": "20"}).result("ping-within-idle-timeout").status is Status.PASS
+    assert audit(view, {"ping_interval_s": "40"}).result("ping-within-idle-timeout").status is Status.FAIL
     assert "no ECS service in this account and region is registered with the target group" in result.notes
     assert "http2-off" in out
     assert "stickiness" in out
@@ -413,7 +458,10 @@ def test_registry_without_tls_fails(account: Account, capsys: pytest.CaptureFixt
     assert registry["status"] == "fail"
     # moto creates one member whatever NumCacheClusters says, so the group reads as a primary without replicas.
     assert registry["found"] == "single reg-plain (0 replicas): no TLS, not encrypted at rest, auth none"
-    assert registry["fix"] == "set TransitEncryptionEnabled=true with TransitEncryptionMode=required"
+    assert (
+        registry["fix"]
+        == "set TransitEncryptionEnabled=true with TransitEncryptionMode=required (ConnectionRegistry does)"
+    )
     assert code == 1
 
 

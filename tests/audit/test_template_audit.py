@@ -114,15 +114,27 @@ def test_unparsable_value_is_reported_not_raised() -> None:
     assert "assumed, not observed: idle_timeout_s=120" in result.result("ping-within-idle-timeout").found
 
 
-def test_template_without_service_is_audited_with_warnings() -> None:
-    """A template with an ALB but no ECS service still passes its ALB checks and warns about the rest."""
+def test_template_without_service_skips_the_service_and_server_checks() -> None:
+    """A template with an ALB but no ECS service passes its ALB checks and skips those of the service and server."""
     template = make_template()
     del template["Resources"]["Service"]
     result = audit(view_from_template(template))
-    assert result.result("deployment-circuit-breaker").status is Status.WARN
-    assert result.result("task-ingress-from-alb-only").status is Status.WARN
-    assert result.result("app-settings-match").status is Status.WARN
+    no_service = "the deployment has no ECS service (none registered with the target group was read)"
+    assert result.result("deployment-circuit-breaker").found == no_service
+    assert result.result("task-ingress-from-alb-only").found == no_service
+    assert (
+        result.result("app-settings-match").found == "the deployment has no server container (no task definition read)"
+    )
+    assert result.result("ping-within-idle-timeout").found == "the deployment has no server"
+    assert {r.rule for r in result.results if r.status is Status.SKIP} >= {
+        "deployment-circuit-breaker",
+        "task-ingress-from-alb-only",
+        "app-settings-match",
+        "ping-within-idle-timeout",
+        "fargate-task-size",
+    }
     assert result.result("http2-off").status is Status.PASS
+    assert result.failed() == []
 
 
 def test_template_without_load_balancer_cannot_be_audited() -> None:
@@ -188,8 +200,11 @@ def test_json_report_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     report = json.loads(out)
     assert code == 0
     assert report["exit_code"] == 0
-    assert report["summary"] == {"pass": len(catalog()), "warn": 0, "fail": 0}
-    assert set(report["results"][0]) == {"rule", "kind", "status", "found", "expected", "fix"}
+    assert report["summary"] == {"pass": len(catalog()), "warn": 0, "fail": 0, "skip": 0}
+    assert set(report["results"][0]) == {"rule", "kind", "status", "scopes", "found", "expected", "fix"}
+    assert report["parts"] == ["load_balancer", "registry", "server", "service"]
+    assert report["server"]["mode"] == "reference"
+    assert report["overrides"] == []
     assert report["settings"]["idle_timeout_s"] == "120"
     assert report["observed"]["stop_timeout_s"] == {
         "value": "30",

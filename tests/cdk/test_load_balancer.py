@@ -479,19 +479,31 @@ def test_socket_io_paths_reach_the_same_sticky_target_group(tmp_path: Path) -> N
     assert len([r for r in shared.template().to_json()["Resources"].values() if r["Type"] == RULE]) == 3
 
 
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        ({"stickiness_enabled": False}, r"\[stickiness\] stickiness_enabled=false"),
-        ({"stickiness_duration_s": 5, "reconnect_cap_s": 30}, r"stickiness_duration_s=5 < reconnect_cap_s=30"),
-    ],
-)
-def test_socket_io_settings_follow_the_same_stickiness_rule(
-    tmp_path: Path, overrides: dict[str, Any], message: str
-) -> None:
-    """With polling paths, stickiness that is off or shorter than the client's reconnect backoff is refused."""
-    with pytest.raises(SettingsError, match=message):
-        _Synth(tmp_path, settings=Settings().with_overrides(overrides), http_only=True, polling_paths=SOCKET_IO_PATHS)
+def test_socket_io_settings_follow_the_same_stickiness_rule(tmp_path: Path) -> None:
+    """With polling paths, stickiness that is off is refused by the load balancer alone; stickiness shorter than
+    the client's reconnect backoff is refused once a service whose clients have that backoff is attached."""
+    with pytest.raises(SettingsError, match=r"\[stickiness\] stickiness_enabled=false"):
+        _Synth(
+            tmp_path,
+            settings=Settings().with_overrides({"stickiness_enabled": False}),
+            http_only=True,
+            polling_paths=SOCKET_IO_PATHS,
+        )
+    from aws_cdk import aws_ecs as ecs
+
+    from constructs_lib.service import WebSocketFargateService
+
+    short = Settings().with_overrides({"stickiness_duration_s": 5, "reconnect_cap_s": 30})
+    synth = _Synth(tmp_path / "short", settings=short, http_only=True, polling_paths=SOCKET_IO_PATHS)
+    service = WebSocketFargateService(
+        synth.stack,
+        "Ws",
+        vpc=synth.vpc,
+        settings=short,
+        image=ecs.ContainerImage.from_registry("public.ecr.aws/example/ws-server:1.2.3"),
+    )
+    with pytest.raises(SettingsError, match=r"stickiness_duration_s=5 < reconnect_cap_s=30"):
+        synth.web.attach(service)
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,16 @@ from typing import Any
 import pytest
 
 from constructs_lib.service import CONTAINER_NAME, container_environment, health_check_command
-from stickyws.settings import ENV_JWT_SECRET, ENV_REDIS_URL, ENV_SERVICE_NAME, ENV_TARGET_GROUP_ARN, Settings, to_env
+from stickyws.settings import (
+    ENV_JWT_SECRET,
+    ENV_REDIS_URL,
+    ENV_SERVICE_NAME,
+    ENV_TARGET_GROUP_ARN,
+    LABEL_SERVER_MODE,
+    Settings,
+    server_labels,
+    to_env,
+)
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
@@ -272,6 +281,12 @@ def test_container_environment_is_the_settings_model(reference_template_json: di
     }
     assert set(env) == {*expected, ENV_REDIS_URL, ENV_SERVICE_NAME, *REGISTRY_AUTH_ENV}
     assert ENV_JWT_SECRET not in env
+
+
+def test_container_says_the_reference_server_runs_there(reference_template_json: dict[str, Any]) -> None:
+    """The container's Docker labels are server_labels(settings): the reference server, told every setting."""
+    assert container(reference_template_json)["DockerLabels"] == {LABEL_SERVER_MODE: "reference"}
+    assert server_labels(DEFAULTS) == {LABEL_SERVER_MODE: "reference"}
 
 
 def test_jwt_secret_comes_from_secrets_manager(reference_template_json: dict[str, Any]) -> None:

@@ -100,7 +100,7 @@ def test_stickyws_process_exit_codes(env_to_server: Server) -> None:
         [str(script), "audit", "--stack-name", "Broken"], env=env, capture_output=True, text=True, timeout=60
     )
     assert broken.returncode == 1, broken.stderr
-    assert any(line.startswith("stickiness ") and " fail " in line for line in broken.stdout.splitlines())
+    assert any(line.startswith("fail  stickiness: ") for line in broken.stdout.splitlines())
     good = subprocess.run(
         [str(script), "audit", "--stack-name", "Good"], env=env, capture_output=True, text=True, timeout=60
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import json
 import re
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import stickyws.testing
-from constructs_lib.image import PACKAGED_CONTEXT, REQUIREMENT_BUILD_ARG, default_requirement
+from constructs_lib.image import IMAGE_CONTEXT_DIR, PACKAGED_CONTEXT, REQUIREMENT_BUILD_ARG
 from stickyws.testing import plugin
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -96,9 +97,8 @@ def test_packaged_dockerfile_runs_the_server_like_the_repository_one() -> None:
     packaged = (PACKAGED_CONTEXT / "Dockerfile").read_text(encoding="utf-8")
     tail = ours[ours.index("ENV PYTHONUNBUFFERED=1") :]
     assert packaged.endswith(tail)
-    assert f"ARG {REQUIREMENT_BUILD_ARG}\n" in packaged
+    assert f"ARG {REQUIREMENT_BUILD_ARG}\nCOPY . {IMAGE_CONTEXT_DIR}/\n" in packaged
     assert f'pip install --no-cache-dir "${REQUIREMENT_BUILD_ARG}"' in packaged
-    assert default_requirement() == "stickyws[server]==0.1.0"
 
 
 @pytest.mark.synth
@@ -120,6 +120,29 @@ def test_a_requirement_selects_the_packaged_dockerfile_even_in_a_checkout(tmp_pa
     assert sorted(p.name for p in (tmp_path / image["source"]["directory"]).iterdir()) == ["Dockerfile"]
 
 
+def test_a_stickyws_that_is_neither_checkout_nor_installation_makes_the_default_image_ask_for_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stickyws imported from a bare source folder (no pyproject, no RECORD of its own): staging the default
+    image raises, saying to install stickyws or pass image=."""
+    import stickyws
+    from constructs_lib import image
+
+    source = tmp_path / "stickyws" / "__init__.py"
+    source.parent.mkdir()
+    source.write_text("", encoding="utf-8")
+    monkeypatch.setattr(stickyws, "__file__", str(source))
+    assert image.checkout_root() is None
+    with pytest.raises(image.InstalledPackageError) as caught:
+        image.repack_installed(tmp_path)
+    assert str(caught.value).startswith(
+        f"cannot stage the default server image: stickyws at {source.parent} is neither a checkout nor an "
+        "installed distribution with a file list (RECORD)."
+    )
+    assert "pass image= to WebSocketFargateService" in str(caught.value)
+    assert list(tmp_path.iterdir()) == [source.parent]
+
+
 def test_readme_moto_example_uses_only_the_plugins_fixtures_and_the_public_helpers() -> None:
     """The README's moto example overrides a plugin fixture, requests only plugin fixtures and imports public names."""
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
@@ -137,3 +160,40 @@ def test_readme_moto_example_uses_only_the_plugins_fixtures_and_the_public_helpe
     }
     assert imported == {"assert_websocket_ready"}
     assert imported <= set(stickyws.testing.__all__)
+
+
+@pytest.mark.synth
+def test_the_settings_file_example_of_docs_iac_reads_in_the_cdk_app_the_twin_and_the_audit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/iac.md's TOML file loads with load_file; its CDK snippet gives the file's values with a -c name on top;
+    the twin and audit options it names parse."""
+    from stickyws.cli import build_parser
+    from stickyws.settings import Settings, load_file
+
+    docs = (REPO_ROOT / "docs" / "iac.md").read_text(encoding="utf-8")
+    match = re.search(
+        r"<!-- settings-file-example:start -->(?P<text>.*?)<!-- settings-file-example:end -->", docs, re.S
+    )
+    assert match is not None, "docs/iac.md lost its settings-file example markers"
+    blocks = dict(re.findall(r"```(toml|python)\n(.*?)```", match.group("text"), re.S))
+    (tmp_path / "websocket.toml").write_text(blocks["toml"], encoding="utf-8")
+    assert load_file(tmp_path / "websocket.toml") == {
+        "idle_timeout_s": 300, "deregistration_delay_s": 90, "stickiness_duration_s": 3600, "ping_interval_s": 25,
+    }  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    import aws_cdk
+
+    # What `cdk synth -c settings_file=websocket.toml -c idle_timeout_s=350` gives the app's App().
+    context = {"settings_file": "websocket.toml", "idle_timeout_s": "350"}
+    monkeypatch.setattr(aws_cdk, "App", functools.partial(aws_cdk.App, context=context))
+    scope: dict[str, object] = {}
+    exec(compile(blocks["python"], "docs/iac.md", "exec"), scope)
+    settings = scope["settings"]
+    assert isinstance(settings, Settings)
+    assert [settings[n] for n in ("idle_timeout_s", "deregistration_delay_s", "ping_interval_s")] == [350, 90, 25.0]
+    parser = build_parser()
+    twin = parser.parse_args(["twin", "up", "--settings-file", "websocket.toml", "--set", "idle_timeout_s=350"])
+    assert twin.settings_file == "websocket.toml"
+    audit = parser.parse_args(["audit", "--template", "t.json", "--assume", "ping_interval_s=25"])
+    assert audit.assume == ["ping_interval_s=25"]

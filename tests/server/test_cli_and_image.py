@@ -71,7 +71,7 @@ def test_dev_mode_serves_and_says_so_loudly() -> None:
     """`serve --dev` without a secret starts (in-memory registry), warns on stderr, answers /health 200."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stickyws", "serve", "--dev", "--port", str(port)],
+        [sys.executable, "-m", "stickyws", "serve", "--dev", "--port", str(port), "--publish-port", str(free_port())],
         env=_clean_env(STICKYWS_SERVER_ID="dev-1"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -95,6 +95,32 @@ def test_dev_mode_serves_and_says_so_loudly() -> None:
     err = proc.stderr.read() if proc.stderr else ""
     assert "THROWAWAY key" in err
     assert "Traceback" not in err
+
+
+def test_dev_reports_a_taken_publish_port_in_one_line() -> None:
+    """`serve --dev` whose publish port is taken exits 2 with one line naming both ports and the options."""
+    import socket
+
+    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        publish_port = sock.getsockname()[1]
+        result = _stickyws("serve", "--dev", "--port", str(port), "--publish-port", str(publish_port), env=_clean_env())
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        f"stickyws: cannot listen on 127.0.0.1:{port} and 127.0.0.1:{publish_port} (publish endpoint): "
+    )
+    assert last.endswith("; pick free ports with --port and --publish-port (0 turns the endpoint off)")
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_a_publish_port_out_of_range_in_one_line() -> None:
+    """--publish-port outside 0-65535 exits 2 with one line before anything starts."""
+    result = _stickyws("serve", "--dev", "--publish-port", "70000", env=_clean_env())
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "stickyws: --publish-port must be a port number (0 turns the publish endpoint off)\n"
 
 
 def test_token_command_prints_a_token_the_server_accepts() -> None:

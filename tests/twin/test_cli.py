@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import os
-import queue
 import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from stickyws.localproc import pid_alive
 from tests.e2e.support import require_binaries
+from tests.lines import Stream
 
 BOUND_S = 30.0
 
@@ -33,30 +31,17 @@ class Proc:
             start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
+        self.out = Stream(self.proc.stdout)
+
+    @property
+    def lines(self) -> list[str]:
+        """The lines read so far."""
+        return self.out.lines
 
     def expect(self, pattern: str, timeout_s: float = BOUND_S) -> re.Match[str]:
         """The first new line matching ``pattern``; fails after ``timeout_s`` with what was seen."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no line matching {pattern!r}; saw:\n" + "\n".join(self.lines)) from None
-            if line is None:
-                raise AssertionError(f"exited before {pattern!r}; saw:\n" + "\n".join(self.lines))
-            self.lines.append(line)
-            match = re.search(pattern, line)
-            if match:
-                return match
+        return self.out.expect(pattern, timeout_s)
 
     def type(self, text: str) -> None:
         assert self.proc.stdin is not None
@@ -139,6 +124,37 @@ def test_ctrl_c_stops_twin_up_and_everything_it_started() -> None:
         if twin.proc.poll() is None:
             twin.proc.kill()
             twin.proc.wait(timeout=5)
+
+
+@pytest.mark.haproxy
+def test_twin_up_prints_the_localhost_url_and_reports_how_long_a_killed_servers_clients_were_refused() -> None:
+    """The banner gives the listener by name beside its address; `kill s1` prints the measured 503 window,
+    the expected one (2 checks x 5 s x 0.05) and the AWS figure (2 x 5 s)."""
+    require_binaries()
+    checks = ["health_check_interval_s=5", "health_check_timeout_s=2", "unhealthy_threshold_count=2"]
+    fast_checks = [a for c in checks for a in ("--set", c)]
+    twin = Proc(["twin", "up", "--servers", "2", *fast_checks])
+    try:
+        port = twin.expect(r"^twin up: ws://127\.0\.0\.1:(\d+)/ws$")[1]
+        twin.expect(rf"^same listener: ws://localhost:{port}/ws \(by name: some cookie jars, aiohttp's among them,")
+        pids = [int(m) for m in twin.expect(r"^haproxy pid (\d+), redis-server pid (\d+), logs in /\S+$").groups()]
+        for name in ("s1", "s2"):
+            pids.append(int(twin.expect(rf"^{name}\s+pid (\d+)\s+127\.0\.0\.1:\d+\s+serving\s+healthy")[1]))
+        twin.expect("type 'help'")
+        twin.type("kill s1")
+        twin.expect(r"^s1: SIGKILL$")
+        report = twin.expect(
+            r"^s1: SIGKILL: its sticky clients were refused \(503\) for (\d+\.\d\d) s \(\d+ requests\) until "
+            r"HAProxy's checks marked it down \((\d+\.\d\d) s\) and s2 served them; expected at most 0\.50 s "
+            r"\(2 failed checks x 0\.25 s\); on AWS about 10 s \(unhealthy_threshold_count 2 x "
+            r"health_check_interval_s 5 s\)$"
+        )
+        assert 0.2 <= float(report[1]) <= 0.7
+        assert twin.stop(signal.SIGTERM) == 0
+        twin.expect(r"^twin: stopped$")
+        assert all(not pid_alive(pid) for pid in pids)
+    finally:
+        twin.stop(signal.SIGTERM)  # a failed expectation still stops what the twin started (a no-op after exit)
 
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "socketio" / "server.py"

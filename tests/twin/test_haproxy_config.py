@@ -68,6 +68,20 @@ def test_alb_settings_map_to_the_measured_directives() -> None:
     assert not [line for line in directives if re.search(r"\b(h2|alpn|proto)\b", line)]
 
 
+def test_app_cookie_routes_on_awsalbapp_issued_with_the_application_cookie() -> None:
+    """app_cookie mode routes on AWSALBAPP-0 (never inserted by HAProxy itself), sets it when the app's cookie
+    is set or the request carried it, and follows no stick table on the app's cookie."""
+    lines = {line.strip() for line in render(APP_COOKIE, LAYOUT).splitlines()}
+    assert "cookie AWSALBAPP-0" in lines
+    assert {"server s1 127.0.0.1:9001 check cookie s1", "server s3 127.0.0.1:1 check cookie s3 disabled"} <= lines
+    assert (
+        'http-response add-header Set-Cookie "AWSALBAPP-0=%[srv_name]; Max-Age=600; Path=/"'
+        " if { srv_name -m found } { res.cook(SESSION) -m found }"
+        " || { srv_name -m found } { var(txn.stickyws_albapp) -m found }"
+    ) in lines
+    assert not [line for line in lines if line.startswith(("stick", "cookie AWSALB ")) or "insert" in line]
+
+
 def test_stickiness_disabled_renders_no_cookie() -> None:
     """With stickiness off the backend neither inserts a cookie nor gives servers one."""
     text = render(Settings().with_overrides({"stickiness_enabled": False}), LAYOUT)

@@ -63,9 +63,9 @@ class MyWebSocketApp(Stack):
 
 
 if __name__ == "__main__":
-    # The built-in CloudFormation validation costs ~10 s per synth; the audit and the moto deployment check the
-    # template here, and `cdk synth` keeps the validation on.
-    app = App(outdir=sys.argv[1], builtin_cloud_formation_validation=False)
+    # The packaging tests set CDK_VALIDATION=false: aws-cdk-lib's built-in CloudFormation validation costs
+    # seconds per synth, and the oldest supported aws-cdk-lib has no App(builtin_cloud_formation_validation=).
+    app = App(outdir=sys.argv[1])
     MyWebSocketApp(app, "MyWebSocketApp")
     app.synth()
     print(
