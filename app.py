@@ -81,6 +81,13 @@ def build(app: App) -> StickyWebSocketStack:
     """
     context = read_context(app)
     settings = resolve(context)
+    if settings.own_server:
+        raise _option_error(
+            "server_mode=own: this app's stack runs the reference server",
+            "compose the constructs with your image in your own CDK app (README.md, 'Your own server'; "
+            "docs/iac-components.md), or leave server_mode at reference here",
+            "server_mode",
+        )
 
     env: Environment | None = None
     has_account, has_region = Context.ACCOUNT in context, Context.REGION in context

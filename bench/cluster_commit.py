@@ -3,7 +3,7 @@
     python -m bench.cluster_commit [--part clients|wait|both] [--rounds 3] [--seconds 3] [--concurrency 100]
                                    [--wait-callers 100,1] [--only lanes|glide|redis-py] [--out PATH]
 
-Both parts send the registry's real commit script (``COMMIT_LUA`` of :mod:`stickyws.server.redis_registry`,
+Both parts send the registry's real commit script (``COMMIT`` of :mod:`stickyws.registry.scripts`,
 one payload per call, topic unchanged) with ``EVALSHA`` from ``--concurrency`` coroutines in a closed loop,
 each coroutine committing to its own user's session (one hash-tag slot per user, users spread over all
 slots; the sessions are created and their outboxes filled to the limit before the first round, so every
@@ -14,7 +14,7 @@ oldest, HSET of the counters, GET + EXPIRE of the route key).
   each client in turn (the order reversed every other round) is opened, warmed up for ``--warmup``
   seconds and measured for ``--seconds``:
 
-  - ``lanes``: :class:`~stickyws.server.cluster_lanes.ClusterLanes` (one auto-pipelined hiredis
+  - ``lanes``: :class:`~stickyws.registry.cluster_lanes.ClusterLanes` (one auto-pipelined hiredis
     connection per primary, the slot map from redis-py's ``RedisCluster``), as the registry runs it;
   - ``glide``: valkey-glide's ``GlideClusterClient.invoke_script`` (``request_timeout`` 2000 ms, like
     the lanes' reply timeout; everything else default);
@@ -50,9 +50,9 @@ import redis
 
 from stickyws import keys
 from stickyws.localcluster import LocalCluster
-from stickyws.server.cluster_lanes import ClusterLanes
-from stickyws.server.redis_lane import LaneScript, RedisLane
-from stickyws.server.redis_registry import COMMIT_LUA
+from stickyws.registry.cluster_lanes import ClusterLanes
+from stickyws.registry.redis_lane import RedisLane
+from stickyws.registry.scripts import COMMIT
 
 SERVER_ID = "bench-server"
 SESSION_TTL_S = 600
@@ -114,7 +114,7 @@ class Lanes(Client):
         self.map = RedisCluster.from_url(cluster.url)
         await self.map.initialize()
         self.lanes = ClusterLanes(self.map, RedisLane(cluster.url, reply_timeout_s=REPLY_TIMEOUT_S))
-        self.script = LaneScript(COMMIT_LUA)
+        self.script = COMMIT
 
     async def close(self) -> None:
         await self.lanes.close()
@@ -142,7 +142,7 @@ class Glide(Client):
             [NodeAddress("127.0.0.1", port)], request_timeout=int(REPLY_TIMEOUT_S * 1000)
         )
         self.c = await GlideClusterClient.create(config)
-        self.script = Script(COMMIT_LUA)
+        self.script = Script(COMMIT.source.decode())
 
     async def close(self) -> None:
         await self.c.close()
@@ -160,7 +160,7 @@ class RedisPy(Client):
         self.version = f"redis-py {redis.__version__}"
         self.c = RedisCluster.from_url(cluster.url)
         await self.c.initialize()
-        self.script = self.c.register_script(COMMIT_LUA)
+        self.script = self.c.register_script(COMMIT.source)
 
     async def close(self) -> None:
         await self.c.aclose()
@@ -316,7 +316,7 @@ async def prepare(cluster: LocalCluster, users: int) -> list[Session]:
     try:
         for s in sessions:
             await lanes.map.set(s.keys[1], SERVER_ID)
-        script = LaneScript(COMMIT_LUA)
+        script = COMMIT
 
         async def fill(s: Session) -> None:
             args = s.args()

@@ -14,8 +14,10 @@ HANDSHAKE_MIN_RATIO = 1.2
 ECHO_MIN_RATIO = 1.0
 P99_MAX_RATIO = 1.0
 IDLE_MAX_KB = 8.0
-#: Generator CPU (cores; for fan-out the generator plus the publisher) from which a rate or a fan-out
-#: reading is a lower bound (the generator may be what limits it).
+#: CPU (cores) from which a single-threaded process counts as saturated. The one bound of the bench
+#: package: a rate or fan-out reading whose generator (for fan-out the generator plus the publisher) is
+#: this busy is a lower bound (here and in ``bench.variants``); a Redis shard this busy is the
+#: bottleneck, and so is the machine at this share of its cores (``bench.shards``).
 GEN_SATURATED_CORES = 0.8
 IDLE_TARGET_CONNS = 10_000
 SYNTH_MAX_RATIO = 1.3

@@ -22,19 +22,17 @@ import contextlib
 import json
 import os
 import platform
-import resource
 import secrets
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import cost, fanout, report, scenarios, shards, storm
+from bench import cost, fanout, report, scenarios, shards, storm, variants
 from bench import generator as loadgen
+from bench.host import FD_SPARE, GEN_CORE, SERVER_CORE, raise_nofile, redis_on
 from bench.peers import BENCH_DIR
-from stickyws.localproc import RedisServer
 from stickyws.settings import Settings
 
 ROOT = BENCH_DIR.parent
@@ -42,29 +40,12 @@ OUTPUT = ROOT / "BENCHMARKS.md"
 CHART = BENCH_DIR / "ratios.png"
 RESULTS = BENCH_DIR / "results" / "last-run.json"
 FINDINGS = BENCH_DIR / "findings.md"
-SERVER_CORE, GEN_CORE = 0, 1
-#: Open-file limit wanted for 20k connections per process (raised when we are allowed to).
-NOFILE = 65_536
-#: File descriptors a server or the generator needs beside its connections (Redis pool, listener, logs).
-FD_SPARE = 300
 #: The reference server's connection limit is raised for the 20k stage (the Node peer has none).
 BENCH_OVERRIDES = {"max_connections": 30_000}
 
 
 def say(line: str) -> None:
     print(line, flush=True)
-
-
-def raise_nofile() -> int:
-    """Raise RLIMIT_NOFILE (inherited by the servers and the generator); returns the soft limit now."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, max(hard, NOFILE)))
-        return NOFILE
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        return hard
-    return soft
 
 
 def _cmd(args: list[str]) -> str:
@@ -107,18 +88,6 @@ def machine() -> dict[str, str]:
         "go": _cmd(["go", "version"]),
         "cdk": f"aws-cdk-lib {version('aws-cdk-lib')}, CLI {_cmd(['npx', '--no-install', 'cdk', '--version'])}",
     }
-
-
-@contextlib.contextmanager
-def redis_on(core: int | None) -> Iterator[RedisServer]:
-    """A throwaway redis-server pinned to ``core``."""
-    server = RedisServer().start()
-    try:
-        if core is not None and server.pid is not None:
-            os.sched_setaffinity(server.pid, {core})
-        yield server
-    finally:
-        server.__exit__(None, None, None)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -221,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             if "traffic" not in skip:
                 t0 = time.monotonic()
                 say(f"scenarios 1-2: {args.rounds} rounds x 2 peers, {args.duration_s:g} s each, {args.conc} clients")
-                traffic = scenarios.run_traffic(b, args.rounds, args.duration_s, args.conc, args.latency_rate, say)
+                traffic = variants.run_traffic(b, args.rounds, args.duration_s, args.conc, args.latency_rate, say)
                 timings["traffic"] = time.monotonic() - t0
             if "idle" not in skip:
                 t0 = time.monotonic()

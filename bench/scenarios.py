@@ -80,24 +80,14 @@ def _timed(server: Server, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
-#: Scenarios 1-2: the variants (:data:`bench.variants.VARIANTS`) and what each runs.
+#: Scenarios 1-2 (:func:`bench.variants.run_traffic`): the variants (:data:`bench.variants.VARIANTS`) and what
+#: each runs.
 TRAFFIC_PLAN: dict[str, list[str]] = {
     "reference": ["handshake", "echo", "latency"],
     "node": ["handshake", "echo", "latency"],
     "reference-amo": ["echo"],
     "node-commit": ["echo", "latency"],
 }
-
-
-def run_traffic(b: Bench, rounds: int, duration_s: float, conc: int, latency_rate: float,
-                say: Callable[[str], None]) -> list[dict[str, Any]]:  # fmt: skip
-    """Scenarios 1 and 2: per round and variant (:data:`TRAFFIC_PLAN`, alternated), handshakes, echo
-    throughput, echo latency at a fixed rate. Records name the variant in ``peer``."""
-    from bench import variants
-
-    chosen = [variants.VARIANTS[name] for name in TRAFFIC_PLAN]
-    return variants.run(b, chosen, ["handshake", "echo", "latency"], rounds, duration_s, conc, latency_rate, say,
-                        plan=TRAFFIC_PLAN)  # fmt: skip
 
 
 def _redis_used(client: redis.Redis) -> int:

@@ -39,11 +39,11 @@ import redis
 
 from bench import generator as loadgen
 from bench import peers
-from bench.report import Row
+from bench.report import GEN_SATURATED_CORES, Row
 from stickyws.localcluster import LocalCluster
 from stickyws.localproc import RedisServer
+from stickyws.registry.scripts import HANDSHAKE
 from stickyws.server.auth import TokenVerifier
-from stickyws.server.redis_registry import HANDSHAKE_LUA
 from stickyws.settings import Settings
 
 #: The registries compared, in the order of the first round.
@@ -57,8 +57,6 @@ RB_REQUESTS, RB_CLIENTS, RB_PIPELINE, RB_THREADS, RB_USERS = 100_000, 60, 32, 2,
 TOKENS_PER_SERVER = 2000
 #: Seconds a generator run may take beyond its duration (dialing, closing).
 GEN_SLACK_S = 60.0
-#: A Redis shard this busy (cores) is taken as saturated: it is the bottleneck.
-SATURATED_CORES = 0.85
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -201,7 +199,7 @@ def redis_bound(registry: Registry, timeout_s: float = 120.0) -> dict[str, Any]:
     for _, port in registry.shards:
         client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
         try:
-            sha = str(client.script_load(HANDSHAKE_LUA))
+            sha = str(client.script_load(HANDSHAKE.source))
         finally:
             client.close()
     cluster = len(registry.shards) > 1
@@ -210,7 +208,7 @@ def redis_bound(registry: Registry, timeout_s: float = 120.0) -> dict[str, Any]:
            "-c", str(RB_CLIENTS), "-n", str(RB_REQUESTS), "-r", str(RB_USERS), "-P", str(RB_PIPELINE),
            "--threads", str(RB_THREADS), "-q",
            # KEYS route, session; ARGV server, routing ttl, reject, gone owner, session id, resume, session ttl,
-           # replay after, outbox max messages, outbox max bytes (see HANDSHAKE_LUA).
+           # replay after, outbox max messages, outbox max bytes (see scripts/handshake.lua).
            "EVALSHA", sha, "2", f"ws:{tag}:route:__rand_int__", f"ws:{tag}:session:__rand_int__", "bench", "3600",
            "0", "", "sid-__rand_int__", "0", "86400", "", "64", "65536"]  # fmt: skip
     redis0, cmds0 = registry.cpu_s(), registry.commands()
@@ -324,10 +322,10 @@ def bottleneck(records: list[dict[str, Any]], scenario: str, registry: str, core
     srv, rds, gen = (median(records, scenario, registry, k) for k in ("server_cpu_cores", "redis_cpu_cores",
                                                                       "gen_cpu_cores"))  # fmt: skip
     machine = median(records, scenario, registry, "machine_cpu_cores")
-    if shard >= SATURATED_CORES:
+    if shard >= GEN_SATURATED_CORES:  # a Redis shard is single-threaded, like the generator
         return f"Redis (busiest shard {shard:.2f} cores)"
     split = f"servers {srv:.2f}, Redis {rds:.2f}, load {gen:.2f}, other work {max(0.0, machine - srv - rds - gen):.2f}"
-    if machine >= SATURATED_CORES * cores:
+    if machine >= GEN_SATURATED_CORES * cores:
         return f"the machine's CPU ({machine:.2f} of {cores} cores busy: {split})"
     return f"waits, not CPU ({machine:.2f} of {cores} cores busy: {split})"
 

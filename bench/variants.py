@@ -26,11 +26,10 @@ from typing import Any
 
 from bench import generator as loadgen
 from bench import peers, scenarios
+from bench.host import GEN_CORE, SERVER_CORE, raise_nofile, redis_on
 from bench.peers import BENCH_DIR, Server
+from bench.report import GEN_SATURATED_CORES
 from stickyws.settings import Settings
-
-#: Generator CPU (cores) from which a rate is reported as "at least" (the generator may be the limit).
-GEN_SATURATED_CORES = 0.85
 
 
 @dataclass(frozen=True)
@@ -135,6 +134,15 @@ def run(
         for server in servers.values():
             server.stop()
     return records
+
+
+def run_traffic(b: scenarios.Bench, rounds: int, duration_s: float, conc: int, latency_rate: float,
+                say: Callable[[str], None]) -> list[dict[str, Any]]:  # fmt: skip
+    """Scenarios 1 and 2: per round and variant (:data:`bench.scenarios.TRAFFIC_PLAN`, alternated),
+    handshakes, echo throughput, echo latency at a fixed rate. Records name the variant in ``peer``."""
+    chosen = [VARIANTS[name] for name in scenarios.TRAFFIC_PLAN]
+    return run(b, chosen, ["handshake", "echo", "latency"], rounds, duration_s, conc, latency_rate, say,
+               plan=scenarios.TRAFFIC_PLAN)  # fmt: skip
 
 
 def run_idle(
@@ -246,8 +254,6 @@ def main(argv: list[str] | None = None) -> int:
                                                  extra_env=tree_env, doc=f"reference-amo from {args.tree}")  # fmt: skip
     chosen = [VARIANTS[n] for n in args.variants.split(",")]
     names = [v.name for v in chosen]
-    from bench.run import GEN_CORE, SERVER_CORE, raise_nofile, redis_on
-
     raise_nofile()
     loadgen.ensure_built([])
     settings = Settings().with_overrides({"max_connections": 30_000})

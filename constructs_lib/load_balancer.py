@@ -22,6 +22,32 @@ be on and outlive the client's reconnect backoff (``stickiness_duration_s >= rec
 set ``reconnect_cap_s`` to Socket.IO's ``reconnectionDelayMax``), and ``ping_interval_s`` (set it
 to Socket.IO's ``pingInterval``) must stay within the idle timeout, which also bounds a long poll.
 
+Blue/green, linear and canary (``deployment_strategy`` other than ``rolling``): ECS shifts
+traffic by rewriting ONE listener rule, the production rule, to a weighted forward between the
+target group and an alternate (green) one; the listener's default action is never shifted. So the
+layout changes (a rolling deployment keeps the one above):
+
+* :attr:`alternate_target_group`: a second target group with exactly the same attributes
+  (stickiness, deregistration delay, health check, HTTP/1.1, ip targets);
+* :attr:`production_rule` (priority ``upgrade_rule_priority + 1``): every path the service serves
+  (``production_paths``, default ``/*``: the WebSocket handshake, the health path, polling, any
+  plain HTTP request), a forward with ONLY forward actions (ECS fails a deployment on redirect,
+  fixed-response or authenticate actions) over the target group (weight 100) and the alternate
+  one (weight 0), and no target-group stickiness (``AWSALBTG`` would beat the weights: clients
+  would keep reaching blue, then get 503 once it is gone). Target stickiness (``AWSALB``) inside
+  each target group stays. No separate ``Upgrade: websocket`` or polling rule is made: ECS would
+  not shift them;
+* :attr:`test_rule` (priority ``upgrade_rule_priority``): requests with the query string
+  ``stickyws-lane=test`` (:data:`TEST_LANE_QUERY`; a query string because a browser cannot add a
+  header to a WebSocket handshake) go to the alternate target group, where ECS registers green
+  before any production traffic moves: ``wss://HOST/ws?stickyws-lane=test``
+  (:attr:`test_websocket_url`).
+
+On a listener given with ``listener=`` (shared with other applications) a ``/*`` rule would take
+their traffic, so ``production_paths`` must name the service's paths there (at most
+:data:`MAX_PRODUCTION_PATHS`; the test rule then matches them too). ``attach`` hands the alternate
+target group, both rules and the service's infrastructure role to ECS (``ecs.AlternateTarget``).
+
 Routing decision: on a listener this construct creates, BOTH the ``Upgrade: websocket`` rule
 (priority 1) and the default action forward to the target group. Plain HTTP requests (the health
 path, polling fallbacks, a first request that primes the ``AWSALB`` cookie before the upgrade)
@@ -66,6 +92,14 @@ SOCKET_IO_PATHS: Final = ("/socket.io/*",)
 MAX_POLLING_PATHS: Final = 5
 MAX_PATH_PATTERN_LENGTH: Final = 128
 _PATH_PATTERN_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.$/~\"'@:+&*?")
+#: Query-string condition (key, value) of the test listener rule of a blue/green, linear or canary layout.
+TEST_LANE_QUERY: Final = ("stickyws-lane", "test")
+#: The production rule's default paths on a listener this construct creates: every request.
+ALL_PATHS: Final = ("/*",)
+#: Paths a production rule may name: the test rule adds its query string to them, and an ALB rule holds 5 values.
+MAX_PRODUCTION_PATHS: Final = 4
+#: Weights of the production rule as coded: the target group takes every request, the alternate none.
+PRODUCTION_WEIGHTS: Final = (100, 0)
 #: Prefixes of the two log streams in the log bucket.
 ACCESS_LOG_PREFIX: Final = "access"
 CONNECTION_LOG_PREFIX: Final = "connection"
@@ -117,12 +151,16 @@ class StickyWebSocketLoadBalancer(Construct):
     :param log_bucket: bucket for access and connection logs. Default: a new bucket, S3-managed
         encryption (ALB log delivery does not support KMS), TLS enforced, public access blocked.
     :param upgrade_rule_priority: priority of the ``Upgrade: websocket`` rule; 1-50000, default 1.
+        Blue/green, linear, canary: the test rule's, and the production rule takes the next one.
     :param polling_paths: path patterns of a polling transport forwarded to the same sticky target
         group (see the module doc), e.g. :data:`SOCKET_IO_PATHS`; 1-5 patterns starting with ``/``,
         at most 128 characters each. Default: none (no polling rule).
     :param polling_rule_priority: priority of that rule; 1-50000, not the upgrade rule's. Default:
         ``upgrade_rule_priority + 1``.
     :param target_port: container port of the targets. Default: the ``port`` setting.
+    :param production_paths: blue/green, linear and canary only: the path patterns of the production
+        rule, 1-4, each starting with ``/``; ``polling_paths`` are added to them. Default ``/*`` on a
+        listener this construct creates; required with ``listener=``.
     """
 
     def __init__(
@@ -144,6 +182,7 @@ class StickyWebSocketLoadBalancer(Construct):
         target_port: int | None = None,
         polling_paths: Sequence[str] = (),
         polling_rule_priority: int | None = None,
+        production_paths: Sequence[str] | None = None,
     ) -> None:
         super().__init__(scope, id_)
         _check_props(
@@ -157,12 +196,24 @@ class StickyWebSocketLoadBalancer(Construct):
         )
         polling_priority = polling_rule_priority if polling_rule_priority is not None else upgrade_rule_priority + 1
         _check_polling(polling_paths, polling_priority, upgrade_rule_priority)
+        shifted = settings.deployment.deployment_strategy != "rolling"
+        paths = (
+            _production_paths(production_paths, polling_paths, listener, polling_rule_priority, upgrade_rule_priority)
+            if shifted
+            else ()
+        )
+        if not shifted and production_paths is not None:
+            raise ValueError(
+                "production_paths shape the production rule of a blue/green, linear or canary deployment: drop it, "
+                "or set deployment_strategy"
+            )
         self._verdict = apply_settings(self, settings, LOAD_BALANCER_PARTS)
         self._settings = settings
         self._http_only = http_only
         self._target_port = target_port if target_port is not None else settings.server.port
 
-        self._target_group = self._create_target_group(vpc)
+        self._target_group = self._create_target_group(vpc, "TargetGroup")
+        self._alternate_target_group = self._create_target_group(vpc, "AlternateTargetGroup") if shifted else None
         self._log_bucket: s3.IBucket | None = None
         self._load_balancer: elbv2.IApplicationLoadBalancer | None = load_balancer
 
@@ -181,16 +232,24 @@ class StickyWebSocketLoadBalancer(Construct):
             )
         self._listener = listener
 
-        self._upgrade_rule = elbv2.ApplicationListenerRule(
-            self,
-            "WebSocketUpgradeRule",
-            listener=listener,
-            priority=upgrade_rule_priority,
-            conditions=[elbv2.ListenerCondition.http_header(UPGRADE_HEADER[0], [UPGRADE_HEADER[1]])],
-            action=elbv2.ListenerAction.forward([self._target_group]),
-        )
+        self._production_rule: elbv2.ApplicationListenerRule | None = None
+        self._test_rule: elbv2.ApplicationListenerRule | None = None
         self._polling_rule: elbv2.ApplicationListenerRule | None = None
-        if polling_paths:
+        if self._alternate_target_group is not None:
+            self._test_rule, self._production_rule = self._create_shifted_rules(
+                listener, self._alternate_target_group, paths, upgrade_rule_priority
+            )
+            self._upgrade_rule = self._production_rule
+        else:
+            self._upgrade_rule = elbv2.ApplicationListenerRule(
+                self,
+                "WebSocketUpgradeRule",
+                listener=listener,
+                priority=upgrade_rule_priority,
+                conditions=[elbv2.ListenerCondition.http_header(UPGRADE_HEADER[0], [UPGRADE_HEADER[1]])],
+                action=elbv2.ListenerAction.forward([self._target_group]),
+            )
+        if polling_paths and not shifted:
             self._polling_rule = elbv2.ApplicationListenerRule(
                 self,
                 "PollingPathRule",
@@ -212,6 +271,9 @@ class StickyWebSocketLoadBalancer(Construct):
         http_scheme, ws_scheme = ("http", "ws") if http_only else ("https", "wss")
         self._url = f"{http_scheme}://{host}"
         self._websocket_url = f"{ws_scheme}://{host}{WS_PATH}"
+        self._test_websocket_url = (
+            f"{self._websocket_url}?{TEST_LANE_QUERY[0]}={TEST_LANE_QUERY[1]}" if shifted else None
+        )
 
     # -- public read-only attributes -------------------------------------------------------------
 
@@ -232,8 +294,31 @@ class StickyWebSocketLoadBalancer(Construct):
 
     @property
     def upgrade_rule(self) -> elbv2.ApplicationListenerRule:
-        """The listener rule that forwards ``Upgrade: websocket`` requests to :attr:`target_group`."""
+        """The listener rule that forwards ``Upgrade: websocket`` requests to :attr:`target_group`.
+
+        Blue/green, linear, canary: the :attr:`production_rule`, which carries the handshake too.
+        """
         return self._upgrade_rule
+
+    @property
+    def alternate_target_group(self) -> elbv2.ApplicationTargetGroup | None:
+        """The green target group of a blue/green, linear or canary layout (same attributes); else ``None``."""
+        return self._alternate_target_group
+
+    @property
+    def production_rule(self) -> elbv2.ApplicationListenerRule | None:
+        """The rule ECS rewrites to a weighted forward (blue/green, linear, canary); ``None`` for rolling."""
+        return self._production_rule
+
+    @property
+    def test_rule(self) -> elbv2.ApplicationListenerRule | None:
+        """The ``stickyws-lane=test`` rule to the alternate target group (blue/green, linear, canary); else ``None``."""
+        return self._test_rule
+
+    @property
+    def test_websocket_url(self) -> str | None:
+        """``wss://HOST/ws?stickyws-lane=test``: the test lane to green (blue/green, linear, canary); else ``None``."""
+        return self._test_websocket_url
 
     @property
     def polling_rule(self) -> elbv2.ApplicationListenerRule | None:
@@ -298,10 +383,25 @@ class StickyWebSocketLoadBalancer(Construct):
         else:
             assert not isinstance(target, WebSocketFargateService)
             registered = target
+        if owner is not None and (owner.deployment_strategy != "rolling") != (self._alternate_target_group is not None):
+            raise ValueError(
+                f"the service {owner.node.path} deploys with deployment_strategy={owner.deployment_strategy} and the "
+                f"load balancer {self.node.path} was laid out for "
+                f"{'blue/green, linear or canary' if self._alternate_target_group is not None else 'rolling'}: "
+                "build both from the same deployment_strategy setting"
+            )
         if isinstance(registered, ecs.BaseService):
             port = container_port if container_port is not None else self._target_port
             name = container_name or _default_container_name(registered)
-            self._target_group.add_target(registered.load_balancer_target(container_name=name, container_port=port))
+            if self._alternate_target_group is not None:
+                target = registered.load_balancer_target(
+                    container_name=name, container_port=port, alternate_target=self._alternate_target(owner)
+                )
+                # ECS checks that the alternate target group is on the listener when the service is created.
+                registered.node.add_dependency(self._alternate_target_group.load_balancer_attached)
+            else:
+                target = registered.load_balancer_target(container_name=name, container_port=port)
+            self._target_group.add_target(target)
             registered.connections.allow_from(
                 self._connectable(), ec2.Port.tcp(port), "from the WebSocket load balancer"
             )
@@ -309,6 +409,62 @@ class StickyWebSocketLoadBalancer(Construct):
             self._target_group.add_target(registered)
         if owner is not None:
             owner.use_target_group(self._target_group, self._load_balancer)
+
+    def _alternate_target(self, owner: WebSocketFargateService | None) -> ecs.AlternateTarget:
+        """What ECS shifts with: the alternate target group, the production and test rules, the infrastructure role.
+
+        The role is the service's (:attr:`WebSocketFargateService.infrastructure_role`); a plain ECS
+        service gets one from aws-cdk-lib.
+        """
+        assert self._alternate_target_group is not None
+        assert self._production_rule is not None
+        assert self._test_rule is not None
+        return ecs.AlternateTarget(
+            "AlternateTarget",
+            alternate_target_group=self._alternate_target_group,
+            production_listener=ecs.ListenerRuleConfiguration.application_listener_rule(self._production_rule),
+            test_listener=ecs.ListenerRuleConfiguration.application_listener_rule(self._test_rule),
+            role=owner.infrastructure_role if owner is not None else None,
+        )
+
+    def _create_shifted_rules(
+        self,
+        listener: elbv2.IApplicationListener,
+        alternate: elbv2.ApplicationTargetGroup,
+        paths: Sequence[str],
+        priority: int,
+    ) -> tuple[elbv2.ApplicationListenerRule, elbv2.ApplicationListenerRule]:
+        """The test rule (``priority``) and the production rule (``priority + 1``) of a traffic-shifting layout."""
+        scoped = [] if tuple(paths) == ALL_PATHS else [elbv2.ListenerCondition.path_patterns(list(paths))]
+        test = elbv2.ApplicationListenerRule(
+            self,
+            "TestRule",
+            listener=listener,
+            priority=priority,
+            conditions=[
+                elbv2.ListenerCondition.query_strings(
+                    [elbv2.QueryStringCondition(key=TEST_LANE_QUERY[0], value=TEST_LANE_QUERY[1])]
+                ),
+                *scoped,
+            ],
+            action=elbv2.ListenerAction.forward([alternate]),
+        )
+        blue, green = PRODUCTION_WEIGHTS
+        production = elbv2.ApplicationListenerRule(
+            self,
+            "ProductionRule",
+            listener=listener,
+            priority=priority + 1,
+            conditions=[elbv2.ListenerCondition.path_patterns(list(paths))],
+            # No stickiness_duration: target-group stickiness (AWSALBTG) would beat the weights.
+            action=elbv2.ListenerAction.weighted_forward(
+                [
+                    elbv2.WeightedTargetGroup(target_group=self._target_group, weight=blue),
+                    elbv2.WeightedTargetGroup(target_group=alternate, weight=green),
+                ]
+            ),
+        )
+        return test, production
 
     def _judge_with(self, service: WebSocketFargateService, container_port: int | None) -> None:
         """Judge ``service``'s settings with this load balancer's values; raise on a contradiction."""
@@ -346,13 +502,13 @@ class StickyWebSocketLoadBalancer(Construct):
             return self._load_balancer
         return self._listener
 
-    def _create_target_group(self, vpc: ec2.IVpc) -> elbv2.ApplicationTargetGroup:
+    def _create_target_group(self, vpc: ec2.IVpc, id_: str) -> elbv2.ApplicationTargetGroup:
         tg = self._settings.target_group
         sticky_duration = Duration.seconds(tg.stickiness_duration_s) if tg.stickiness_enabled else None
         cookie_name = tg.app_cookie_name if tg.stickiness_enabled and tg.stickiness_type == "app_cookie" else None
         return elbv2.ApplicationTargetGroup(
             self,
-            "TargetGroup",
+            id_,
             vpc=vpc,
             target_type=elbv2.TargetType.IP,
             protocol=elbv2.ApplicationProtocol.HTTP,
@@ -573,8 +729,8 @@ def _default_container_name(service: ecs.BaseService) -> str:
     return container.container_name
 
 
-def _check_polling(paths: Sequence[str], priority: int, upgrade_priority: int) -> None:
-    """Refuse polling paths or a priority the ALB would reject, with the fix."""
+def _check_polling(paths: Sequence[str], priority: int, upgrade_priority: int, what: str = "polling path") -> None:
+    """Refuse polling paths (or other path patterns, named ``what``) or a priority the ALB would reject."""
     if isinstance(paths, str):
         raise ValueError(f"polling_paths={paths!r} is one string: pass a list, e.g. [{paths!r}]")
     if len(paths) > MAX_POLLING_PATHS:
@@ -585,7 +741,7 @@ def _check_polling(paths: Sequence[str], priority: int, upgrade_priority: int) -
         bad = sorted(set(path) - _PATH_PATTERN_CHARS)
         if not path.startswith("/") or len(path) > MAX_PATH_PATTERN_LENGTH or bad:
             raise ValueError(
-                f"polling path {path!r} is not an ALB path pattern: start with /, at most "
+                f"{what} {path!r} is not an ALB path pattern: start with /, at most "
                 f"{MAX_PATH_PATTERN_LENGTH} characters of A-Z a-z 0-9 _-.$/~\"'@:+&*? (e.g. /socket.io/*)"
             )
     if not paths or Token.is_unresolved(priority):
@@ -596,6 +752,44 @@ def _check_polling(paths: Sequence[str], priority: int, upgrade_priority: int) -
         raise ValueError(
             f"polling_rule_priority={priority} is the upgrade rule's: two rules of a listener need two priorities"
         )
+
+
+def _production_paths(
+    given: Sequence[str] | None,
+    polling_paths: Sequence[str],
+    listener: elbv2.IApplicationListener | None,
+    polling_rule_priority: int | None,
+    upgrade_rule_priority: int,
+) -> tuple[str, ...]:
+    """The production rule's paths (``given`` plus the polling paths, else ``/*``); refuse what cannot work."""
+    if polling_rule_priority is not None:
+        raise ValueError(
+            "polling_rule_priority: with a blue/green, linear or canary deployment the polling paths are part of the "
+            "production rule (ECS shifts only that rule): drop polling_rule_priority"
+        )
+    if not Token.is_unresolved(upgrade_rule_priority) and upgrade_rule_priority >= 50_000:
+        raise ValueError(
+            f"upgrade_rule_priority={upgrade_rule_priority}: the production rule takes the next priority, so pick "
+            "one below 50000"
+        )
+    if given is None:
+        if listener is not None:
+            raise ValueError(
+                "a blue/green, linear or canary deployment on a listener you pass shifts only its production rule, "
+                "and a /* rule would take the other applications' traffic: pass production_paths=[...] naming every "
+                "path the service serves (e.g. ['/ws', '/healthz'])"
+            )
+        return ALL_PATHS
+    if isinstance(given, str):
+        raise ValueError(f"production_paths={given!r} is one string: pass a list, e.g. [{given!r}]")
+    paths = tuple(dict.fromkeys([*given, *polling_paths]))
+    if not paths or len(paths) > MAX_PRODUCTION_PATHS:
+        raise ValueError(
+            f"{len(paths)} production paths (polling paths included): the production rule takes 1-"
+            f"{MAX_PRODUCTION_PATHS} (the test rule adds its query string, an ALB rule holds 5 values); use wildcards"
+        )
+    _check_polling(paths, 1, 0, "production path")  # the same path-pattern syntax; priorities are checked elsewhere
+    return paths
 
 
 def _check_props(

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from aws_cdk import Duration
+from aws_cdk import Annotations, Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_ecs as ecs
@@ -77,6 +77,8 @@ SERVER_METRICS: Final = (
 SERVICE_NAME_DIMENSION: Final = "ServiceName"
 REASON_DIMENSION: Final = "Reason"
 
+#: Annotation id of the note that an own server's dashboard shows the load balancer's view only.
+OWN_SERVER_INFO_ID: Final = "stickyws:observability:own-server"
 #: The parts this construct watches (the rules it runs).
 OBSERVED_PARTS: Final = frozenset({Scope.LOAD_BALANCER, Scope.SERVICE})
 ONE_MINUTE: Final = Duration.minutes(1)
@@ -129,8 +131,6 @@ class WebSocketObservability(Construct):
         unhealthy = tg.unhealthy_host_count(statistic="Maximum", period=ONE_MINUTE)
         healthy = tg.healthy_host_count(statistic="Minimum", period=ONE_MINUTE)
         elb_5xx = lb.http_code_elb(elbv2.HttpCodeElb.ELB_5XX_COUNT, statistic="Sum", period=FIVE_MINUTES)
-        conn_avg = self.server_metric(ACTIVE_CONNECTIONS, "Average", FIVE_MINUTES)
-        conn_max = self.server_metric(ACTIVE_CONNECTIONS, "Maximum", FIVE_MINUTES)
 
         self._unhealthy_alarm = cloudwatch.Alarm(
             self,
@@ -159,33 +159,95 @@ class WebSocketObservability(Construct):
             evaluation_periods=1,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        imbalance = cloudwatch.MathExpression(
-            expression=f"conn_max - {imbalance_factor:g} * conn_avg",
-            using_metrics={"conn_max": conn_max, "conn_avg": conn_avg},
-            label=f"max - {imbalance_factor:g} x avg connections per task",
-            period=FIVE_MINUTES,
+        own = settings.own_server
+        self._imbalance_alarm: cloudwatch.Alarm | None = None
+        imbalance: cloudwatch.MathExpression | None = None
+        if not own:
+            conn_avg = self.server_metric(ACTIVE_CONNECTIONS, "Average", FIVE_MINUTES)
+            conn_max = self.server_metric(ACTIVE_CONNECTIONS, "Maximum", FIVE_MINUTES)
+            imbalance = cloudwatch.MathExpression(
+                expression=f"conn_max - {imbalance_factor:g} * conn_avg",
+                using_metrics={"conn_max": conn_max, "conn_avg": conn_avg},
+                label=f"max - {imbalance_factor:g} x avg connections per task",
+                period=FIVE_MINUTES,
+            )
+            self._imbalance_alarm = cloudwatch.Alarm(
+                self,
+                "ConnectionImbalanceAlarm",
+                alarm_description=(
+                    f"The busiest task holds more than {imbalance_factor:g} x the average connections per task "
+                    f"+ {imbalance_floor_connections}: sticky clients do not rebalance by themselves."
+                ),
+                metric=imbalance,
+                threshold=imbalance_floor_connections,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=IMBALANCE_EVALUATION_PERIODS,
+                datapoints_to_alarm=IMBALANCE_EVALUATION_PERIODS,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+        else:
+            Annotations.of(self).add_info_v2(
+                OWN_SERVER_INFO_ID,
+                "server_mode=own: the dashboard and alarms show the load balancer and target group only (the "
+                "connection-imbalance alarm and the server widgets read the reference server's metrics); add "
+                "your server's own metrics with observability.dashboard.add_widgets(...)",
+            )
+        self._alarms = tuple(
+            a for a in (self._unhealthy_alarm, self._elb_5xx_alarm, self._imbalance_alarm) if a is not None
         )
-        self._imbalance_alarm = cloudwatch.Alarm(
-            self,
-            "ConnectionImbalanceAlarm",
-            alarm_description=(
-                f"The busiest task holds more than {imbalance_factor:g} x the average connections per task "
-                f"+ {imbalance_floor_connections}: sticky clients do not rebalance by themselves."
-            ),
-            metric=imbalance,
-            threshold=imbalance_floor_connections,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=IMBALANCE_EVALUATION_PERIODS,
-            datapoints_to_alarm=IMBALANCE_EVALUATION_PERIODS,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        self._alarms = (self._unhealthy_alarm, self._elb_5xx_alarm, self._imbalance_alarm)
         if alarm_topic is not None:
             action = cw_actions.SnsAction(alarm_topic)
             for alarm in self._alarms:
                 alarm.add_alarm_action(action)
                 alarm.add_ok_action(action)
 
+        self._dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
+        lb_connections = cloudwatch.GraphWidget(
+            title="Load balancer connections",
+            left=[
+                lb.active_connection_count(statistic="Sum", period=ONE_MINUTE),
+                lb.new_connection_count(statistic="Sum", period=ONE_MINUTE),
+            ],
+            width=12,
+        )
+        target_health = cloudwatch.GraphWidget(
+            title="Target health",
+            left=[
+                tg.healthy_host_count(statistic="Minimum", period=ONE_MINUTE),
+                tg.unhealthy_host_count(statistic="Maximum", period=ONE_MINUTE),
+            ],
+            width=8 if imbalance is not None else 12,
+        )
+        lb_errors = cloudwatch.GraphWidget(
+            title="Errors at the load balancer",
+            left=[
+                lb.http_code_elb(elbv2.HttpCodeElb.ELB_5XX_COUNT, statistic="Sum", period=ONE_MINUTE),
+                lb.target_connection_error_count(statistic="Sum", period=ONE_MINUTE),
+                lb.custom("NonStickyRequestCount", statistic="Sum", period=ONE_MINUTE),
+            ],
+            width=8 if imbalance is not None else 12,
+        )
+        if imbalance is None:
+            self._dashboard.add_widgets(
+                lb_connections, cloudwatch.AlarmStatusWidget(alarms=list(self._alarms), title="Alarms", width=12)
+            )
+            self._dashboard.add_widgets(target_health, lb_errors)
+            return
+        self._add_server_widgets(
+            healthy, unhealthy, lb_connections, target_health, lb_errors, imbalance, imbalance_floor_connections
+        )
+
+    def _add_server_widgets(
+        self,
+        healthy: cloudwatch.Metric,
+        unhealthy: cloudwatch.Metric,
+        lb_connections: cloudwatch.GraphWidget,
+        target_health: cloudwatch.GraphWidget,
+        lb_errors: cloudwatch.GraphWidget,
+        imbalance: cloudwatch.MathExpression,
+        imbalance_floor_connections: int,
+    ) -> None:
+        """The reference server's widgets beside the load balancer's: its metrics, the imbalance, the alarms."""
         rejected_search = (
             f"SEARCH('{{{self._namespace},{SERVICE_NAME_DIMENSION},{REASON_DIMENSION}}} "
             f'MetricName="{HANDSHAKES_REJECTED}" {SERVICE_NAME_DIMENSION}="{self._service_name}"\', '
@@ -196,7 +258,6 @@ class WebSocketObservability(Construct):
         rejected_total = cloudwatch.MathExpression(
             expression=f"SUM({rejected_search})", label=HANDSHAKES_REJECTED, period=ONE_MINUTE
         )
-        self._dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
         self._dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Connections per task (server)",
@@ -208,33 +269,11 @@ class WebSocketObservability(Construct):
                 right=[healthy.with_(label="healthy tasks"), unhealthy.with_(label="unhealthy tasks")],
                 width=12,
             ),
-            cloudwatch.GraphWidget(
-                title="Load balancer connections",
-                left=[
-                    lb.active_connection_count(statistic="Sum", period=ONE_MINUTE),
-                    lb.new_connection_count(statistic="Sum", period=ONE_MINUTE),
-                ],
-                width=12,
-            ),
+            lb_connections,
         )
         self._dashboard.add_widgets(
-            cloudwatch.GraphWidget(
-                title="Target health",
-                left=[
-                    tg.healthy_host_count(statistic="Minimum", period=ONE_MINUTE),
-                    tg.unhealthy_host_count(statistic="Maximum", period=ONE_MINUTE),
-                ],
-                width=8,
-            ),
-            cloudwatch.GraphWidget(
-                title="Errors at the load balancer",
-                left=[
-                    lb.http_code_elb(elbv2.HttpCodeElb.ELB_5XX_COUNT, statistic="Sum", period=ONE_MINUTE),
-                    lb.target_connection_error_count(statistic="Sum", period=ONE_MINUTE),
-                    lb.custom("NonStickyRequestCount", statistic="Sum", period=ONE_MINUTE),
-                ],
-                width=8,
-            ),
+            target_health,
+            lb_errors,
             cloudwatch.GraphWidget(
                 title="Connection imbalance",
                 left=[imbalance],
@@ -319,5 +358,5 @@ class WebSocketObservability(Construct):
 
     @property
     def alarms(self) -> tuple[cloudwatch.Alarm, ...]:
-        """The unhealthy-hosts, ELB-5xx and connection-imbalance alarms, in that order."""
+        """The unhealthy-hosts, ELB-5xx and (reference server only) connection-imbalance alarms, in that order."""
         return self._alarms

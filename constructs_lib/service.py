@@ -28,10 +28,21 @@ annotation says so), and scaling on CPU unless you choose signals (:mod:`constru
 
 Both modes: the container carries ``server_labels(settings)`` as Docker labels (which server runs
 and what it is told; the auditor reads them back), ``stopTimeout`` = ``stop_timeout_s``,
-health-check grace = ``health_check_grace_s``, deployment ``min_healthy_percent``/``max_percent``
-(100/200: replacements come up before old tasks drain) with the circuit breaker rolling back, and
-the task count between ``min_count`` and ``max_count`` with the long ``scale_in_cooldown_s``
+health-check grace = ``health_check_grace_s``, the deployment of ``deployment_strategy`` (see
+below), and the task count between ``min_count`` and ``max_count`` with the long ``scale_in_cooldown_s``
 (every scale-in moves all clients of a task).
+
+Deployment (``deployment_strategy``): ``rolling`` (the default) replaces tasks with
+``min_healthy_percent``/``max_percent`` (100/200: replacements come up before old tasks drain),
+the circuit breaker rolling back. ``blue_green``, ``linear`` and ``canary`` use ECS's own strategy
+(``bake_time_min``; linear and canary shift ``traffic_step_percent`` per step, each held
+``step_bake_time_min``) with an infrastructure role (:attr:`infrastructure_role`) that
+``StickyWebSocketLoadBalancer.attach`` hands to ECS with the alternate target group and the
+production listener rule. These strategies get no circuit breaker: ECS runs it for rolling
+deployments only, so it is left out (and aws-cdk-lib's warning about it acknowledged). Weights move
+new handshakes only; no lifecycle hook here moves blue's open sockets, so when the bake ends ECS
+stops every blue task at once and their clients all reconnect (docs/deployments.md). Add your own
+hook with ``service.service.add_lifecycle_hook(...)``.
 
 The service's security group has no ingress of its own: ``StickyWebSocketLoadBalancer.attach``
 admits the load balancer's security group on the container port (and wires the scaling signals
@@ -41,7 +52,7 @@ that need the target group).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 import jsii
 from aws_cdk import Annotations, Duration, Names
@@ -82,6 +93,49 @@ LOG_STREAM_PREFIX: Final = "stickyws"
 SERVICE_PARTS: Final = frozenset({Scope.SERVICE, Scope.SERVER})
 #: Annotation id of the note that your own server's task runs no container health check.
 NO_CONTAINER_HEALTH_CHECK_ID: Final = "stickyws:service:no-container-health-check"
+
+
+#: The AWS managed policy ECS's infrastructure role needs to rewrite listener rules during a traffic shift.
+INFRASTRUCTURE_POLICY: Final = "AmazonECSInfrastructureRolePolicyForLoadBalancers"
+#: aws-cdk-lib's warning for a service without a circuit breaker (acknowledged: the breaker is rolling-only).
+CDK_CIRCUIT_BREAKER_WARNING_ID: Final = "@aws-cdk/aws-ecs:shouldUseCircuitBreaker"
+_STRATEGIES: Final = {
+    "blue_green": ecs.DeploymentStrategy.BLUE_GREEN,
+    "linear": ecs.DeploymentStrategy.LINEAR,
+    "canary": ecs.DeploymentStrategy.CANARY,
+}
+
+
+def shifts_traffic(settings: Settings) -> bool:
+    """Whether ``deployment_strategy`` is blue_green, linear or canary (two target groups, a weighted rule)."""
+    return settings.deployment.deployment_strategy != "rolling"
+
+
+def deployment_props(settings: Settings) -> dict[str, Any]:
+    """The ``FargateService`` props of the ``deployment_strategy`` setting.
+
+    ``rolling``: the circuit breaker with rollback (min/max healthy percent come from the task
+    settings). ``blue_green``, ``linear``, ``canary``: that strategy on the ECS deployment controller,
+    ``bake_time`` = ``bake_time_min``, and for linear and canary a ``TrafficShiftConfig`` of
+    ``traffic_step_percent`` and ``step_bake_time_min``; no circuit breaker, which ECS runs for
+    rolling deployments only.
+    """
+    d = settings.deployment
+    if not shifts_traffic(settings):
+        return {"circuit_breaker": ecs.DeploymentCircuitBreaker(enable=True, rollback=True)}
+    props: dict[str, Any] = {
+        "deployment_strategy": _STRATEGIES[d.deployment_strategy],
+        "deployment_controller": ecs.DeploymentController(type=ecs.DeploymentControllerType.ECS),
+        "bake_time": Duration.minutes(d.bake_time_min),
+    }
+    step = ecs.TrafficShiftConfig(
+        step_percent=d.traffic_step_percent, step_bake_time=Duration.minutes(d.step_bake_time_min)
+    )
+    if d.deployment_strategy == "linear":
+        props["linear_configuration"] = step
+    elif d.deployment_strategy == "canary":
+        props["canary_configuration"] = step
+    return props
 
 
 def health_check_command(settings: Settings) -> list[str]:
@@ -275,6 +329,9 @@ class WebSocketFargateService(Construct):
             description="stickyws WebSocket tasks: ingress only from the load balancer (added by attach)",
             allow_all_outbound=True,
         )
+        self._infrastructure_role: iam.Role | None = None
+        if shifts_traffic(settings):
+            self._infrastructure_role = self._create_infrastructure_role()
         self._service = ecs.FargateService(
             self,
             "Service",
@@ -285,10 +342,16 @@ class WebSocketFargateService(Construct):
             min_healthy_percent=task.min_healthy_percent,
             max_healthy_percent=task.max_percent,
             health_check_grace_period=Duration.seconds(task.health_check_grace_s),
-            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
             assign_public_ip=False,
             security_groups=[self._security_group],
+            **deployment_props(settings),
         )
+        if shifts_traffic(settings):
+            Annotations.of(self._service).acknowledge_warning(
+                CDK_CIRCUIT_BREAKER_WARNING_ID,
+                "the deployment circuit breaker is rolling-only; a blue/green, linear or canary deployment rolls "
+                "back through ECS's own stages (and alarms, when given)",
+            )
         if publish_key is not None:
             self._publish_key = publish_key
         for peer in publishers:
@@ -310,6 +373,23 @@ class WebSocketFargateService(Construct):
                 "AwsSolutions-IAM5[Resource::*]",
                 "ecr:GetAuthorizationToken, which pulling the image asset needs, has no resource-level permissions.",
             )
+
+    def _create_infrastructure_role(self) -> iam.Role:
+        """The role ECS assumes to rewrite the production and test listener rules during a traffic shift."""
+        role = iam.Role(
+            self,
+            "DeploymentRole",
+            assumed_by=iam.ServicePrincipal("ecs.amazonaws.com"),
+            description="ECS shifts the WebSocket service's traffic between its target groups with this role",
+            managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name(INFRASTRUCTURE_POLICY)],
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{INFRASTRUCTURE_POLICY}]",
+            "ECS's blue/green, linear and canary deployments need its infrastructure policy for load balancers, "
+            "which AWS keeps in step with the calls the deployment makes.",
+        )
+        return role
 
     def use_target_group(
         self, target_group: elbv2.IApplicationTargetGroup, load_balancer: elbv2.IApplicationLoadBalancer | None = None
@@ -418,6 +498,16 @@ class WebSocketFargateService(Construct):
     def service(self) -> ecs.FargateService:
         """The Fargate service."""
         return self._service
+
+    @property
+    def deployment_strategy(self) -> str:
+        """The ``deployment_strategy`` setting: ``rolling``, ``blue_green``, ``linear`` or ``canary``."""
+        return self._settings.deployment.deployment_strategy
+
+    @property
+    def infrastructure_role(self) -> iam.Role | None:
+        """The role ECS shifts traffic with (blue/green, linear, canary); ``None`` for a rolling service."""
+        return self._infrastructure_role
 
     @property
     def service_name(self) -> str:

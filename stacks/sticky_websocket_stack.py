@@ -35,6 +35,9 @@ class Outputs:
     CLUSTER_NAME: Final = "ClusterName"
     SERVICE_NAME: Final = "ServiceName"
     REGISTRY_ENDPOINT: Final = "RegistryEndpoint"
+    #: Blue/green, linear and canary only: the green target group and the test lane's URL.
+    ALTERNATE_TARGET_GROUP_ARN: Final = "AlternateTargetGroupArn"
+    TEST_WEBSOCKET_URL: Final = "TestWebSocketUrl"
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,8 @@ MAX_AZS: Final = 2
 class StickyWebSocketStack(Stack):
     """VPC, sticky WebSocket ALB, Fargate service, connection registry, drain notifier and observability.
 
-    :param settings: the deployment's settings (``stickyws.settings.resolve`` of the CDK context);
+    :param settings: the deployment's settings (``stickyws.settings.resolve`` of the CDK context;
+        ``deployment_strategy`` chooses rolling, blue/green, linear or canary, docs/deployments.md);
         every rule is judged here once, then each construct judges its own parts. The stack runs the
         reference server (its image, registry, drain notifier and publish endpoint), so
         ``server_mode=own`` is refused by its service: compose the constructs in your own stack for
@@ -147,6 +151,14 @@ class StickyWebSocketStack(Stack):
         CfnOutput(self, Outputs.WEBSOCKET_URL, value=self.web.websocket_url, description="URL clients connect to")
         CfnOutput(self, Outputs.LOAD_BALANCER_ARN, value=self.web.load_balancer.load_balancer_arn)
         CfnOutput(self, Outputs.TARGET_GROUP_ARN, value=self.web.target_group.target_group_arn)
+        if self.web.alternate_target_group is not None and self.web.test_websocket_url is not None:
+            CfnOutput(self, Outputs.ALTERNATE_TARGET_GROUP_ARN, value=self.web.alternate_target_group.target_group_arn)
+            CfnOutput(
+                self,
+                Outputs.TEST_WEBSOCKET_URL,
+                value=self.web.test_websocket_url,
+                description="Test lane: reaches the green revision during a blue/green, linear or canary deployment",
+            )
         CfnOutput(self, Outputs.CLUSTER_NAME, value=self.app.cluster.cluster_name)
         CfnOutput(self, Outputs.SERVICE_NAME, value=self.app.service.service_name)
         CfnOutput(

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from stickyws import __version__
+from stickyws.cli_errors import CommandError
 from stickyws.settings import SettingsError
 
 #: Modules that add sub-commands, in the order ``--help`` lists them.
@@ -38,14 +39,6 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "cdk_nag": "cdk",
     "moto": "testing",
 }
-
-
-class CommandError(Exception):
-    """An error the user can act on; printed as ``stickyws: <message>`` with exit code ``code``."""
-
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,8 +88,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run the importable module's main, not this copy's: `python -m stickyws.cli` loads the file twice,
-    # and the commands raise the CommandError of the imported module.
-    from stickyws.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

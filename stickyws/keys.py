@@ -112,6 +112,16 @@ def is_sharded_channel(channel: str) -> bool:
     return channel.startswith((f"{PREFIX}:{{u:", f"{PREFIX}:{{t:"))
 
 
+def is_user_push_channel(channel: str) -> bool:
+    """Whether ``channel`` is a user's sharded push channel (:func:`user_push_channel`)."""
+    return channel.startswith(f"{PREFIX}:{{u:") and channel.endswith("}:push")
+
+
+def is_topic_channel(channel: str) -> bool:
+    """Whether ``channel`` is a topic's publication channel (:func:`topic_channel`)."""
+    return channel.startswith(f"{PREFIX}:{{t:") and channel.endswith("}:pub")
+
+
 def heartbeat_key(server_id: str) -> str:
     """Liveness and load of ``server_id``."""
     return f"{PREFIX}:server:{server_id}:heartbeat"

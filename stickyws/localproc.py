@@ -16,8 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from stickyws.errors import StickywsError
 
-class LocalProcessError(RuntimeError):
+
+class LocalProcessError(StickywsError, RuntimeError):
     """A local helper process could not be started; the message says what to install or check."""
 
 

@@ -44,7 +44,7 @@ Added by the server; nothing above changed meaning
     * Replay on resume: a resuming client may add ``lastSeq=<S>`` (:data:`LAST_SEQ_QUERY`, the highest
       ``message`` seq it has received); right after ``connected`` the server sends again every
       ``message`` of the session with a higher seq that it still keeps (the last 64, at most
-      256 KiB: ``stickyws.server.session.OUTBOX_LIMIT``/``OUTBOX_MAX_BYTES``). Without
+      256 KiB: ``stickyws.registry.records.OUTBOX_LIMIT``/``OUTBOX_MAX_BYTES``). Without
       ``lastSeq`` nothing is replayed. A client drops any ``message`` whose seq it has already seen.
     * :func:`dumps_value`: compact JSON of any value (how payloads are stored for replay).
     * :data:`MAX_MESSAGE_ID` (2**53 - 1, the largest integer a JavaScript client and the registry's
@@ -78,6 +78,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from stickyws.errors import StickywsError
 from stickyws.json_codec import dumps as _dumps
 from stickyws.json_codec import loads as _loads
 
@@ -133,7 +134,7 @@ REJECT_REGISTRY_DOWN = "registry_unavailable"
 REJECT_UPGRADE_REQUIRED = "upgrade_required"
 
 
-class ProtocolError(ValueError):
+class ProtocolError(StickywsError, ValueError):
     """A client frame that is not valid ``stickyws.v1``; ``code`` is the error frame's code."""
 
     def __init__(self, code: str, message: str, msg_id: int | None = None) -> None:

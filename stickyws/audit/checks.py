@@ -31,7 +31,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from stickyws.audit.mapping import INFRA_SETTINGS, Observation, observe
-from stickyws.audit.view import ORIGIN_CREATED, ORIGIN_SUPPLIED, DeploymentView, LoadBalancer
+from stickyws.audit.view import ORIGIN_CREATED, ORIGIN_SUPPLIED, DeploymentView, LoadBalancer, find_rule
+from stickyws.rulebook import Rulebook
 from stickyws.settings import (
     FIELDS,
     LABEL_SERVER_ENV,
@@ -56,6 +57,22 @@ class Status(enum.Enum):
     WARN = "warn"
     FAIL = "fail"
     SKIP = "skip"
+
+
+#: The one translation of a settings finding's :class:`~stickyws.settings.Severity` into an audit
+#: row's :class:`Status`: an error fails, a warning warns, information passes.
+STATUS_OF_SEVERITY: Mapping[Severity, Status] = {
+    Severity.ERROR: Status.FAIL,
+    Severity.WARNING: Status.WARN,
+    Severity.INFO: Status.PASS,
+}
+_WORST_FIRST = (Status.FAIL, Status.WARN, Status.PASS)
+
+
+def status_of(severities: Iterable[Severity]) -> Status:
+    """The status of a rule that reported findings of ``severities``: the worst one's (``pass`` for none)."""
+    found = {STATUS_OF_SEVERITY[s] for s in severities}
+    return next((status for status in _WORST_FIRST if status in found), Status.PASS)
 
 
 @dataclass(frozen=True)
@@ -161,19 +178,17 @@ class DeploymentCheck:
     scopes: frozenset[Scope]
 
 
-CHECKS: dict[str, DeploymentCheck] = {}
+#: Every deployment check by id, in registration order; no id is also a rule's (one report row per id).
+CHECKS: Rulebook[DeploymentCheck] = Rulebook("check", shares_ids_with=[RULES])
 
 
 def deployment_check(check_id: str, summary: str, *scopes: Scope) -> Callable[[CheckFn], CheckFn]:
     """Register ``fn`` as the deployment check ``check_id``, run only where every one of ``scopes`` is present."""
 
-    def register(fn: CheckFn) -> CheckFn:
-        if check_id in CHECKS or check_id in RULES:
-            raise ValueError(f"check {check_id!r} registered twice")
-        CHECKS[check_id] = DeploymentCheck(check_id, summary, fn, frozenset(scopes))
-        return fn
+    def make(fn: CheckFn) -> DeploymentCheck:
+        return DeploymentCheck(check_id, summary, fn, frozenset(scopes))
 
-    return register
+    return CHECKS.decorator(make)
 
 
 def catalog() -> list[tuple[str, str, str]]:
@@ -385,14 +400,9 @@ def _rule_results(
         infos = [f for f in mine if f.severity is Severity.INFO]
         read = [n for n in settings_read_by(rule.id, settings) if n in plan.known]
         unknown = [n for n in read if n not in known] if rule.id != "in-range" else []
-        if errors:
-            status = Status.FAIL
-            if all(any(n not in known for n in f.settings) for f in errors):
-                status = Status.WARN  # fails only on values the auditor could not see
-        elif warnings:
-            status = Status.WARN
-        else:
-            status = Status.PASS
+        status = status_of(f.severity for f in mine)
+        if status is Status.FAIL and all(any(n not in known for n in f.settings) for f in errors):
+            status = Status.WARN  # fails only on values the auditor could not see
         shown = errors + warnings
         if shown:
             found = "; ".join(f.message for f in shown)
@@ -456,8 +466,11 @@ def _upgrade_rule(ctx: Context) -> Outcome:
     if not serving:
         return Status.FAIL, "no listener forwards traffic", "add an HTTPS (or HTTP) listener that forwards"
     found, missing = [], []
+    svc = ctx.view.service
+    # A blue/green, linear or canary service's production rule carries the handshake (ECS shifts only it).
+    production = {t.production_rule for t in svc.shift_targets} if svc is not None and svc.shifts_traffic else set()
     for listener in serving:
-        rules = [r for r in listener.rules if not r.is_default and r.matches_websocket_upgrade]
+        rules = [r for r in listener.rules if not r.is_default and (r.matches_websocket_upgrade or r.id in production)]
         hit = next(
             (r for r in rules if tg is None or any(tg.id in a.target_groups for a in r.actions if a.type == "forward")),
             None,
@@ -466,7 +479,8 @@ def _upgrade_rule(ctx: Context) -> Outcome:
             missing.append(listener.label)
             found.append(f"{listener.label}: none")
         else:
-            found.append(f"{listener.label}: priority {hit.priority}")
+            kind = " (the production rule)" if hit.id in production else ""
+            found.append(f"{listener.label}: priority {hit.priority}{kind}")
     if missing:
         rule = (
             f"add a rule on {', '.join(missing)} matching http-header Upgrade=websocket that forwards to the target "
@@ -579,6 +593,13 @@ def _circuit_breaker(ctx: Context) -> Outcome:
     svc = ctx.view.service
     if svc is None:
         return Status.WARN, "no ECS service read (only its task definition)", "check the service by hand"
+    if svc.shifts_traffic:
+        return (
+            Status.SKIP,
+            f"deployment_strategy={svc.strategy_setting}: the circuit breaker is rolling-only (ECS rolls a "
+            "blue/green, linear or canary deployment back through its own stages and alarms)",
+            "",
+        )
     fix = (
         f"enable the deployment circuit breaker with rollback on the ECS service {short_name(svc.id)} "
         "(WebSocketFargateService does)"
@@ -708,3 +729,163 @@ def _app_matches(ctx: Context) -> Outcome:
             "",
         )
     return Status.PASS, f"{len(compared)} settings agree, {len(ctx.from_container)} read from the container", ""
+
+
+# --- blue/green, linear and canary --------------------------------------------------------------
+
+#: The lifecycle stage at which a hook can move blue's clients: production has shifted, blue still runs.
+MOVE_CONNECTIONS_STAGE = "POST_PRODUCTION_TRAFFIC_SHIFT"
+
+
+def _websocket_groups(ctx: Context) -> set[str]:
+    return {g.id for g in ctx.view.target_groups}
+
+
+@deployment_check(
+    "weighted-forward-not-sticky",
+    "No weighted forward to the WebSocket target groups has target-group stickiness (AWSALBTG beats the weights).",
+    LB,
+)
+def _weighted_forward_sticky(ctx: Context) -> Outcome:
+    lb, svc = ctx.view.load_balancer, ctx.view.service
+    if lb is None:
+        return Status.WARN, "no load balancer read", ""
+    ours = _websocket_groups(ctx)
+    shifted = {r for t in svc.shift_targets for r in (t.production_rule, t.test_rule) if r} if svc else set()
+    weighted, sticky = 0, []
+    for listener in lb.listeners:
+        for rule in listener.rules:
+            for action in rule.actions:
+                if action.type != "forward" or not (action.weighted or rule.id in shifted):
+                    continue
+                if ours and not ours & set(action.target_groups):
+                    continue
+                weighted += 1
+                if action.group_stickiness:
+                    sticky.append(f"{listener.label} priority {rule.priority}")
+    if sticky:
+        return (
+            Status.FAIL,
+            f"target-group stickiness on the weighted forward of {', '.join(sticky)}: clients keep the AWSALBTG "
+            "cookie's group whatever the weights, so they keep reaching blue and get 503 once it is gone",
+            _on(lb, "set TargetGroupStickinessConfig Enabled=false on that forward (target stickiness, AWSALB, inside "
+                    "each target group stays)",
+                "writes the production rule's weighted forward without group stickiness"),
+        )  # fmt: skip
+    if not weighted:
+        return Status.PASS, "no weighted forward to the WebSocket target groups", ""
+    return Status.PASS, f"{weighted} forward(s) to the WebSocket target groups that ECS weighs, none group-sticky", ""
+
+
+@deployment_check(
+    "production-rule-forward-only",
+    "A blue/green, linear or canary service's production and test rules only forward, and no other rule sends "
+    "its traffic past them unshifted.",
+    LB,
+    SERVICE,
+)
+def _production_rule(ctx: Context) -> Outcome:
+    lb, svc = ctx.view.load_balancer, ctx.view.service
+    if lb is None or svc is None:
+        return Status.WARN, "no load balancer or ECS service read", "audit the stack (--stack-name)"
+    if not svc.shifts_traffic:
+        return Status.PASS, f"deployment_strategy={svc.strategy_setting}: ECS shifts no listener rule", ""
+    targets = [t for t in svc.shift_targets if t.production_rule]
+    if not targets:
+        return (
+            Status.FAIL,
+            f"deployment_strategy={svc.strategy_setting} but the service names no alternate target group and "
+            "production listener rule",
+            "register the service with an alternate target group and a production rule "
+            "(StickyWebSocketLoadBalancer.attach does for a blue/green, linear or canary service)",
+        )
+    problems, found = [], []
+    ours = _websocket_groups(ctx)
+    for target in targets:
+        shifted = {r for r in (target.production_rule, target.test_rule) if r}
+        for rule_id in sorted(shifted):
+            located = find_rule(lb, rule_id)
+            if located is None:
+                problems.append(f"rule {short_name(rule_id)} is not on this load balancer's listeners")
+                continue
+            listener, rule = located
+            kinds = sorted({a.type for a in rule.actions} - {"forward"})
+            role = "production" if rule_id == target.production_rule else "test"
+            if kinds:
+                problems.append(
+                    f"the {role} rule ({listener.label} priority {rule.priority}) also has {', '.join(kinds)} "
+                    "actions, which make ECS fail the deployment"
+                )
+            else:
+                found.append(f"{role} rule {listener.label} priority {rule.priority}: forward only")
+        located = find_rule(lb, target.production_rule or "")
+        if located is not None:
+            listener = located[0]
+            groups = ours | {g for g in (target.target_group, target.alternate_target_group) if g}
+            for rule in listener.rules:
+                if rule.is_default or rule.id in shifted:
+                    continue
+                if any(a.type == "forward" and groups & set(a.target_groups) for a in rule.actions):
+                    problems.append(
+                        f"{listener.label} priority {rule.priority} forwards to the service's target group outside "
+                        "the production rule: ECS never shifts it, so its requests keep reaching blue"
+                    )
+    if problems:
+        return (
+            Status.FAIL,
+            "; ".join(problems),
+            "give the production and test rules forward actions only, and route every request of the service "
+            "through the production rule (StickyWebSocketLoadBalancer lays the rules out so)",
+        )
+    return Status.PASS, "; ".join(found), ""
+
+
+@deployment_check(
+    "target-optimizer-off",
+    "The WebSocket target groups do not use the ALB target optimizer, which does not support WebSockets.",
+    LB,
+)
+def _target_optimizer(ctx: Context) -> Outcome:
+    groups = ctx.view.target_groups
+    if not groups:
+        return Status.WARN, "no target group read", ""
+    on = [f"{short_name(g.id)} (TargetControlPort={g.target_control_port})" for g in groups if g.target_control_port]
+    if on:
+        return (
+            Status.FAIL,
+            f"target optimizer on for {', '.join(on)}: it does not support WebSockets",
+            "create the target group without TargetControlPort (it is fixed at creation: replace the target "
+            "group); StickyWebSocketLoadBalancer never sets it",
+        )
+    return Status.PASS, f"off for {', '.join(short_name(g.id) for g in groups)}", ""
+
+
+@deployment_check(
+    "deployment-moves-blue-sockets",
+    "A blue/green, linear or canary deployment has a lifecycle hook after the production shift that can move "
+    "blue's open WebSockets before ECS stops blue.",
+    SERVICE,
+)
+def _moves_blue_sockets(ctx: Context) -> Outcome:
+    svc = ctx.view.service
+    if svc is None:
+        return Status.WARN, "no ECS service read (only its task definition)", "check the service by hand"
+    if not svc.shifts_traffic:
+        return Status.PASS, "rolling: tasks are replaced a few at a time, each drained first", ""
+    bake = f"bake_time_min={svc.bake_time_min}" if svc.bake_time_min is not None else "the bake time"
+    if MOVE_CONNECTIONS_STAGE in svc.lifecycle_stages:
+        return (
+            Status.PASS,
+            f"deployment_strategy={svc.strategy_setting}: a lifecycle hook runs at {MOVE_CONNECTIONS_STAGE} "
+            f"(it must move blue's clients to green before {bake} ends)",
+            "",
+        )
+    stages = ", ".join(svc.lifecycle_stages) or "none"
+    return (
+        Status.WARN,
+        f"deployment_strategy={svc.strategy_setting} with no lifecycle hook at {MOVE_CONNECTIONS_STAGE} "
+        f"(hooks: {stages}): the weights move new handshakes only, so every open WebSocket stays on blue until "
+        f"{bake} ends; then ECS stops all blue tasks together and cuts every one of those sockets at once",
+        "use deployment_strategy=rolling, whose drain notice moves the clients of one task at a time; or add a "
+        f"lifecycle hook at {MOVE_CONNECTIONS_STAGE} that moves blue's clients to green (docs/deployments.md)",
+    )

@@ -14,6 +14,8 @@ import argparse
 import json
 from typing import Any
 
+from stickyws.cli_errors import CommandError
+
 EPILOG = """\
 sources (exactly one):
   --template cdk.out/StickyWebSocketStack.template.json   a synthesized template, offline
@@ -76,7 +78,6 @@ def run(args: argparse.Namespace) -> int:
     """Read the chosen source, audit it, print the table or JSON; returns the exit code."""
     from stickyws.audit.checks import audit
     from stickyws.audit.report import render_table, to_json
-    from stickyws.cli import CommandError
     from stickyws.settings import Settings, SettingsError
 
     assume = {}
@@ -99,7 +100,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _read(args: argparse.Namespace) -> Any:
     from stickyws.audit.from_template import TemplateError, load_template, view_from_template
-    from stickyws.cli import CommandError
 
     live = args.stack_name or args.load_balancer_arn or args.target_group_arn
     chosen = [bool(args.template), bool(args.stack_name), bool(args.load_balancer_arn or args.target_group_arn)]

@@ -62,12 +62,14 @@ from stickyws.audit.view import (
     RuleCondition,
     SecurityGroup,
     Service,
+    ShiftTarget,
     TargetGroup,
     TaskDefinition,
     keeps_variable,
     load_balancer_origin,
     websocket_target_group,
 )
+from stickyws.errors import AuditError
 from stickyws.settings import ENV_REDIS_URL
 
 #: Upper bound on ECS list/describe calls when searching the account for the service of a target group.
@@ -87,7 +89,7 @@ _BAD_CREDENTIALS = {
 _NOT_FOUND = ("NotFound", "NotFoundException", "ValidationError")
 
 
-class ReadError(Exception):
+class ReadError(AuditError):
     """The deployment could not be read; the message is one line that says what to do."""
 
 
@@ -342,11 +344,21 @@ class _Reader:
         if tg is None:
             self.notes.append("no target group: no listener of the load balancer forwards")
         service_data = self.find_service(tg_arn, stack_services, stack_cluster)
-        service = task = None
+        service = task = alternate = None
         if service_data is not None:
             service = self.service(service_data, tg_arn)
             task = self.task_definition(service_data, tg_arn)
-        return DeploymentView(source, lb, tg, service, task, tuple(self.notes))
+            if tg_arn and tg_arn not in service.target_groups:
+                # The weights point at the alternate (green) group after a traffic shift: audit the pair the
+                # service names, its target group first.
+                for shift in service.shift_targets:
+                    if shift.alternate_target_group == tg_arn:
+                        tg_arn, tg = shift.target_group, self.target_group(shift.target_group)
+            alternate_arn = next(
+                (t.alternate_target_group for t in service.shift_targets if t.target_group == tg_arn), None
+            )
+            alternate = self.target_group(alternate_arn) if alternate_arn else None
+        return DeploymentView(source, lb, tg, service, task, tuple(self.notes), alternate_target_group=alternate)
 
     def load_balancer(self, arn: str) -> LoadBalancer:
         elbv2 = self.client("elbv2")
@@ -377,6 +389,7 @@ class _Reader:
                 priority=str(r.get("Priority", "?")),
                 conditions=tuple(_condition(c) for c in r.get("Conditions") or []),
                 actions=tuple(_action(a) for a in r.get("Actions") or []),
+                id=r.get("RuleArn"),
             )
             for r in rules
             if not r.get("IsDefault") and r.get("Priority") != "default"
@@ -415,6 +428,7 @@ class _Reader:
                 matcher=(data.get("Matcher") or {}).get("HttpCode"),
             ),
             attributes={a["Key"]: a["Value"] for a in attrs},
+            target_control_port=data.get("TargetControlPort"),
         )
 
     # -- ECS --------------------------------------------------------------------------------
@@ -434,7 +448,7 @@ class _Reader:
                 for i in range(0, len(stack_services), 10):
                     described += ecs.describe_services(cluster=cluster, services=stack_services[i : i + 10])["services"]
             for svc in described:
-                if tg_arn and any(m.get("targetGroupArn") == tg_arn for m in svc.get("loadBalancers") or []):
+                if tg_arn and _registers(svc, tg_arn):
                     return dict(svc)
             if len(described) == 1:
                 self.notes.append(
@@ -460,7 +474,7 @@ class _Reader:
                         return None
                     calls += 1
                     for svc in ecs.describe_services(cluster=cluster, services=arns[i : i + 10])["services"]:
-                        if any(m.get("targetGroupArn") == tg_arn for m in svc.get("loadBalancers") or []):
+                        if _registers(svc, tg_arn):
                             return dict(svc)
                 if calls >= MAX_SCAN_CALLS:
                     self.notes.append(f"stopped searching ECS services after about {calls} calls")
@@ -472,6 +486,24 @@ class _Reader:
         deployment = data.get("deploymentConfiguration") or {}
         breaker = deployment.get("deploymentCircuitBreaker") or {}
         network = (data.get("networkConfiguration") or {}).get("awsvpcConfiguration") or {}
+        strategy = deployment.get("strategy")
+        if str(strategy or "").upper() == "CANARY":
+            canary = deployment.get("canaryConfiguration") or {}
+            step_percent, step_bake = canary.get("canaryPercent"), canary.get("canaryBakeTimeInMinutes")
+        else:
+            linear = deployment.get("linearConfiguration") or {}
+            step_percent, step_bake = linear.get("stepPercent"), linear.get("stepBakeTimeInMinutes")
+        shifts = [
+            ShiftTarget(
+                target_group=str(m.get("targetGroupArn", "?")),
+                alternate_target_group=a.get("alternateTargetGroupArn"),
+                production_rule=a.get("productionListenerRule"),
+                test_rule=a.get("testListenerRule"),
+            )
+            for m in data.get("loadBalancers") or []
+            if isinstance(a := m.get("advancedConfiguration"), Mapping)
+        ]
+        stages = [s for h in deployment.get("lifecycleHooks") or [] for s in h.get("lifecycleStages") or []]
         return Service(
             id=str(data.get("serviceArn", "?")),
             desired_count=data.get("desiredCount"),
@@ -482,6 +514,12 @@ class _Reader:
             health_check_grace_s=data.get("healthCheckGracePeriodSeconds"),
             target_groups=tuple(m["targetGroupArn"] for m in data.get("loadBalancers") or [] if "targetGroupArn" in m),
             security_groups=self.security_groups(network.get("securityGroups") or []),
+            strategy=strategy,
+            bake_time_min=deployment.get("bakeTimeInMinutes"),
+            step_percent=float(step_percent) if step_percent is not None else None,
+            step_bake_time_min=step_bake,
+            lifecycle_stages=tuple(dict.fromkeys(stages)),
+            shift_targets=tuple(shifts),
         )
 
     def security_groups(self, ids: list[str]) -> tuple[SecurityGroup, ...]:
@@ -528,6 +566,15 @@ class _Reader:
         return TaskDefinition(id=str(arn), cpu=data.get("cpu"), memory_mib=data.get("memory"), container=container)
 
 
+def _registers(service: Mapping[str, Any], tg_arn: str) -> bool:
+    """Whether ECS service ``service`` names ``tg_arn`` as a target group or as an alternate (green) one."""
+    for m in service.get("loadBalancers") or []:
+        alternate = (m.get("advancedConfiguration") or {}).get("alternateTargetGroupArn")
+        if tg_arn in (m.get("targetGroupArn"), alternate):
+            return True
+    return False
+
+
 def _is_server(container: Mapping[str, Any]) -> bool:
     """Whether a container definition carries ``stickyws.*`` labels or ``STICKYWS_*`` settings."""
     if any(str(k).startswith(LABEL_PREFIX) for k in container.get("dockerLabels") or {}):
@@ -550,15 +597,28 @@ def _condition(data: Mapping[str, Any]) -> RuleCondition:
         config = data.get(key)
         if isinstance(config, Mapping) and config.get("Values"):
             return RuleCondition(field, tuple(config["Values"]))
+    query = data.get("QueryStringConfig")
+    if isinstance(query, Mapping) and query.get("Values"):
+        return RuleCondition(field, tuple(f"{v.get('Key') or ''}={v.get('Value')}" for v in query["Values"]))
     return RuleCondition(field, tuple(data.get("Values") or ()))
 
 
 def _action(data: Mapping[str, Any]) -> Action:
     groups = [data["TargetGroupArn"]] if data.get("TargetGroupArn") else []
     forward = data.get("ForwardConfig") or {}
-    groups += [t["TargetGroupArn"] for t in forward.get("TargetGroups") or [] if t.get("TargetGroupArn")]
+    entries = [t for t in forward.get("TargetGroups") or [] if t.get("TargetGroupArn")]
+    groups += [t["TargetGroupArn"] for t in entries]
+    weights = {t["TargetGroupArn"]: t.get("Weight") for t in entries}
+    stickiness = (forward.get("TargetGroupStickinessConfig") or {}).get("Enabled")
     redirect = data.get("RedirectConfig") or {}
-    return Action(str(data.get("Type", "")), tuple(dict.fromkeys(groups)), redirect.get("Protocol"))
+    ordered = tuple(dict.fromkeys(groups))
+    return Action(
+        str(data.get("Type", "")),
+        ordered,
+        redirect.get("Protocol"),
+        tuple(weights.get(g) for g in ordered) if weights else (),
+        None if stickiness is None else bool(stickiness),
+    )
 
 
 def _permission(data: Mapping[str, Any]) -> IngressPermission:

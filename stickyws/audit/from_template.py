@@ -37,12 +37,14 @@ from stickyws.audit.view import (
     RuleCondition,
     SecurityGroup,
     Service,
+    ShiftTarget,
     TargetGroup,
     TaskDefinition,
     keeps_variable,
     load_balancer_origin,
     websocket_target_group,
 )
+from stickyws.errors import AuditError
 from stickyws.settings import ENV_REDIS_URL
 
 LB_TYPE = "AWS::ElasticLoadBalancingV2::LoadBalancer"
@@ -60,7 +62,7 @@ USER_TYPE = "AWS::ElastiCache::User"
 CDK_PATH = "aws:cdk:path"
 
 
-class TemplateError(Exception):
+class TemplateError(AuditError):
     """The template cannot be read or holds no Application Load Balancer; the message says which."""
 
 
@@ -175,6 +177,7 @@ class _Reader:
         if tg_id is None:
             candidates = [i for i, _ in self.of_type(TG_TYPE)]
             tg_id = candidates[0] if len(candidates) == 1 else None
+        tg_id = self.production_target_group(tg_id)
         tg = self.target_group(tg_id) if tg_id else None
         if tg is None:
             self.notes.append("no target group found behind the load balancer")
@@ -182,7 +185,24 @@ class _Reader:
         task = self.task_definition(task_ref, container_name) if task_ref else None
         registry = self.registry()
         declared = any(self.of_type(REPLICATION_GROUP_TYPE)) or any(self.of_type(SERVERLESS_CACHE_TYPE))
-        return DeploymentView(source, lb, tg, service, task, tuple(self.notes), registry, declared)
+        alternate_id = next(
+            (t.alternate_target_group for t in service.shift_targets if t.alternate_target_group), None
+        ) if service is not None else None  # fmt: skip
+        alternate = self.target_group(alternate_id) if alternate_id else None
+        return DeploymentView(source, lb, tg, service, task, tuple(self.notes), registry, declared, alternate)
+
+    def production_target_group(self, tg_id: str | None) -> str | None:
+        """``tg_id``, or the service's target group when ``tg_id`` is that service's alternate (green) one."""
+        for _, props in self.of_type(SERVICE_TYPE):
+            for mapping in props.get("LoadBalancers") or []:
+                advanced = mapping.get("AdvancedConfiguration") if isinstance(mapping, Mapping) else None
+                if (
+                    isinstance(advanced, Mapping)
+                    and tg_id
+                    and self.text(advanced.get("AlternateTargetGroupArn")) == tg_id
+                ):
+                    return self.text(mapping.get("TargetGroupArn")) or tg_id
+        return tg_id
 
     # -- the connection registry ------------------------------------------------------------
 
@@ -301,8 +321,9 @@ class _Reader:
                 priority=self.text(p.get("Priority")) or "?",
                 conditions=tuple(self.condition(c) for c in p.get("Conditions") or [] if isinstance(c, Mapping)),
                 actions=tuple(self.action(a) for a in p.get("Actions") or [] if isinstance(a, Mapping)),
+                id=i,
             )
-            for _, p in self.of_type(RULE_TYPE)
+            for i, p in self.of_type(RULE_TYPE)
             if self.text(p.get("ListenerArn")) == logical_id
         ]
         rules.sort(key=lambda r: int(r.priority) if r.priority.isdigit() else 1 << 30)
@@ -329,6 +350,12 @@ class _Reader:
             config = props.get(key)
             if isinstance(config, Mapping):
                 return RuleCondition(field, self.texts(config.get("Values") or []))
+        query = props.get("QueryStringConfig")
+        if isinstance(query, Mapping):
+            pairs = [v for v in query.get("Values") or [] if isinstance(v, Mapping)]
+            return RuleCondition(
+                field, tuple(f"{self.text(v.get('Key')) or ''}={self.text(v.get('Value'))}" for v in pairs)
+            )
         return RuleCondition(field, self.texts(props.get("Values") or []))
 
     def texts(self, values: Any) -> tuple[str, ...]:
@@ -339,12 +366,22 @@ class _Reader:
         groups = []
         if props.get("TargetGroupArn") is not None:
             groups.append(self.text(props["TargetGroupArn"]))
+        weights: dict[str, int | None] = {}
+        sticky = None
         forward = props.get("ForwardConfig")
         if isinstance(forward, Mapping):
-            groups += [self.text(t.get("TargetGroupArn")) for t in forward.get("TargetGroups") or []]
+            for entry in forward.get("TargetGroups") or []:
+                group = self.text(entry.get("TargetGroupArn")) if isinstance(entry, Mapping) else None
+                if group:
+                    groups.append(group)
+                    weights[group] = self.number(entry.get("Weight"), "forward weight")
+            stickiness = forward.get("TargetGroupStickinessConfig")
+            if isinstance(stickiness, Mapping) and stickiness.get("Enabled") is not None:
+                sticky = self.flag(stickiness.get("Enabled"))
         redirect = props.get("RedirectConfig")
         protocol = self.text(redirect.get("Protocol")) if isinstance(redirect, Mapping) else None
-        return Action(kind, tuple(dict.fromkeys(g for g in groups if g)), protocol)
+        ordered = tuple(dict.fromkeys(g for g in groups if g))
+        return Action(kind, ordered, protocol, tuple(weights.get(g) for g in ordered) if weights else (), sticky)
 
     def target_group(self, logical_id: str) -> TargetGroup | None:
         resource = self.resources.get(logical_id)
@@ -370,6 +407,7 @@ class _Reader:
             target_type=self.text(props.get("TargetType", "instance")),
             health_check=health,
             attributes=self.attributes(props.get("TargetGroupAttributes"), "target group attribute"),
+            target_control_port=self.number(props.get("TargetControlPort"), "TargetControlPort"),
         )
 
     def service(self, tg_id: str | None) -> tuple[Service | None, str | None, str | None]:
@@ -386,6 +424,25 @@ class _Reader:
             return None, None, None
         logical_id, props = chosen
         deployment = props.get("DeploymentConfiguration") or {}
+        strategy = self.text(deployment.get("Strategy")) if deployment.get("Strategy") is not None else None
+        step = deployment.get("LinearConfiguration") or {}
+        step_percent = step.get("StepPercent")
+        step_bake = step.get("StepBakeTimeInMinutes")
+        if (strategy or "").upper() == "CANARY":
+            step = deployment.get("CanaryConfiguration") or {}
+            step_percent, step_bake = step.get("CanaryPercent"), step.get("CanaryBakeTimeInMinutes")
+        percent = self.text(step_percent, "step percent") if step_percent is not None else None
+        hooks = [h for h in deployment.get("LifecycleHooks") or [] if isinstance(h, Mapping)]
+        shifts = [
+            ShiftTarget(
+                target_group=self.text(m.get("TargetGroupArn")) or "?",
+                alternate_target_group=self.text(a.get("AlternateTargetGroupArn"), "AlternateTargetGroupArn"),
+                production_rule=self.text(a.get("ProductionListenerRule"), "ProductionListenerRule"),
+                test_rule=self.text(a["TestListenerRule"], "TestListenerRule") if a.get("TestListenerRule") else None,
+            )
+            for m in props.get("LoadBalancers") or []
+            if isinstance(m, Mapping) and isinstance(a := m.get("AdvancedConfiguration"), Mapping)
+        ]
         breaker = deployment.get("DeploymentCircuitBreaker") or {}
         network = (props.get("NetworkConfiguration") or {}).get("AwsvpcConfiguration") or {}
         group_ids = [
@@ -403,6 +460,12 @@ class _Reader:
             health_check_grace_s=self.number(props.get("HealthCheckGracePeriodSeconds"), "HealthCheckGracePeriod"),
             target_groups=(tg_id,) if tg_id else (),
             security_groups=tuple(self.security_group(g) for g in group_ids),
+            strategy=strategy,
+            bake_time_min=self.number(deployment.get("BakeTimeInMinutes"), "BakeTimeInMinutes"),
+            step_percent=float(percent) if percent is not None else None,
+            step_bake_time_min=self.number(step_bake, "step bake time"),
+            lifecycle_stages=tuple(dict.fromkeys(t for h in hooks for t in self.texts(h.get("LifecycleStages") or []))),
+            shift_targets=tuple(shifts),
         )
         return service, self.text(props.get("TaskDefinition"), "service TaskDefinition"), container_name
 

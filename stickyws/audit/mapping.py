@@ -29,6 +29,7 @@ from stickyws.settings.rules import DEFAULT_ENGINE_VERSIONS
 
 __all__ = [
     "APP_COOKIE_NAME_KEY",
+    "DEPLOYMENT_FIELDS",
     "FARGATE_STOP_TIMEOUT_DEFAULT",
     "HEALTH_CHECK_FIELDS",
     "INFRA_SETTINGS",
@@ -41,6 +42,16 @@ __all__ = [
     "Observation",
     "observe",
 ]
+
+#: (setting, Service field, where it is read, AWS default) -- the ECS service's deployment strategy.
+#: The step fields are read only for the strategy that has them (linear or canary configuration). An unset
+#: strategy (ECS deploys rolling) is not observed: the settings keep their own value, rolling by default.
+DEPLOYMENT_FIELDS: tuple[tuple[str, str, str, str | None], ...] = (
+    ("deployment_strategy", "strategy_setting", "deploymentConfiguration.strategy", None),
+    ("bake_time_min", "bake_time_min", "deploymentConfiguration.bakeTimeInMinutes", None),
+    ("traffic_step_percent", "step_percent", "linear/canaryConfiguration stepPercent (canaryPercent)", None),
+    ("step_bake_time_min", "step_bake_time_min", "linear/canaryConfiguration stepBakeTimeInMinutes", None),
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,11 @@ def observe(view: DeploymentView) -> dict[str, Observation]:
         for name, attr, prop, service_default in SERVICE_FIELDS:
             value = getattr(svc, attr)
             put(name, None if value is None else str(value), f"ECS service {prop}", service_default)
+        for name, attr, prop, strategy_default in DEPLOYMENT_FIELDS:
+            unset = name == "deployment_strategy" and svc.strategy is None  # ECS then deploys rolling
+            value = None if unset else getattr(svc, attr)
+            text = f"{value:g}" if isinstance(value, float) else None if value is None else str(value)
+            put(name, text, f"ECS service {prop}", strategy_default)
     task = view.task_definition
     if task is not None:
         put("task_cpu", task.cpu, "task definition cpu", None)

@@ -166,6 +166,7 @@ def sources_markdown() -> str:
     rows.append(("app_cookie_name", f"target group attribute `{mapping.APP_COOKIE_NAME_KEY}`", "-"))
     rows += [(s, f"target group `{p}`", d) for s, _, p, d in mapping.HEALTH_CHECK_FIELDS]
     rows += [(s, f"ECS service `{p}`", d or "-") for s, _, p, d in mapping.SERVICE_FIELDS]
+    rows += [(s, f"ECS service `{p}`", d or "-") for s, _, p, d in mapping.DEPLOYMENT_FIELDS]
     rows.append(("stop_timeout_s", "container `stopTimeout`", mapping.FARGATE_STOP_TIMEOUT_DEFAULT))
     rows.append(("task_cpu", "task definition `cpu`", "-"))
     rows.append(("task_memory_mib", "task definition `memory`", "-"))

@@ -36,11 +36,31 @@ class RuleCondition:
 
 @dataclass(frozen=True)
 class Action:
-    """A listener or rule action: ``forward`` (to ``target_groups``), ``redirect``, ``fixed-response``, ..."""
+    """A listener or rule action: ``forward`` (to ``target_groups``), ``redirect``, ``fixed-response``, ...
+
+    A weighted forward (``ForwardConfig``) keeps each target group's ``weights`` (same order; ``None``
+    where unset) and ``group_stickiness``: whether its target-group stickiness (``AWSALBTG``) is on
+    (``None``: not said, which AWS treats as off).
+    """
 
     type: str
     target_groups: tuple[str, ...] = ()
     redirect_protocol: str | None = None
+    weights: tuple[int | None, ...] = ()
+    group_stickiness: bool | None = None
+
+    @property
+    def weighted(self) -> bool:
+        """Whether this forward spreads requests over two or more target groups by weight."""
+        return self.type == "forward" and len(self.target_groups) > 1
+
+    def heaviest_target_group(self) -> str | None:
+        """The target group with the largest weight (the first one when no weight is given)."""
+        if not self.target_groups:
+            return None
+        weights = [w if w is not None else 1 for w in self.weights] or [1] * len(self.target_groups)
+        pairs = list(zip(self.target_groups, weights, strict=False))
+        return max(pairs, key=lambda pair: pair[1])[0]
 
 
 @dataclass(frozen=True)
@@ -50,6 +70,7 @@ class ListenerRule:
     priority: str
     conditions: tuple[RuleCondition, ...]
     actions: tuple[Action, ...]
+    id: str | None = None
 
     @property
     def is_default(self) -> bool:
@@ -162,12 +183,24 @@ def load_balancer_origin(load_balancer: tuple[str, str | None], rules: Iterable[
 
 
 def websocket_target_group(load_balancer: LoadBalancer) -> str | None:
-    """The target group the first ``Upgrade: websocket`` rule forwards to, else the first forwarded one."""
+    """The target group the first ``Upgrade: websocket`` rule forwards to, else the heaviest of the first
+    weighted forward (a blue/green production rule), else the first forwarded one."""
     rules = [r for listener in load_balancer.listeners for r in listener.rules]
-    for rule in [r for r in rules if not r.is_default and r.matches_websocket_upgrade] + rules:
+    upgrade = [r for r in rules if not r.is_default and r.matches_websocket_upgrade]
+    weighted = [r for r in rules if any(a.weighted for a in r.actions)]
+    for rule in upgrade + weighted + rules:
         for action in rule.actions:
             if action.type == "forward" and action.target_groups:
-                return action.target_groups[0]
+                return action.heaviest_target_group()
+    return None
+
+
+def find_rule(load_balancer: LoadBalancer, rule_id: str) -> tuple[Listener, ListenerRule] | None:
+    """The listener rule whose id (logical id or ARN) is ``rule_id``, with its listener."""
+    for listener in load_balancer.listeners:
+        for rule in listener.rules:
+            if rule.id == rule_id:
+                return listener, rule
     return None
 
 
@@ -194,6 +227,8 @@ class TargetGroup:
     target_type: str | None
     health_check: HealthCheck = field(default_factory=HealthCheck)
     attributes: Mapping[str, str] = field(default_factory=dict)
+    #: ``TargetControlPort``: set when the ALB target optimizer is on (it can only be set at creation).
+    target_control_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -218,8 +253,28 @@ class SecurityGroup:
 
 
 @dataclass(frozen=True)
+class ShiftTarget:
+    """What ECS shifts traffic with (a load balancer entry's ``advancedConfiguration``): ids or ARNs."""
+
+    target_group: str
+    alternate_target_group: str | None
+    production_rule: str | None
+    test_rule: str | None = None
+
+
+#: ECS's deployment strategies as AWS spells them, and the ``deployment_strategy`` setting of each.
+STRATEGY_SETTINGS: Final = {"ROLLING": "rolling", "BLUE_GREEN": "blue_green", "LINEAR": "linear", "CANARY": "canary"}
+
+
+@dataclass(frozen=True)
 class Service:
-    """ECS service deployment settings; ``None`` means the source did not say."""
+    """ECS service deployment settings; ``None`` means the source did not say.
+
+    ``strategy`` is ECS's ``ROLLING``, ``BLUE_GREEN``, ``LINEAR`` or ``CANARY`` (``None``: unset, which
+    ECS takes as rolling); ``step_percent``/``step_bake_time_min`` come from the linear or canary
+    configuration; ``lifecycle_stages`` are the stages of every lifecycle hook; ``shift_targets`` the
+    load balancer entries that name an alternate target group.
+    """
 
     id: str
     desired_count: int | None = None
@@ -230,6 +285,22 @@ class Service:
     health_check_grace_s: int | None = None
     target_groups: tuple[str, ...] = ()
     security_groups: tuple[SecurityGroup, ...] = ()
+    strategy: str | None = None
+    bake_time_min: int | None = None
+    step_percent: float | None = None
+    step_bake_time_min: int | None = None
+    lifecycle_stages: tuple[str, ...] = ()
+    shift_targets: tuple[ShiftTarget, ...] = ()
+
+    @property
+    def shifts_traffic(self) -> bool:
+        """Whether ECS deploys it blue/green, linear or canary (two target groups, a weighted production rule)."""
+        return (self.strategy or "ROLLING").upper() != "ROLLING"
+
+    @property
+    def strategy_setting(self) -> str:
+        """The ``deployment_strategy`` setting of :attr:`strategy` (``rolling`` when unset)."""
+        return STRATEGY_SETTINGS.get((self.strategy or "ROLLING").upper(), (self.strategy or "").lower())
 
 
 @dataclass(frozen=True)
@@ -318,6 +389,7 @@ class DeploymentView:
 
     ``source`` says what was read (``template cdk.out/X.template.json``, ``stack NAME``, an ARN);
     ``notes`` lists what could not be read or resolved, in words the report prints.
+    ``alternate_target_group`` is the green target group of a traffic-shifting service.
     ``registry_declared`` says the source has a registry (an ElastiCache cache in the template or
     stack, or one named with ``--registry-id``) even when it could not be read.
     """
@@ -330,3 +402,10 @@ class DeploymentView:
     notes: tuple[str, ...] = ()
     registry: Registry | None = None
     registry_declared: bool = False
+    #: The service's alternate (green) target group of a blue/green, linear or canary deployment, if read.
+    alternate_target_group: TargetGroup | None = None
+
+    @property
+    def target_groups(self) -> tuple[TargetGroup, ...]:
+        """The WebSocket target group and the alternate one, those that were read."""
+        return tuple(g for g in (self.target_group, self.alternate_target_group) if g is not None)

@@ -24,6 +24,8 @@ import threading
 import time
 from typing import Any, TextIO
 
+from stickyws.cli_errors import CommandError
+
 ENV_TOKEN = "STICKYWS_TOKEN"
 #: Default of ``--connect-timeout-s``: bound on each handshake and on the wait for the ``connected`` frame.
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
@@ -93,8 +95,6 @@ def describe(kind: str, detail: dict[str, Any]) -> str:
 
 def run_client(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """``stickyws client``: connect and print events until Ctrl-C, ``--count`` or ``--duration``."""
-    from stickyws.cli import CommandError
-
     token = args.token or os.environ.get(ENV_TOKEN)
     if not token:
         raise CommandError(f"no token: pass --token or set {ENV_TOKEN} (the twin prints one; or stickyws token)")

@@ -39,6 +39,7 @@ from stickyws.client import policy
 from stickyws.client.backoff import Backoff, parse_retry_after
 from stickyws.client.cookies import CookieJar
 from stickyws.client.outbox import Outbox
+from stickyws.errors import ReferenceClientError
 from stickyws.settings import Settings
 
 #: The stop reason after :meth:`StickyClient.close` (the application ended the client, not the server).
@@ -151,7 +152,7 @@ def handshake_headers(ws: aiohttp.ClientWebSocketResponse) -> Any:
     return response.headers if response is not None else {}
 
 
-class ClientStopped(RuntimeError):
+class ClientStopped(ReferenceClientError, RuntimeError):
     """The client stopped for good (a rejected handshake or a final close code); ``reason`` says why."""
 
     def __init__(self, reason: str) -> None:

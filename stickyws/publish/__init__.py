@@ -32,9 +32,12 @@ import secrets
 import threading
 from collections.abc import Coroutine, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from stickyws.server.registry import Publication, PushResult, Registry, RegistryUnavailable
+from stickyws.errors import StickywsError
+from stickyws.registry.errors import RegistryUnavailable
+from stickyws.registry.interfaces import PushResult, Sessions, Topics
+from stickyws.registry.wire import Publication
 from stickyws.settings import ENV_REDIS_URL, Settings, from_env
 
 __all__ = ["Publication", "PublishError", "Publisher", "PushResult", "SyncPublisher", "encode_payload"]
@@ -44,7 +47,7 @@ MAX_NAME_CHARS = 256
 _T = TypeVar("_T")
 
 
-class PublishError(ValueError):
+class PublishError(StickywsError, ValueError):
     """A push or publication that was not made; ``code`` says why (see the module docstring)."""
 
     def __init__(self, code: str, message: str) -> None:
@@ -70,6 +73,15 @@ def _check_name(kind: str, value: Any) -> str:
     return value
 
 
+class PublishTarget(Sessions, Topics, Protocol):
+    """What a publisher needs of a registry: pushes to users and topic publications (a
+    :class:`~stickyws.registry.redis_store.RedisStore`, or any :class:`~stickyws.registry.interfaces.Registry`)."""
+
+    async def close(self) -> None:
+        """Release connections (idempotent)."""
+        ...
+
+
 class Publisher:
     """Asynchronous publisher (see the module docstring). ``settings`` default to the environment's
     ``STICKYWS_*`` values, so retention and size limits match the servers of the same deployment."""
@@ -78,7 +90,7 @@ class Publisher:
         self,
         url: str | None = None,
         *,
-        registry: Registry | None = None,
+        registry: PublishTarget | None = None,
         settings: Settings | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
@@ -88,9 +100,10 @@ class Publisher:
             url = url or env.get(ENV_REDIS_URL)
             if not url:
                 raise PublishError("registry_unavailable", f"no registry URL: pass one or set {ENV_REDIS_URL}")
-            from stickyws.server.redis_registry import RedisRegistry
+            # Imported only without a given registry: redis is an optional dependency (the server extra).
+            from stickyws.registry.redis_store import RedisStore
 
-            registry = RedisRegistry(
+            registry = RedisStore(
                 url,
                 pool_size=8,
                 ack_wait_replicas=self.settings["ack_wait_replicas"],

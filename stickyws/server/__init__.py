@@ -3,14 +3,10 @@
 Modules, pure core first:
 
 * :mod:`~stickyws.server.auth`: JWT verification, resume tokens, token/origin extraction.
-* :mod:`~stickyws.server.session`: session state, duplicate detection, seq.
+* :mod:`~stickyws.server.session`: the connection's mirror of its session (the record and its rules are
+  :mod:`stickyws.registry.records`).
 * :mod:`~stickyws.server.drain`: the drain planner (jittered schedule, deadline).
 * :mod:`~stickyws.server.delivery`: in-order, exactly-once cursors per connection (seq, topic offsets).
-* :mod:`~stickyws.server.registry`: the registry interface and the in-memory registry.
-* :mod:`~stickyws.server.redis_registry`: the registry on Redis (Lua scripts, modes, the replica wait).
-* :mod:`~stickyws.server.redis_lane`: one auto-pipelined Redis connection for the hot path.
-* :mod:`~stickyws.server.cluster_lanes`: the scripts on a Redis Cluster, one lane per primary.
-* :mod:`~stickyws.server.cluster_listener`: pub/sub on a Redis Cluster (plain and sharded channels).
 * :mod:`~stickyws.server.handler`: the application handler interface (plug your own here).
 * :mod:`~stickyws.server.core`: handshake decisions, messages, heartbeat, drain, reconcile.
 * :mod:`~stickyws.server.metrics`: EMF lines and the audit log.
@@ -21,4 +17,7 @@ Modules, pure core first:
   :mod:`~stickyws.server.ws_frames` (RFC 6455 frames, permessage-deflate).
 * :mod:`~stickyws.server.publish_endpoint`: the publish endpoint's own port (aiohttp).
 * :mod:`~stickyws.server.app`: assembly from the environment; :mod:`~stickyws.server.cli`: commands.
+
+The registry the core stands on (routes, sessions, topic logs, liveness, the bus; in memory or on Redis)
+is :mod:`stickyws.registry`, shared with the publisher (:mod:`stickyws.publish`).
 """

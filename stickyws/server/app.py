@@ -17,13 +17,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
+from stickyws.registry.interfaces import Registry
+from stickyws.registry.memory import InMemoryRegistry
 from stickyws.server.auth import TokenVerifier, generate_dev_secret
 from stickyws.server.core import ServerCore
 from stickyws.server.handler import Handler, echo_handler
 from stickyws.server.identity import ENV_ECS_METADATA, fetch_task_metadata, resolve_server_id, task_ip
 from stickyws.server.metrics import Metrics
-from stickyws.server.registry import InMemoryRegistry, Registry
 from stickyws.server.triggers import watch_target_health, watch_task_metadata
+from stickyws.server.ws_adapter import RunningServer
 from stickyws.settings import (
     ENV_JWT_SECRET,
     ENV_PUBLISH_KEY,
@@ -79,6 +81,7 @@ def config_from_env(env: Mapping[str, str], *, dev: bool = False) -> ServerConfi
     redis_url = env.get(ENV_REDIS_URL) or None
     credentials = None
     if redis_url:
+        # Only with a Redis URL (start-up time: it loads redis-py, which `serve --dev` never needs).
         from stickyws.registry_auth import RegistryAuthError, credential_provider_from_env
 
         try:
@@ -156,7 +159,8 @@ def build_core(
     kind = "redis" if config.redis_url else "memory"
     if registry is None:
         if config.redis_url:
-            from stickyws.server.redis_registry import RedisRegistry
+            # Only with a Redis URL (start-up time: it loads redis-py, which `serve --dev` never needs).
+            from stickyws.registry.redis_registry import RedisRegistry
 
             registry = RedisRegistry(
                 config.redis_url,
@@ -209,8 +213,6 @@ async def serve(
     """Run until SIGTERM/SIGINT and the drain after it are done; returns the exit code (0).
 
     ``publish_port``: the publish endpoint's port (default: the ``publish_port`` setting; 0: off)."""
-    from stickyws.server.ws_adapter import RunningServer
-
     core = build_core(config, handler=handler, metrics=metrics)
     server = RunningServer(core, host, port, publish_key=config.publish_key, publish_port=publish_port)
     try:

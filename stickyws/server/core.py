@@ -34,30 +34,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from stickyws import keys, protocol
+from stickyws.registry.errors import NotYetReplicated, RegistryUnavailable, SessionReplaced
+from stickyws.registry.interfaces import Registry, TopicHistory
+from stickyws.registry.records import OUTBOX_LIMIT, Commit, CommitResult, OutboxLimits, SessionRecord, append_outbox
+from stickyws.registry.wire import BusEvent, DrainNotice, Publication, Takeover, UserPush, takeover_body
 from stickyws.server import drain as drain_plan
 from stickyws.server.auth import AuthError, TokenVerifier, extract_resume, extract_token, new_session_id, origin_allowed
 from stickyws.server.delivery import SeqCursor, TopicCursor
 from stickyws.server.handler import Handler, HandlerContext, HandlerError, echo_handler
 from stickyws.server.metrics import Metrics
-from stickyws.server.registry import (
-    NotYetReplicated,
-    Registry,
-    RegistryUnavailable,
-    SessionReplaced,
-    TopicHistory,
-    UserPush,
-    parse_publication,
-    parse_push,
-)
-from stickyws.server.session import (
-    OUTBOX_LIMIT,
-    Commit,
-    CommitResult,
-    OutboxLimits,
-    SessionRecord,
-    SessionState,
-    append_outbox,
-)
+from stickyws.server.session import SessionState
 from stickyws.settings import Settings
 
 log = logging.getLogger("stickyws.server")
@@ -584,7 +570,7 @@ class ServerCore:
                 await self.registry.subscribe([channel])
                 await self.recheck([conn])
         if admission.previous_owner not in (None, self.server_id):
-            body = protocol.dumps({"userId": conn.user_id, "by": self.server_id})
+            body = takeover_body(conn.user_id, self.server_id)
             with contextlib.suppress(RegistryUnavailable):
                 await self.registry.publish(keys.takeover_channel(str(admission.previous_owner)), body)
         if s.subscriptions:
@@ -764,12 +750,7 @@ class ServerCore:
         if push.ts_ms:
             self.metrics.lag(time.time() * 1000 - push.ts_ms)
 
-    def _on_publication(self, text: str) -> None:
-        try:
-            pub = parse_publication(text)
-        except ValueError:
-            log.warning("ignored a malformed publication")
-            return
+    def _on_publication(self, pub: Publication) -> None:
         conns = self.topic_conns.get(pub.topic)
         if not conns:
             return
@@ -1191,34 +1172,16 @@ class ServerCore:
             await asyncio.sleep(self.sv.heartbeat_interval_s)
 
     async def _listen(self) -> None:
-        drain_channel = keys.drain_key(self.server_id)
-        takeover_channel = keys.takeover_channel(self.server_id)
-        push_channel = keys.push_channel(self.server_id)
-
-        async def on_message(channel: str, text: str) -> None:
-            if channel == push_channel or (channel.endswith(":push") and keys.is_sharded_channel(channel)):
-                try:
-                    push = parse_push(text)
-                except ValueError:
-                    log.warning("ignored a malformed push on %s", channel)
-                    return
-                self._on_user_push(push)
-            elif channel != drain_channel and channel != takeover_channel:
-                self._on_publication(text)
-            elif channel == drain_channel:
-                try:
-                    notice = keys.DrainNotice.from_json(text)
-                except ValueError:
-                    log.warning("ignored malformed drain notice on %s", channel)
-                    return
-                if notice.server_id == self.server_id:
-                    self.begin_drain(notice.source, notice.reason)
-            elif channel == takeover_channel:
-                try:
-                    body = json.loads(text)
-                    user_id, by = str(body["userId"]), str(body["by"])
-                except (ValueError, KeyError, TypeError):
-                    return
+        async def on_event(event: BusEvent) -> None:
+            if type(event) is UserPush:
+                self._on_user_push(event)
+            elif type(event) is Publication:
+                self._on_publication(event)
+            elif type(event) is DrainNotice:
+                if event.server_id == self.server_id:
+                    self.begin_drain(event.source, event.reason)
+            elif type(event) is Takeover:
+                user_id, by = event.user_id, event.by
                 conn = self.by_user.get(user_id)
                 if conn is None or by == self.server_id:
                     return
@@ -1242,7 +1205,7 @@ class ServerCore:
 
         while True:
             try:
-                await self.registry.listen([drain_channel, takeover_channel, push_channel], on_message, on_subscribed)
+                await self.registry.listen(self.server_id, on_event, on_subscribed)
             except Exception:  # listen() only returns by cancellation; anything else: log and resubscribe
                 _reraise_if_cancelling()
                 log.exception("drain/takeover subscription failed; resubscribing")

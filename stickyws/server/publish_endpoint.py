@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from stickyws.publish import Publisher
+from stickyws.publish import http as publish_http
 from stickyws.server.core import ServerCore
 
 
 def build_publish_app(core: ServerCore, key: str) -> web.Application:
     """The publish endpoint on the core's registry and settings, guarded by ``key``."""
-    from stickyws.publish import Publisher
-    from stickyws.publish import http as publish_http
-
     publisher = Publisher(registry=core.registry, settings=core.settings)
     limit = core.settings["max_publish_bytes"] + 1024
 

@@ -780,6 +780,7 @@ class RunningServer:
                 lambda: WebSocketConnection(ctx), self.host, self.port, backlog=LISTEN_BACKLOG
             )
             if self.publish_key and self.publish_port:
+                # Only when the endpoint is on (start-up time and memory: it loads aiohttp's server).
                 from stickyws.server.publish_endpoint import PublishListener
 
                 self._publish = PublishListener(self.core, self.publish_key, self.host, self.publish_port)

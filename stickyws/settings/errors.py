@@ -1,8 +1,8 @@
 """Errors raised by the settings model.
 
-Hierarchy::
+Hierarchy (:class:`~stickyws.errors.StickywsError` is the root of every stickyws error)::
 
-    ValueError
+    StickywsError, ValueError
     └── SettingsError               one or more rules reported an error (``.findings``)
         ├── UnknownSettingError     a flat name that no group declares
         └── SettingValueError       a value that cannot be parsed for its field
@@ -13,10 +13,11 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 
+from stickyws.errors import StickywsError
 from stickyws.settings.findings import Finding, Severity
 
 
-class SettingsError(ValueError):
+class SettingsError(StickywsError, ValueError):
     """Settings that must not be deployed; the message names each setting and its fix."""
 
     def __init__(self, findings: Sequence[Finding]) -> None:

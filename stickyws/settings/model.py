@@ -2,8 +2,8 @@
 HAProxy twin and the auditor all render or read.
 
 Settings are grouped by what they configure (load balancer, target group, server, client,
-task, registry). Every field name is unique across the groups, so a setting has one flat name that is
-used everywhere: CDK context (``cdk synth -c idle_timeout_s=300``), settings files, the
+delivery, task, deployment, registry). Every field name is unique across the groups, so a setting
+has one flat name that is used everywhere: CDK context (``cdk synth -c idle_timeout_s=300``), settings files, the
 container environment (``STICKYWS_IDLE_TIMEOUT_S``) and the auditor's report.
 
 Ranges are *not* enforced on construction: a live load balancer may well be out of range and
@@ -37,6 +37,7 @@ REGISTRY_ENGINES = ("valkey", "redis")
 REGISTRY_AUTH_MODES = ("iam", "token", "none")
 MIB = 1024 * 1024
 INBOUND_DELIVERY_MODES = ("exactly_once", "at_most_once")
+DEPLOYMENT_STRATEGIES = ("rolling", "blue_green", "linear", "canary")
 FARGATE_CPU_UNITS = ("256", "512", "1024", "2048", "4096", "8192", "16384")
 
 
@@ -439,6 +440,39 @@ class TaskSettings:
 
 
 @dataclass(frozen=True)
+class DeploymentSettings:
+    """How ECS replaces the running tasks with a new revision."""
+
+    deployment_strategy: str = setting(
+        "rolling",
+        "`rolling` (tasks replaced a few at a time, each drained first), `blue_green` (a new task set behind "
+        "the alternate target group, production traffic shifted at once), `linear` (shifted in equal steps) "
+        "or `canary` (a first step, then the rest). Weights move new handshakes only: an open WebSocket "
+        "stays on blue until it is moved.",
+        choices=DEPLOYMENT_STRATEGIES,
+    )
+    bake_time_min: int = setting(
+        15,
+        "Blue/green, linear and canary: how long blue is kept after all production traffic has shifted "
+        "(rollback without redeploying), before ECS stops it.",
+        unit="min",
+        lo=0,
+        hi=1440,
+    )
+    traffic_step_percent: float = setting(
+        10.0,
+        "Linear: the share of new handshakes each step moves (AWS 3-100); canary: the first step's share "
+        "(AWS 0.1-100).",
+        unit="%",
+        lo=0.1,
+        hi=100,
+    )
+    step_bake_time_min: int = setting(
+        6, "Linear and canary: how long each step is held before the next.", unit="min", lo=0, hi=1440
+    )
+
+
+@dataclass(frozen=True)
 class RegistrySettings:
     """The ElastiCache connection registry the stack creates: topology, engine, authentication, limits."""
 
@@ -529,6 +563,7 @@ GROUPS: tuple[tuple[str, type[Any]], ...] = (
     ("client", ClientSettings),
     ("delivery", DeliverySettings),
     ("task", TaskSettings),
+    ("deployment", DeploymentSettings),
     ("registry", RegistrySettings),
 )
 
@@ -563,6 +598,7 @@ class Settings:
     client: ClientSettings = dataclasses.field(default_factory=ClientSettings)
     delivery: DeliverySettings = dataclasses.field(default_factory=DeliverySettings)
     task: TaskSettings = dataclasses.field(default_factory=TaskSettings)
+    deployment: DeploymentSettings = dataclasses.field(default_factory=DeploymentSettings)
     registry: RegistrySettings = dataclasses.field(default_factory=RegistrySettings)
 
     fields_index: ClassVar[Mapping[str, FieldInfo]] = FIELDS

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from stickyws.rulebook import Rulebook
 from stickyws.settings.findings import Finding, Severity
 from stickyws.settings.scopes import (
     ALWAYS_KNOWN,
@@ -52,19 +53,17 @@ class Rule:
     scopes: frozenset[Scope] = frozenset()
 
 
-RULES: dict[str, Rule] = {}
+#: Every rule by id, in registration order (the order of reports and tables).
+RULES: Rulebook[Rule] = Rulebook("rule")
 
 
 def rule(rule_id: str, summary: str, *scopes: Scope) -> Callable[[CheckFn], CheckFn]:
     """Register ``fn`` as the rule ``rule_id``, run only where every one of ``scopes`` is present."""
 
-    def register(fn: CheckFn) -> CheckFn:
-        if rule_id in RULES:
-            raise ValueError(f"rule {rule_id!r} registered twice")
-        RULES[rule_id] = Rule(rule_id, summary, fn, frozenset(scopes))
-        return fn
+    def make(fn: CheckFn) -> Rule:
+        return Rule(rule_id, summary, fn, frozenset(scopes))
 
-    return register
+    return RULES.decorator(make)
 
 
 _ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
@@ -486,6 +485,78 @@ def _deployment(s: Settings) -> Iterator[Finding]:
             "set max_percent above 100 (200 is usual)",
             "min_healthy_percent",
             "max_percent",
+        )
+
+
+#: CloudFormation refuses a deployment plan longer than this (bake and step bakes together).
+MAX_DEPLOYMENT_PLAN_MIN = 33 * 60
+#: ECS's bounds on a linear step and a canary step, in percent of new requests.
+LINEAR_STEP_PERCENT = (3.0, 100.0)
+CANARY_STEP_PERCENT = (0.1, 100.0)
+
+
+def deployment_plan_min(s: Settings) -> float:
+    """Minutes from the first traffic shift to blue's stop: the step bakes (linear, canary) and the bake."""
+    d = s.deployment
+    if d.deployment_strategy == "linear":
+        steps = -(-100 // max(d.traffic_step_percent, 0.1))  # ceil: the last step may be short
+        return float(steps * d.step_bake_time_min + d.bake_time_min)
+    if d.deployment_strategy == "canary":
+        return float(d.step_bake_time_min + d.bake_time_min)
+    if d.deployment_strategy == "blue_green":
+        return float(d.bake_time_min)
+    return 0.0
+
+
+@rule(
+    "deployment-plan",
+    "A blue/green, linear or canary plan has steps ECS accepts and fits CloudFormation's limit.",
+    SERVICE,
+)
+def _deployment_plan(s: Settings) -> Iterator[Finding]:
+    d = s.deployment
+    strategy = d.deployment_strategy
+    bounds = {"linear": LINEAR_STEP_PERCENT, "canary": CANARY_STEP_PERCENT}.get(strategy)
+    if bounds is not None:
+        lo, hi = bounds
+        step = d.traffic_step_percent
+        if not lo <= step <= hi or abs(step * 10 - round(step * 10)) > 1e-9:
+            yield _error(
+                "deployment-plan",
+                f"traffic_step_percent={step:g} with deployment_strategy={strategy}: ECS takes {lo:g}-{hi:g} % "
+                "in steps of 0.1",
+                f"set traffic_step_percent within {lo:g}-{hi:g} (a multiple of 0.1)",
+                "traffic_step_percent",
+                "deployment_strategy",
+            )
+    total = deployment_plan_min(s)
+    if total > MAX_DEPLOYMENT_PLAN_MIN:
+        yield _error(
+            "deployment-plan",
+            f"deployment_strategy={strategy} plans {total:g} min of step bakes and bake, more than the "
+            f"{MAX_DEPLOYMENT_PLAN_MIN} min (33 h) CloudFormation accepts",
+            "lower bake_time_min or step_bake_time_min, or take larger traffic_step_percent steps",
+            "bake_time_min",
+            "step_bake_time_min",
+            "traffic_step_percent",
+        )
+
+
+@rule(
+    "deployment-moves-connections",
+    "A deployment moves open WebSockets to the new revision instead of cutting them.",
+    SERVICE,
+)
+def _deployment_moves_connections(s: Settings) -> Iterator[Finding]:
+    strategy = s.deployment.deployment_strategy
+    if strategy != "rolling":
+        yield _warning(
+            "deployment-moves-connections",
+            f"deployment_strategy={strategy}: the traffic shift moves new handshakes only; every open WebSocket "
+            f"stays on blue until ECS stops all blue tasks together after bake_time_min={s.deployment.bake_time_min}, "
+            "and then every one of them reconnects at once",
+            "use deployment_strategy=rolling, whose drain notice moves the clients of one task at a time",
+            "deployment_strategy",
         )
 
 

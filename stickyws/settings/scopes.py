@@ -55,6 +55,7 @@ GROUP_SCOPES: Final[Mapping[str, Scope]] = {
     "client": Scope.CLIENT,
     "delivery": Scope.REFERENCE_SERVER,
     "task": Scope.SERVICE,
+    "deployment": Scope.SERVICE,
     "registry": Scope.REGISTRY,
 }
 #: Groups whose settings describe the server's behaviour: for your own server, only those it is told count.

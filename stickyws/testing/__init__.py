@@ -12,10 +12,11 @@ Install with the ``[testing]`` extra (moto, boto3, pytest). This package imports
 nor boto3 until a deployment or a live audit needs them.
 """
 
+from stickyws.testing.audits import audit_deployment, audit_template
 from stickyws.testing.aws_env import REGION, fake_aws_environment
 from stickyws.testing.deployment import MotoDeployment, deploy_template
 from stickyws.testing.moto_compat import GAPS, Gap
-from stickyws.testing.readiness import NotWebSocketReady, assert_websocket_ready, audit_deployment, audit_template
+from stickyws.testing.readiness import NotWebSocketReady, assert_websocket_ready
 
 __all__ = [
     "GAPS",

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from stickyws.audit.checks import Audit
+from stickyws.testing.audits import audit_deployment
 from stickyws.testing.moto_compat import deploy
-
-if TYPE_CHECKING:
-    from stickyws.audit.checks import Audit
 
 
 @dataclass(frozen=True)
@@ -42,8 +41,6 @@ class MotoDeployment:
 
     def audit(self, assume: Mapping[str, str] | None = None) -> Audit:
         """The audit of the stack as boto3 reads it back (the same as ``stickyws audit --stack-name``)."""
-        from stickyws.testing.readiness import audit_deployment
-
         return audit_deployment(self.session, self.stack_name, assume)
 
 

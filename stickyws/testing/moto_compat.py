@@ -2,7 +2,8 @@
 
 moto 5.2's CloudFormation creates the resources but silently ignores some of their properties
 (load balancer and target group attributes, the Fargate fields of task definitions, a service's
-load balancers, network and deployment configuration); a test that only deploys would then audit
+load balancers, network and deployment configuration, and with them a blue/green, linear or canary
+service's strategy, bake times, lifecycle hooks and alternate target group); a test that only deploys would then audit
 moto's defaults, not the template. Each gap is listed in :data:`GAPS` and closed here with
 PUBLIC API calls only (the same calls a user could make), never by touching moto's internals.
 This project's test suite holds one strict-xfail canary per gap (``tests/moto/test_moto_gaps.py``):
@@ -23,9 +24,11 @@ from __future__ import annotations
 import copy
 import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from stickyws.errors import StackTestingError
 
 #: SSM parameter every CDK template checks (``BootstrapVersion``); moto's create_stack fails without it.
 BOOTSTRAP_VERSION_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
@@ -80,6 +83,18 @@ GAPS: dict[str, Gap] = {
             "service-deployment-configuration",
             "AWS::ECS::Service DeploymentConfiguration and HealthCheckGracePeriodSeconds",
             "ecs.update_service(deploymentConfiguration=..., healthCheckGracePeriodSeconds=...)",
+        ),
+        Gap(
+            "service-deployment-strategy",
+            "AWS::ECS::Service DeploymentConfiguration Strategy, BakeTimeInMinutes, LinearConfiguration, "
+            "CanaryConfiguration and LifecycleHooks",
+            "ecs.update_service(deploymentConfiguration={strategy, bakeTimeInMinutes, ...})",
+        ),
+        Gap(
+            "service-advanced-configuration",
+            "AWS::ECS::Service LoadBalancers[].AdvancedConfiguration (alternate target group, production and "
+            "test listener rules, role)",
+            "ecs.update_service(loadBalancers=[{..., advancedConfiguration}])",
         ),
     )
 }
@@ -163,7 +178,7 @@ def moto_deployable(template: Mapping[str, Any]) -> tuple[dict[str, Any], list[s
 REMOVED_PREFIX = "arn:aws:removed:::"
 
 
-class UnresolvableError(ValueError):
+class UnresolvableError(StackTestingError, ValueError):
     """A template value that cannot be turned into a physical value after deployment."""
 
 
@@ -313,6 +328,7 @@ def apply_dropped_properties(session: Any, template: Mapping[str, Any], physical
             )
             applied.append("target-group-attributes")
     tasks = dict(_of_type(template, TASK_TYPE))
+    arn_of = _arn_resolver(session, physical)
     for logical, props in _of_type(template, SERVICE_TYPE):
         cluster = resolve(props.get("Cluster", "default"), physical)
         update: dict[str, Any] = {"cluster": cluster, "service": physical[logical]}
@@ -321,15 +337,10 @@ def apply_dropped_properties(session: Any, template: Mapping[str, Any], physical
             update["taskDefinition"] = _register_fargate_revision(ecs, tasks[task_ref], physical[task_ref])
             applied.append("task-definition-fargate")
         if props.get("LoadBalancers"):
-            update["loadBalancers"] = [
-                {
-                    "targetGroupArn": resolve(m["TargetGroupArn"], physical),
-                    "containerName": m["ContainerName"],
-                    "containerPort": int(m["ContainerPort"]),
-                }
-                for m in props["LoadBalancers"]
-            ]
+            update["loadBalancers"] = [_load_balancer(m, physical, arn_of) for m in props["LoadBalancers"]]
             applied.append("service-load-balancers")
+            if any(m.get("AdvancedConfiguration") for m in props["LoadBalancers"]):
+                applied.append("service-advanced-configuration")
         network = (props.get("NetworkConfiguration") or {}).get("AwsvpcConfiguration")
         if network:
             update["networkConfiguration"] = {
@@ -342,16 +353,93 @@ def apply_dropped_properties(session: Any, template: Mapping[str, Any], physical
             applied.append("service-network-configuration")
         deployment = props.get("DeploymentConfiguration")
         if deployment or props.get("HealthCheckGracePeriodSeconds") is not None:
-            update["deploymentConfiguration"] = _deployment_configuration(deployment or {})
+            update["deploymentConfiguration"] = _deployment_configuration(deployment or {}, arn_of)
             if props.get("HealthCheckGracePeriodSeconds") is not None:
                 update["healthCheckGracePeriodSeconds"] = int(props["HealthCheckGracePeriodSeconds"])
             applied.append("service-deployment-configuration")
+            if (deployment or {}).get("Strategy"):
+                applied.append("service-deployment-strategy")
         ecs.update_service(**update)
     return applied
 
 
-def _deployment_configuration(props: Mapping[str, Any]) -> dict[str, Any]:
+def _load_balancer(props: Mapping[str, Any], physical: Mapping[str, str], arn_of: ArnOf) -> dict[str, Any]:
+    """One entry of ``update_service(loadBalancers=...)``, with the blue/green ``advancedConfiguration``."""
+    entry: dict[str, Any] = {
+        "targetGroupArn": resolve(props["TargetGroupArn"], physical),
+        "containerName": props["ContainerName"],
+        "containerPort": int(props["ContainerPort"]),
+    }
+    advanced = props.get("AdvancedConfiguration")
+    if advanced:
+        names = {
+            "AlternateTargetGroupArn": "alternateTargetGroupArn",
+            "ProductionListenerRule": "productionListenerRule",
+            "TestListenerRule": "testListenerRule",
+            "RoleArn": "roleArn",
+        }
+        entry["advancedConfiguration"] = {
+            key: arn_of(advanced[prop]) for prop, key in names.items() if advanced.get(prop) is not None
+        }
+    return entry
+
+
+ArnOf = Callable[[Any], str]
+
+
+def _arn_resolver(session: Any, physical: Mapping[str, str]) -> ArnOf:
+    """Resolve a template value to an ARN: a ``GetAtt X.Arn`` of an IAM role or a Lambda function resolves to
+    their physical id, which is their name; their ARN is then read from the mock."""
+    from botocore.exceptions import ClientError
+
+    def role_arn(name: str) -> str:
+        return str(session.client("iam").get_role(RoleName=name)["Role"]["Arn"])
+
+    def function_arn(name: str) -> str:
+        return str(session.client("lambda").get_function(FunctionName=name)["Configuration"]["FunctionArn"])
+
+    def arn_of(value: Any) -> str:
+        resolved = str(resolve(value, physical))
+        if resolved.startswith("arn:"):
+            return resolved
+        for lookup in (role_arn, function_arn):
+            try:
+                return lookup(resolved)
+            except ClientError:  # not this kind of resource: try the next
+                continue
+        raise UnresolvableError(f"{resolved} is neither an IAM role nor a Lambda function of the stack")
+
+    return arn_of
+
+
+def _deployment_configuration(props: Mapping[str, Any], arn_of: ArnOf) -> dict[str, Any]:
     config: dict[str, Any] = {}
+    if props.get("Strategy"):
+        config["strategy"] = str(props["Strategy"])
+    if props.get("BakeTimeInMinutes") is not None:
+        config["bakeTimeInMinutes"] = int(props["BakeTimeInMinutes"])
+    linear = props.get("LinearConfiguration")
+    if linear:
+        config["linearConfiguration"] = {
+            "stepPercent": float(linear["StepPercent"]),
+            "stepBakeTimeInMinutes": int(linear["StepBakeTimeInMinutes"]),
+        }
+    canary = props.get("CanaryConfiguration")
+    if canary:
+        config["canaryConfiguration"] = {
+            "canaryPercent": float(canary["CanaryPercent"]),
+            "canaryBakeTimeInMinutes": int(canary["CanaryBakeTimeInMinutes"]),
+        }
+    hooks = props.get("LifecycleHooks")
+    if hooks:
+        config["lifecycleHooks"] = [
+            {
+                "hookTargetArn": arn_of(h["HookTargetArn"]),
+                "roleArn": arn_of(h["RoleArn"]),
+                "lifecycleStages": list(h["LifecycleStages"]),
+            }
+            for h in hooks
+        ]
     if "MinimumHealthyPercent" in props:
         config["minimumHealthyPercent"] = int(props["MinimumHealthyPercent"])
     if "MaximumPercent" in props:

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from stickyws.audit.checks import Audit, Status, audit
-from stickyws.audit.from_template import load_template, view_from_template
+from stickyws.audit.checks import Audit, Status
 from stickyws.audit.report import render_table
+from stickyws.errors import StackTestingError
+from stickyws.testing.audits import audit_deployment, audit_template
+from stickyws.testing.deployment import MotoDeployment
 
-if TYPE_CHECKING:
-    from stickyws.testing.deployment import MotoDeployment
+__all__ = ["NotWebSocketReady", "assert_websocket_ready", "audit_deployment", "audit_template"]
 
 
-class NotWebSocketReady(AssertionError):
+class NotWebSocketReady(StackTestingError, AssertionError):
     """A stack failed the audit; ``.audit`` holds the result and the message is its table."""
 
     def __init__(self, result: Audit, *, strict: bool) -> None:
@@ -27,25 +28,6 @@ class NotWebSocketReady(AssertionError):
         what = "failed or warned" if strict else "failed"
         bad = [r.rule for r in result.results if r.status is Status.FAIL or (strict and r.status is Status.WARN)]
         super().__init__(f"{result.source} is not WebSocket-ready: {', '.join(bad)} {what}\n{render_table(result)}")
-
-
-def audit_template(template: Mapping[str, Any] | str | Path | Any, assume: Mapping[str, str] | None = None) -> Audit:
-    """The audit of a synthesized template: a dict, the path of a template JSON file, or an object with
-    ``to_json()`` (``aws_cdk.assertions.Template``)."""
-    if isinstance(template, (str, Path)):
-        return audit(view_from_template(load_template(template), f"template {template}"), assume)
-    if not isinstance(template, Mapping) and callable(getattr(template, "to_json", None)):
-        template = template.to_json()
-    if not isinstance(template, Mapping):
-        raise TypeError(f"expected a template dict, a path or an object with to_json(), got {type(template).__name__}")
-    return audit(view_from_template(template), assume)
-
-
-def audit_deployment(session: Any, stack_name: str, assume: Mapping[str, str] | None = None) -> Audit:
-    """The audit of stack ``stack_name`` read through ``session`` (moto or AWS): ``stickyws audit --stack-name``."""
-    from stickyws.audit.from_aws import read_stack
-
-    return audit(read_stack(session, stack_name), assume)
 
 
 def assert_websocket_ready(
@@ -62,8 +44,6 @@ def assert_websocket_ready(
         ``stickyws audit --assume NAME=VALUE``).
     :param strict: also fail on warnings (``warn`` rows), not only on failures.
     """
-    from stickyws.testing.deployment import MotoDeployment
-
     if isinstance(target, Audit):
         result = target
     elif isinstance(target, MotoDeployment):

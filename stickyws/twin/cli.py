@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from stickyws.cli_errors import CommandError
+
 #: Settings the interactive twin uses unless overridden: short enough to watch a deregistration.
 DEMO_OVERRIDES: dict[str, Any] = {
     "deregistration_delay_s": 10,
@@ -108,7 +110,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from stickyws.cli import CommandError
     from stickyws.settings import Settings, load_file
 
     settings = Settings().with_overrides(DEMO_OVERRIDES)
@@ -126,8 +127,6 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _server_env(args: argparse.Namespace) -> dict[str, str]:
-    from stickyws.cli import CommandError
-
     env = {}
     for item in args.server_env:
         name, sep, value = item.partition("=")
@@ -139,7 +138,6 @@ def _server_env(args: argparse.Namespace) -> dict[str, str]:
 
 def run_up(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | None = None) -> int:
     """Start the twin, print its endpoint and status, serve commands, stop everything on exit."""
-    from stickyws.cli import CommandError
     from stickyws.localproc import LocalProcessError
     from stickyws.settings import SettingsError
     from stickyws.twin.browser import allow_page_origins, demo_url

@@ -66,6 +66,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from stickyws import keys, protocol
+from stickyws.errors import LocalTwinError
 from stickyws.keys import DrainNotice
 from stickyws.localproc import (
     LocalProcessError,
@@ -170,7 +171,7 @@ def deregistration_delay_s(settings: Settings) -> float:
     return float(settings["deregistration_delay_s"])
 
 
-class TwinError(RuntimeError):
+class TwinError(LocalTwinError, RuntimeError):
     """A twin operation failed; the message says which server and what to look at (its log)."""
 
 
@@ -652,6 +653,11 @@ class TwinCluster:
             "(HAProxy 2.6 cannot add servers with a cookie at run time)"
         )
 
+    def _told_port(self, port: int) -> dict[str, str]:
+        """Your own server told ``port`` (``server_env``) is told the port the twin chose for it."""
+        variable = self.settings.told_env().get("port")
+        return {variable: str(port)} if variable else {}
+
     def _spawn(self, name: str) -> ServerProcess:
         port = self._free_port()
         assert self.jwt_secret is not None
@@ -659,6 +665,7 @@ class TwinCluster:
         env = {
             **os.environ,
             **server_environment(self.settings),
+            **self._told_port(port),
             ENV_REDIS_URL: self.redis.url,
             ENV_JWT_SECRET: self.jwt_secret,
             ENV_SERVER_ID: name,

@@ -17,6 +17,8 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
+from stickyws.errors import LocalTwinError
+
 #: ``srv_op_state`` values (HAProxy's ``enum srv_state``).
 OP_STOPPED, OP_STARTING, OP_RUNNING, OP_STOPPING = 0, 1, 2, 3
 #: ``srv_admin_state`` bits: forced maintenance, inherited maintenance, resolver maintenance, drain.
@@ -27,7 +29,7 @@ _ERROR_PREFIXES = ("No such", "Unknown command", "Require ", "Permission denied"
 _STATES = ("ready", "drain", "maint")
 
 
-class RuntimeApiError(RuntimeError):
+class RuntimeApiError(LocalTwinError, RuntimeError):
     """HAProxy refused a runtime command or could not be reached; the message quotes its answer."""
 
 

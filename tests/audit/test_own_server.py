@@ -105,9 +105,9 @@ def test_default_report_is_short(tmp_path: Path, capsys: pytest.CaptureFixture[s
         "--assume ping_interval_s=120 overrides 30 from container variable WS_PING_S",
         "note: no ElastiCache replication group or Serverless cache in the template (registry not read)",
         "",
-        "15 passed (--verbose lists them)",
+        "21 passed (--verbose lists them)",
         "13 skipped: parts this deployment does not have, or settings its server is not told (--verbose lists why)",
-        "15 pass, 1 warn, 1 fail (exit 1)",
+        "21 pass, 1 warn, 1 fail (exit 1)",
     ]
     assert max(len(line) for line in out.splitlines()[1:]) <= 110  # the first names the (temporary) path
     _, verbose = _run(["--template", path, "--assume", "ping_interval_s=120", "--verbose"], capsys)
@@ -131,9 +131,9 @@ def test_verbose_lists_every_row_with_the_reasons_for_skipping(
         assert f"skip {rule}: {summary} skipped: {reason}" in text
     assert "found: ServiceSecurityGroup: tcp 3000 from sg:LoadBalancerSecurityGroup" in text
     assert lines[-3:] == [
-        "17 passed",
+        "23 passed",
         "13 skipped: parts this deployment does not have, or settings its server is not told",
-        "17 pass, 0 warn, 0 fail (exit 0)",
+        "23 pass, 0 warn, 0 fail (exit 0)",
     ]
 
 
@@ -142,8 +142,8 @@ def test_json_holds_every_row_the_parts_and_the_server(tmp_path: Path, capsys: p
     code, out = _run(["--template", _write(tmp_path, _node_template()), "--json"], capsys)
     report = json.loads(out)
     assert code == 0
-    assert report["summary"] == {"pass": 17, "warn": 0, "fail": 0, "skip": 13}
-    assert len(report["results"]) == 30
+    assert report["summary"] == {"pass": 23, "warn": 0, "fail": 0, "skip": 13}
+    assert len(report["results"]) == 36
     assert {r["rule"]: r["found"] for r in report["results"] if r["status"] == "skip"} == NODE_SKIPPED
     topic = next(r for r in report["results"] if r["rule"] == "topic-retention-covers-reconnect")
     assert topic["scopes"] == ["client", "reference_server"]

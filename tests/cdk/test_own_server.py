@@ -26,7 +26,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_secretsmanager as secretsmanager
-from aws_cdk.assertions import Template
+from aws_cdk.assertions import Annotations, Match, Template
 
 from constructs_lib import (
     ContainerHealthCheck,
@@ -34,11 +34,13 @@ from constructs_lib import (
     SettingsMismatchError,
     StickyWebSocketLoadBalancer,
     WebSocketFargateService,
+    WebSocketObservability,
 )
 from constructs_lib.health_check import http_command
 from constructs_lib.service import NO_CONTAINER_HEALTH_CHECK_ID
 from constructs_lib.settings_check import SKIPPED_PREFIX, skipped_annotation_id, skipped_in_stack
 from stickyws.settings import LABEL_SERVER_ENV, LABEL_SERVER_MODE, Settings, render_value
+from tests.cdk.test_observability import alarms, dashboard_body
 from tests.cdk_reference import REPO_ROOT, new_app
 
 pytestmark = pytest.mark.synth
@@ -114,6 +116,10 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Synth:
         stack, "Node", vpc=vpc, settings=OWN, image=ecs.ContainerImage.from_registry(NODE_IMAGE)
     )
     web.attach(service)
+    WebSocketObservability(
+        stack, "Watch", settings=OWN, load_balancer=web.load_balancer, target_group=web.target_group,
+        service=service.service,
+    )  # fmt: skip
     return Synth(stack, Template.from_stack(stack).to_json(), web, {"Node": service})
 
 
@@ -573,3 +579,22 @@ def test_other_errors_keep_their_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr
     assert "RuntimeError: boom" in proc.stderr
+
+
+def test_own_server_is_watched_through_the_load_balancer_only(node: Synth) -> None:
+    """Your own server's dashboard and alarms read the load balancer and target group, never the reference
+    server's metrics, and an info annotation says so."""
+    body = dashboard_body(node.json)
+    assert "StickyWebSocket" not in json.dumps(body)
+    assert {w["properties"]["title"] for w in body["widgets"]} == {
+        "Load balancer connections",
+        "Alarms",
+        "Target health",
+        "Errors at the load balancer",
+    }
+    assert sorted(p["MetricName"] for p in alarms(node.json).values()) == [
+        "HTTPCode_ELB_5XX_Count",
+        "UnHealthyHostCount",
+    ]
+    infos = Annotations.from_stack(node.stack).find_info("*", Match.string_like_regexp("dashboard and alarms show"))
+    assert len(infos) == 1

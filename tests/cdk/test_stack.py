@@ -144,6 +144,7 @@ def test_availability_zones_default_to_a_and_b() -> None:
         ({"http_only": "maybe"}, "http_only='maybe' is not true or false"),
         ({"http_only": "false"}, "certificate_arn"),
         ({"hosted_zone_id": "Z1"}, "hosted_zone_name"),
+        ({"server_mode": "own"}, "compose the constructs with your image in your own CDK app"),
     ],
 )
 def test_bad_deployment_options_are_settings_errors(tmp_path: Path, context: dict[str, str], named: str) -> None:

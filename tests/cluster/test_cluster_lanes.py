@@ -10,8 +10,8 @@ from redis.asyncio.cluster import RedisCluster
 
 from stickyws.localcluster import LocalCluster
 from stickyws.localproc import pid_alive
-from stickyws.server.cluster_lanes import ClusterLanes
-from stickyws.server.redis_lane import LaneScript, RedisLane
+from stickyws.registry.cluster_lanes import ClusterLanes
+from stickyws.registry.redis_lane import LaneScript, RedisLane
 from tests.server.helpers import run
 
 pytestmark = pytest.mark.redis

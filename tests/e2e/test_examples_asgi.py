@@ -29,7 +29,8 @@ from tests.e2e.support import E2E_SETTINGS, TIME_SCALE, client_session, require_
 pytestmark = [pytest.mark.haproxy, pytest.mark.redis]
 
 APP = Path(__file__).resolve().parents[2] / "examples" / "asgi" / "app.py"
-SERVER_CMD = [sys.executable, str(APP), "--port", "{port}", "--server-id", "{server_id}", "--redis-url", "{redis_url}"]
+#: No --port: the twin tells the example the port it chose through STICKYWS_PORT (``port`` in its server_env).
+SERVER_CMD = [sys.executable, str(APP), "--server-id", "{server_id}", "--redis-url", "{redis_url}"]
 SERVERS = 2
 CLIENTS = 12
 ECHO_EVERY_S = 0.3
@@ -37,7 +38,7 @@ ECHO_EVERY_S = 0.3
 RECONNECT_JITTER_S = (0.05, 0.25)
 #: The example is a server of its own: the twin tells it only what it reads (server_env), as the stack does.
 SETTINGS = E2E_SETTINGS.with_overrides(
-    {"server_mode": "own", "server_env": "drain_window_s,ping_interval_s,ping_timeout_s,shutdown_timeout_s"}
+    {"server_mode": "own", "server_env": "port,drain_window_s,ping_interval_s,ping_timeout_s,shutdown_timeout_s"}
 )
 DELAY_S = float(SETTINGS["deregistration_delay_s"])
 WINDOW_S = float(SETTINGS["drain_window_s"])

@@ -19,6 +19,7 @@ from moto import mock_aws
 from stickyws.testing.aws_env import REGION
 from stickyws.testing.moto_compat import GAPS, create_stack, deploy
 from tests.audit.edits import only, server_container
+from tests.cdk.strategy_synth import synth_strategy
 
 pytestmark = [pytest.mark.synth, pytest.mark.filterwarnings("ignore:Tried to parse AWS::")]
 
@@ -42,7 +43,7 @@ def _read_back(session: Any, template: dict[str, Any], physical: dict[str, str])
 
     elbv2, ecs = session.client("elbv2"), session.client("ecs")
     lb = physical_of("AWS::ElasticLoadBalancingV2::LoadBalancer")
-    tg = physical_of("AWS::ElasticLoadBalancingV2::TargetGroup")
+    tg = physical_of("AWS::ElasticLoadBalancingV2::TargetGroup")  # the first: the service's own
     cluster, service_arn = physical_of("AWS::ECS::Cluster"), physical_of("AWS::ECS::Service")
     service = ecs.describe_services(cluster=cluster, services=[service_arn])["services"][0]
     return Raw(
@@ -68,10 +69,27 @@ def deployments(aws_environment: None, reference_template_json: dict[str, Any]) 
         yield raw, patched
 
 
+@pytest.fixture(scope="module")
+def linear_deployments(aws_environment: None) -> Iterator[tuple[Raw, Raw]]:
+    """The reference template with deployment_strategy=linear, deployed raw and with the workarounds."""
+    template = synth_strategy("linear").template_json
+    with mock_aws():
+        session = boto3.Session(region_name=REGION)
+        raw = _read_back(session, template, create_stack(session, template, "RawLinear"))
+        patched = _read_back(session, template, deploy(session, template, "PatchedLinear"))
+        yield raw, patched
+
+
 @pytest.fixture
 def raw(deployments: tuple[Raw, Raw]) -> Raw:
     """What moto's CloudFormation alone made of the reference template."""
     return deployments[0]
+
+
+@pytest.fixture
+def raw_linear(linear_deployments: tuple[Raw, Raw]) -> Raw:
+    """What moto's CloudFormation alone made of the linear reference template."""
+    return linear_deployments[0]
 
 
 def _template_attributes(template: dict[str, Any], kind: str, prop: str) -> dict[str, str]:
@@ -79,13 +97,16 @@ def _template_attributes(template: dict[str, Any], kind: str, prop: str) -> dict
 
 
 CANARIES: dict[str, Any] = {}
+#: The deployments fixture each canary's patched stack comes from (default: the rolling reference).
+CANARY_DEPLOYMENTS: dict[str, str] = {}
 
 
-def canary(gap_id: str) -> Any:
-    """Mark a test as the strict-xfail canary of ``gap_id``."""
+def canary(gap_id: str, deployments: str = "deployments") -> Any:
+    """Mark a test as the strict-xfail canary of ``gap_id``, judged on the stack of fixture ``deployments``."""
 
     def mark(fn: Any) -> Any:
         CANARIES[gap_id] = fn
+        CANARY_DEPLOYMENTS[gap_id] = deployments
         reason = f"moto 5.2.5 drops {GAPS[gap_id].dropped}; workaround: {GAPS[gap_id].workaround}"
         return pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)(fn)
 
@@ -98,8 +119,9 @@ def test_every_gap_has_a_canary() -> None:
 
 
 @pytest.mark.parametrize("gap_id", sorted(GAPS))
-def test_canary_passes_once_the_property_is_applied(deployments: tuple[Raw, Raw], gap_id: str) -> None:
+def test_canary_passes_once_the_property_is_applied(request: pytest.FixtureRequest, gap_id: str) -> None:
     """Each canary passes on the stack its workaround patched, so its xfail comes from moto, not the canary."""
+    deployments: tuple[Raw, Raw] = request.getfixturevalue(CANARY_DEPLOYMENTS[gap_id])
     CANARIES[gap_id](deployments[1])
 
 
@@ -161,3 +183,41 @@ def test_moto_applies_service_deployment_configuration(raw: Raw) -> None:
         props["DeploymentConfiguration"]["MinimumHealthyPercent"],
         props["HealthCheckGracePeriodSeconds"],
     )
+
+
+@canary("service-deployment-strategy", "linear_deployments")
+def test_moto_applies_service_deployment_strategy(raw_linear: Raw) -> None:
+    """moto's CloudFormation keeps a linear service's strategy, bake time and linear configuration."""
+    wanted = only(raw_linear.template, "AWS::ECS::Service")["DeploymentConfiguration"]
+    config = raw_linear.service.get("deploymentConfiguration") or {}
+    assert (config.get("strategy"), config.get("bakeTimeInMinutes"), config.get("linearConfiguration")) == (
+        wanted["Strategy"],
+        wanted["BakeTimeInMinutes"],
+        {
+            "stepPercent": wanted["LinearConfiguration"]["StepPercent"],
+            "stepBakeTimeInMinutes": wanted["LinearConfiguration"]["StepBakeTimeInMinutes"],
+        },
+    )
+
+
+@canary("service-advanced-configuration", "linear_deployments")
+def test_moto_applies_service_advanced_configuration(raw_linear: Raw) -> None:
+    """moto's CloudFormation keeps the alternate target group and the production and test rules of the service."""
+    entries = raw_linear.service.get("loadBalancers") or []
+    advanced = [e.get("advancedConfiguration") or {} for e in entries]
+    assert [sorted(a) for a in advanced] == [
+        ["alternateTargetGroupArn", "productionListenerRule", "roleArn", "testListenerRule"]
+    ]
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="moto 5.2.5 drops TargetControlPort, with no workaround")
+def test_moto_keeps_a_target_control_port(aws_environment: None) -> None:
+    """moto keeps a target group's TargetControlPort (the ALB target optimizer); it drops it even through the API,
+    so the target-optimizer check is proven on templates only (tests/audit/test_deployment_hazards.py)."""
+    with mock_aws():
+        elbv2 = boto3.client("elbv2", region_name=REGION)
+        vpc = boto3.client("ec2", region_name=REGION).create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        group = elbv2.create_target_group(
+            Name="optimized", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip", TargetControlPort=3000
+        )["TargetGroups"][0]
+        assert group.get("TargetControlPort") == 3000

@@ -77,6 +77,7 @@ def test_findings_spec_and_aws_names_are_leaf_modules() -> None:
     graph = import_graph("stickyws")
     assert {m: graph[m] for m in SETTINGS_LEAVES} == {m: set() for m in SETTINGS_LEAVES}
     assert _reachable(graph, "stickyws.settings.values") == {
+        "stickyws.errors",
         "stickyws.settings.errors",
         "stickyws.settings.findings",
         "stickyws.settings.spec",

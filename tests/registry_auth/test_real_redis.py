@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from stickyws import drain_notifier
+from stickyws.registry.redis_registry import RedisRegistry
 from stickyws.registry_auth import IamAuthTokenProvider, credential_provider_from_env
-from stickyws.server.redis_registry import RedisRegistry
 from tests.drain_notifier.test_handler import TASK_ID, ecs_event
 from tests.registry_auth.test_tokens import CREDS, FakeClock
 

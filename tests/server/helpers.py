@@ -14,10 +14,10 @@ import aiohttp
 
 from stickyws import protocol
 from stickyws.localproc import free_port
+from stickyws.registry.interfaces import Registry
 from stickyws.server.app import ServerConfig, build_core
 from stickyws.server.auth import TokenVerifier
 from stickyws.server.handler import Handler, echo_handler
-from stickyws.server.registry import Registry
 from stickyws.server.ws_adapter import RunningServer
 from stickyws.settings import Settings
 

@@ -10,11 +10,12 @@ import jwt
 import pytest
 
 from stickyws import protocol
+from stickyws.registry.records import Commit, SessionRecord, append_outbox, extend_outbox
 from stickyws.server import drain
 from stickyws.server.auth import AuthError, TokenVerifier, extract_resume, extract_token, origin_allowed
 from stickyws.server.handler import echo_handler, load_handler
 from stickyws.server.metrics import Metrics, emf_line
-from stickyws.server.session import Commit, SessionRecord, SessionState, append_outbox, extend_outbox
+from stickyws.server.session import SessionState
 from tests.server.helpers import SECRET
 
 V = TokenVerifier(SECRET, "stickyws")

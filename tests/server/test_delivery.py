@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from stickyws.registry.interfaces import TopicPosition, history_after
+from stickyws.registry.wire import Publication
 from stickyws.server.delivery import SeqCursor, TopicCursor
-from stickyws.server.registry import Publication, TopicPosition, history_after
 
 
 def test_seq_cursor_passes_the_next_item_and_drops_duplicates() -> None:
@@ -80,7 +81,7 @@ def test_pubsub_bodies_keep_the_payload_text_as_published() -> None:
     the payload marker; anything else is a ValueError."""
     import pytest
 
-    from stickyws.server.registry import parse_publication, parse_push, publication_body
+    from stickyws.registry.wire import parse_publication, parse_push, publication_body
 
     pub = Publication('news,"d":x', 7, "ep", '{"é":[1, 2.50]}', 123)
     assert parse_publication(publication_body(pub)) == pub

@@ -236,7 +236,7 @@ def test_a_message_that_arrives_as_the_idle_worker_is_let_go_is_still_handled_in
 def test_an_unexpected_registry_fault_while_a_connection_opens_closes_it_1011_with_an_error() -> None:
     """A registry call of the opening that fails unexpectedly gives that client an internal_error frame and
     close 1011; the next client is served."""
-    from stickyws.server.registry import InMemoryRegistry
+    from stickyws.registry.memory import InMemoryRegistry
 
     class FaultyOnOpen(InMemoryRegistry):
         def user_channel(self, user_id: str) -> str | None:
@@ -266,7 +266,7 @@ def test_an_unexpected_registry_fault_while_a_connection_opens_closes_it_1011_wi
 def test_a_close_that_begins_while_the_connection_opens_completes_with_the_clients_answer() -> None:
     """A server close started while the connection is still opening (its registry calls under way) ends as
     soon as the client answers the close frame, not after the close timeout."""
-    from stickyws.server.registry import InMemoryRegistry
+    from stickyws.registry.memory import InMemoryRegistry
     from stickyws.server.ws_adapter import CLOSE_TIMEOUT_S
 
     entered, release = asyncio.Event(), asyncio.Event()

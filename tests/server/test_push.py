@@ -14,7 +14,7 @@ import pytest
 
 from stickyws import keys, protocol
 from stickyws.publish import Publisher, PublishError
-from stickyws.server.registry import InMemoryRegistry
+from stickyws.registry.memory import InMemoryRegistry
 from tests.server.helpers import connect, eventually, fast, recv_json, run, send, server
 from tests.server.registries import Admin
 

@@ -1,4 +1,4 @@
-"""The registry's pipelined Redis connection (``stickyws.server.redis_lane``) against a real redis-server."""
+"""The registry's pipelined Redis connection (``stickyws.registry.redis_lane``) against a real redis-server."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 import redis
 
 from stickyws.localproc import RedisServer
-from stickyws.server.redis_lane import LaneReplyError, LaneScript, LaneUnavailable, RedisLane
+from stickyws.registry.errors import LaneReplyError, LaneUnavailable
+from stickyws.registry.redis_lane import LaneScript, RedisLane
 from tests.server.helpers import link_replica, run
 
 INCR_SCRIPT = LaneScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")
@@ -205,7 +206,7 @@ def test_close_fails_queued_calls_and_later_ones(redis_url: str) -> None:
 
 def test_subscriber_hands_out_messages_in_order_after_confirming_its_channels(redis_url: str) -> None:
     """subscribe() returns once Redis confirmed the channels; messages() gives every publication in order."""
-    from stickyws.server.redis_lane import RedisSubscriber
+    from stickyws.registry.redis_listener import RedisSubscriber
 
     async def go() -> None:
         sub = RedisSubscriber(redis_url)
@@ -232,7 +233,7 @@ def test_subscriber_hands_out_messages_in_order_after_confirming_its_channels(re
 
 def test_subscriber_stops_reading_past_its_buffer_and_resumes_without_losing_any(redis_url: str) -> None:
     """Past max_buffered unread messages the socket is paused; reading on gets all of them, in order."""
-    from stickyws.server.redis_lane import RedisSubscriber
+    from stickyws.registry.redis_listener import RedisSubscriber
 
     async def go() -> None:
         sub = RedisSubscriber(redis_url, max_buffered=50)
@@ -261,7 +262,7 @@ def test_subscriber_stops_reading_past_its_buffer_and_resumes_without_losing_any
 
 def test_subscriber_raises_once_its_connection_is_gone(make_redis: Callable[[], RedisServer]) -> None:
     """kill -9 of Redis: messages() hands out what was read, then raises LaneUnavailable (no silent hang)."""
-    from stickyws.server.redis_lane import RedisSubscriber
+    from stickyws.registry.redis_listener import RedisSubscriber
 
     async def go() -> None:
         srv = make_redis()

@@ -14,18 +14,18 @@ import pytest
 import redis
 
 from stickyws import keys, protocol
-from stickyws.server.core import Connection
-from stickyws.server.redis_registry import RedisRegistry
-from stickyws.server.registry import InMemoryRegistry
-from stickyws.server.session import (
+from stickyws.registry.memory import InMemoryRegistry
+from stickyws.registry.records import (
     OUTBOX_LIMIT,
     OUTBOX_MAX_BYTES,
     Commit,
     OutboxLimits,
     SessionRecord,
-    SessionState,
     append_outbox,
 )
+from stickyws.registry.redis_registry import RedisRegistry
+from stickyws.server.core import Connection
+from stickyws.server.session import SessionState
 from tests.server.helpers import connect, eventually, fast, run, server, token, url
 from tests.server.registries import Admin
 

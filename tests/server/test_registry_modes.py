@@ -15,7 +15,7 @@ import redis
 
 from stickyws import keys
 from stickyws.localcluster import LocalCluster
-from stickyws.server.redis_registry import RedisRegistry
+from stickyws.registry.redis_registry import RedisRegistry
 from tests.server.helpers import connect, eventually, recv_json, run, send, server
 from tests.server.registries import Admin
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stickyws.settings import RULES, Settings, Severity, validate
+from stickyws.settings.rules import deployment_plan_min
 
 DEFAULTS = Settings()
 
@@ -45,6 +46,13 @@ BROKEN = [
     ("topic-retention-covers-reconnect", {"topic_retention_s": 60}, "topic_retention_s=60 < drain_window_s"),
     ("output-bound-fits-messages", {"max_output_bytes": 65536}, "max_output_bytes=65536 < 2 x the largest message"),
     ("publish-port-apart", {"publish_port": 8080}, "publish_port=8080 is the WebSocket port"),
+    ("deployment-plan", {"deployment_strategy": "linear", "traffic_step_percent": 2}, "ECS takes 3-100 %"),
+    ("deployment-plan", {"deployment_strategy": "canary", "traffic_step_percent": 5.05}, "in steps of 0.1"),
+    (
+        "deployment-plan",
+        {"deployment_strategy": "linear", "traffic_step_percent": 10, "step_bake_time_min": 200},
+        "deployment_strategy=linear plans 2015 min of step bakes and bake, more than the 1980 min",
+    ),
     ("server-env", {"server_env": "port=PORT"}, "server_env='port=PORT' with server_mode=reference"),
     ("server-env", {"server_mode": "own", "server_env": "nope=X"}, "'nope=X' does not name a setting"),
     ("server-env", {"server_mode": "own", "server_env": "port=1BAD"}, "'1BAD' is not an environment variable name"),
@@ -105,6 +113,11 @@ BROKEN = [
 ]
 
 WARNED = [
+    (
+        "deployment-moves-connections",
+        {"deployment_strategy": "blue_green"},
+        "deployment_strategy=blue_green: the traffic shift moves new handshakes only",
+    ),
     ("registry-auth", {"registry_auth": "none"}, "registry_auth=none: any client the registry's security group"),
     (
         "registry-pubsub-backlog",
@@ -130,7 +143,7 @@ def test_registry_modes_with_defaults_pass() -> None:
 
 def test_registry_connection_count_matches_the_registry_pool() -> None:
     """The Serverless client rule counts the real RedisRegistry pool plus its one pub/sub connection."""
-    from stickyws.server.redis_registry import POOL_SIZE
+    from stickyws.registry.redis_connection import POOL_SIZE
     from stickyws.settings.rules import REGISTRY_CONNECTIONS_PER_SERVER
 
     assert REGISTRY_CONNECTIONS_PER_SERVER == POOL_SIZE + 1
@@ -177,3 +190,17 @@ def test_every_fix_names_a_setting() -> None:
             if finding.severity is Severity.ERROR:
                 assert finding.fix
                 assert finding.settings
+
+
+@pytest.mark.parametrize(
+    ("overrides", "minutes"),
+    [
+        ({}, 0.0),
+        ({"deployment_strategy": "blue_green", "bake_time_min": 1440}, 1440.0),
+        ({"deployment_strategy": "canary", "traffic_step_percent": 5, "step_bake_time_min": 10}, 25.0),
+        ({"deployment_strategy": "linear", "traffic_step_percent": 30, "step_bake_time_min": 5}, 35.0),
+    ],
+)
+def test_deployment_plan_minutes(overrides: dict[str, object], minutes: float) -> None:
+    """The plan's length is its step bakes (one per linear step, the last one short) plus the bake."""
+    assert deployment_plan_min(DEFAULTS.with_overrides(overrides)) == minutes

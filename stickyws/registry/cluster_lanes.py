@@ -1,7 +1,7 @@
 """The registry's scripts on a Redis Cluster: one auto-pipelined lane per primary.
 
 :class:`ClusterLanes` sends each script to the primary that owns its keys' slot (every script's keys
-share one slot, :mod:`stickyws.keys`), over a :class:`~stickyws.server.redis_lane.RedisLane` to that
+share one slot, :mod:`stickyws.keys`), over a :class:`~stickyws.registry.redis_lane.RedisLane` to that
 node, so the commits of one loop iteration that go to one node leave in one socket write, as on one
 primary. The slot map is redis-py's (``RedisCluster.nodes_manager``), which the registry's cluster
 client keeps. Redirections:
@@ -27,7 +27,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from stickyws.server.redis_lane import LaneReplyError, LaneScript, LaneUnavailable, RedisLane
+from stickyws.registry.errors import LaneReplyError, LaneUnavailable
+from stickyws.registry.redis_lane import LaneScript, RedisLane
 
 #: Redirections followed for one call before it fails.
 MAX_REDIRECTS = 3

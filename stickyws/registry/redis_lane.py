@@ -19,6 +19,9 @@ Contracts:
 * :meth:`RedisLane.evalsha` runs a :class:`LaneScript` by its SHA and falls back to ``EVAL`` (which
   caches it again) when Redis answers ``NOSCRIPT``, e.g. after a restart.
 * ``rediss://`` URLs use TLS; credentials come from the URL or a redis-py ``CredentialProvider``.
+
+Pub/sub on a connection of the same kind is :class:`stickyws.registry.redis_listener.RedisSubscriber`;
+the lanes of a cluster, one per primary, are :class:`stickyws.registry.cluster_lanes.ClusterLanes`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ from urllib.parse import unquote, urlparse
 
 import hiredis
 
+from stickyws.registry.errors import LaneReplyError, LaneUnavailable
+
+__all__ = ["LaneReplyError", "LaneScript", "LaneUnavailable", "RedisLane", "pack_command"]
+
 log = logging.getLogger("stickyws.server")
 
 #: ``hiredis.pack_command`` typed for any tuple of parts (its stub names a one-element tuple).
@@ -48,14 +55,6 @@ pack_command: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command
 _UNAVAILABLE_PREFIXES = ("READONLY", "LOADING", "MASTERDOWN")
 #: How long a lane trusts the replica count it read (``INFO replication``).
 REPLICAS_REFRESH_S = 5.0
-
-
-class LaneUnavailable(ConnectionError):
-    """The registry cannot be reached on this lane now (connect failed, connection lost, or not a primary)."""
-
-
-class LaneReplyError(Exception):
-    """Redis answered a command with an error reply (the message is Redis's own)."""
 
 
 class LaneScript:
@@ -485,105 +484,3 @@ class RedisLane:
         if len(creds) == 1:
             return None, creds[0]
         return creds[0], creds[1]
-
-
-class RedisSubscriber(RedisLane):
-    """Pub/sub on one connection of its own (one primary), read by hiredis as the lane's replies are.
-
-    :meth:`open` connects (and authenticates); :meth:`subscribe` returns once Redis confirmed every
-    channel (or after ``timeout_s``); :meth:`messages` returns the ``(channel, data)`` received so far,
-    in order, waiting for at least one, and raises :class:`LaneUnavailable` once the connection is gone
-    and everything read before that was handed out. It never reconnects: the caller opens a new one
-    and subscribes again. Past ``max_buffered`` messages not yet handed out it stops reading the
-    socket (Redis then buffers, up to its pub/sub output limit) until :meth:`messages` catches up.
-    """
-
-    def __init__(self, url: str, *, max_buffered: int = 10_000, **kwargs: Any) -> None:
-        super().__init__(url, **kwargs)
-        self._max_buffered = max_buffered
-        self._inbox: deque[tuple[bytes, bytes]] = deque()
-        self._wakeup: asyncio.Future[None] | None = None
-        self._lost = False
-        self._paused = False
-        self._confirm: dict[bytes, list[asyncio.Future[None]]] = {}
-
-    async def open(self) -> None:
-        """Connect and authenticate (raises :class:`LaneUnavailable` or ``TimeoutError``)."""
-        await self.execute(b"PING")
-
-    async def subscribe(self, channels: Sequence[str], timeout_s: float) -> None:
-        """SUBSCRIBE to ``channels``; returns once Redis confirmed them all, or after ``timeout_s``."""
-        if not channels or self._lost:
-            return
-        loop = asyncio.get_running_loop()
-        waits: list[asyncio.Future[None]] = []
-        for channel in channels:
-            fut: asyncio.Future[None] = loop.create_future()
-            self._confirm.setdefault(channel.encode(), []).append(fut)
-            waits.append(fut)
-        self._send(b"SUBSCRIBE", *channels)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s):
-                await asyncio.gather(*waits)
-
-    def unsubscribe(self, channels: Sequence[str]) -> None:
-        """UNSUBSCRIBE from ``channels`` (messages already read may still be handed out)."""
-        if channels and not self._lost:
-            self._send(b"UNSUBSCRIBE", *channels)
-
-    async def messages(self) -> list[tuple[bytes, bytes]]:
-        """Every ``(channel, data)`` read so far, oldest first (at least one)."""
-        while not self._inbox:
-            if self._lost:
-                raise LaneUnavailable("registry connection lost")
-            self._wakeup = asyncio.get_running_loop().create_future()
-            try:
-                await self._wakeup
-            finally:
-                self._wakeup = None
-        batch = list(self._inbox)
-        self._inbox.clear()
-        if self._paused and self._transport is not None:
-            self._paused = False
-            self._transport.resume_reading()
-        return batch
-
-    def _send(self, *args: Any) -> None:  # no reply to wait for: confirmations and messages come as pushes
-        self._enqueue(hiredis.pack_command(args))
-
-    def _wake(self) -> None:
-        wakeup = self._wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
-
-    def _on_reply(self, reply: Any) -> None:
-        if type(reply) is list and len(reply) == 3:
-            kind = reply[0]
-            if kind == b"message":
-                self._inbox.append((reply[1], reply[2]))
-                self._wake()
-                if len(self._inbox) >= self._max_buffered and not self._paused and self._transport is not None:
-                    self._paused = True
-                    self._transport.pause_reading()
-                return
-            if kind == b"subscribe":
-                for fut in self._confirm.pop(reply[1], ()):
-                    if not fut.done():
-                        fut.set_result(None)
-                return
-            if kind == b"unsubscribe":
-                return
-        super()._on_reply(reply)
-
-    def _on_lost(self, protocol: _Protocol) -> None:
-        if protocol is not self._protocol:
-            return
-        self._lost = True
-        self._out.clear()  # never resent: the caller subscribes again on a new connection
-        super()._on_lost(protocol)
-        for waits in self._confirm.values():
-            for fut in waits:
-                if not fut.done():
-                    fut.set_result(None)
-        self._confirm.clear()
-        self._wake()
