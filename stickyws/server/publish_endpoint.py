@@ -17,7 +17,7 @@ def build_publish_app(core: ServerCore, key: str) -> web.Application:
     from stickyws.publish import http as publish_http
 
     publisher = Publisher(registry=core.registry, settings=core.settings)
-    limit = core.settings["max_publish_bytes"] + 1024
+    limit = core.settings.delivery.max_publish_bytes + 1024
 
     async def publish(request: web.Request) -> web.Response:
         refused = publish_http.check_key(request.headers, key)
