@@ -24,11 +24,20 @@ Hierarchy (the concrete errors live next to the code that raises them)::
     │   └── NotWebSocketReady (+ AssertionError) stickyws.testing.readiness
     ├── PublishError (+ ValueError)             stickyws.publish
     ├── CommandError                            stickyws.cli_errors: a command line the user can fix
+    ├── ReferenceServerError                    stickyws.server
+    │   ├── AuthError                           stickyws.server.auth
+    │   ├── BadRequest                          stickyws.server.http_head
+    │   ├── FrameError, MessageTooBig           stickyws.server.ws_frames
+    │   ├── HandlerError                        stickyws.server.handler
+    │   └── StartupError                        stickyws.server.app
+    ├── RegistryError                           stickyws.registry.errors
+    │   ├── RegistryUnavailable, NotYetReplicated
+    │   ├── SessionReplaced, LaneReplyError
+    │   └── LaneUnavailable (+ ConnectionError)
     ├── ProtocolError (+ ValueError)            stickyws.protocol
     └── LocalProcessError (+ RuntimeError)      stickyws.localproc
 
-Not derived from it yet: the errors of the server and the connection registry (``stickyws.server``,
-``stickyws.registry``), and those of the drain-notifier Lambda's modules (``stickyws.drain_notifier``,
+Not derived from it: the errors of the drain-notifier Lambda's modules (``stickyws.drain_notifier``,
 ``stickyws.registry_auth``), whose bundle carries no other stickyws module.
 """
 
@@ -49,6 +58,14 @@ class ReferenceClientError(StickywsError):
 
 class LocalTwinError(StickywsError):
     """The local twin of the load balancer (:mod:`stickyws.twin`) failed."""
+
+
+class ReferenceServerError(StickywsError):
+    """The reference server (:mod:`stickyws.server`) refused input or could not start."""
+
+
+class RegistryError(StickywsError):
+    """The connection registry (:mod:`stickyws.registry`) could not do what was asked."""
 
 
 class StackTestingError(StickywsError):

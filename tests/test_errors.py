@@ -15,7 +15,7 @@ from stickyws.errors import StickywsError
 
 #: Modules whose errors do not derive from the root yet: the server and the connection registry (being
 #: restructured), and the drain-notifier Lambda's modules, whose bundle carries no other stickyws module.
-NOT_YET = ("stickyws.server", "stickyws.registry", "stickyws.drain_notifier", "stickyws.registry_auth")
+NOT_YET = ("stickyws.drain_notifier", "stickyws.registry_auth")
 
 #: Each error, the package base it derives from, and the built-in base its callers may catch.
 HIERARCHY: dict[str, tuple[type[BaseException], type[BaseException]]] = {
@@ -33,6 +33,11 @@ HIERARCHY: dict[str, tuple[type[BaseException], type[BaseException]]] = {
     "stickyws.cli_errors.CommandError": (StickywsError, Exception),
     "stickyws.protocol.ProtocolError": (StickywsError, ValueError),
     "stickyws.localproc.LocalProcessError": (StickywsError, RuntimeError),
+    "stickyws.server.auth.AuthError": (errors.ReferenceServerError, Exception),
+    "stickyws.server.ws_frames.FrameError": (errors.ReferenceServerError, Exception),
+    "stickyws.server.handler.HandlerError": (errors.ReferenceServerError, Exception),
+    "stickyws.registry.errors.RegistryUnavailable": (errors.RegistryError, Exception),
+    "stickyws.registry.errors.LaneUnavailable": (errors.RegistryError, ConnectionError),
 }
 
 

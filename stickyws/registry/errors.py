@@ -17,9 +17,16 @@ caller of the registry only through that mapping.
 
 from __future__ import annotations
 
+from stickyws.errors import RegistryError
 
-class RegistryError(Exception):
-    """Base of every exception the registry package raises."""
+__all__ = [
+    "LaneReplyError",
+    "LaneUnavailable",
+    "NotYetReplicated",
+    "RegistryError",
+    "RegistryUnavailable",
+    "SessionReplaced",
+]
 
 
 class RegistryUnavailable(RegistryError):

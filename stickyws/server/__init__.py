@@ -8,7 +8,15 @@ Modules, pure core first:
 * :mod:`~stickyws.server.drain`: the drain planner (jittered schedule, deadline).
 * :mod:`~stickyws.server.delivery`: in-order, exactly-once cursors per connection (seq, topic offsets).
 * :mod:`~stickyws.server.handler`: the application handler interface (plug your own here).
-* :mod:`~stickyws.server.core`: handshake decisions, messages, heartbeat, drain, reconcile.
+* :mod:`~stickyws.server.core_types`: what the adapter and the core exchange (requests, admissions,
+  rejections, transports, connections).
+* :mod:`~stickyws.server.outbound`: writes, slow consumers, session messages in seq order, gap fill.
+* :mod:`~stickyws.server.topics`: subscribers per topic, the fan-out of publications, recovery.
+* :mod:`~stickyws.server.upkeep`: the heartbeat, reconciliation after an outage, re-reading what was missed.
+* :mod:`~stickyws.server.drain_run`: the drain as it runs (the schedule, reconnect instructions, deadline).
+* :mod:`~stickyws.server.admission`: handshake decisions, the welcome and replay, a connection's end.
+* :mod:`~stickyws.server.inbound`: client frames, the handler, the commit (the hot path).
+* :mod:`~stickyws.server.core`: the server core: the parts wired, lifecycle, the pub/sub listener.
 * :mod:`~stickyws.server.metrics`: EMF lines and the audit log.
 * :mod:`~stickyws.server.identity`: the server id (ECS task id).
 * :mod:`~stickyws.server.triggers`: drain triggers (task metadata, DescribeTargetHealth).

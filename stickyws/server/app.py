@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
+from stickyws.errors import ReferenceServerError
 from stickyws.registry.interfaces import Registry
 from stickyws.registry.memory import InMemoryRegistry
 from stickyws.server.auth import TokenVerifier, generate_dev_secret
@@ -39,7 +40,7 @@ from stickyws.settings import (
 )
 
 
-class StartupError(Exception):
+class StartupError(ReferenceServerError):
     """The server cannot start; the message says what to set (printed as one line, exit 2)."""
 
 
@@ -165,8 +166,8 @@ def build_core(
             registry = RedisRegistry(
                 config.redis_url,
                 credential_provider=config.registry_credentials,
-                ack_wait_replicas=config.settings["ack_wait_replicas"],
-                ack_wait_timeout_ms=config.settings["ack_wait_timeout_ms"],
+                ack_wait_replicas=config.settings.delivery.ack_wait_replicas,
+                ack_wait_timeout_ms=config.settings.delivery.ack_wait_timeout_ms,
             )
         else:
             registry = InMemoryRegistry()
@@ -174,9 +175,9 @@ def build_core(
         config.settings,
         server_id=config.server_id,
         registry=registry,
-        verifier=TokenVerifier(config.secret, config.settings["jwt_audience"]),
+        verifier=TokenVerifier(config.secret, config.settings.server.jwt_audience),
         handler=handler,
-        metrics=metrics or Metrics(config.settings["metrics_namespace"], service_name=config.service_name),
+        metrics=metrics or Metrics(config.settings.server.metrics_namespace, service_name=config.service_name),
         registry_kind=kind,
     )
 
@@ -231,7 +232,7 @@ async def serve(
     metadata_url = env.get(ENV_ECS_METADATA)
     if metadata_url:
         watchers.append(asyncio.create_task(watch_task_metadata(metadata_url, core.begin_drain)))
-    if config.settings["drain_poll_target_health"]:
+    if config.settings.server.drain_poll_target_health:
         tg_arn = env.get(ENV_TARGET_GROUP_ARN)
         ip = None
         if metadata_url:
@@ -241,7 +242,7 @@ async def serve(
             import boto3
 
             client = boto3.client("elbv2")
-            interval_s = config.settings["target_health_poll_interval_s"]
+            interval_s = config.settings.server.target_health_poll_interval_s
             poll = watch_target_health(client, tg_arn, ip, port, core.begin_drain, interval_s=interval_s)
             watchers.append(asyncio.create_task(poll))
         else:
@@ -303,10 +304,10 @@ def run(
     :func:`open_metrics`."""
     env = dict(os.environ)
     config = config_from_env(env, dev=dev)
-    bind_port = config.settings["port"] if port is None else port
-    bind_publish_port = config.settings["publish_port"] if publish_port is None else publish_port
+    bind_port = config.settings.server.port if port is None else port
+    bind_publish_port = config.settings.delivery.publish_port if publish_port is None else publish_port
     metrics, sink = open_metrics(
-        config.settings["metrics_namespace"], config.service_name, dev=dev, metrics_file=metrics_file
+        config.settings.server.metrics_namespace, config.service_name, dev=dev, metrics_file=metrics_file
     )
     try:
         if dev:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import jwt
 
 from stickyws import protocol
+from stickyws.errors import ReferenceServerError
 
 ALGORITHM = "HS256"
 #: Clock skew tolerated on ``exp``/``nbf``/``iat``.
@@ -31,7 +32,7 @@ LEEWAY_S = 5
 _RESUME_KEY_LABEL = b"stickyws resume-token v1"
 
 
-class AuthError(Exception):
+class AuthError(ReferenceServerError):
     """A handshake whose token is missing (``kind="missing"``) or not acceptable (``kind="invalid"``)."""
 
     def __init__(self, kind: str, message: str) -> None:

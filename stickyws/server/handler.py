@@ -26,6 +26,8 @@ import importlib
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
+from stickyws.errors import ReferenceServerError
+
 
 class HandlerContext(NamedTuple):
     """Who a message comes from (immutable; a named tuple, since one is made per client message and a
@@ -38,7 +40,7 @@ class HandlerContext(NamedTuple):
     subscriptions: frozenset[str]
 
 
-class HandlerError(Exception):
+class HandlerError(ReferenceServerError):
     """Raised by a handler to answer one message with an ``error`` frame (``code``, message)."""
 
     def __init__(self, code: str, message: str) -> None:

@@ -15,6 +15,7 @@ from http import HTTPStatus
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from stickyws import json_codec
+from stickyws.errors import ReferenceServerError
 
 #: Longest request line (aiohttp's and nginx's default line limit).
 MAX_REQUEST_LINE_BYTES = 8190
@@ -28,7 +29,7 @@ _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
-class BadRequest(Exception):
+class BadRequest(ReferenceServerError):
     """A request head this server will not serve: answer ``status`` and close."""
 
     def __init__(self, status: int, reason: str) -> None:

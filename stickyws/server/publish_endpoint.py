@@ -16,7 +16,7 @@ from stickyws.server.core import ServerCore
 def build_publish_app(core: ServerCore, key: str) -> web.Application:
     """The publish endpoint on the core's registry and settings, guarded by ``key``."""
     publisher = Publisher(registry=core.registry, settings=core.settings)
-    limit = core.settings["max_publish_bytes"] + 1024
+    limit = core.settings.delivery.max_publish_bytes + 1024
 
     async def publish(request: web.Request) -> web.Response:
         refused = publish_http.check_key(request.headers, key)

@@ -104,7 +104,7 @@ class _Context:
         self.max_message_bytes: int = core.sv.max_message_bytes
         self.handshake_timeout_s: float = core.sv.handshake_timeout_s
         self.deflate: bool = core.sv.permessage_deflate
-        self.health_path: str = core.settings["health_check_path"]
+        self.health_path: str = core.settings.target_group.health_check_path
         folder = resources.files("stickyws") / "static"
         self.static = {f"/{name}": ((folder / name).read_bytes(), ctype) for name, ctype in STATIC_FILES.items()}
 
@@ -757,7 +757,7 @@ class RunningServer:
         self.host = host
         self.port = port
         self.publish_key = publish_key
-        self.publish_port = core.settings["publish_port"] if publish_port is None else publish_port
+        self.publish_port = core.settings.delivery.publish_port if publish_port is None else publish_port
         self._server: asyncio.Server | None = None
         self._ctx: _Context | None = None
         self._publish: Any = None

@@ -24,6 +24,8 @@ import struct
 import zlib
 from collections.abc import Callable, Sequence
 
+from stickyws.errors import ReferenceServerError
+
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1
 OP_BINARY = 0x2
@@ -60,7 +62,7 @@ with contextlib.suppress(ImportError):  # websockets ships wheels with it for th
     from websockets.speedups import apply_mask as unmask
 
 
-class FrameError(Exception):
+class FrameError(ReferenceServerError):
     """The client broke the protocol: close with ``code`` and ``reason``.
 
     ``frames``: what :meth:`FrameReader.feed` parsed from the same bytes before the violation, in

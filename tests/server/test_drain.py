@@ -144,7 +144,7 @@ def test_reconnect_instructions_are_spread_across_the_window() -> None:
             clients = [(await connect(http, rs, f"u{i}"))[0] for i in range(10)]
             t0 = asyncio.get_running_loop().time()
             rs.core.begin_drain("test")
-            start = rs.core._drain.started_at
+            start = rs.core.drain_run.started_at
             arrivals = sorted(
                 [at - t0 for at, _ in await asyncio.gather(*(_expect_reconnect_then_1012(ws) for ws in clients))]
             )
