@@ -36,7 +36,10 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
         "registry commit (lane, hiredis, registry module)",
         r"(^|/)(redis/|hiredis)|stickyws/server/(redis_registry|registry|redis_lane|cluster_lanes)\.py",
     ),
-    ("WebSocket layer (adapter, frames, HTTP head)", r"stickyws/server/(ws_adapter|ws_frames|http_head)\.py"),
+    (
+        "WebSocket layer (adapter, frames, HTTP head)",
+        r"stickyws/server/(ws_adapter|ws_connection|preflight|ws_frames|http_head)\.py",
+    ),
     ("our core (stickyws)", r"(^|/)stickyws/"),
     ("event loop (asyncio, uvloop)", r"(^|/)(asyncio/|uvloop)|selectors\.py|loop\.c|_asynciomodule\.c"),
 )

@@ -17,7 +17,7 @@ Hierarchy (the concrete errors live next to the code that raises them)::
     ├── ReferenceClientError                    stickyws.client
     │   └── ClientStopped (+ RuntimeError)      stickyws.client.connection
     ├── LocalTwinError                          stickyws.twin
-    │   ├── TwinError (+ RuntimeError)          stickyws.twin.cluster
+    │   ├── TwinError (+ RuntimeError)          stickyws.twin.processes
     │   └── RuntimeApiError (+ RuntimeError)    stickyws.twin.runtime_api
     ├── StackTestingError                       stickyws.testing
     │   ├── UnresolvableError (+ ValueError)    stickyws.testing.moto_compat

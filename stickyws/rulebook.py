@@ -2,7 +2,8 @@
 
 The settings model's rules (:data:`stickyws.settings.RULES`) and the auditor's deployment checks
 (:data:`stickyws.audit.checks.CHECKS`) are both a :class:`Rulebook`: a read-only mapping from id to
-entry that iterates in registration order, filled by a decorator (:meth:`Rulebook.decorator`) and
+entry that iterates in registration order, filled by a decorator (:meth:`Rulebook.decorator`) or
+from entries defined across modules in a listed order (:meth:`Rulebook.add_in_order`), and
 refusing an id it (or a rulebook it shares its ids with) already holds. A leaf module (standard
 library only), so the settings package and the auditor can both import it.
 """
@@ -46,6 +47,20 @@ class Rulebook(Mapping[str, E]):
                 raise ValueError(f"{self.kind} {entry.id!r}: the id is already a {other.kind}; give it another id")
         self._entries[entry.id] = entry
         return entry
+
+    def add_in_order(self, defined: Mapping[str, E], order: Iterable[str], *, listed_in: str) -> None:
+        """Register each entry of ``defined`` in the order of the ids in ``order``.
+
+        ``RuntimeError`` (and nothing registered) when ``order`` leaves out an id of ``defined`` or
+        names one it lacks; ``listed_in`` says where ``order`` is written, for the message.
+        """
+        ids = tuple(order)
+        problems = [f"{i!r} is defined but not listed" for i in defined if i not in ids]
+        problems += [f"{i!r} is listed but not defined" for i in ids if i not in defined]
+        if problems:
+            raise RuntimeError(f"{'; '.join(problems)}: list each {self.kind} id once in {listed_in}")
+        for entry_id in ids:
+            self.add(defined[entry_id])
 
     def decorator(self, make: Callable[[F], E]) -> Callable[[F], F]:
         """A decorator that registers ``make(fn)`` and hands ``fn`` back unchanged."""

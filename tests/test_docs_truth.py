@@ -64,3 +64,13 @@ def test_readme_layout_names_every_top_level_part() -> None:
     packages = {f"stickyws/{p.name}/" for p in (ROOT / "stickyws").iterdir() if (p / "__init__.py").is_file()}
     folders = {f"{name}/" for name in ("constructs_lib", "stacks", "tests", "bench", "scripts", "examples")}
     assert {part for part in packages | folders if f"`{part}" not in layout} == set()
+
+
+def test_architecture_tour_names_only_files_that_exist() -> None:
+    """Every module, package or script path the tour in docs/architecture.md names exists in the repository."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    paths = set(re.findall(r"`((?:stickyws|constructs_lib|stacks)/[\w/]*(?:\.py)?)`", text))
+    scripts = {f"stickyws/registry/{p}" for p in re.findall(r"`(scripts/\w+\.lua)`", text)}
+    missing = sorted(p for p in paths | scripts if not (ROOT / p).exists())
+    assert len(paths) > 30
+    assert missing == []

@@ -25,7 +25,7 @@ HIERARCHY: dict[str, tuple[type[BaseException], type[BaseException]]] = {
     "stickyws.audit.from_aws.ReadError": (errors.AuditError, Exception),
     "stickyws.audit.from_template.TemplateError": (errors.AuditError, Exception),
     "stickyws.client.connection.ClientStopped": (errors.ReferenceClientError, RuntimeError),
-    "stickyws.twin.cluster.TwinError": (errors.LocalTwinError, RuntimeError),
+    "stickyws.twin.processes.TwinError": (errors.LocalTwinError, RuntimeError),
     "stickyws.twin.runtime_api.RuntimeApiError": (errors.LocalTwinError, RuntimeError),
     "stickyws.testing.moto_compat.UnresolvableError": (errors.StackTestingError, ValueError),
     "stickyws.testing.readiness.NotWebSocketReady": (errors.StackTestingError, AssertionError),

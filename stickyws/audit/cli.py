@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from stickyws.cli_errors import CommandError
+from stickyws.settings import Settings, SettingsError
 
 EPILOG = """\
 sources (exactly one):
@@ -76,9 +77,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Read the chosen source, audit it, print the table or JSON; returns the exit code."""
+    # Only when auditing (start-up time: `stickyws --help` imports every command module).
     from stickyws.audit.checks import audit
     from stickyws.audit.report import render_table, to_json
-    from stickyws.settings import Settings, SettingsError
 
     assume = {}
     for item in args.assume:
@@ -99,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _read(args: argparse.Namespace) -> Any:
+    # Only when auditing (start-up time: `stickyws --help` imports every command module).
     from stickyws.audit.from_template import TemplateError, load_template, view_from_template
 
     live = args.stack_name or args.load_balancer_arn or args.target_group_arn
@@ -119,6 +121,7 @@ def _read(args: argparse.Namespace) -> Any:
         except TemplateError as exc:
             raise CommandError(str(exc)) from None
     assert live
+    # Only for a live source: it loads boto3 (optional: the server extra).
     from stickyws.audit.from_aws import ReadError, make_session, read_load_balancer, read_stack, read_target_group
 
     try:

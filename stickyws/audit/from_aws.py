@@ -26,6 +26,10 @@ the connection registry ``elasticache:DescribeReplicationGroups``, ``DescribeSer
 The registry (the stack's ElastiCache replication group or Serverless cache, or the one named by
 ``registry_id``) is read on a best-effort basis: a failure to read it becomes a note of the view
 and the registry check warns, since the load balancer audit stands without it.
+
+The module stays whole: one reader's steps, per AWS service, share its client cache, its notes and
+the one translation of botocore's errors into :class:`ReadError`, so a split by service would only
+scatter them.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """Read a synthesized CloudFormation template (JSON) into a :class:`DeploymentView`.
 
-Only what is statically resolvable is read: literals, ``Ref``/``Fn::GetAtt`` to a resource
-(which become that resource's logical id, so references compare equal within the view) and
-``Ref`` to a parameter with a ``Default``. Any other expression (``Fn::Join``, ``Fn::If``,
-imports) is left unresolved and named in the view's notes; it never turns into a guess.
+Only what is statically resolvable is read (:mod:`stickyws.audit.template_values`: literals,
+``Ref``/``Fn::GetAtt`` to a resource, ``Ref`` to a parameter with a ``Default``); any other
+expression is left unresolved and named in the view's notes; it never turns into a guess.
 
 The load balancer is the template's Application Load Balancer; the target group is the one
 its ``Upgrade: websocket`` rule forwards to (else the default action's); the service is the
@@ -18,10 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from stickyws.audit.template_values import TemplateValues
 from stickyws.audit.view import (
     ENV_PREFIX,
     LABEL_PREFIX,
@@ -59,7 +59,6 @@ REPLICATION_GROUP_TYPE = "AWS::ElastiCache::ReplicationGroup"
 SERVERLESS_CACHE_TYPE = "AWS::ElastiCache::ServerlessCache"
 USER_GROUP_TYPE = "AWS::ElastiCache::UserGroup"
 USER_TYPE = "AWS::ElastiCache::User"
-CDK_PATH = "aws:cdk:path"
 
 
 class TemplateError(AuditError):
@@ -96,62 +95,13 @@ def view_from_template(template: Mapping[str, Any], source: str = "template") ->
     return _Reader(template).read(source)
 
 
-class _Reader:
+class _Reader(TemplateValues):
     def __init__(self, template: Mapping[str, Any]) -> None:
         resources = template.get("Resources")
         if not isinstance(resources, Mapping):
             raise TemplateError("template has no Resources section")
-        self.resources: Mapping[str, Any] = resources
         params = template.get("Parameters")
-        self.parameters: Mapping[str, Any] = params if isinstance(params, Mapping) else {}
-        self.notes: list[str] = []
-
-    # -- resolution -------------------------------------------------------------------------
-
-    def text(self, value: Any, what: str = "") -> str | None:
-        """``value`` as text if statically resolvable, else ``None`` (noted when ``what`` is given)."""
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, (str, int, float)):
-            return str(value)
-        if isinstance(value, Mapping) and len(value) == 1:
-            (fn, arg), *_ = value.items()
-            if fn == "Ref" and isinstance(arg, str):
-                if arg in self.resources:
-                    return arg
-                param = self.parameters.get(arg)
-                if isinstance(param, Mapping) and "Default" in param:
-                    return self.text(param["Default"])
-            if fn == "Fn::GetAtt":
-                target = arg.split(".")[0] if isinstance(arg, str) else arg[0] if isinstance(arg, list) else None
-                if isinstance(target, str) and target in self.resources:
-                    return target
-        if what:
-            self.notes.append(f"{what} is not statically resolvable in the template: {json.dumps(value)[:80]}")
-        return None
-
-    def number(self, value: Any, what: str) -> int | None:
-        text = self.text(value, what) if value is not None else None
-        if text is None:
-            return None
-        try:
-            return int(float(text))
-        except ValueError:
-            self.notes.append(f"{what}={text!r} is not a number")
-            return None
-
-    def path(self, logical_id: str) -> str | None:
-        """The CDK construct path of a resource (its ``aws:cdk:path`` metadata), if the template has it."""
-        resource = self.resources.get(logical_id)
-        metadata = resource.get("Metadata") if isinstance(resource, Mapping) else None
-        path = metadata.get(CDK_PATH) if isinstance(metadata, Mapping) else None
-        return path if isinstance(path, str) else None
-
-    def of_type(self, kind: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-        for logical_id, resource in self.resources.items():
-            if isinstance(resource, Mapping) and resource.get("Type") == kind:
-                props = resource.get("Properties")
-                yield logical_id, props if isinstance(props, Mapping) else {}
+        super().__init__(resources, params if isinstance(params, Mapping) else {})
 
     # -- resources --------------------------------------------------------------------------
 
@@ -262,10 +212,6 @@ class _Reader:
             user_groups=groups,
         )
 
-    def flag(self, value: Any) -> bool | None:
-        text = self.text(value) if value is not None else None
-        return None if text is None else text.lower() == "true"
-
     def auth(self, user_group_id: str | None, auth_token: Any) -> str | None:
         """``iam``/``token`` from the user group's non-default users, ``token`` for an AUTH token, else ``none``."""
         if user_group_id:
@@ -357,9 +303,6 @@ class _Reader:
                 field, tuple(f"{self.text(v.get('Key')) or ''}={self.text(v.get('Value'))}" for v in pairs)
             )
         return RuleCondition(field, self.texts(props.get("Values") or []))
-
-    def texts(self, values: Any) -> tuple[str, ...]:
-        return tuple(t for t in (self.text(v) for v in values) if t is not None)
 
     def action(self, props: Mapping[str, Any]) -> Action:
         kind = str(props.get("Type", ""))

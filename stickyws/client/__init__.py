@@ -4,6 +4,8 @@
 * :mod:`~stickyws.client.cookies`: one cookie jar per endpoint, values opaque (``AWSALB``...)
 * :mod:`~stickyws.client.outbox`: ids, acknowledgements, resend after resume
 * :mod:`~stickyws.client.policy`: reconnect or stop, for every way a connection ends
+* :mod:`~stickyws.client.events`: the events and counters a client reports
+* :mod:`~stickyws.client.handshake`: the handshake URL, the 101 answer's headers, the reasons to stop
 * :mod:`~stickyws.client.connection`: :class:`StickyClient` (needs the ``server`` extra: aiohttp)
 """
 

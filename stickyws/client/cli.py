@@ -25,6 +25,7 @@ import time
 from typing import Any, TextIO
 
 from stickyws.cli_errors import CommandError
+from stickyws.settings import from_env
 
 ENV_TOKEN = "STICKYWS_TOKEN"
 #: Default of ``--connect-timeout-s``: bound on each handshake and on the wait for the ``connected`` frame.
@@ -58,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def describe(kind: str, detail: dict[str, Any]) -> str:
     """One readable line for an event (without the timestamp)."""
+    # Only when a client runs (start-up time: `stickyws --help` imports every command module; the client loads aiohttp).
     from stickyws.client.connection import CLOSE_PROTOCOL_ERROR
     from stickyws.client.policy import close_name
 
@@ -109,8 +111,8 @@ def run_client(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 async def _main(args: argparse.Namespace, token: str, out: TextIO) -> int:
+    # Only when a client runs (start-up time: `stickyws --help` imports every command module; the client loads aiohttp).
     from stickyws.client.connection import CLOSED_BY_APPLICATION, Event, StickyClient
-    from stickyws.settings import from_env
 
     start = time.monotonic()
     quiet = {"ack", "message"} if args.quiet_acks else set()

@@ -1,7 +1,8 @@
 """The reference client: an aiohttp WebSocket that keeps its session across reconnects.
 
 Thin adapter around the pure core (:mod:`~stickyws.client.backoff`, :mod:`~stickyws.client.cookies`,
-:mod:`~stickyws.client.outbox`, :mod:`~stickyws.client.policy`)::
+:mod:`~stickyws.client.outbox`, :mod:`~stickyws.client.policy`), reporting what it sees as
+:mod:`~stickyws.client.events` and building its handshakes with :mod:`~stickyws.client.handshake`::
 
     async with StickyClient("ws://127.0.0.1:8000/ws", token) as client:
         await client.wait_connected(timeout_s=10)
@@ -26,11 +27,9 @@ import contextlib
 import json
 import random
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
@@ -38,118 +37,33 @@ from stickyws import protocol
 from stickyws.client import policy
 from stickyws.client.backoff import Backoff, parse_retry_after
 from stickyws.client.cookies import CookieJar
+from stickyws.client.events import EVENT_KINDS, ClientStats, Event, peak_rate_per_s
+from stickyws.client.handshake import (
+    CLOSE_PROTOCOL_ERROR,
+    HANDSHAKE_400_HINT,
+    handshake_headers,
+    not_stickyws_reason,
+    with_query,
+)
 from stickyws.client.outbox import Outbox
 from stickyws.errors import ReferenceClientError
 from stickyws.settings import Settings
 
+__all__ = [
+    "CLOSED_BY_APPLICATION",
+    "CLOSE_PROTOCOL_ERROR",
+    "EVENT_KINDS",
+    "ClientStats",
+    "ClientStopped",
+    "Event",
+    "StickyClient",
+    "handshake_headers",
+    "peak_rate_per_s",
+    "with_query",
+]
+
 #: The stop reason after :meth:`StickyClient.close` (the application ended the client, not the server).
 CLOSED_BY_APPLICATION = "closed by the application"
-#: Close code sent to a server that does not speak ``stickyws.v1`` (RFC 6455 protocol error).
-CLOSE_PROTOCOL_ERROR = 1002
-
-#: Event kinds, in the order a connection produces them.
-EVENT_KINDS = (
-    "connecting",
-    "connected",
-    "ack",
-    "message",
-    "publication",
-    "unrecoverable",
-    "gap",
-    "error",
-    "reconnect_requested",
-    "closed",
-    "rejected",
-    "backoff",
-    "stopped",
-)
-
-
-@dataclass(frozen=True)
-class Event:
-    """Something the client saw: ``kind`` is one of :data:`EVENT_KINDS`; ``at`` is ``time.monotonic()``."""
-
-    kind: str
-    detail: dict[str, Any]
-    at: float
-
-
-@dataclass
-class ClientStats:
-    """Counters a test or an operator reads after (or during) a run."""
-
-    handshakes: int = 0
-    connects: int = 0
-    #: ``time.monotonic()`` of every ``connected`` after the first: the reconnect timeline.
-    reconnect_times: list[float] = field(default_factory=list)
-    resumed: int = 0
-    not_resumed_reconnects: int = 0
-    close_codes: Counter[int] = field(default_factory=Counter)
-    handshake_statuses: Counter[int] = field(default_factory=Counter)
-    reconnect_frames: int = 0
-    connect_errors: int = 0
-    #: Server id of every connection, in order.
-    servers: list[str] = field(default_factory=list)
-    session_ids: set[str] = field(default_factory=set)
-    #: ``message`` frames received (their payloads go to the events, not here: a client may run for days).
-    messages: int = 0
-    #: ``message`` frames dropped because their seq had been seen already (a replay overlap).
-    duplicate_messages: int = 0
-    #: ``publication`` frames received, and those dropped as already seen (offset at or below the position).
-    publications: int = 0
-    duplicate_publications: int = 0
-    #: ``unrecoverable`` (topic history gone) and ``gap`` (session messages gone) frames received.
-    unrecoverable: int = 0
-    gaps: int = 0
-    #: Frames that were not valid ``stickyws.v1`` server frames (ignored).
-    bad_frames: int = 0
-    #: Upgrades answered by a server that does not speak ``stickyws.v1`` (no subprotocol, no ``connected``).
-    protocol_failures: int = 0
-    #: Longest time between losing a connection and the next ``connected``.
-    max_outage_s: float = 0.0
-
-
-def peak_rate_per_s(times: list[float], window_s: float = 1.0) -> float:
-    """Largest number of ``times`` (seconds, e.g. :attr:`ClientStats.reconnect_times`) in any sliding
-    ``window_s`` window, per second: the peak reconnect rate a fleet of clients put on the servers."""
-    ordered = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(ordered):
-        while t - ordered[lo] > window_s:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best / window_s
-
-
-def with_query(url: str, params: dict[str, str]) -> str:
-    """``url`` with ``params`` set in its query (existing keys replaced)."""
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    query.update(params)
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-def not_stickyws_reason(found: str, timeout_s: float) -> str:
-    """The stop reason for a server that does not speak ``stickyws.v1``: what it did (``found``), what was
-    expected, and what to check."""
-    return (
-        f"the server does not speak {protocol.SUBPROTOCOL}: {found}; expected the {protocol.SUBPROTOCOL} "
-        f"subprotocol in the upgrade answer and a `connected` frame within {timeout_s:g} s. Check that the URL "
-        "is a stickyws server's WebSocket endpoint (`stickyws serve` listens on /ws)"
-    )
-
-
-#: Added to the reason of a handshake answered 400: a server that refuses the subprotocol answers so.
-HANDSHAKE_400_HINT = (
-    f"; a server that does not offer the {protocol.SUBPROTOCOL} subprotocol answers 400 too: "
-    "check that a stickyws server answers at this URL"
-)
-
-
-def handshake_headers(ws: aiohttp.ClientWebSocketResponse) -> Any:
-    """Headers of the 101 answer (``Set-Cookie``...): aiohttp keeps that response only privately."""
-    response = getattr(ws, "_response", None)
-    return response.headers if response is not None else {}
 
 
 class ClientStopped(ReferenceClientError, RuntimeError):

@@ -18,6 +18,8 @@ import os
 import sys
 from typing import Any
 
+from stickyws.settings import ENV_PUBLISH_KEY, ENV_REDIS_URL, SettingsError
+
 #: How long ``--endpoint`` waits for the publish endpoint's answer.
 ENDPOINT_TIMEOUT_S = 10.0
 
@@ -52,8 +54,6 @@ def _fail(message: str) -> int:
 
 def run_publish(args: argparse.Namespace) -> int:
     """Run ``stickyws publish``."""
-    from stickyws.settings import ENV_PUBLISH_KEY, ENV_REDIS_URL
-
     try:
         data = json.loads(args.data)
     except ValueError as exc:
@@ -70,8 +70,8 @@ def run_publish(args: argparse.Namespace) -> int:
 
 
 def _publish_through_registry(args: argparse.Namespace, data: Any) -> int:
+    # Only when publishing (start-up time: `stickyws --help` imports this module; the publisher is larger).
     from stickyws.publish import Publisher, PublishError
-    from stickyws.settings import SettingsError
 
     async def go() -> dict[str, Any]:
         async with Publisher() as pub:
@@ -96,6 +96,7 @@ def endpoint_url(endpoint: str) -> str | None:
     when it is not an http(s) URL."""
     from urllib.parse import urlsplit
 
+    # Only with --endpoint (start-up time: `stickyws --help` imports this module; it loads the publisher).
     from stickyws.publish.http import PATH
 
     parts = urlsplit(endpoint)
@@ -111,8 +112,8 @@ def _publish_through_endpoint(args: argparse.Namespace, data: Any) -> int:
     import urllib.error
     import urllib.request
 
+    # Only with --endpoint (start-up time: `stickyws --help` imports this module; it loads the publisher).
     from stickyws.publish.http import PATH
-    from stickyws.settings import ENV_PUBLISH_KEY
 
     url = endpoint_url(args.endpoint)
     if url is None:

@@ -20,9 +20,10 @@ Modules, pure core first:
 * :mod:`~stickyws.server.metrics`: EMF lines and the audit log.
 * :mod:`~stickyws.server.identity`: the server id (ECS task id).
 * :mod:`~stickyws.server.triggers`: drain triggers (task metadata, DescribeTargetHealth).
-* :mod:`~stickyws.server.ws_adapter`: the WebSocket adapter (one asyncio protocol per connection: the
-  only module that touches client sockets), on :mod:`~stickyws.server.http_head` (request heads) and
-  :mod:`~stickyws.server.ws_frames` (RFC 6455 frames, permessage-deflate).
+* :mod:`~stickyws.server.ws_adapter`: the WebSocket adapter's listener, and
+  :mod:`~stickyws.server.ws_connection`, its asyncio protocol per connection (the only modules that touch
+  client sockets), on :mod:`~stickyws.server.http_head` (request heads), :mod:`~stickyws.server.preflight`
+  (CORS and pre-flight answers) and :mod:`~stickyws.server.ws_frames` (RFC 6455 frames, permessage-deflate).
 * :mod:`~stickyws.server.publish_endpoint`: the publish endpoint's own port (aiohttp).
 * :mod:`~stickyws.server.app`: assembly from the environment; :mod:`~stickyws.server.cli`: commands.
 

@@ -10,6 +10,9 @@ import os
 import sys
 from typing import Any
 
+from stickyws.server.handler import echo_handler, load_handler
+from stickyws.settings import ENV_JWT_SECRET, SettingsError, from_env
+
 #: Default bind address: loopback, so local runs are not exposed; the Dockerfile passes ``--host 0.0.0.0``.
 DEFAULT_HOST = "127.0.0.1"
 
@@ -70,8 +73,8 @@ def _fail(message: str) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     """``stickyws serve``."""
+    # Only when the server runs: it loads aiohttp and uvloop (optional: the server extra) and takes start-up time.
     from stickyws.server.app import StartupError, run
-    from stickyws.server.handler import echo_handler, load_handler
 
     if args.publish_port is not None and not 0 <= args.publish_port <= 65535:
         return _fail("--publish-port must be a port number (0 turns the publish endpoint off)")
@@ -91,8 +94,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def run_token(args: argparse.Namespace) -> int:
     """``stickyws token``."""
+    # Only for this command: it loads PyJWT (optional: the server extra).
     from stickyws.server.auth import TokenVerifier
-    from stickyws.settings import ENV_JWT_SECRET, SettingsError, from_env
 
     secret = os.environ.get(ENV_JWT_SECRET, "")
     if not secret:

@@ -10,8 +10,9 @@
 Modules, each importing only those before it (no cycles; the package re-exports the public names):
 ``findings`` (Finding, Severity), ``spec`` (field specs), ``aws_names`` (settings to AWS attribute
 and property names, with AWS defaults), ``errors``, ``values`` (the one value parser and renderer),
-``scopes`` (which parts a rule speaks of), ``rules``, ``model`` (the Settings object), ``codec``
-(environment, labels, context, files).
+``scopes`` (which parts a rule speaks of), ``rules`` (a package: the rule engine, then the rules by
+the part they speak of), ``model`` (the Settings object), ``codec`` (environment, labels, context,
+files).
 """
 
 from stickyws.settings.codec import (

@@ -6,6 +6,10 @@ delivery, task, deployment, registry). Every field name is unique across the gro
 has one flat name that is used everywhere: CDK context (``cdk synth -c idle_timeout_s=300``), settings files, the
 container environment (``STICKYWS_IDLE_TIMEOUT_S``) and the auditor's report.
 
+The module is long on purpose: it is the one table of every setting (declarations and their
+documentation, read top to bottom; the README's settings table is generated from it), with no logic
+beyond the lookups at its end.
+
 Ranges are *not* enforced on construction: a live load balancer may well be out of range and
 the auditor must still describe it. :meth:`Settings.validate` runs the named rules in
 :mod:`stickyws.settings.rules` and returns findings; :meth:`Settings.check` raises on errors.

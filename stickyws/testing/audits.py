@@ -29,6 +29,7 @@ def audit_template(template: Mapping[str, Any] | str | Path | Any, assume: Mappi
 
 def audit_deployment(session: Any, stack_name: str, assume: Mapping[str, str] | None = None) -> Audit:
     """The audit of stack ``stack_name`` read through ``session`` (moto or AWS): ``stickyws audit --stack-name``."""
+    # Only to read a deployment: it loads boto3 (optional: the server extra), which auditing a template never needs.
     from stickyws.audit.from_aws import read_stack
 
     return audit(read_stack(session, stack_name), assume)

@@ -80,6 +80,7 @@ def stickyws_moto_session(stickyws_aws_region: str) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def stickyws_deploy(stickyws_moto_session: Any) -> Deploy:
     """``deploy(template, stack_name)``: a template deployed into the module's moto account, workarounds applied."""
+    # Only where a test deploys (start-up time: every pytest run loads this plugin; this loads the auditor).
     from stickyws.testing.deployment import deploy_template
 
     def deploy(template: Mapping[str, Any], stack_name: str) -> MotoDeployment:

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from stickyws.cli_errors import CommandError
+from stickyws.settings import Settings, SettingsError, load_file
+from stickyws.twin.browser import allow_page_origins, demo_url
 
 #: Settings the interactive twin uses unless overridden: short enough to watch a deregistration.
 DEMO_OVERRIDES: dict[str, Any] = {
@@ -110,8 +112,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from stickyws.settings import Settings, load_file
-
     settings = Settings().with_overrides(DEMO_OVERRIDES)
     if args.settings_file:
         settings = settings.with_overrides(load_file(args.settings_file))
@@ -138,9 +138,8 @@ def _server_env(args: argparse.Namespace) -> dict[str, str]:
 
 def run_up(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | None = None) -> int:
     """Start the twin, print its endpoint and status, serve commands, stop everything on exit."""
+    # Only when the twin runs (start-up time: `stickyws --help` imports every command module).
     from stickyws.localproc import LocalProcessError
-    from stickyws.settings import SettingsError
-    from stickyws.twin.browser import allow_page_origins, demo_url
     from stickyws.twin.cluster import SERVER_START_TIMEOUT_S, TwinCluster, TwinError
 
     stdin = stdin or sys.stdin

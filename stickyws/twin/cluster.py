@@ -5,17 +5,12 @@ Everything is rendered from ONE :class:`~stickyws.settings.Settings`: HAProxy's 
 the operations below. Every process is started by this object and stopped by its PID
 (:mod:`stickyws.localproc`); :meth:`TwinCluster.stop` leaves nothing behind.
 
-Servers: the reference server by default, or any program given as ``server_cmd``: an argument
-list (or a shell-like string, split with :func:`shlex.split`, never run by a shell, so SIGTERM
-reaches the program itself) whose ``{port}``, ``{server_id}``, ``{redis_url}`` and
-``{jwt_secret}`` placeholders are filled per server (:func:`expand`; ``server_env`` values too).
-Every server also gets the settings it is told as environment variables (``server_environment``:
-every ``STICKYWS_*`` setting for the reference server, only ``server_env``'s with ``server_mode=own``),
-``REDIS_URL``,
-``STICKYWS_SERVER_ID`` and ``STICKYWS_JWT_SECRET``; it must answer ``settings["health_check_path"]``
-with the health-check matcher's status on 127.0.0.1:{port}.
+Servers: the reference server by default, or any program given as ``server_cmd``, with its
+placeholders and environment as :mod:`stickyws.twin.processes` describes; it must answer
+``settings["health_check_path"]`` with the health-check matcher's status on 127.0.0.1:{port}.
 
-Operations, in the order AWS performs them:
+Operations, in the order AWS performs them (the steps of ``deregister`` and the measure of ``kill``:
+:mod:`stickyws.twin.operations`):
 
 ``add()``
     Start a server process, wait for its own ``/health`` (ECS: the container is running), then
@@ -46,28 +41,20 @@ with the last :data:`LOG_TAIL_LINES` lines of its log in the error; the work dir
 from __future__ import annotations
 
 import contextlib
-import http.client
-import json
 import os
-import re
 import secrets
-import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
-from urllib.parse import urlsplit
+from typing import Final
 
-from stickyws import keys, protocol
-from stickyws.errors import LocalTwinError
-from stickyws.keys import DrainNotice
+from stickyws import protocol
 from stickyws.localproc import (
     LocalProcessError,
     RedisServer,
@@ -79,201 +66,57 @@ from stickyws.localproc import (
     wait_for_http,
     wait_for_port,
 )
-from stickyws.settings import (
-    ENV_JWT_SECRET,
-    ENV_REDIS_URL,
-    ENV_SERVER_ID,
-    Scope,
-    Settings,
-    SettingsError,
-    Severity,
-    server_environment,
-)
-from stickyws.twin import haproxy_config
+from stickyws.settings import ENV_JWT_SECRET, Scope, Settings, SettingsError, Severity
+from stickyws.twin import haproxy_config, operations
 from stickyws.twin.haproxy_config import BACKEND, Layout, Slot
-from stickyws.twin.kill_report import KillReport, aws_outage_s, expected_outage_s, served_by, sticky_cookie
+from stickyws.twin.kill_report import KillReport
+from stickyws.twin.operations import (
+    DRAIN_SOURCE,
+    KILL_PROBE_INTERVAL_S,
+    DeregisterReport,
+    deregistration_delay_s,
+)
+from stickyws.twin.processes import (
+    LOG_TAIL_LINES,
+    PLACEHOLDERS,
+    ExternalRegistry,
+    ServerProcess,
+    ServerStatus,
+    TwinError,
+    expand,
+    literal,
+    log_tail,
+    quote_log,
+    server_command,
+    spawn,
+)
 from stickyws.twin.runtime_api import RuntimeApi, RuntimeApiError, ServerState
 
-#: ``DrainNotice.source`` of the notices the twin publishes.
-DRAIN_SOURCE = "twin"
+__all__ = [
+    "DRAIN_SOURCE",
+    "KILL_PROBE_INTERVAL_S",
+    "LOG_TAIL_LINES",
+    "MIN_CAPACITY",
+    "PLACEHOLDERS",
+    "SERVER_START_TIMEOUT_S",
+    "TWIN_PARTS",
+    "DeregisterReport",
+    "ExternalRegistry",
+    "ServerProcess",
+    "ServerStatus",
+    "TwinCluster",
+    "TwinError",
+    "deregistration_delay_s",
+    "expand",
+    "literal",
+    "quote_log",
+    "server_command",
+]
+
 #: Seconds a server process gets to answer ``/health`` after it starts (``TwinCluster.server_start_timeout_s``).
 SERVER_START_TIMEOUT_S = 20.0
-#: Lines of a server's log quoted in the error when it fails to start.
-LOG_TAIL_LINES = 20
-#: Seconds between two sticky requests while :meth:`TwinCluster.kill` measures the outage.
-KILL_PROBE_INTERVAL_S = 0.01
-#: HAProxy's answers to a request for a dead server: 503 (connect refused, ``retries 0``), 502 (the
-#: server died with the request on it), 504 (connect timeout).
-REFUSED_STATUSES = (502, 503, 504)
 #: Extra slots beyond what the twin starts with: each ``add`` uses a fresh slot (see haproxy_config).
 MIN_CAPACITY = 16
-#: Placeholders of ``server_cmd`` and ``server_env`` values, filled per server by :func:`expand`.
-PLACEHOLDERS = ("port", "server_id", "redis_url", "jwt_secret")
-#: Seconds the twin keeps reading reconnect announcements after a deregistered server exited.
-ANNOUNCEMENT_GRACE_S = 0.3
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _log_tail(path: Path, lines: int = 3) -> list[str]:
-    """The last ``lines`` lines of a process's log (``[]`` when it wrote none)."""
-    if not path.exists():
-        return []
-    return path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-lines:]
-
-
-def quote_log(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The end of a log quoted for an error: ``server-s1.log (last 2 lines):``, then each line as ``  | ...``."""
-    tail = _log_tail(path, lines)
-    if not tail:
-        return f"{path.name} is empty: the server wrote nothing to stdout or stderr"
-    count = f"{len(tail)} line{'s' if len(tail) != 1 else ''}"
-    return f"{path.name} (last {count}):\n" + "\n".join(f"  | {line}" for line in tail)
-
-
-def expand(template: str, values: Mapping[str, str]) -> str:
-    """``template`` with every ``{name}`` of :data:`PLACEHOLDERS` replaced by ``values[name]``.
-
-    ``{{`` and ``}}`` stand for a literal brace (``ws:user:{{id}}`` gives ``ws:user:{id}``).
-    Raises :class:`TwinError` naming the placeholders there are for any other ``{word}``; text in
-    braces that is not a single word (JSON, ``{}``) is left as it is.
-    """
-
-    def fill(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name is None:
-            return match.group(0)[0]
-        if name not in values:
-            known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
-            raise TwinError(f"unknown placeholder {{{name}}} in {template!r}: use {known}")
-        return values[name]
-
-    return _PLACEHOLDER.sub(fill, template)
-
-
-def literal(text: str) -> str:
-    """``text`` with its braces doubled, so :func:`expand` gives it back unchanged."""
-    return text.replace("{", "{{").replace("}", "}}")
-
-
-def server_command(server_cmd: str | Sequence[str]) -> list[str]:
-    """The argument list of ``server_cmd`` (a string is split as a shell would, but never run by one)."""
-    try:
-        args = shlex.split(server_cmd) if isinstance(server_cmd, str) else list(server_cmd)
-    except ValueError as exc:
-        raise TwinError(f"cannot split the server command {server_cmd!r}: {exc}") from None
-    if not args:
-        raise TwinError("the server command is empty: give a program, e.g. 'node server.js --port {port}'")
-    return args
-
-
-def deregistration_delay_s(settings: Settings) -> float:
-    """How long :meth:`TwinCluster.deregister` waits before cutting connections: the target group's delay."""
-    return float(settings["deregistration_delay_s"])
-
-
-class TwinError(LocalTwinError, RuntimeError):
-    """A twin operation failed; the message says which server and what to look at (its log)."""
-
-
-@dataclass
-class ServerProcess:
-    """One reference server: its slot name (also its server id and cookie value), port and process."""
-
-    name: str
-    port: int
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    #: ``starting`` | ``serving`` | ``deregistering`` | ``stopped`` | ``killed``
-    phase: str = "starting"
-    exit_code: int | None = None
-
-    @property
-    def alive(self) -> bool:
-        """Whether the process is still running."""
-        return self.proc.poll() is None
-
-
-@dataclass(frozen=True)
-class DeregisterReport:
-    """What one deregistration did, and what the server did with its connections.
-
-    Every count is of connections HAProxy held to the server (``show stat`` ``scur``: WebSocket
-    tunnels, and HTTP requests in flight such as long polls):
-
-    * ``connections_at_start``: open when the server was put in maintenance;
-    * ``connections_cut``: still open when the deregistration delay ran out, closed by
-      ``shutdown sessions`` (what the ALB does to them);
-    * ``closed_before_cut``: ``connections_at_start - connections_cut``, the connections that ended
-      during the delay. HAProxy logs a clean close from either side alike, so this is "closed by the
-      server, or by its clients on their own": compare it with ``told_to_reconnect``;
-    * ``told_to_reconnect``: reconnect instructions the server announced for its clients on the
-      registry (``ws:reconnect:{userId}`` with its ``serverId``, as stickyws.v1 servers do) from the
-      drain notice until it exited. 0 for a server that does not speak the protocol.
-    """
-
-    name: str
-    drain_notice: bool
-    drained_s: float
-    connections_cut: int
-    exit_code: int | None
-    connections_at_start: int = 0
-    told_to_reconnect: int = 0
-
-    @property
-    def closed_before_cut(self) -> int:
-        """Connections that ended during the deregistration delay (see the class doc)."""
-        return max(0, self.connections_at_start - self.connections_cut)
-
-    def render(self) -> str:
-        """``s1: deregistered in 1.2 s: 5 connections: 0 cut, 5 closed before the cut, 5 told to reconnect``."""
-        return (
-            f"{self.name}: deregistered in {self.drained_s:.1f} s: {self.connections_at_start} connection"
-            f"{'s' if self.connections_at_start != 1 else ''}: {self.connections_cut} cut, "
-            f"{self.closed_before_cut} closed before the cut, {self.told_to_reconnect} told to reconnect; "
-            f"exit code {self.exit_code}"
-        )
-
-
-@dataclass(frozen=True)
-class ServerStatus:
-    """One line of ``twin status``."""
-
-    name: str
-    pid: int | None
-    port: int
-    phase: str
-    target: str
-    connections: int
-
-    def render(self) -> str:
-        """``s1  pid 4242  127.0.0.1:40001  serving  healthy  3 connections``."""
-        pid = f"pid {self.pid}" if self.pid else "exited"
-        return (
-            f"{self.name:<4} {pid:<10} 127.0.0.1:{self.port:<5}  {self.phase:<13} {self.target:<9} "
-            f"{self.connections} connection{'s' if self.connections != 1 else ''}"
-        )
-
-
-class ExternalRegistry:
-    """A registry the twin uses but did not start (``TwinCluster(registry_url=...)``): never stopped by it."""
-
-    proc: subprocess.Popen[bytes] | None = None
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.port = urlsplit(url).port or 6379
-
-    @property
-    def pid(self) -> int | None:
-        """Always ``None``: not the twin's process."""
-        return None
-
-    def start(self) -> ExternalRegistry:
-        """Nothing to start."""
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        """Nothing to stop."""
 
 
 #: What the twin stands for: a load balancer, tasks and their servers (its redis-server is no ElastiCache registry).
@@ -376,6 +219,7 @@ class TwinCluster:
 
     def token(self, user_id: str, ttl_s: int = 3600) -> str:
         """A connection token for ``user_id`` signed with the twin's key (what ``stickyws token`` prints)."""
+        # PyJWT is an optional dependency (the server extra): loaded only when a token is asked for.
         from stickyws.server.auth import TokenVerifier
 
         assert self.jwt_secret is not None
@@ -459,37 +303,14 @@ class TwinCluster:
 
     def deregister(self, name: str, *, drain_notice: bool = True) -> DeregisterReport:
         """The ECS stop sequence for ``name`` (see the module doc); returns what it measured."""
-        proc = self._server(name)
-        proc.phase = "deregistering"
-        delay_s = deregistration_delay_s(self.settings)
-        started = time.monotonic()
-        announcements = _ReconnectAnnouncements(self.redis.url, name)
-        try:
-            if drain_notice:
-                self.publish_drain_notice(name)
-                self._say(f"{name}: drain notice published")
-            self.api.set_state(BACKEND, name, "maint")
-            at_start = self.connections(name)
-            self._say(
-                f"{name}: deregistered (maint) with {at_start} connection(s); "
-                f"waiting up to {delay_s:g} s for them to drain"
-            )
-            deadline = started + delay_s
-            remaining = at_start
-            while remaining > 0 and time.monotonic() < deadline:
-                announcements.read(0.05)
-                remaining = self.connections(name)
-            drained_s = time.monotonic() - started
-            self.api.shutdown_sessions(BACKEND, name)
-            self._say(f"{name}: deregistration delay over after {drained_s:.2f} s, {remaining} connection(s) cut")
-            stop_pid(proc.proc, timeout_s=float(self.settings["stop_timeout_s"]))
-            proc.exit_code = proc.proc.returncode
-            proc.phase = "stopped"
-            self._say(f"{name}: SIGTERM, exited with {proc.exit_code}")
-            announcements.read_until_quiet(ANNOUNCEMENT_GRACE_S)
-        finally:
-            announcements.close()
-        return DeregisterReport(name, drain_notice, drained_s, remaining, proc.exit_code, at_start, announcements.count)
+        return operations.deregister(
+            self.api,
+            self._server(name),
+            settings=self.settings,
+            redis_url=self.redis.url,
+            drain_notice=drain_notice,
+            say=self._say,
+        )
 
     def kill(self, name: str, *, measure: bool = True) -> KillReport | None:
         """SIGKILL ``name``: its connections drop at once; HAProxy's checks mark it down later.
@@ -504,7 +325,16 @@ class TwinCluster:
         proc.exit_code = proc.proc.returncode
         proc.phase = "killed"
         self._say(f"{name}: SIGKILL")
-        return self._measure_outage(name, killed_at) if measure else None
+        if not measure:
+            return None
+        return operations.measure_outage(
+            self.api,
+            self.settings,
+            time_scale=self.time_scale,
+            frontend_port=self.frontend_port,
+            name=name,
+            killed_at=killed_at,
+        )
 
     def rolling_deploy(self, *, drain_notice: bool = True) -> list[DeregisterReport]:
         """Replace every running server one at a time, minimum healthy 100 % (see the module doc)."""
@@ -518,18 +348,7 @@ class TwinCluster:
 
     def publish_drain_notice(self, name: str) -> int:
         """SET + PUBLISH the drain notice for ``name`` as the AWS drain notifier does; returns subscribers."""
-        import redis
-
-        from stickyws.drain_notifier import publish
-
-        client: redis.Redis | redis.RedisCluster = redis.Redis.from_url(self.redis.url, socket_timeout=3)
-        try:
-            if int(client.info("cluster").get("cluster_enabled", 0)) == 1:  # as the drain notifier does
-                client.close()
-                client = redis.RedisCluster.from_url(self.redis.url, socket_timeout=3)
-            return publish(client, DrainNotice(server_id=name, source=DRAIN_SOURCE, reason="twin deregister"))
-        finally:
-            client.close()
+        return operations.publish_drain_notice(self.redis.url, name)
 
     # Observation
 
@@ -539,7 +358,7 @@ class TwinCluster:
 
     def connections(self, name: str) -> int:
         """Open connections HAProxy holds to ``name``."""
-        return self.api.current_sessions(BACKEND).get(name, 0)
+        return operations.connections(self.api, name)
 
     def status(self) -> list[ServerStatus]:
         """One :class:`ServerStatus` per server the twin started, in start order."""
@@ -566,58 +385,6 @@ class TwinCluster:
         return self._wait_target(name, healthy=healthy, timeout_s=timeout_s)
 
     # Internals
-
-    def _measure_outage(self, name: str, killed_at: float) -> KillReport:
-        """Probe with ``name``'s stickiness cookie and watch HAProxy's state until both show the failover."""
-        cookie = sticky_cookie(self.settings, name)
-        inter = haproxy_config.health_check_interval_s(self.settings, self.time_scale)
-        checks = int(self.settings["unhealthy_threshold_count"])
-        bound_s = max(5.0, 2 * inter * (checks + 1))
-        refused_s: float | None = None
-        moved_to: str | None = None
-        marked_down_s: float | None = None
-        refusals = 0
-        while time.monotonic() - killed_at < bound_s:
-            states = {s.name: s for s in self.api.servers_state(BACKEND)}
-            if marked_down_s is None and name in states and not states[name].healthy:
-                marked_down_s = time.monotonic() - killed_at
-            if cookie is not None and moved_to is None:
-                status, server = self._sticky_request(cookie)
-                if status in REFUSED_STATUSES:
-                    refusals += 1
-                elif status is not None and server is not None and server != name:
-                    refused_s, moved_to = time.monotonic() - killed_at, server
-            if marked_down_s is not None:
-                others = [s for s in states.values() if s.name != name and s.healthy]
-                if cookie is None or moved_to is not None or not others:
-                    break
-            time.sleep(KILL_PROBE_INTERVAL_S)
-        return KillReport(
-            name=name,
-            sticky=cookie is not None,
-            refused_s=refused_s,
-            refusals=refusals,
-            moved_to=moved_to,
-            marked_down_s=marked_down_s,
-            expected_s=expected_outage_s(self.settings, self.time_scale),
-            aws_s=aws_outage_s(self.settings),
-            checks=checks,
-            interval_s=inter,
-            aws_interval_s=float(self.settings["health_check_interval_s"]),
-        )
-
-    def _sticky_request(self, cookie: str) -> tuple[int | None, str | None]:
-        """``GET`` the health path through HAProxy with ``cookie``: the status and the server that answered."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.frontend_port, timeout=2.0)
-        try:
-            conn.request("GET", self.settings["health_check_path"], headers={"Host": "localhost", "Cookie": cookie})
-            response = conn.getresponse()
-            response.read()
-            return response.status, served_by(response.headers.get_all("Set-Cookie") or [])
-        except (OSError, http.client.HTTPException):
-            return None, None
-        finally:
-            conn.close()
 
     def _workdir_note(self) -> str:
         """Where the logs of a failed start are: kept (and where), or removed (and how to keep them)."""
@@ -653,34 +420,18 @@ class TwinCluster:
             "(HAProxy 2.6 cannot add servers with a cookie at run time)"
         )
 
-    def _told_port(self, port: int) -> dict[str, str]:
-        """Your own server told ``port`` (``server_env``) is told the port the twin chose for it."""
-        variable = self.settings.told_env().get("port")
-        return {variable: str(port)} if variable else {}
-
     def _spawn(self, name: str) -> ServerProcess:
-        port = self._free_port()
         assert self.jwt_secret is not None
-        values = {"port": str(port), "server_id": name, "redis_url": self.redis.url, "jwt_secret": self.jwt_secret}
-        env = {
-            **os.environ,
-            **server_environment(self.settings),
-            **self._told_port(port),
-            ENV_REDIS_URL: self.redis.url,
-            ENV_JWT_SECRET: self.jwt_secret,
-            ENV_SERVER_ID: name,
-            **{k: expand(v, values) for k, v in self.server_env.items()},
-        }
-        log_path = self.dir / f"server-{name}.log"
-        if self._command is None:
-            args = [sys.executable, "-m", "stickyws.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-        else:
-            args = [expand(a, values) for a in self._command]
-        try:
-            started = start_process(args, env=env, log_path=log_path)
-        except LocalProcessError as exc:
-            raise TwinError(f"server {name}: {exc}; check the server command {shlex.join(args)!r}") from None
-        proc = ServerProcess(name, port, started, log_path)
+        proc = spawn(
+            name,
+            self._free_port(),
+            settings=self.settings,
+            command=self._command,
+            server_env=self.server_env,
+            redis_url=self.redis.url,
+            jwt_secret=self.jwt_secret,
+            workdir=self.dir,
+        )
         self.procs[name] = proc
         return proc
 
@@ -719,7 +470,7 @@ class TwinCluster:
                 wait_for_port(self.frontend_port, max(0.1, deadline - time.monotonic()))
                 return
             stop_pid(self.haproxy, timeout_s=3.0)
-            tail = _log_tail(log_path)
+            tail = log_tail(log_path)
             if attempt == attempts or "cannot bind" not in " ".join(tail):
                 raise TwinError(f"HAProxy did not start\n{quote_log(log_path).replace('the server', 'HAProxy')}")
             self.frontend_port = self._free_port()
@@ -734,7 +485,7 @@ class TwinCluster:
                 wait_for_http(proc.port, path, self.server_start_timeout_s, status=200, proc=proc.proc)
                 return proc
             except LocalProcessError as exc:
-                tail = " ".join(_log_tail(proc.log_path)).lower()  # the log is appended to: this attempt's end
+                tail = " ".join(log_tail(proc.log_path)).lower()  # the log is appended to: this attempt's end
                 if attempt == attempts or proc.alive or "address already in use" not in tail:
                     if proc.alive:  # never healthy: stop it now, so its log is complete and it holds no port
                         stop_pid(proc.proc, timeout_s=3.0)
@@ -766,60 +517,3 @@ class TwinCluster:
                     f"(its own {path} answers {own}); see {log}"
                 )
             time.sleep(0.02)
-
-
-class _ReconnectAnnouncements:
-    """Counts the reconnect instructions one server announces on ``ws:reconnect:*`` (see DeregisterReport).
-
-    A registry that cannot be reached counts nothing (the report then says 0 told to reconnect).
-    """
-
-    def __init__(self, redis_url: str, server_id: str) -> None:
-        import redis
-
-        self.server_id = server_id
-        self.count = 0
-        self._client = redis.Redis.from_url(redis_url, socket_timeout=3)
-        self._pubsub: Any = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        try:
-            self._pubsub.psubscribe(keys.reconnect_channel("*"))
-            self._pubsub.get_message(timeout=1.0)  # the subscription is active before the drain notice goes out
-        except redis.RedisError:
-            self._pubsub = None
-
-    def read(self, timeout_s: float) -> int:
-        """Count what arrives within ``timeout_s``; returns how many messages arrived."""
-        if self._pubsub is None:
-            time.sleep(timeout_s)
-            return 0
-        import redis
-
-        seen = 0
-        deadline = time.monotonic() + timeout_s
-        try:
-            while (left := deadline - time.monotonic()) > 0:
-                message = self._pubsub.get_message(timeout=left)
-                if message is None:
-                    continue
-                seen += 1
-                try:
-                    body = json.loads(message["data"])
-                except (TypeError, ValueError):
-                    continue
-                if isinstance(body, dict) and body.get("type") == "reconnect":
-                    self.count += body.get("serverId") == self.server_id
-        except redis.RedisError:
-            self._pubsub = None
-        return seen
-
-    def read_until_quiet(self, quiet_s: float) -> None:
-        """Keep counting until nothing arrived for ``quiet_s`` (bounded: at most 20 quiet periods)."""
-        for _ in range(20):
-            if self.read(quiet_s) == 0:
-                return
-
-    def close(self) -> None:
-        """Close the subscription and its connection."""
-        if self._pubsub is not None:
-            self._pubsub.close()
-        self._client.close()
