@@ -76,7 +76,8 @@ def test_kill_reports_the_sticky_clients_503_window_measured_against_the_health_
     assert report.refused_s is not None
     assert report.marked_down_s is not None
     # A refused connect fails a check at once: down after the FALL-th check, (FALL - 1) to FALL intervals on.
-    assert (FALL - 1) * INTER_S - CLIENT_SLACK_S <= report.refused_s <= FALL * INTER_S + CLIENT_SLACK_S
+    # HAProxy's checks run on their own timers: a loaded machine delays them, never brings them forward.
+    assert (FALL - 1) * INTER_S - CLIENT_SLACK_S <= report.refused_s <= 1.5 * FALL * INTER_S + CLIENT_SLACK_S
     assert abs(report.refused_s - report.marked_down_s) <= CLIENT_SLACK_S
     assert report.refusals >= 1
     assert client_refusals >= 1
