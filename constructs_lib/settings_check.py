@@ -22,10 +22,10 @@ judges a value.
 
 Errors are checked on every call. Warnings and informational findings are annotated once per stack
 (on the first construct that reports them), so a stack of four constructs does not print the same
-finding four times. At synthesis, every rule that no construct of the stack judged gets one info
-annotation ``stickyws:settings-skipped:<rule-id>`` with the reason (no load balancer in this stack,
-your own server is not told a setting, ...); each construct's :func:`apply_settings` result also
-lists its own skipped rules.
+finding four times. At synthesis, the rules that no construct of the stack judged are named in ONE
+info annotation, ``stickyws:settings-skipped``, each with its reason (no registry in this stack,
+your own server is not told a setting, ...); :func:`skipped_in_stack` returns them, and each
+construct's ``skipped_rules()`` lists its own.
 """
 
 from __future__ import annotations
@@ -44,20 +44,14 @@ from stickyws.settings import PARTS, RULES, Finding, RulePlan, Scope, Settings, 
 #: Prefix of the annotation ids, e.g. ``stickyws:settings:ping-within-idle-timeout``; acknowledge one
 #: with ``Annotations.of(scope).acknowledge_warning(id, reason)``.
 ANNOTATION_PREFIX: Final = "stickyws:settings"
-#: Prefix of the info annotations of rules no construct of a stack judged, e.g.
-#: ``stickyws:settings-skipped:registry-auth``.
-SKIPPED_PREFIX: Final = "stickyws:settings-skipped"
+#: Id of the one info annotation that names the rules no construct of a stack judged.
+SKIPPED_ID: Final = "stickyws:settings-skipped"
 _LEDGER_ID: Final = "StickywsSettingsLedger"
 
 
 def annotation_id(rule_id: str) -> str:
     """The annotation id under which findings of rule ``rule_id`` are reported."""
     return f"{ANNOTATION_PREFIX}:{rule_id}"
-
-
-def skipped_annotation_id(rule_id: str) -> str:
-    """The id of the info annotation that says rule ``rule_id`` was judged by no construct of the stack."""
-    return f"{SKIPPED_PREFIX}:{rule_id}"
 
 
 class SettingsMismatchError(SettingsError):
@@ -171,7 +165,7 @@ class _SettingsLedger(Construct):
 
 @jsii.implements(IAspect)
 class _AnnotateSkipped:
-    """At synthesis, one info annotation on the stack per rule no construct judged."""
+    """At synthesis, one info annotation on the stack naming the rules no construct judged, with reasons."""
 
     def __init__(self, ledger: _SettingsLedger) -> None:
         self._ledger = ledger
@@ -181,9 +175,13 @@ class _AnnotateSkipped:
         if self._done or not isinstance(node, Stack):
             return
         self._done = True
-        annotations = Annotations.of(node)
-        for rule_id, reason in self._ledger.unjudged().items():
-            annotations.add_info_v2(skipped_annotation_id(rule_id), f"rule {rule_id} not judged: {reason}")
+        unjudged = self._ledger.unjudged()
+        if unjudged:
+            by_reason: dict[str, list[str]] = {}
+            for rule_id, reason in unjudged.items():
+                by_reason.setdefault(reason, []).append(rule_id)
+            listed = "; ".join(f"{', '.join(ids)} ({reason})" for reason, ids in by_reason.items())
+            Annotations.of(node).add_info_v2(SKIPPED_ID, f"{len(unjudged)} settings rules not judged: {listed}")
 
 
 def _ledger(scope: IConstruct) -> _SettingsLedger:

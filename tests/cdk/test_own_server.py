@@ -38,7 +38,7 @@ from constructs_lib import (
 )
 from constructs_lib.health_check import http_command
 from constructs_lib.service import NO_CONTAINER_HEALTH_CHECK_ID
-from constructs_lib.settings_check import SKIPPED_PREFIX, skipped_annotation_id, skipped_in_stack
+from constructs_lib.settings_check import SKIPPED_ID, skipped_in_stack
 from stickyws.settings import LABEL_SERVER_ENV, LABEL_SERVER_MODE, Settings, render_value
 from tests.cdk.test_observability import alarms, dashboard_body
 from tests.cdk_reference import REPO_ROOT, new_app
@@ -251,18 +251,18 @@ def test_rules_not_judged_are_listed(node: Synth) -> None:
     """Rules no construct judged get one info annotation each on the stack, with the reason; the service lists
     its own skipped rules; rules the attached stack did judge are not listed."""
     infos = [str(m.data) for m in node.stack.node.metadata if m.type == "aws:cdk:info"]
-    skipped = {i.split("[ack: ")[1].rstrip("]"): i for i in infos if SKIPPED_PREFIX in i}
-    assert (
-        "your server is not told shutdown_timeout_s (add it to server_env)"
-        in skipped[skipped_annotation_id("stop-timeout-covers-shutdown")]
-    )
-    assert (
-        "the server is your own (server_mode=own)" in skipped[skipped_annotation_id("topic-retention-covers-reconnect")]
-    )
-    assert "no registry it creates" in skipped[skipped_annotation_id("registry-auth")]
+    notes = [i for i in infos if f"[ack: {SKIPPED_ID}]" in i]
+    assert len(notes) == 1
+    skipped = skipped_in_stack(node.stack)
+    assert notes[0].startswith(f"{len(skipped)} settings rules not judged: ")
+    told = "your server is not told shutdown_timeout_s (add it to server_env)"
+    assert skipped["stop-timeout-covers-shutdown"] == told
+    assert "stop-timeout-covers-shutdown (your server is not told shutdown_timeout_s" in notes[0]
+    assert "the server is your own (server_mode=own)" in skipped["topic-retention-covers-reconnect"]
+    assert "registry-topology, registry-engine, registry-auth" in notes[0]
     # Told ping_interval_s, and the load balancer is attached: the ping rule was judged.
-    assert skipped_annotation_id("ping-within-idle-timeout") not in skipped
-    assert skipped_annotation_id("http2-off") not in skipped
+    assert "ping-within-idle-timeout" not in skipped
+    assert "http2-off" not in skipped
     assert "ping-within-idle-timeout: the deployment has no load balancer" in node.services["Node"].skipped_rules()
     assert node.web.skipped_rules()[0] == "ping-within-idle-timeout: the deployment has no server"
 
@@ -270,7 +270,7 @@ def test_rules_not_judged_are_listed(node: Synth) -> None:
 def test_reference_stack_judges_every_rule(reference_stack: Any) -> None:
     """The reference stack judges all parts once: no rule is reported as not judged."""
     assert skipped_in_stack(reference_stack) == {}
-    assert not [m for m in reference_stack.node.metadata if SKIPPED_PREFIX in str(m.data)]
+    assert not [m for m in reference_stack.node.metadata if SKIPPED_ID in str(m.data)]
 
 
 # -- every health-check and scaling choice -------------------------------------------------------------
