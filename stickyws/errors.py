@@ -37,8 +37,8 @@ Hierarchy (the concrete errors live next to the code that raises them)::
     ├── ProtocolError (+ ValueError)            stickyws.protocol
     └── LocalProcessError (+ RuntimeError)      stickyws.localproc
 
-Not derived from it: the errors of the drain-notifier Lambda's modules (``stickyws.drain_notifier``,
-``stickyws.registry_auth``), whose bundle carries no other stickyws module.
+Not derived from it: the errors of the Lambdas' modules (``stickyws.drain_notifier``,
+``stickyws.registry_auth``, ``stickyws.migration_hook``), whose bundles carry only the modules they need.
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ import stickyws
 from stickyws import errors
 from stickyws.errors import StickywsError
 
-#: Modules whose errors do not derive from the root yet: the server and the connection registry (being
-#: restructured), and the drain-notifier Lambda's modules, whose bundle carries no other stickyws module.
-NOT_YET = ("stickyws.drain_notifier", "stickyws.registry_auth")
+#: Modules whose errors do not derive from the root: the Lambdas' modules, whose bundles carry only what
+#: they need.
+LAMBDA_MODULES = ("stickyws.drain_notifier", "stickyws.registry_auth", "stickyws.migration_hook")
 
 #: Each error, the package base it derives from, and the built-in base its callers may catch.
 HIERARCHY: dict[str, tuple[type[BaseException], type[BaseException]]] = {
@@ -45,7 +45,7 @@ def _defined_errors() -> dict[str, type[BaseException]]:
     """``module.Name`` -> class, for every exception class defined in a stickyws module (``__main__`` aside)."""
     found: dict[str, type[BaseException]] = {}
     for info in pkgutil.walk_packages(stickyws.__path__, "stickyws."):
-        if info.name == "stickyws.__main__" or info.name.startswith(NOT_YET):
+        if info.name == "stickyws.__main__" or info.name.startswith(LAMBDA_MODULES):
             continue
         module = importlib.import_module(info.name)
         for name, obj in vars(module).items():

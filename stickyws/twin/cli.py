@@ -9,7 +9,11 @@ demo page link (the servers allow the twin's own page origins), and one status l
 then reads commands on stdin (one per line):
 
 ``status`` | ``deregister NAME`` | ``kill NAME`` | ``add`` | ``deploy`` | ``deploy-no-drain`` |
-``token USER`` | ``help`` | ``quit``
+``deploy blue_green|linear|canary`` | ``token USER`` | ``help`` | ``quit``
+
+``deploy STRATEGY`` runs an ECS blue/green, linear or canary deployment with the settings'
+``traffic_step_percent``, and ``bake_time_min`` and ``step_bake_time_min`` scaled by
+``--time-scale`` (:mod:`stickyws.twin.blue_green`), and prints its report.
 
 Ctrl-C, SIGTERM and ``quit`` stop every process the twin started, by PID, before anything is
 reported: a closed stdout (nobody reads the output any more) cannot keep them running. The end of
@@ -30,6 +34,7 @@ from typing import Any, TextIO
 from stickyws.cli_errors import CommandError
 from stickyws.settings import Settings, SettingsError, load_file
 from stickyws.twin.browser import allow_page_origins, demo_url
+from stickyws.twin.traffic_shift import SHIFT_STRATEGIES
 
 #: Settings the interactive twin uses unless overridden: short enough to watch a deregistration.
 DEMO_OVERRIDES: dict[str, Any] = {
@@ -52,6 +57,9 @@ HELP = """commands:
   add                  start one more server and register it once healthy
   deploy               rolling deployment, minimum healthy 100 % (with the drain notice)
   deploy-no-drain      the same without the drain notice: clients are cut (1006) at the end of the delay
+  deploy STRATEGY      blue_green, linear or canary: green servers behind the alternate backend, production
+                       weights shifted (new handshakes only), bake, then every blue server stopped together:
+                       blue's open sockets are cut at cleanup
   token USER           print a connection token for USER
   quit                 stop everything (also Ctrl-C / SIGTERM)"""
 
@@ -287,6 +295,8 @@ def execute(cluster: Any, words: list[str], say: Callable[[str], None]) -> str:
             f"deploy: replaced {len(reports)} servers in {time.monotonic() - started:.1f} s, "
             f"{cut} connections cut, {told} told to reconnect"
         )
+    elif command == "deploy" and len(rest) == 1 and rest[0] in SHIFT_STRATEGIES:
+        say(cluster.deploy(rest[0]).render())
     elif command == "token" and len(rest) == 1:
         say(cluster.token(rest[0]))
     else:

@@ -32,6 +32,16 @@ Operations, in the order AWS performs them (the steps of ``deregister`` and the 
 ``rolling_deploy()``
     Replace every running server, one at a time, minimum healthy 100 %: start the replacement,
     wait until it is healthy, then deregister the old server.
+``deploy(strategy)``
+    ``blue_green``, ``linear`` or ``canary``: green servers behind the other backend (the alternate
+    target group), the production rule's weights shifted step by step, an optional hook, the
+    bake, then every blue server stopped together (:mod:`stickyws.twin.blue_green`); returns a
+    :class:`~stickyws.twin.blue_green.DeployReport`. ``rolling`` is :meth:`rolling_deploy`.
+
+HAProxy has two backends, :data:`~stickyws.twin.haproxy_config.BACKEND` and
+:data:`~stickyws.twin.haproxy_config.ALTERNATE_BACKEND`, and a weighted forward between them;
+:attr:`TwinCluster.production` names the one that serves (it changes with each blue/green,
+linear or canary deployment), and every other operation acts on it.
 
 A server that exits or never answers its health path at start fails :meth:`TwinCluster.start`
 with the last :data:`LOG_TAIL_LINES` lines of its log in the error; the work directory (logs,
@@ -67,8 +77,9 @@ from stickyws.localproc import (
     wait_for_port,
 )
 from stickyws.settings import ENV_JWT_SECRET, Scope, Settings, SettingsError, Severity
-from stickyws.twin import haproxy_config, operations
-from stickyws.twin.haproxy_config import BACKEND, Layout, Slot
+from stickyws.twin import blue_green, haproxy_config, operations
+from stickyws.twin.blue_green import DeployReport, Hook
+from stickyws.twin.haproxy_config import ALTERNATE_WEIGHT_KEY, BACKEND, Layout, Slot
 from stickyws.twin.kill_report import KillReport
 from stickyws.twin.operations import (
     DRAIN_SOURCE,
@@ -100,6 +111,7 @@ __all__ = [
     "PLACEHOLDERS",
     "SERVER_START_TIMEOUT_S",
     "TWIN_PARTS",
+    "DeployReport",
     "DeregisterReport",
     "ExternalRegistry",
     "ServerProcess",
@@ -177,6 +189,9 @@ class TwinCluster:
         )
         self.frontend_port = free_port()
         self.stats_socket = str(self.dir / "haproxy.sock")
+        self.weights_map = str(self.dir / "weights.map")
+        #: The backend (target group) that serves production traffic; every operation acts on it.
+        self.production = BACKEND
         self.config_path = self.dir / "haproxy.cfg"
         self.api = RuntimeApi(self.stats_socket)
         self.procs: dict[str, ServerProcess] = {}
@@ -288,15 +303,19 @@ class TwinCluster:
 
     # Operations
 
-    def add(self, name: str | None = None) -> ServerProcess:
-        """Start a server in the next free slot and register it once it is healthy (see the module doc)."""
+    def add(self, name: str | None = None, *, backend: str | None = None) -> ServerProcess:
+        """Start a server in the next free slot and register it once it is healthy (see the module doc).
+
+        ``backend``: the backend to register it in (default :attr:`production`).
+        """
+        backend = backend or self.production
         with self._lock:
             name = name or self._next_slot()
             proc = self._spawn(name)
         proc = self._wait_own_health(proc)
-        self.api.set_address(BACKEND, name, "127.0.0.1", proc.port)
-        self.api.set_state(BACKEND, name, "ready")
-        self._wait_target(name, healthy=True)
+        self.api.set_address(backend, name, "127.0.0.1", proc.port)
+        self.api.set_state(backend, name, "ready")
+        self._wait_target(name, healthy=True, backend=backend)
         proc.phase = "serving"
         self._say(f"{name}: registered and healthy on 127.0.0.1:{proc.port}")
         return proc
@@ -310,6 +329,7 @@ class TwinCluster:
             redis_url=self.redis.url,
             drain_notice=drain_notice,
             say=self._say,
+            backend=self.production,
         )
 
     def kill(self, name: str, *, measure: bool = True) -> KillReport | None:
@@ -334,6 +354,7 @@ class TwinCluster:
             frontend_port=self.frontend_port,
             name=name,
             killed_at=killed_at,
+            backend=self.production,
         )
 
     def rolling_deploy(self, *, drain_notice: bool = True) -> list[DeregisterReport]:
@@ -346,6 +367,30 @@ class TwinCluster:
             reports.append(self.deregister(name, drain_notice=drain_notice))
         return reports
 
+    def deploy(
+        self,
+        strategy: str = "rolling",
+        *,
+        hook: Hook | None = None,
+        bake_s: float | None = None,
+        step_bake_s: float | None = None,
+        drain_notice: bool = True,
+    ) -> DeployReport | list[DeregisterReport]:
+        """Deploy a new revision with ``strategy`` (see the module doc).
+
+        ``rolling`` runs :meth:`rolling_deploy` (with ``drain_notice``) and returns its reports;
+        ``blue_green``, ``linear`` and ``canary`` run :func:`stickyws.twin.blue_green.deploy` with
+        ``hook``, ``bake_s`` and ``step_bake_s`` (default: the settings' minutes scaled by
+        ``time_scale``) and return its :class:`DeployReport`.
+        """
+        if strategy == "rolling":
+            return self.rolling_deploy(drain_notice=drain_notice)
+        return blue_green.deploy(self, strategy, hook=hook, bake_s=bake_s, step_bake_s=step_bake_s)
+
+    def say(self, line: str) -> None:
+        """Send one line to the twin's ``log`` (if any)."""
+        self._say(line)
+
     def publish_drain_notice(self, name: str) -> int:
         """SET + PUBLISH the drain notice for ``name`` as the AWS drain notifier does; returns subscribers."""
         return operations.publish_drain_notice(self.redis.url, name)
@@ -354,17 +399,17 @@ class TwinCluster:
 
     def targets(self) -> dict[str, ServerState]:
         """HAProxy's view of every slot in use, by name."""
-        return {s.name: s for s in self.api.servers_state(BACKEND) if s.name in self.procs}
+        return {s.name: s for s in self.api.servers_state(self.production) if s.name in self.procs}
 
     def connections(self, name: str) -> int:
         """Open connections HAProxy holds to ``name``."""
-        return operations.connections(self.api, name)
+        return operations.connections(self.api, name, self.production)
 
     def status(self) -> list[ServerStatus]:
         """One :class:`ServerStatus` per server the twin started, in start order."""
         try:
             targets = self.targets()
-            sessions = self.api.current_sessions(BACKEND)
+            sessions = self.api.current_sessions(self.production)
         except RuntimeApiError:
             targets, sessions = {}, {}
         out = []
@@ -381,7 +426,7 @@ class TwinCluster:
         return [p.name for p in self.procs.values() if p.phase == "serving" and p.alive]
 
     def wait_target(self, name: str, *, healthy: bool, timeout_s: float | None = None) -> float:
-        """Wait until HAProxy reports ``name`` (un)healthy; returns the seconds it took."""
+        """Wait until HAProxy reports ``name`` (un)healthy in :attr:`production`; returns the seconds it took."""
         return self._wait_target(name, healthy=healthy, timeout_s=timeout_s)
 
     # Internals
@@ -456,7 +501,10 @@ class TwinCluster:
                 stats_socket=self.stats_socket,
                 slots=[Slot(n, self.procs[n].port if n in self.procs else None) for n in self._slots],
                 time_scale=self.time_scale,
+                weights_map=self.weights_map,
             )
+            # the production rule's weighted forward: everything to BACKEND until a deployment shifts it
+            Path(self.weights_map).write_text(f"{ALTERNATE_WEIGHT_KEY} 0\n", encoding="utf-8")
             self.config_path.write_text(haproxy_config.render(self.settings, layout), encoding="utf-8")
             log_path = self.dir / "haproxy.log"
             self.haproxy = start_process([binary, "-db", "-f", str(self.config_path)], log_path=log_path)
@@ -497,15 +545,18 @@ class TwinCluster:
                 proc = self._spawn(proc.name)
         raise AssertionError("unreachable")
 
-    def _wait_target(self, name: str, *, healthy: bool, timeout_s: float | None = None) -> float:
+    def _wait_target(
+        self, name: str, *, healthy: bool, timeout_s: float | None = None, backend: str | None = None
+    ) -> float:
         """Wait for HAProxy's checks; the default bound is twice the checks' own detection time."""
+        backend = backend or self.production
         if timeout_s is None:
             inter = haproxy_config.health_check_interval_s(self.settings, self.time_scale)
             checks = max(self.settings["healthy_threshold_count"], self.settings["unhealthy_threshold_count"])
             timeout_s = max(5.0, 2 * inter * (checks + 1))
         started = time.monotonic()
         while True:
-            state = {s.name: s for s in self.api.servers_state(BACKEND)}.get(name)
+            state = {s.name: s for s in self.api.servers_state(backend)}.get(name)
             if state is not None and state.healthy == healthy:
                 return time.monotonic() - started
             if time.monotonic() - started > timeout_s:

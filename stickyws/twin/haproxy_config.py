@@ -53,6 +53,11 @@ from stickyws.settings import Settings
 #: Name of the frontend and of the backend (the "listener" and the "target group").
 FRONTEND = "ws_listener"
 BACKEND = "ws_targets"
+#: The second target group of blue/green, linear and canary deployments (ECS's alternate target group).
+ALTERNATE_BACKEND = "ws_alternate"
+#: Key of the weight of :data:`ALTERNATE_BACKEND` in the weights map, and the weight's whole (basis points).
+ALTERNATE_WEIGHT_KEY = ALTERNATE_BACKEND
+WEIGHT_RANGE = 10_000
 #: Cookie HAProxy inserts in ``lb_cookie`` mode: the ALB's own name.
 LB_COOKIE_NAME = "AWSALB"
 #: The ALB's cross-site copy of the stickiness cookie (``SameSite=None; Secure``).
@@ -81,7 +86,10 @@ class Layout:
     """Where the twin listens and which servers it starts with.
 
     ``time_scale`` multiplies the health-check interval and timeout only (see the module doc);
-    1.0 renders the settings as the ALB would use them.
+    1.0 renders the settings as the ALB would use them. ``weights_map``: the path of the map file
+    that holds the alternate backend's weight; with it the configuration has a second backend
+    (:data:`ALTERNATE_BACKEND`, every slot in maintenance) and a weighted forward between the two
+    (see :func:`render`); without it, one backend.
     """
 
     frontend_port: int
@@ -89,6 +97,7 @@ class Layout:
     slots: Sequence[Slot]
     host: str = "127.0.0.1"
     time_scale: float = 1.0
+    weights_map: str | None = None
 
     def __post_init__(self) -> None:
         if not self.slots:
@@ -223,6 +232,22 @@ def _section(header: str, lines: Iterable[str]) -> list[str]:
     return [header, *(f"    {line}" if line else "" for line in lines), ""]
 
 
+def _weighted_forward_lines(weights_map: str) -> list[str]:
+    """The production rule as a weighted forward: each NEW request picks a backend first, then a server.
+
+    ``rand`` draws per request; the alternate backend's weight (0..:data:`WEIGHT_RANGE`) is read from
+    ``weights_map`` and changed through the runtime API (``set map``). The stickiness cookie is
+    looked at only inside the chosen backend, as on the ALB: a request carrying a cookie of a
+    server the other backend holds is load-balanced (the cookie names no usable server there).
+    """
+    return [
+        "# production rule: a weighted forward between the two target groups; the alternate's weight",
+        f"# (of {WEIGHT_RANGE}) is in the map, set at run time; the cookie counts only inside the chosen backend",
+        f"http-request set-var(txn.alternate_weight) str({ALTERNATE_WEIGHT_KEY}),map_str_int({weights_map},0)",
+        f"use_backend {ALTERNATE_BACKEND} if {{ rand({WEIGHT_RANGE}),sub(txn.alternate_weight) lt 0 }}",
+    ]
+
+
 def render(settings: Settings, layout: Layout) -> str:
     """The complete ``haproxy.cfg`` text for ``settings`` laid out as ``layout``.
 
@@ -273,12 +298,13 @@ def render(settings: Settings, layout: Layout) -> str:
         [
             "# HTTP/1.1 only (http2_enabled=false): no alpn h2, no proto h2",
             f"bind {layout.host}:{layout.frontend_port}",
+            *(_weighted_forward_lines(layout.weights_map) if layout.weights_map else []),
             f"default_backend {BACKEND}",
         ],
     )
-    lines += _section(
-        f"backend {BACKEND}",
-        [
+
+    def backend(slots: Iterable[Slot]) -> list[str]:
+        return [
             "balance roundrobin",
             *_stickiness_lines(settings),
             "option httpchk",
@@ -286,7 +312,14 @@ def render(settings: Settings, layout: Layout) -> str:
             f"http-check expect {status_expectation(settings['health_check_matcher'])}",
             f"default-server inter {inter} fall {settings['unhealthy_threshold_count']}"
             f" rise {settings['healthy_threshold_count']}",
-            *(_server_line(slot, layout.host, server_cookies) for slot in layout.slots),
-        ],
-    )
+            *(_server_line(slot, layout.host, server_cookies) for slot in slots),
+        ]
+
+    lines += _section(f"backend {BACKEND}", backend(layout.slots))
+    if layout.weights_map:
+        unused = [Slot(slot.name) for slot in layout.slots]
+        lines += _section(
+            f"backend {ALTERNATE_BACKEND}",
+            ["# the alternate target group: the same slots, each registered here by a deployment", *backend(unused)],
+        )
     return "\n".join(lines).rstrip("\n") + "\n"

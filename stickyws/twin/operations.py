@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -83,9 +84,9 @@ class DeregisterReport:
         )
 
 
-def connections(api: RuntimeApi, name: str) -> int:
-    """Open connections HAProxy holds to ``name``."""
-    return api.current_sessions(BACKEND).get(name, 0)
+def connections(api: RuntimeApi, name: str, backend: str = BACKEND) -> int:
+    """Open connections HAProxy holds to ``name`` in ``backend``."""
+    return api.current_sessions(backend).get(name, 0)
 
 
 def publish_drain_notice(redis_url: str, name: str) -> int:
@@ -113,6 +114,7 @@ def deregister(
     redis_url: str,
     drain_notice: bool,
     say: Callable[[str], None],
+    backend: str = BACKEND,
 ) -> DeregisterReport:
     """The ECS stop sequence for ``proc`` (see :mod:`stickyws.twin.cluster`); returns what it measured."""
     name = proc.name
@@ -124,8 +126,8 @@ def deregister(
         if drain_notice:
             publish_drain_notice(redis_url, name)
             say(f"{name}: drain notice published")
-        api.set_state(BACKEND, name, "maint")
-        at_start = connections(api, name)
+        api.set_state(backend, name, "maint")
+        at_start = connections(api, name, backend)
         say(
             f"{name}: deregistered (maint) with {at_start} connection(s); waiting up to {delay_s:g} s for them to drain"
         )
@@ -133,9 +135,9 @@ def deregister(
         remaining = at_start
         while remaining > 0 and time.monotonic() < deadline:
             announcements.read(0.05)
-            remaining = connections(api, name)
+            remaining = connections(api, name, backend)
         drained_s = time.monotonic() - started
-        api.shutdown_sessions(BACKEND, name)
+        api.shutdown_sessions(backend, name)
         say(f"{name}: deregistration delay over after {drained_s:.2f} s, {remaining} connection(s) cut")
         stop_pid(proc.proc, timeout_s=float(settings["stop_timeout_s"]))
         proc.exit_code = proc.proc.returncode
@@ -148,7 +150,14 @@ def deregister(
 
 
 def measure_outage(
-    api: RuntimeApi, settings: Settings, *, time_scale: float, frontend_port: int, name: str, killed_at: float
+    api: RuntimeApi,
+    settings: Settings,
+    *,
+    time_scale: float,
+    frontend_port: int,
+    name: str,
+    killed_at: float,
+    backend: str = BACKEND,
 ) -> KillReport:
     """Probe with ``name``'s stickiness cookie and watch HAProxy's state until both show the failover."""
     cookie = sticky_cookie(settings, name)
@@ -160,7 +169,7 @@ def measure_outage(
     marked_down_s: float | None = None
     refusals = 0
     while time.monotonic() - killed_at < bound_s:
-        states = {s.name: s for s in api.servers_state(BACKEND)}
+        states = {s.name: s for s in api.servers_state(backend)}
         if marked_down_s is None and name in states and not states[name].healthy:
             marked_down_s = time.monotonic() - killed_at
         if cookie is not None and moved_to is None:
@@ -204,17 +213,20 @@ def _sticky_request(frontend_port: int, path: str, cookie: str) -> tuple[int | N
 
 
 class ReconnectAnnouncements:
-    """Counts the reconnect instructions one server announces on ``ws:reconnect:*`` (see DeregisterReport).
+    """Counts the reconnect instructions servers announce on ``ws:reconnect:*`` (see DeregisterReport).
 
-    A registry that cannot be reached counts nothing (the report then says 0 told to reconnect).
+    ``count`` is what ``server_id`` announced (any of them, given several; every server's when ``None``);
+    ``channels`` counts them per channel (one channel per user). A registry that cannot be reached
+    counts nothing (the report then says 0 told to reconnect).
     """
 
-    def __init__(self, redis_url: str, server_id: str) -> None:
+    def __init__(self, redis_url: str, server_id: str | frozenset[str] | None) -> None:
         # redis-py is an optional dependency (the server extra): loaded only when a server is deregistered.
         import redis
 
-        self.server_id = server_id
+        self.server_ids = frozenset({server_id}) if isinstance(server_id, str) else server_id
         self.count = 0
+        self.channels: Counter[str] = Counter()
         self._client = redis.Redis.from_url(redis_url, socket_timeout=3)
         self._pubsub: Any = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:
@@ -242,8 +254,11 @@ class ReconnectAnnouncements:
                     body = json.loads(message["data"])
                 except (TypeError, ValueError):
                     continue
-                if isinstance(body, dict) and body.get("type") == "reconnect":
-                    self.count += body.get("serverId") == self.server_id
+                ours = isinstance(body, dict) and body.get("type") == "reconnect"
+                if ours and (self.server_ids is None or body.get("serverId") in self.server_ids):
+                    self.count += 1
+                    channel = message.get("channel", b"")
+                    self.channels[channel.decode() if isinstance(channel, bytes) else str(channel)] += 1
         except redis.RedisError:
             self._pubsub = None
         return seen

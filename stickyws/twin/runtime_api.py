@@ -9,7 +9,9 @@ What the twin uses, and what it stands for on AWS:
 * ``set server BE/S state maint``: DeregisterTargets (sticky clients are redispatched, open tunnels
   stay up; ``state drain`` would keep sending sticky clients to the server, unlike the ALB)
 * ``shutdown sessions server BE/S``: the end of the deregistration delay (open tunnels are cut)
-* ``show servers state BE`` and ``show stat``: DescribeTargetHealth and active connections
+* ``show servers state BE`` and ``show stat``: DescribeTargetHealth, active connections and the
+  requests (WebSocket handshakes included) each server was given
+* ``set map FILE KEY VALUE``: the weights of the production rule's weighted forward
 """
 
 from __future__ import annotations
@@ -102,6 +104,21 @@ def parse_current_sessions(text: str, backend: str) -> dict[str, int]:
     return out
 
 
+def parse_total_sessions(text: str, backend: str) -> dict[str, int]:
+    """``{server: sessions since start}`` (``stot``) for ``backend`` from the CSV answer to ``show stat``."""
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("# "):
+        raise RuntimeApiError(f"unexpected 'show stat' answer: {text[:200]!r}")
+    header = lines[0][2:].split(",")
+    px, sv, stot = header.index("pxname"), header.index("svname"), header.index("stot")
+    out: dict[str, int] = {}
+    for line in lines[1:]:
+        cols = line.split(",")
+        if len(cols) > stot and cols[px] == backend and cols[sv] not in ("FRONTEND", "BACKEND"):
+            out[cols[sv]] = int(cols[stot] or 0)
+    return out
+
+
 def check_answer(command: str, answer: str) -> str:
     """``answer`` unchanged, or :class:`RuntimeApiError` when HAProxy refused ``command``."""
     stripped = answer.strip()
@@ -150,6 +167,17 @@ class RuntimeApi:
     def servers_state(self, backend: str) -> list[ServerState]:
         """Every server of ``backend`` with its health and admin state."""
         return parse_servers_state(self.command(f"show servers state {backend}"))
+
+    def total_sessions(self, backend: str) -> dict[str, int]:
+        """Sessions (requests, WebSocket handshakes included) each server of ``backend`` was given since start."""
+        return parse_total_sessions(self.command("show stat"), backend)
+
+    def set_map(self, path: str, key: str, value: str) -> None:
+        """Set ``key`` to ``value`` in the loaded map file ``path`` (the file on disk is not changed)."""
+        command = f"set map {path} {key} {value}"
+        answer = self.command(command).strip()
+        if answer:  # HAProxy answers nothing on success ("Unknown map identifier ...", "entry not found" otherwise)
+            raise RuntimeApiError(f"HAProxy refused {command!r}: {answer}")
 
     def current_sessions(self, backend: str) -> dict[str, int]:
         """Open connections per server of ``backend``."""

@@ -26,7 +26,10 @@ def test_add_kill_and_stop_by_pid() -> None:
     twin = TwinCluster(E2E_SETTINGS, servers=1, time_scale=TIME_SCALE, capacity=3).start()
     try:
         assert [(s.name, s.phase, s.target) for s in twin.status()] == [("s1", "serving", "healthy")]
-        assert twin.config_path.read_text().count(" disabled") == 2  # s2 and s3 wait in maintenance
+        config = twin.config_path.read_text()
+        production, _, alternate = config.partition(f"\nbackend {haproxy_config.ALTERNATE_BACKEND}\n")
+        assert production.count(" disabled") == 2  # s2 and s3 wait in maintenance
+        assert alternate.count(" disabled") == 3  # the alternate backend holds no server until a deployment
         added = twin.add()
         assert added.name == "s2"
         assert {n: s.status for n, s in twin.targets().items()} == {"s1": "healthy", "s2": "healthy"}
