@@ -54,13 +54,15 @@ from stickyws.registry_auth import RegistryAuthError
 
 log = logging.getLogger("stickyws.migration_hook")
 
-#: Reconnects per second the migration may cause across the fleet.
+#: Reconnects per second the migration may cause across the fleet (setting ``migration_pace_per_s``; this
+#: module carries the settings' variable names itself, since the Lambda's bundle has no settings package).
 PACE_ENV: Final = "STICKYWS_MIGRATION_PACE_PER_S"
-#: Seconds from the hook's first call after which it answers SUCCEEDED whatever is left on blue.
+#: Seconds from the hook's first call after which it answers SUCCEEDED whatever is left on blue
+#: (setting ``migration_window_s``).
 WINDOW_ENV: Final = "STICKYWS_MIGRATION_WINDOW_S"
 #: The servers' drain window (the ``drain_window_s`` setting's variable).
 DRAIN_WINDOW_ENV: Final = "STICKYWS_DRAIN_WINDOW_S"
-#: Blue counts as empty at or under this many connections (default 0).
+#: Blue counts as empty at or under this many connections (setting ``migration_done_connections``, default 0).
 DONE_ENV: Final = "STICKYWS_MIGRATION_DONE_CONNECTIONS"
 #: ``DrainNotice.source`` of every notice this hook writes.
 SOURCE: Final = "ecs-deployment-migration"

@@ -474,6 +474,32 @@ class DeploymentSettings:
     step_bake_time_min: int = setting(
         6, "Linear and canary: how long each step is held before the next.", unit="min", lo=0, hi=1440
     )
+    migration_pace_per_s: float = setting(
+        200.0,
+        "Blue/green, linear and canary: reconnects per second the migration hook may cause across the fleet "
+        "when it tells blue's servers to move their clients after the production shift.",
+        unit="reconnects/s",
+        lo=1,
+        hi=100_000,
+        source="stickyws",
+    )
+    migration_window_s: int = setting(
+        600,
+        "How long the migration hook holds the deployment after the production shift, waiting for blue to "
+        "hold no connections; at its end the deployment goes on and cleanup cuts what is left.",
+        unit="s",
+        lo=1,
+        hi=86_400,
+        source="stickyws",
+    )
+    migration_done_connections: int = setting(
+        0,
+        "Blue counts as empty, and the migration hook answers SUCCEEDED, at or under this many connections.",
+        unit="connections",
+        lo=0,
+        hi=1_000_000,
+        source="stickyws",
+    )
 
 
 @dataclass(frozen=True)

@@ -179,6 +179,9 @@ def _stickiness_lines(settings: Settings) -> list[str]:
         f"# lb_cookie stickiness: HAProxy inserts {LB_COOKIE_NAME} (opaque to clients), valid {life} s",
         f"cookie {LB_COOKIE_NAME} insert indirect nocache maxidle {duration(life)} maxlife {duration(life)}"
         f' attr "Max-Age={life}"',
+        f"# {LB_COOKIE_NAME}'s value holds HAProxy's base64 dates, with '/' at times; a client that sends it back",
+        "# in quotes (aiohttp's default cookie jar does) is read as if it had not",
+        f"http-request replace-header Cookie '^(.*){LB_COOKIE_NAME}=\"([^\"]*)\"(.*)$' '\\1{LB_COOKIE_NAME}=\\2\\3'",
         *_cors_cookie_lines(life),
     ]
 

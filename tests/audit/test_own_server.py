@@ -105,11 +105,13 @@ def test_default_report_is_short(tmp_path: Path, capsys: pytest.CaptureFixture[s
         "--assume ping_interval_s=120 overrides 30 from container variable WS_PING_S",
         "note: no ElastiCache replication group or Serverless cache in the template (registry not read)",
         "",
-        "21 passed (--verbose lists them)",
+        "22 passed (--verbose lists them)",
         "13 skipped: parts this deployment does not have, or settings its server is not told (--verbose lists why)",
-        "21 pass, 1 warn, 1 fail (exit 1)",
+        "22 pass, 1 warn, 1 fail (exit 1)",
     ]
     assert max(len(line) for line in out.splitlines()[1:]) <= 110  # the first names the (temporary) path
+    shown = (Path(__file__).parents[2] / "docs" / "audit.md").read_text(encoding="utf-8")
+    assert "\n".join(out.splitlines()[1:]) in shown  # docs/audit.md shows this very report
     _, verbose = _run(["--template", path, "--assume", "ping_interval_s=120", "--verbose"], capsys)
     assert len(verbose.splitlines()) > 80
 
@@ -131,9 +133,9 @@ def test_verbose_lists_every_row_with_the_reasons_for_skipping(
         assert f"skip {rule}: {summary} skipped: {reason}" in text
     assert "found: ServiceSecurityGroup: tcp 3000 from sg:LoadBalancerSecurityGroup" in text
     assert lines[-3:] == [
-        "23 passed",
+        "24 passed",
         "13 skipped: parts this deployment does not have, or settings its server is not told",
-        "23 pass, 0 warn, 0 fail (exit 0)",
+        "24 pass, 0 warn, 0 fail (exit 0)",
     ]
 
 
@@ -142,8 +144,8 @@ def test_json_holds_every_row_the_parts_and_the_server(tmp_path: Path, capsys: p
     code, out = _run(["--template", _write(tmp_path, _node_template()), "--json"], capsys)
     report = json.loads(out)
     assert code == 0
-    assert report["summary"] == {"pass": 23, "warn": 0, "fail": 0, "skip": 13}
-    assert len(report["results"]) == 36
+    assert report["summary"] == {"pass": 24, "warn": 0, "fail": 0, "skip": 13}
+    assert len(report["results"]) == len(RULES) + len(CHECKS)  # every rule and check has its row
     assert {r["rule"]: r["found"] for r in report["results"] if r["status"] == "skip"} == NODE_SKIPPED
     topic = next(r for r in report["results"] if r["rule"] == "topic-retention-covers-reconnect")
     assert topic["scopes"] == ["client", "reference_server"]
@@ -220,3 +222,13 @@ def test_unparsable_value_your_server_is_told_is_reported_and_the_rest_is_read()
     assert row.status is Status.FAIL
     assert row.found.startswith("container environment: ping_interval_s='soon'")
     assert "assumed, not observed: ping_interval_s=30" in result.result("ping-within-idle-timeout").found
+
+
+def test_readme_shows_the_report_of_its_example(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's audit example (a Node server's ALB idle timeout of 100 s against its told ping of 60 s) is
+    this report, line for line after the first."""
+    settings = NODE.with_overrides({"idle_timeout_s": 100, "ping_interval_s": 60})
+    code, out = _run(["--template", _write(tmp_path, make_own_server_template(settings))], capsys)
+    assert code == 1
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "\n".join(out.splitlines()[1:]) in readme

@@ -174,8 +174,11 @@ class SioClient:
         self._told_now = False
         trace = aiohttp.TraceConfig()
         trace.on_request_end.append(self._on_request_end)
-        # unsafe=True: keep the cookie an IP-address host (127.0.0.1) sets, as a browser does.
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), trace_configs=[trace])
+        # unsafe=True: keep the cookie an IP-address host (127.0.0.1) sets, as a browser does; quote_cookie=False:
+        # send it back as it was set (the twin's AWSALB can hold '/', which a quoting jar wraps in quotes that
+        # HAProxy does not read as its cookie, so polling requests would lose their server).
+        jar = aiohttp.CookieJar(unsafe=True, quote_cookie=False)
+        self.http = aiohttp.ClientSession(cookie_jar=jar, trace_configs=[trace])
         self.sio = socketio.AsyncClient(
             http_session=self.http, reconnection_delay=0.25, reconnection_delay_max=1, randomization_factor=0.5
         )

@@ -114,6 +114,11 @@ BROKEN = [
 
 WARNED = [
     (
+        "migration-pace-covers-fleet",
+        {"deployment_strategy": "blue_green", "migration_pace_per_s": 10},
+        "desired_count x target_connections_per_task = 10000 clients at migration_pace_per_s=10 take 1000 s",
+    ),
+    (
         "deployment-moves-connections",
         {"deployment_strategy": "blue_green"},
         "deployment_strategy=blue_green: the traffic shift moves new handshakes only",

@@ -63,6 +63,7 @@ ORDER = (
     "task-counts",
     "deployment-keeps-capacity",
     "deployment-plan",
+    "migration-pace-covers-fleet",
     "deployment-moves-connections",
     "scaling-below-limit",
     "topic-retention-covers-reconnect",

@@ -156,6 +156,29 @@ def _deployment_plan(s: Settings) -> Iterator[Finding]:
 
 
 @define_rule(
+    "migration-pace-covers-fleet",
+    "The migration hook's pace can move a fleet of busy blue tasks within its window.",
+    SERVICE,
+)
+def _migration_pace(s: Settings) -> Iterator[Finding]:
+    d, t = s.deployment, s.task
+    if d.deployment_strategy == "rolling":
+        return
+    clients = t.desired_count * t.target_connections_per_task
+    needed_s = clients / d.migration_pace_per_s
+    if needed_s > d.migration_window_s:
+        yield _warning(
+            "migration-pace-covers-fleet",
+            f"desired_count x target_connections_per_task = {clients} clients at migration_pace_per_s="
+            f"{d.migration_pace_per_s:g} take {needed_s:g} s, more than migration_window_s={d.migration_window_s}: "
+            "cleanup cuts the clients still on blue",
+            f"raise migration_pace_per_s to {clients / d.migration_window_s:g} or migration_window_s to {needed_s:.0f}",
+            "migration_pace_per_s",
+            "migration_window_s",
+        )
+
+
+@define_rule(
     "deployment-moves-connections",
     "A deployment moves open WebSockets to the new revision instead of cutting them.",
     SERVICE,
