@@ -58,7 +58,7 @@ def quote_log(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 def expand(template: str, values: Mapping[str, str]) -> str:
     """``template`` with every ``{name}`` of :data:`PLACEHOLDERS` replaced by ``values[name]``.
 
-    ``{{`` and ``}}`` stand for a literal brace (``ws:user:{{id}}`` gives ``ws:user:{id}``).
+    ``{{`` and ``}}`` stand for a literal brace (``{{server_id}}`` gives ``{server_id}``, not the server id).
     Raises :class:`TwinError` naming the placeholders there are for any other ``{word}``; text in
     braces that is not a single word (JSON, ``{}``) is left as it is.
     """
