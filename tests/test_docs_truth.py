@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import re
 from pathlib import Path
 
+import constructs_lib
 import stickyws.server
 from stickyws import keys
+from stickyws.settings import FIELDS
+from stickyws.twin.blue_green import DeployReport
+from stickyws.twin.kill_report import KillReport
+from stickyws.twin.operations import DeregisterReport
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "examples").glob("*/README.md"))]
@@ -74,3 +81,22 @@ def test_architecture_tour_names_only_files_that_exist() -> None:
     missing = sorted(p for p in paths | scripts if not (ROOT / p).exists())
     assert len(paths) > 30
     assert missing == []
+
+
+def test_every_setting_like_name_in_the_docs_is_a_setting_or_a_named_field() -> None:
+    """A backticked name with a unit suffix in the docs is a setting of the model, a field of one of the twin's
+    reports or a parameter of a construct: a renamed setting breaks this test, not the docs."""
+    known = set(FIELDS)
+    for report in (DeployReport, KillReport, DeregisterReport):
+        known |= {f.name for f in dataclasses.fields(report)} | {n for n, _ in inspect.getmembers(report)}
+    for name in constructs_lib.__all__:
+        thing = getattr(constructs_lib, name)
+        if inspect.isclass(thing):
+            known |= set(inspect.signature(thing.__init__).parameters)
+    unit = re.compile(r"_(s|ms|min|bytes|percent|count|messages|per_s|connections|replicas)$")
+    wrong = {}
+    for doc in DOCS:
+        for name in re.findall(r"`([a-z][a-z0-9]*(?:_[a-z0-9]+)+)`", doc.read_text(encoding="utf-8")):
+            if unit.search(name) and name not in known:
+                wrong.setdefault(doc.name, set()).add(name)
+    assert wrong == {}
