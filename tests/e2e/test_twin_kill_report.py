@@ -38,7 +38,14 @@ async def _kill_while_reconnecting(twin: TwinCluster) -> tuple[KillReport, str, 
         await ws.close()
 
         started = time.monotonic()
+        proc = twin.procs[victim].proc
         report_task = asyncio.ensure_future(asyncio.to_thread(twin.kill, victim))
+        # The first retry only once the SIGKILL has landed: before it the victim would still answer.
+        for _ in range(500):
+            if proc.poll() is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert proc.poll() is not None, "the victim outlived its SIGKILL by 5 s"
         refusals: list[int] = []
         while True:
             try:
