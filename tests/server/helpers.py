@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import struct
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -15,6 +17,7 @@ import aiohttp
 from stickyws import protocol
 from stickyws.localproc import free_port
 from stickyws.registry.interfaces import Registry
+from stickyws.server import ws_frames
 from stickyws.server.app import ServerConfig, build_core
 from stickyws.server.auth import TokenVerifier
 from stickyws.server.handler import Handler, echo_handler
@@ -163,3 +166,21 @@ def link_replica(primary_url: str, replica_url: str, *, timeout_s: float = 10.0)
     finally:
         primary.close()
         replica.close()
+
+
+def client_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, masked: bool = True) -> bytes:
+    """A WebSocket frame as a client sends it: ``rsv`` the reserved bits (0x40, 0x20, 0x10), masked with a random
+    key unless ``masked`` is off."""
+    first = (0x80 if fin else 0) | rsv | opcode
+    n = len(payload)
+    mask_bit = 0x80 if masked else 0
+    if n < 126:
+        head = struct.pack("!BB", first, mask_bit | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", first, mask_bit | 126, n)
+    else:
+        head = struct.pack("!BBQ", first, mask_bit | 127, n)
+    if not masked:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + ws_frames._unmask_python(payload, key)

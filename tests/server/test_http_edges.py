@@ -17,8 +17,7 @@ import pytest
 
 from stickyws import protocol
 from stickyws.server import ws_frames
-from tests.server.helpers import fast, run, server, token, url
-from tests.server.test_ws_frames import client_frame
+from tests.server.helpers import client_frame, fast, run, server, token, url
 
 
 async def _exchange(port: int, data: bytes, *, read_until_close: bool = True) -> bytes:
@@ -179,7 +178,7 @@ def test_permessage_deflate_carries_messages_both_ways() -> None:
             deflater = zlib.compressobj(wbits=-15)
             text = json.dumps({"type": "send", "id": 1, "data": "squeeze " * 200}).encode()
             body = deflater.compress(text) + deflater.flush(zlib.Z_SYNC_FLUSH)
-            writer.write(client_frame(ws_frames.OP_TEXT, body[:-4], rsv1=True))
+            writer.write(client_frame(ws_frames.OP_TEXT, body[:-4], rsv=0x40))
             data = b""
             async with asyncio.timeout(5):
                 while len(_raw_frames(data)) < 3:  # connected, message, ack

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 
 from stickyws import protocol
-from stickyws.server import ws_adapter, ws_frames
+from stickyws.server import ws_adapter
 from stickyws.server.handler import HandlerContext
 from stickyws.server.ws_adapter import RunningServer
 from stickyws.server.ws_frames import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, FrameError, FrameReader
-from tests.server.helpers import fast, run, server, token
+from tests.server.helpers import client_frame, fast, run, server, token
 
 #: How soon after the violation the client must read EOF: far below the closing handshake's wait.
 EOF_BOUND_S = 0.5
@@ -33,26 +33,9 @@ HANDSHAKE_HOLD_S = 0.3
 OP_CONTINUATION = 0x0
 
 
-def frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, masked: bool = True) -> bytes:
-    """A frame as a client sends it: ``rsv`` the reserved bits (0x40, 0x20, 0x10), masked unless told."""
-    first = (0x80 if fin else 0) | rsv | opcode
-    n = len(payload)
-    mask_bit = 0x80 if masked else 0
-    if n < 126:
-        head = struct.pack("!BB", first, mask_bit | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", first, mask_bit | 126, n)
-    else:
-        head = struct.pack("!BBQ", first, mask_bit | 127, n)
-    if not masked:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + ws_frames._unmask_python(payload, key)
-
-
 def text(data: str) -> bytes:
     """A masked, final text frame."""
-    return frame(OP_TEXT, data.encode())
+    return client_frame(OP_TEXT, data.encode())
 
 
 def send_frame(msg_id: int, data: Any) -> bytes:
@@ -120,18 +103,22 @@ class RawClient:
 
 
 VIOLATIONS = [
-    ("unmasked", frame(OP_TEXT, b"hi", masked=False), 1002),
-    ("rsv1-without-deflate", frame(OP_TEXT, b"hi", rsv=0x40), 1002),
-    ("rsv2", frame(OP_TEXT, b"hi", rsv=0x20), 1002),
-    ("rsv3-on-a-ping", frame(OP_PING, b"p", rsv=0x10), 1002),
-    ("unknown-data-opcode", frame(0x3, b"?"), 1002),
-    ("unknown-control-opcode", frame(0xB, b"?"), 1002),
-    ("invalid-utf8-text", frame(OP_TEXT, b"\xff\xfe"), 1007),
-    ("invalid-utf8-across-fragments", frame(OP_TEXT, b"\xc3", fin=False) + frame(OP_CONTINUATION, b"("), 1007),
-    ("control-over-125-bytes", frame(OP_PING, b"p" * 126), 1002),
-    ("fragmented-control", frame(OP_PING, b"p", fin=False), 1002),
-    ("continuation-without-a-message", frame(OP_CONTINUATION, b"orphan"), 1002),
-    ("new-message-inside-a-fragmented-one", frame(OP_TEXT, b"a", fin=False) + frame(OP_TEXT, b"b"), 1002),
+    ("unmasked", client_frame(OP_TEXT, b"hi", masked=False), 1002),
+    ("rsv1-without-deflate", client_frame(OP_TEXT, b"hi", rsv=0x40), 1002),
+    ("rsv2", client_frame(OP_TEXT, b"hi", rsv=0x20), 1002),
+    ("rsv3-on-a-ping", client_frame(OP_PING, b"p", rsv=0x10), 1002),
+    ("unknown-data-opcode", client_frame(0x3, b"?"), 1002),
+    ("unknown-control-opcode", client_frame(0xB, b"?"), 1002),
+    ("invalid-utf8-text", client_frame(OP_TEXT, b"\xff\xfe"), 1007),
+    (
+        "invalid-utf8-across-fragments",
+        client_frame(OP_TEXT, b"\xc3", fin=False) + client_frame(OP_CONTINUATION, b"("),
+        1007,
+    ),
+    ("control-over-125-bytes", client_frame(OP_PING, b"p" * 126), 1002),
+    ("fragmented-control", client_frame(OP_PING, b"p", fin=False), 1002),
+    ("continuation-without-a-message", client_frame(OP_CONTINUATION, b"orphan"), 1002),
+    ("new-message-inside-a-fragmented-one", client_frame(OP_TEXT, b"a", fin=False) + client_frame(OP_TEXT, b"b"), 1002),
 ]
 
 
@@ -157,7 +144,7 @@ def test_a_protocol_violation_gets_its_close_code_and_the_tcp_connection_ends_at
     "oversized",
     [
         text("x" * 2000),
-        frame(OP_TEXT, b"x" * 600, fin=False) + frame(OP_CONTINUATION, b"x" * 600),
+        client_frame(OP_TEXT, b"x" * 600, fin=False) + client_frame(OP_CONTINUATION, b"x" * 600),
     ],
     ids=["declared", "reassembled"],
 )
@@ -188,7 +175,7 @@ def test_an_invalid_close_frame_is_answered_1002_and_the_tcp_connection_ends_at_
     async def go() -> None:
         async with server() as rs:
             client = await RawClient.connect(rs, "alice")
-            client.send(frame(OP_CLOSE, struct.pack("!H", 999)))
+            client.send(client_frame(OP_CLOSE, struct.pack("!H", 999)))
             t0 = asyncio.get_running_loop().time()
             assert (await client.close_frame())[0] == 1002
             await client.eof_within(EOF_BOUND_S - (asyncio.get_running_loop().time() - t0))
@@ -212,7 +199,7 @@ def test_messages_before_a_violation_in_the_same_read_are_handled_in_order_then_
     async def go() -> None:
         async with server(handler=recording) as rs:
             client = await RawClient.connect(rs, "alice")
-            client.send(send_frame(1, "first") + send_frame(2, "second") + frame(OP_TEXT, b"bad", masked=False))
+            client.send(send_frame(1, "first") + send_frame(2, "second") + client_frame(OP_TEXT, b"bad", masked=False))
             assert (await client.close_frame())[0] == 1002
             await client.eof_within(EOF_BOUND_S)
             async with asyncio.timeout(3):
@@ -229,7 +216,7 @@ def test_a_close_frame_before_a_violation_in_the_same_read_is_answered_as_a_clos
     async def go() -> None:
         async with server() as rs:
             client = await RawClient.connect(rs, "alice")
-            client.send(frame(OP_CLOSE, struct.pack("!H", 1000)) + frame(0x3, b"?"))
+            client.send(client_frame(OP_CLOSE, struct.pack("!H", 1000)) + client_frame(0x3, b"?"))
             assert (await client.close_frame())[0] == 1000
             await client.eof_within(EOF_BOUND_S)
             await client.aclose()
@@ -242,10 +229,12 @@ def test_the_reader_hands_over_what_came_before_a_violation() -> None:
     violation, in order; a violation first carries none."""
     reader = FrameReader(1024)
     with pytest.raises(FrameError) as caught:
-        reader.feed(text("a") + frame(OP_PING, b"p") + frame(OP_BINARY, b"b") + frame(OP_TEXT, b"\xff"))
+        reader.feed(
+            text("a") + client_frame(OP_PING, b"p") + client_frame(OP_BINARY, b"b") + client_frame(OP_TEXT, b"\xff")
+        )
     assert (caught.value.code, caught.value.frames) == (1007, [(OP_TEXT, "a"), (OP_PING, b"p"), (OP_BINARY, b"b")])
     with pytest.raises(FrameError) as caught:
-        FrameReader(1024).feed(frame(OP_TEXT, b"x", masked=False) + text("never"))
+        FrameReader(1024).feed(client_frame(OP_TEXT, b"x", masked=False) + text("never"))
     assert (caught.value.code, caught.value.frames) == (1002, [])
 
 
@@ -262,7 +251,7 @@ def test_a_server_close_for_another_reason_still_waits_for_the_peer_close_frame(
             with pytest.raises(TimeoutError):  # no answer yet: the socket stays open
                 await client.eof_within(HANDSHAKE_HOLD_S)
             assert not closing.done()
-            client.send(frame(OP_CLOSE, struct.pack("!H", 1001)))
+            client.send(client_frame(OP_CLOSE, struct.pack("!H", 1001)))
             await client.eof_within(EOF_BOUND_S)
             async with asyncio.timeout(ws_adapter.CLOSE_TIMEOUT_S):
                 await closing

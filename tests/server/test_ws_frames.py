@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 
@@ -21,23 +20,7 @@ from stickyws.server.ws_frames import (
     FrameReader,
     MessageTooBig,
 )
-
-
-def client_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv1: bool = False, masked: bool = True) -> bytes:
-    """A frame as a client sends it (masked with a random key unless ``masked`` is off)."""
-    first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
-    n = len(payload)
-    mask_bit = 0x80 if masked else 0
-    if n < 126:
-        head = struct.pack("!BB", first, mask_bit | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", first, mask_bit | 126, n)
-    else:
-        head = struct.pack("!BBQ", first, mask_bit | 127, n)
-    if not masked:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + ws_frames._unmask_python(payload, key)
+from tests.server.helpers import client_frame
 
 
 def test_messages_come_out_whole_in_order_from_any_split_of_the_bytes() -> None:
@@ -78,7 +61,7 @@ def test_messages_come_out_whole_in_order_from_any_split_of_the_bytes() -> None:
         (client_frame(OP_PING, b"p", fin=False), 1002),
         (client_frame(0x0, b"orphan"), 1002),
         (client_frame(OP_TEXT, b"a", fin=False) + client_frame(OP_TEXT, b"b"), 1002),
-        (client_frame(OP_TEXT, b"hi", rsv1=True), 1002),
+        (client_frame(OP_TEXT, b"hi", rsv=0x40), 1002),
     ],
     ids=[
         "unmasked",
@@ -143,17 +126,17 @@ def test_permessage_deflate_negotiates_and_round_trips() -> None:
     reader = FrameReader(4096, deflate)
     for text in ("hello " * 50, "again " * 50):
         body = client.compress(text.encode()) + client.flush(zlib.Z_SYNC_FLUSH)
-        assert reader.feed(client_frame(OP_TEXT, body[:-4], rsv1=True)) == [(OP_TEXT, text)]
+        assert reader.feed(client_frame(OP_TEXT, body[:-4], rsv=0x40)) == [(OP_TEXT, text)]
     inflater = zlib.decompressobj(wbits=-15)
     for _ in range(2):
         out = deflate.deflate(b"server says hi " * 20)
         assert inflater.decompress(out + b"\x00\x00\xff\xff") == b"server says hi " * 20
     bomb = zlib.compress(b"\x00" * 100_000)[2:-4]
     with pytest.raises(MessageTooBig):
-        FrameReader(4096, Deflate()).feed(client_frame(OP_BINARY, bomb, rsv1=True))
+        FrameReader(4096, Deflate()).feed(client_frame(OP_BINARY, bomb, rsv=0x40))
     closing = FrameReader(4096, Deflate())
     with pytest.raises(FrameError):
-        closing.feed(client_frame(OP_CLOSE, b"", rsv1=True))
+        closing.feed(client_frame(OP_CLOSE, b"", rsv=0x40))
 
 
 def test_request_heads_parse_with_case_free_headers_and_the_first_query_value() -> None:
