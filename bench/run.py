@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.run [--rounds 5] [--memory-rounds 3] [--duration-s 3] [--storm-clients 3000]
                                   [--fanout-rounds 3] [--fanout-subscribers 10000] [--fanout-rate 1000]
                                   [--synth-rounds 3] [--make-test auto|run|recorded|skip] [--quick]
-                                  [--skip traffic,idle,fanout,storm,shards,synth]
-                                  [--shard-rounds 3] [--shard-servers 3] [--only shards]
+                                  [--skip traffic,idle,fanout,storm,migration,shards,synth]
+                                  [--shard-rounds 3] [--shard-servers 3] [--only shards|migration]
+                                  [--migration-clients 3000]
 
 A run that skips stages keeps those stages' results from the last stored run on the page (a note says so).
 ``--render-only`` runs nothing: it writes BENCHMARKS.md, the chart and the targets table of bench/findings.md
@@ -29,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cost, fanout, report, scenarios, shards, storm, variants
+from bench import cost, fanout, migration, report, scenarios, shards, storm, variants
 from bench import generator as loadgen
 from bench.host import FD_SPARE, GEN_CORE, SERVER_CORE, raise_nofile, redis_on
 from bench.peers import BENCH_DIR
@@ -99,6 +100,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-rate", type=float, default=1000.0, help="fixed total message rate for p50/p99")
     p.add_argument("--stages", default="1000,10000,20000", help="idle connection counts")
     p.add_argument("--storm-clients", type=int, default=3000)
+    p.add_argument("--migration-clients", type=int, default=3000, help="clients moved by scenario 7's deploys")
     p.add_argument("--synth-rounds", type=int, default=3)
     p.add_argument("--make-test", choices=("auto", "run", "recorded", "skip"), default="auto")
     p.add_argument("--budget-s", type=float, default=1000.0, help="wall-time budget of the whole run")
@@ -108,10 +110,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fanout-reps", type=int, default=10, help="publications to all subscribers (scenario 5)")
     p.add_argument("--fanout-rate", type=float, default=1000.0, help="publications/s of the steady stream")
     p.add_argument("--fanout-duration-s", type=float, default=5.0, help="seconds of the steady stream")
-    p.add_argument("--skip", default="", help="comma-separated: traffic,idle,fanout,storm,shards,synth")
+    p.add_argument("--skip", default="", help="comma-separated: traffic,idle,fanout,storm,migration,shards,synth")
     p.add_argument("--shard-rounds", type=int, default=3, help="rounds of the registry-shards scenario (alternated)")
     p.add_argument("--shard-servers", type=int, default=3, help="reference servers per registry in that scenario")
-    p.add_argument("--only", choices=("shards",), help="run only this scenario; it replaces its part of the last run")
+    p.add_argument(
+        "--only", choices=("shards", "migration"), help="run only this scenario; it replaces its part of the last run"
+    )
     p.add_argument("--quick", action="store_true", help="tiny run for development (not for the page)")
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     p.add_argument(
@@ -123,6 +127,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.rounds, args.memory_rounds, args.duration_s, args.stages = 1, 1, 1.0, "1000"
         args.storm_clients, args.synth_rounds, args.make_test = 300, 1, "recorded"
+        args.migration_clients = 300
         args.fanout_rounds, args.fanout_subscribers, args.fanout_topics, args.fanout_reps = 1, 1000, 100, 3
         args.fanout_duration_s = 1.0
         args.shard_rounds = 1
@@ -139,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.only == "shards":
         return _only_shards(args)
+    if args.only == "migration":
+        return _only_migration(args)
     started = time.monotonic()
     skip = set(filter(None, args.skip.split(",")))
     commands: list[str] = []
@@ -179,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     idle: list[dict[str, Any]] = []
     fan: list[dict[str, Any]] = []
     storm_result: dict[str, Any] | None = None
+    migration_records: list[dict[str, Any]] | None = None
     synth: dict[str, Any] | None = None
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="stickyws-bench-") as tmp:
@@ -210,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
             say(f"scenario 4: reconnect storm, {args.storm_clients} clients, 3 servers behind the twin")
             storm_result = storm.run_storm(settings, args.storm_clients, SERVER_CORE, GEN_CORE, say)
             timings["storm"] = time.monotonic() - t0
+        if "migration" not in skip:
+            t0 = time.monotonic()
+            migration_records = _migration(args, settings)
+            timings["migration"] = time.monotonic() - t0
         shard_records: list[dict[str, Any]] | None = None
         shard_meta: dict[str, Any] | None = None
         if "shards" not in skip:
@@ -222,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         synth = cost.run_synth(args.synth_rounds, say)
         timings["synth"] = time.monotonic() - t0
     test = _make_test(args, started, say)
-    rs = report.rows(traffic, idle, storm_result, synth, test, fan) + shards.rows(shard_records)
+    rs = report.rows(traffic, idle, storm_result, synth, test, fan) + migration.rows(migration_records)
+    rs += shards.rows(shard_records)
     say("")
     say(report.table(rs))
     say("")
@@ -244,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         "idle": idle,
         "fanout": fan,
         "storm": storm_result,
+        "migration": migration_records,
         "synth": synth,
         "shards": shard_records,
         "shards_meta": shard_meta,
@@ -268,6 +282,7 @@ STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
         tuple(f"fanout_{k}" for k in ("rounds", "subscribers", "topics", "reps", "rate", "duration_s")),
     ),
     "storm": ("storm", ("storm_clients",)),
+    "migration": ("migration", ("migration_clients",)),
     "synth": ("synth", ("synth_rounds",)),
 }
 
@@ -315,7 +330,7 @@ def result_rows(stored: dict[str, Any]) -> list[report.Row]:
     """The results table's rows from one run's stored results."""
     rs = report.rows(stored["traffic"], stored["idle"], stored["storm"], stored["synth"], stored["make_test"],
                      stored.get("fanout", []))  # fmt: skip
-    return rs + shards.rows(stored.get("shards"))
+    return rs + migration.rows(stored.get("migration")) + shards.rows(stored.get("shards"))
 
 
 def render(stored: dict[str, Any]) -> str:
@@ -360,6 +375,33 @@ def _shards(args: argparse.Namespace, settings: Settings, workdir: Path) -> tupl
         "nothing pinned, other work running on the machine",
     }  # fmt: skip
     return records, meta
+
+
+def _migration(args: argparse.Namespace, settings: Settings) -> list[dict[str, Any]]:
+    """Scenario 7, every variant (the twin's processes on the server core, the clients on the generator's)."""
+    say(f"scenario 7: blue/green migration, {args.migration_clients} clients on 3 blue servers, "
+        f"{len(migration.VARIANTS)} variants")  # fmt: skip
+    return migration.run_migration(settings, args.migration_clients, SERVER_CORE, GEN_CORE, say)
+
+
+def _only_migration(args: argparse.Namespace) -> int:
+    """``--only migration``: run scenario 7 and put it into the last run's results and the page."""
+    raise_nofile()
+    records = _migration(args, Settings().with_overrides(BENCH_OVERRIDES))
+    say("")
+    say(report.table(migration.rows(records)))
+    if args.quick or args.no_write:
+        return 0
+    if not RESULTS.exists():
+        say(f"bench: no {RESULTS.relative_to(ROOT)} to add the migration to: run make bench for the whole page")
+        return 0
+    stored = json.loads(RESULTS.read_text())
+    stored["migration"] = records
+    stored.setdefault("args", {})["migration_clients"] = args.migration_clients
+    stored.setdefault("stage_runs", {})["migration"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    RESULTS.write_text(json.dumps(stored, indent=1) + "\n")
+    write_outputs(stored)
+    return 0
 
 
 def _only_shards(args: argparse.Namespace) -> int:
@@ -444,7 +486,8 @@ def page(rs: list[report.Row], stored: dict[str, Any]) -> str:
         f"![ratios against their targets](bench/{CHART.name})",
         "",
         f"{sum(r.passed for r in judged)} of {len(judged)} judged rows pass. Ratios are reference / peer (rows "
-        '5-6: the socket.io peer); the memory, storm and `make test` rows read measured / target ("of target"). '
+        "5-6: the socket.io peer; row 7: the same deploy with no hook); the memory, storm, migration and "
+        '`make test` rows read measured / target ("of target"). '
         'Memory cells read `total (server RSS + registry in Redis)` per connection. "at least": see *Method*.',
         "",
         *(f"Note: {n}\n" for n in stored["notes"]),
@@ -497,6 +540,7 @@ def page(rs: list[report.Row], stored: dict[str, Any]) -> str:
         + ". Lost = never-confirmed ids + ids handled twice + stored `lastClientId` mismatches + gaps in the "
         "`message` seq. The Node peer has no drain, resume or replay.",
         *fanout.method_lines(fan, getattr(args, "fanout_rounds", 0)),
+        *([migration.method_line()] if stored.get("migration") else []),
         "- Synth: `make -s synth CDK_ARGS=--output <tmp>` against `bench/minimal-app` (one "
         "`aws_ecs_patterns.ApplicationLoadBalancedFargateService`, no cdk-nag) with `npx --no-install cdk synth "
         "--quiet --output <tmp>`: both cold processes, built-in validation on in both.",
@@ -535,6 +579,8 @@ def page(rs: list[report.Row], stored: dict[str, Any]) -> str:
         out.append("")
     if storm_result is not None:
         out += ["## Reconnect storm, its record", "", _storm_line(storm_result), ""]
+    if stored.get("migration"):
+        out += ["## Blue/green migration, its records", "", *(f"- {_storm_line(r)}" for r in stored["migration"]), ""]
     if synth is not None:
         samples = ", ".join(f"{k}: {' / '.join(f'{v:.1f}' for v in vs)} s" for k, vs in synth["samples"].items())
         out += ["## Synth samples", "", samples, ""]

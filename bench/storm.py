@@ -16,6 +16,7 @@ move to the generator core. The Node peer has no drain, resume or replay: there 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import time
@@ -62,6 +63,67 @@ class _SeqWatch:
         return (max(self.seen) - len(self.seen)) if self.seen else 0
 
 
+async def connect_clients(twin: TwinCluster, settings: Settings, session: aiohttp.ClientSession, clients_n: int,
+                          user_prefix: str, rng: random.Random,
+                          say: Callable[[str], None]) -> tuple[list[StickyClient], list[_SeqWatch]]:  # fmt: skip
+    """Start ``clients_n`` reference clients of users ``{user_prefix}{i}`` and wait until all are connected."""
+    watches = [_SeqWatch() for _ in range(clients_n)]
+    clients = [
+        StickyClient(twin.url, twin.token(f"{user_prefix}{i}"), backoff=Backoff.from_settings(settings),
+                     session=session, rng=random.Random(rng.random()), on_event=watches[i], connect_timeout_s=20)
+        for i in range(clients_n)
+    ]  # fmt: skip
+    t0 = time.monotonic()
+    for i, c in enumerate(clients):
+        c.start()
+        if i % 200 == 199:
+            await asyncio.sleep(0.05)
+    await asyncio.gather(*(c.wait_connected(60) for c in clients))
+    say(f"  {clients_n} clients connected in {time.monotonic() - t0:.1f} s")
+    return clients, watches
+
+
+async def stream(c: StickyClient, stop: asyncio.Event, rng: random.Random) -> None:
+    """Send a numbered message every :data:`SEND_EVERY_S` (from a random start) until ``stop``."""
+    await asyncio.sleep(rng.uniform(0, SEND_EVERY_S))
+    while not stop.is_set():
+        c.send({"n": c.outbox.next_id})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), SEND_EVERY_S)
+
+
+def losses(
+    twin: TwinCluster, clients: list[StickyClient], watches: list[_SeqWatch], user_prefix: str
+) -> dict[str, int]:
+    """What the clients of users ``{user_prefix}{i}`` lost or had handled twice, once every send is confirmed.
+
+    ``unconfirmed``: client ids never confirmed; ``handled_twice``: ids confirmed more than once;
+    ``stored_mismatch``: sessions whose stored ``lastClientId`` differs from what their client sent;
+    ``seq_gaps``: gaps in the server's ``message`` seq as each client saw it; ``lost``: their sum.
+    """
+    registry = redis.Redis.from_url(twin.redis.url, decode_responses=True)
+    try:
+        stored_mismatch = 0
+        for i, c in enumerate(clients):
+            assert c.session_id is not None
+            # Sessions are keyed by user (one per user); the hash's sid names the session.
+            stored = registry.hmget(keys.session_key(f"{user_prefix}{i}"), ["sid", "lastClientId"])
+            handled = int(stored[1] or 0) if stored[0] == c.session_id else 0
+            stored_mismatch += handled != c.outbox.sent_count
+    finally:
+        registry.close()
+    unconfirmed = sum(len(c.outbox.pending) for c in clients)
+    twice = sum(1 for c in clients for n in c.outbox.confirmations.values() if n > 1)
+    gaps = sum(w.gaps() for w in watches)
+    return {
+        "unconfirmed": unconfirmed,
+        "handled_twice": twice,
+        "stored_mismatch": stored_mismatch,
+        "seq_gaps": gaps,
+        "lost": unconfirmed + twice + stored_mismatch + gaps,
+    }
+
+
 async def _storm(twin: TwinCluster, settings: Settings, clients_n: int, client_core: int | None,
                  say: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
     if client_core is not None:
@@ -69,28 +131,9 @@ async def _storm(twin: TwinCluster, settings: Settings, clients_n: int, client_c
     rng = random.Random(6)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar()) as session:
-        watches = [_SeqWatch() for _ in range(clients_n)]
-        clients = [
-            StickyClient(twin.url, twin.token(f"storm-{i}"), backoff=Backoff.from_settings(settings), session=session,
-                         rng=random.Random(rng.random()), on_event=watches[i], connect_timeout_s=20)
-            for i in range(clients_n)
-        ]  # fmt: skip
-        t0 = time.monotonic()
-        for i, c in enumerate(clients):
-            c.start()
-            if i % 200 == 199:
-                await asyncio.sleep(0.05)
-        await asyncio.gather(*(c.wait_connected(60) for c in clients))
-        say(f"  storm: {clients_n} clients connected in {time.monotonic() - t0:.1f} s")
+        clients, watches = await connect_clients(twin, settings, session, clients_n, "storm-", rng, say)
         stop = asyncio.Event()
-
-        async def stream(c: StickyClient) -> None:
-            await asyncio.sleep(rng.uniform(0, SEND_EVERY_S))
-            while not stop.is_set():
-                c.send({"n": c.outbox.next_id})
-                await asyncio.sleep(SEND_EVERY_S)
-
-        senders = [asyncio.create_task(stream(c)) for c in clients]
+        senders = [asyncio.create_task(stream(c, stop, rng)) for c in clients]
         await asyncio.sleep(SEND_EVERY_S)
         victim = twin.serving()[0]
         moved = [c for c in clients if c.server_id == victim]
@@ -104,20 +147,7 @@ async def _storm(twin: TwinCluster, settings: Settings, clients_n: int, client_c
         await asyncio.gather(*(c.wait_confirmed(30) for c in clients))
         back_at = [max(c.stats.reconnect_times) for c in moved if c.stats.reconnect_times]
         times = [t for c in clients for t in c.stats.reconnect_times if t >= started]
-        registry = redis.Redis.from_url(twin.redis.url, decode_responses=True)
-        try:
-            stored_mismatch = 0
-            for i, c in enumerate(clients):
-                assert c.session_id is not None
-                # Sessions are keyed by user (one per user); the hash's sid names the session.
-                stored = registry.hmget(keys.session_key(f"storm-{i}"), ["sid", "lastClientId"])
-                handled = int(stored[1] or 0) if stored[0] == c.session_id else 0
-                stored_mismatch += handled != c.outbox.sent_count
-        finally:
-            registry.close()
-        unconfirmed = sum(len(c.outbox.pending) for c in clients)
-        twice = sum(1 for c in clients for n in c.outbox.confirmations.values() if n > 1)
-        gaps = sum(w.gaps() for w in watches)
+        lost = losses(twin, clients, watches, "storm-")
         result = {
             "clients": clients_n,
             "moved": len(moved),
@@ -130,11 +160,7 @@ async def _storm(twin: TwinCluster, settings: Settings, clients_n: int, client_c
             "reconnect_frames": sum(c.stats.reconnect_frames for c in clients),
             "all_back_s": (max(back_at) - started) if len(back_at) == len(moved) else float("inf"),
             "peak_handshakes_per_s": peak_rate_per_s(times),
-            "unconfirmed": unconfirmed,
-            "handled_twice": twice,
-            "stored_mismatch": stored_mismatch,
-            "seq_gaps": gaps,
-            "lost": unconfirmed + twice + stored_mismatch + gaps,
+            **lost,
             "deregister_s": deregister_s,
             "drained_s": report.drained_s,
             "connections_cut": report.connections_cut,

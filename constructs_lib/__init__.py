@@ -11,6 +11,7 @@ from constructs_lib.drain_notifier import DrainNotifier
 from constructs_lib.health_check import ContainerHealthCheck
 from constructs_lib.image import server_image
 from constructs_lib.load_balancer import StickyWebSocketLoadBalancer, load_balancer_attributes
+from constructs_lib.migration_hook import MigrationHook
 from constructs_lib.observability import WebSocketObservability
 from constructs_lib.registry import ConnectionRegistry
 from constructs_lib.scaling import ScalingSignal
@@ -25,6 +26,7 @@ __all__ = [
     "ConnectionRegistry",
     "ContainerHealthCheck",
     "DrainNotifier",
+    "MigrationHook",
     "ScalingSignal",
     "SettingsMismatchError",
     "StickyWebSocketLoadBalancer",

@@ -1,4 +1,4 @@
-"""Local (Docker-free) bundling of the drain-notifier Lambda.
+"""Local (Docker-free) bundling of the drain-notifier and migration-hook Lambdas.
 
 ``cdk synth`` must stay offline and must not need a Docker engine, so the Lambda's code is
 assembled by copying files from the current Python environment, wherever the packages come from
@@ -11,6 +11,9 @@ assembled by copying files from the current Python environment, wherever the pac
   ``stickyws/drain_notifier.py``, and
 * the installed ``redis`` package directory (redis-py is pure Python, so the copy made from this
   environment runs on the Lambda runtime; ``__pycache__`` is left out).
+
+The migration hook's bundle is the same plus ``stickyws.migration`` and ``stickyws.migration_hook``
+(:data:`MIGRATION_HOOK_MODULES`), the modules its docstring names; it too imports nothing else of stickyws.
 
 CDK's :class:`aws_cdk.BundlingOptions` still requires a Docker ``image``; it is the runtime's SAM
 build image (``public.ecr.aws/sam/build-python3.13``) and is never pulled because
@@ -45,6 +48,12 @@ HANDLER_FILES: Final = (
 HANDLER_PACKAGES: Final = ("redis",)
 #: ``handler`` setting of the function.
 HANDLER: Final = "stickyws.drain_notifier.handler"
+#: Modules of the migration-hook function's bundle: the drain notifier's (whose notice it writes), its plan and itself.
+MIGRATION_HOOK_MODULES: Final = (*HANDLER_MODULES, "stickyws.migration", "stickyws.migration_hook")
+#: Where those modules land in the bundle.
+MIGRATION_HOOK_FILES: Final = (*HANDLER_FILES, "stickyws/migration.py", "stickyws/migration_hook.py")
+#: ``handler`` setting of the migration-hook function.
+MIGRATION_HOOK_HANDLER: Final = "stickyws.migration_hook.handler"
 
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
 
@@ -59,8 +68,9 @@ def package_dir(name: str) -> Path:
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
     if not locations:
         raise BundlingError(
-            f"package {name!r} is not installed in this Python environment; the drain-notifier Lambda "
-            "bundles it from here: install stickyws with the CDK extra (pip install 'stickyws[cdk]')"
+            f"package {name!r} is not installed in this Python environment; the drain-notifier and "
+            "migration-hook Lambdas bundle it from here: install stickyws with the CDK extra "
+            "(pip install 'stickyws[cdk]')"
         )
     return Path(locations[0])
 
@@ -71,8 +81,9 @@ def module_file(name: str) -> Path:
     origin = spec.origin if spec is not None else None
     if origin is None or not origin.endswith(".py") or not Path(origin).is_file():
         raise BundlingError(
-            f"module {name!r} has no Python source file in this environment; the drain-notifier Lambda "
-            "bundles it from here: install stickyws with the CDK extra (pip install 'stickyws[cdk]')"
+            f"module {name!r} has no Python source file in this environment; the drain-notifier and "
+            "migration-hook Lambdas bundle it from here: install stickyws with the CDK extra "
+            "(pip install 'stickyws[cdk]')"
         )
     return Path(origin)
 
@@ -121,8 +132,17 @@ class CopyLocalBundling:
 
 def drain_notifier_code() -> lambda_.Code:
     """The drain-notifier function's code: the local bundle described in this module's docstring."""
+    return _bundle(HANDLER_MODULES)
+
+
+def migration_hook_code() -> lambda_.Code:
+    """The migration-hook function's code: the drain notifier's bundle plus :data:`MIGRATION_HOOK_MODULES`' two."""
+    return _bundle(MIGRATION_HOOK_MODULES)
+
+
+def _bundle(modules: Sequence[str]) -> lambda_.Code:
     return lambda_.Code.from_asset(
         str(package_dir("stickyws")),
         asset_hash_type=AssetHashType.OUTPUT,
-        bundling=BundlingOptions(image=LAMBDA_RUNTIME.bundling_image, local=CopyLocalBundling()),
+        bundling=BundlingOptions(image=LAMBDA_RUNTIME.bundling_image, local=CopyLocalBundling(modules=modules)),
     )

@@ -2,7 +2,8 @@
 
 Three ways to use :class:`StickyWebSocketLoadBalancer`:
 
-* **New load balancer** (default): the ALB with the settings' attributes, an encrypted log bucket
+* **New load balancer** (default): the ALB with the settings' attributes (and, with
+  ``capacity_reservation_lcu``, that many reserved LCUs as ``MinimumLoadBalancerCapacity``), an encrypted log bucket
   for access and connection logs, an HTTPS listener (TLS 1.3 policy) with an HTTP->HTTPS
   redirect, the ``Upgrade: websocket`` rule and the target group.
 * **Existing load balancer** (``load_balancer=``): the listeners, rule and target group are added
@@ -545,6 +546,8 @@ class StickyWebSocketLoadBalancer(Construct):
             client_keep_alive=Duration.seconds(lb.client_keep_alive_s),
             drop_invalid_header_fields=lb.drop_invalid_header_fields,
             desync_mitigation_mode=elbv2.DesyncMitigationMode[lb.desync_mitigation_mode.upper()],
+            # capacity_reservation_lcu (0 = none): MinimumLoadBalancerCapacity.CapacityUnits, the ALB's reserved floor.
+            minimum_capacity_unit=lb.capacity_reservation_lcu or None,
         )
 
     def _create_log_bucket(self) -> s3.Bucket:

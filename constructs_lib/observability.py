@@ -57,6 +57,7 @@ SLOW_CONSUMER_CLOSES: Final = "SlowConsumerCloses"
 RECOVERY_FAILURES: Final = "RecoveryFailures"
 REPLAY_GAPS: Final = "ReplayGaps"
 PUBLISH_LAG_MS: Final = "PublishLagMs"
+SENDS_ON: Final = "SendsOn"
 SERVER_METRICS: Final = (
     ACTIVE_CONNECTIONS,
     HANDSHAKES_ACCEPTED,
@@ -72,6 +73,7 @@ SERVER_METRICS: Final = (
     RECOVERY_FAILURES,
     REPLAY_GAPS,
     PUBLISH_LAG_MS,
+    SENDS_ON,
 )
 #: Dimension of every server metric (value: the ECS service name); ``Reason`` is added for rejections.
 SERVICE_NAME_DIMENSION: Final = "ServiceName"

@@ -30,7 +30,9 @@ Both modes: the container carries ``server_labels(settings)`` as Docker labels (
 and what it is told; the auditor reads them back), ``stopTimeout`` = ``stop_timeout_s``,
 health-check grace = ``health_check_grace_s``, the deployment of ``deployment_strategy`` (see
 below), and the task count between ``min_count`` and ``max_count`` with the long ``scale_in_cooldown_s``
-(every scale-in moves all clients of a task).
+(every scale-in moves all clients of a task). With ``scale_in_protection`` (the default) the task role may
+call ``ecs:UpdateTaskProtection`` and ``ecs:GetTaskProtection`` on the tasks of the service's cluster:
+busy tasks protect themselves through the ECS agent, so a scale-in stops the least busy ones.
 
 Deployment (``deployment_strategy``): ``rolling`` (the default) replaces tasks with
 ``min_healthy_percent``/``max_percent`` (100/200: replacements come up before old tasks drain),
@@ -40,9 +42,13 @@ the circuit breaker rolling back. ``blue_green``, ``linear`` and ``canary`` use 
 ``StickyWebSocketLoadBalancer.attach`` hands to ECS with the alternate target group and the
 production listener rule. These strategies get no circuit breaker: ECS runs it for rolling
 deployments only, so it is left out (and aws-cdk-lib's warning about it acknowledged). Weights move
-new handshakes only; no lifecycle hook here moves blue's open sockets, so when the bake ends ECS
-stops every blue task at once and their clients all reconnect (docs/deployments.md). Add your own
-hook with ``service.service.add_lifecycle_hook(...)``.
+new handshakes only, so with ``migration_hook`` (the default) and a registry (``redis_url``) the
+service installs the migration hook (:class:`constructs_lib.migration_hook.MigrationHook`,
+:attr:`migration_hook`) at ``POST_PRODUCTION_TRAFFIC_SHIFT``: it moves blue's open sockets to green at
+``migration_pace_per_s`` before the bake ends (docs/deployments.md). Admit its function on the
+registry and connect it there as for the drain notifier (``registry.allow_from(hook.function)``,
+``registry.connect_function(hook.function)``). ``availability_zone_rebalancing`` turns ECS's zone
+rebalancing on or off; its task stops take the same drain as every other stop.
 
 The service's security group has no ingress of its own: ``StickyWebSocketLoadBalancer.attach``
 admits the load balancer's security group on the container port (and wires the scaling signals
@@ -55,7 +61,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import jsii
-from aws_cdk import Annotations, Duration, Names
+from aws_cdk import Annotations, ArnFormat, Duration, Names, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
@@ -67,6 +73,7 @@ from constructs import Construct, IValidation
 
 from constructs_lib.health_check import ContainerHealthCheck, reference_command
 from constructs_lib.image import server_image
+from constructs_lib.migration_hook import MigrationHook, nag_text
 from constructs_lib.nag import acknowledge
 from constructs_lib.observability import ACTIVE_CONNECTIONS, SERVICE_NAME_DIMENSION
 from constructs_lib.scaling import ScalingSignal
@@ -93,10 +100,14 @@ LOG_STREAM_PREFIX: Final = "stickyws"
 SERVICE_PARTS: Final = frozenset({Scope.SERVICE, Scope.SERVER})
 #: Annotation id of the note that your own server's task runs no container health check.
 NO_CONTAINER_HEALTH_CHECK_ID: Final = "stickyws:service:no-container-health-check"
+#: What the task role may do with ``scale_in_protection``: the ECS agent's endpoint calls these APIs with it.
+TASK_PROTECTION_ACTIONS: Final = ("ecs:UpdateTaskProtection", "ecs:GetTaskProtection")
 
 
 #: The AWS managed policy ECS's infrastructure role needs to rewrite listener rules during a traffic shift.
 INFRASTRUCTURE_POLICY: Final = "AmazonECSInfrastructureRolePolicyForLoadBalancers"
+#: Annotation id of the warning that migration_hook is on but the service has no registry for the hook to use.
+MIGRATION_HOOK_NEEDS_REGISTRY_ID: Final = "stickyws:service:migration-hook-needs-registry"
 #: aws-cdk-lib's warning for a service without a circuit breaker (acknowledged: the breaker is rolling-only).
 CDK_CIRCUIT_BREAKER_WARNING_ID: Final = "@aws-cdk/aws-ecs:shouldUseCircuitBreaker"
 _STRATEGIES: Final = {
@@ -322,6 +333,9 @@ class WebSocketFargateService(Construct):
             "reference server) the service name; the signing key is injected from Secrets Manager.",
         )
 
+        if task.scale_in_protection:
+            self._grant_task_protection()
+
         self._security_group = ec2.SecurityGroup(
             self,
             "SecurityGroup",
@@ -344,6 +358,11 @@ class WebSocketFargateService(Construct):
             health_check_grace_period=Duration.seconds(task.health_check_grace_s),
             assign_public_ip=False,
             security_groups=[self._security_group],
+            availability_zone_rebalancing=(
+                ecs.AvailabilityZoneRebalancing.ENABLED
+                if task.availability_zone_rebalancing
+                else ecs.AvailabilityZoneRebalancing.DISABLED
+            ),
             **deployment_props(settings),
         )
         if shifts_traffic(settings):
@@ -352,6 +371,7 @@ class WebSocketFargateService(Construct):
                 "the deployment circuit breaker is rolling-only; a blue/green, linear or canary deployment rolls "
                 "back through ECS's own stages (and alarms, when given)",
             )
+        self._migration_hook = self._install_migration_hook(vpc, redis_url)
         if publish_key is not None:
             self._publish_key = publish_key
         for peer in publishers:
@@ -373,6 +393,30 @@ class WebSocketFargateService(Construct):
                 "AwsSolutions-IAM5[Resource::*]",
                 "ecr:GetAuthorizationToken, which pulling the image asset needs, has no resource-level permissions.",
             )
+
+    def _install_migration_hook(self, vpc: ec2.IVpc, redis_url: str | None) -> MigrationHook | None:
+        """The migration hook on the service, for a traffic-shifting strategy with ``migration_hook`` on."""
+        if not (shifts_traffic(self._settings) and self._settings.deployment.migration_hook):
+            return None
+        if redis_url is None:
+            Annotations.of(self).add_warning_v2(
+                MIGRATION_HOOK_NEEDS_REGISTRY_ID,
+                "migration_hook=true but the service has no registry (redis_url): no migration hook is installed, "
+                "so ECS stops all blue tasks together after the bake and their clients reconnect at once. Pass "
+                "redis_url (the hook reads heartbeats and writes drain notices there) or set migration_hook=false.",
+            )
+            return None
+        hook = MigrationHook(
+            self,
+            "MigrationHook",
+            vpc=vpc,
+            cluster=self._cluster,
+            service_name=self._service_name,
+            settings=self._settings,
+            registry_url=redis_url,
+        )
+        self._service.add_lifecycle_hook(hook.target)
+        return hook
 
     def _create_infrastructure_role(self) -> iam.Role:
         """The role ECS assumes to rewrite the production and test listener rules during a traffic shift."""
@@ -447,6 +491,21 @@ class WebSocketFargateService(Construct):
         """The publish endpoint's key (``None`` until a publisher is allowed)."""
         return self._publish_key
 
+    def _grant_task_protection(self) -> None:
+        """Let the tasks protect and release themselves (ECS agent endpoint, ``scale_in_protection``)."""
+        stack = Stack.of(self)
+        tasks = stack.format_arn(
+            service="ecs", resource="task", resource_name=f"{self._cluster.cluster_name}/*",
+            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+        )  # fmt: skip
+        role = self._task_definition.task_role
+        role.add_to_principal_policy(iam.PolicyStatement(actions=list(TASK_PROTECTION_ACTIONS), resources=[tasks]))
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::{nag_text(stack, tasks)}]",
+            "Scale-in protection on the tasks of the service's cluster: a task's id is only known at run time.",
+        )
+
     def grant_describe_target_health(self, target_group: elbv2.ITargetGroup | None = None) -> None:
         """Let the tasks call ``elasticloadbalancing:DescribeTargetHealth`` (the server's optional drain trigger).
 
@@ -503,6 +562,11 @@ class WebSocketFargateService(Construct):
     def deployment_strategy(self) -> str:
         """The ``deployment_strategy`` setting: ``rolling``, ``blue_green``, ``linear`` or ``canary``."""
         return self._settings.deployment.deployment_strategy
+
+    @property
+    def migration_hook(self) -> MigrationHook | None:
+        """The migration hook (blue/green, linear, canary with ``migration_hook`` and a registry); else ``None``."""
+        return self._migration_hook
 
     @property
     def infrastructure_role(self) -> iam.Role | None:

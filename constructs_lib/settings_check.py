@@ -39,7 +39,8 @@ import jsii
 from aws_cdk import Annotations, Aspects, IAspect, Stack
 from constructs import Construct, IConstruct
 
-from stickyws.settings import PARTS, RULES, Finding, RulePlan, Scope, Settings, SettingsError, Severity, validate
+from stickyws.settings import RULES, Finding, RulePlan, Scope, Settings, SettingsError, Severity, validate
+from stickyws.settings.scopes import STACK_PARTS
 
 #: Prefix of the annotation ids, e.g. ``stickyws:settings:ping-within-idle-timeout``; acknowledge one
 #: with ``Annotations.of(scope).acknowledge_warning(id, reason)``.
@@ -93,7 +94,7 @@ def apply_settings(
     *,
     about: Scope | None = None,
 ) -> SettingsVerdict:
-    """Check ``settings`` for a construct that has ``parts`` (default: every part, a whole stack).
+    """Check ``settings`` for a construct that has ``parts`` (default: every part of the reference stack).
 
     ``about``: judge only the rules whose scopes include it (``ConnectionRegistry`` names
     ``Scope.REGISTRY`` with the parts those rules read). Raises
@@ -103,7 +104,7 @@ def apply_settings(
     ``cdk synth``, failing it under ``--strict``); informational findings (time to healthy,
     worst-case stop time) become info annotations. Each finding is added once per stack.
     """
-    chosen = frozenset(PARTS if parts is None else parts)
+    chosen = frozenset(STACK_PARTS if parts is None else parts)
     plan = settings.plan(chosen)
     rule_ids = tuple(r.id for r in plan.applied if about is None or about in r.scopes)
     findings = validate(settings, rule_ids, parts=chosen)

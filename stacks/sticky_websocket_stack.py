@@ -137,6 +137,9 @@ class StickyWebSocketStack(Stack):
         )
         self.registry.allow_from(self.drain_notifier.function)
         self.registry.connect_function(self.drain_notifier.function)
+        if self.app.migration_hook is not None:
+            self.registry.allow_from(self.app.migration_hook.function)
+            self.registry.connect_function(self.app.migration_hook.function)
         assert self.web.load_balancer is not None  # this stack always creates its load balancer
         self.observability = WebSocketObservability(
             self,

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stickyws.client.cli",
     "stickyws.publish.cli",
     "stickyws.twin.cli",
+    "stickyws.k8s.cli",
 )
 
 #: Third-party top-level modules a command may need, and the extra that installs each.
@@ -38,6 +39,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "constructs": "cdk",
     "cdk_nag": "cdk",
     "moto": "testing",
+    "yaml": "k8s",
 }
 
 

@@ -13,7 +13,8 @@ Hierarchy (the concrete errors live next to the code that raises them)::
     │   └── SettingValueError
     ├── AuditError                              stickyws.audit: a source the auditor cannot read
     │   ├── ReadError                           stickyws.audit.from_aws
-    │   └── TemplateError                       stickyws.audit.from_template
+    │   ├── TemplateError                       stickyws.audit.from_template
+    │   └── ManifestError                       stickyws.audit.k8s.manifests
     ├── ReferenceClientError                    stickyws.client
     │   └── ClientStopped (+ RuntimeError)      stickyws.client.connection
     ├── LocalTwinError                          stickyws.twin
@@ -29,6 +30,7 @@ Hierarchy (the concrete errors live next to the code that raises them)::
     │   ├── BadRequest                          stickyws.server.http_head
     │   ├── FrameError, MessageTooBig           stickyws.server.ws_frames
     │   ├── HandlerError                        stickyws.server.handler
+    │   ├── DrainSelfError                      stickyws.server.prestop
     │   └── StartupError                        stickyws.server.app
     ├── RegistryError                           stickyws.registry.errors
     │   ├── RegistryUnavailable, NotYetReplicated

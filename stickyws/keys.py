@@ -21,8 +21,11 @@ key / channel                                   kind     holds
                                                          (fields ``o`` offset, ``d`` data JSON)
 ``ws:{t:<topic>}:pub``                          channel  each publication as it is assigned
 ``ws:{u:<user>}:push``                          channel  user messages, on a Redis Cluster (sharded pub/sub)
-``ws:server:<serverId>:heartbeat``              string   JSON ``{serverId, connections, status, ts}``
+``ws:server:<serverId>:heartbeat``              string   JSON ``{serverId, connections, status, ts,``
+                                                         ``revision}`` (:data:`HEARTBEAT_REVISION`)
 ``ws:server:<serverId>:push``                   channel  user messages for that server's users (one primary)
+``ws:servers:heartbeat``                        zset     ids of the servers that write heartbeats (score: last
+                                                         write, epoch ms); readers prune ids whose heartbeat is gone
 ``ws:drain:<serverId>``                         string   JSON drain notice (kept so a late reader sees it)
 ``ws:drain:<serverId>``                         channel  the same notice, published for live servers
 ``ws:reconnect:<userId>``                       channel  JSON reconnect instruction for other components
@@ -125,6 +128,23 @@ def is_topic_channel(channel: str) -> bool:
 def heartbeat_key(server_id: str) -> str:
     """Liveness and load of ``server_id``."""
     return f"{PREFIX}:server:{server_id}:heartbeat"
+
+
+def heartbeat_index_key() -> str:
+    """The index of the servers that write heartbeats (a sorted set of server ids; see the table above)."""
+    return f"{PREFIX}:servers:heartbeat"
+
+
+def heartbeat_server_id(key: str) -> str | None:
+    """The server id of a :func:`heartbeat_key` (``None`` for any other key)."""
+    head, tail = f"{PREFIX}:server:", ":heartbeat"
+    if key.startswith(head) and key.endswith(tail) and len(key) > len(head) + len(tail):
+        return key[len(head) : -len(tail)]
+    return None
+
+
+#: The heartbeat's field naming the server's deployment revision ("" or absent: none).
+HEARTBEAT_REVISION = "revision"
 
 
 def push_channel(server_id: str) -> str:

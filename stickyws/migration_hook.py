@@ -26,6 +26,31 @@ back: answering ``SUCCEEDED`` would leave every blue client to be cut at cleanup
 deployment). A registry or ECS outage answers ``IN_PROGRESS`` until the window ends, then
 ``SUCCEEDED``. Every answer is logged as one line with the note that explains it.
 
+**Rollback.** What the ECS documentation says (verified, Amazon ECS developer guide, "Lifecycle hooks for
+Amazon ECS service deployments"): when a deployment rolls back, ECS runs the lifecycle hooks of two stages,
+``PRODUCTION_TRAFFIC_SHIFT`` and ``TEST_TRAFFIC_SHIFT``; a hook at ``POST_PRODUCTION_TRAFFIC_SHIFT`` is not
+run again, with roles swapped or otherwise. Every hook payload carries ``productionTrafficWeights`` (service
+revision ARN -> percent of production traffic), and ECS's API shows a deployment being rolled back as status
+``ROLLBACK_IN_PROGRESS`` with ``rollback.serviceRevisionArn``, "the service revision deployed as part of the
+rollback" (``ListServiceDeployments``, ``DescribeServiceDeployments``). So the hook is also installed at
+:data:`ROLLBACK_STAGE` and there acts only when all three agree (:func:`rollback_target`): the weights put
+100 % of production on one revision, a deployment of the service is ``ROLLBACK_IN_PROGRESS``, and that
+rollback deploys that same revision. It then moves green's clients back exactly as above, with that
+revision in the target's place: the "blue" of a rollback is every running task not started by the revision
+production now points to (the green tasks), and its notices say ``rollback to revision <id>``. In every
+other case at that stage (a forward shift, weights still split, a rollback still shifting, or the
+deployments unreadable) it answers ``SUCCEEDED`` and writes nothing, so a forward shift is never held and
+green is never told to drain while production still goes to it. Nor does it ever answer ``FAILED`` there (a bad
+setting or event is logged and answered ``SUCCEEDED``): what a failed hook does to a rollback is not
+documented.
+
+Inferred, not seen on a live account: whether the weights in the payload of the rollback's
+``PRODUCTION_TRAFFIC_SHIFT`` call already point back to blue (the hook acts only when they
+do; if ECS moves them only after the stage, the rollback moves nothing, as before); that blue's tasks
+carry ``startedBy`` ``ecs-svc/<id>`` of their own revision as green's do of theirs. And a limit: blue's
+servers that the forward migration already told to drain stay drained (a drain is not undone), so after a
+completed migration a rollback sends its clients to servers that refuse new handshakes.
+
 Settings (environment): ``REDIS_URL`` and the ``REDIS_AUTH`` family as for the drain notifier
 (:mod:`stickyws.registry_auth`); :data:`PACE_ENV`, :data:`WINDOW_ENV`, :data:`DRAIN_WINDOW_ENV`,
 and optionally :data:`DONE_ENV`.
@@ -66,8 +91,19 @@ DRAIN_WINDOW_ENV: Final = "STICKYWS_DRAIN_WINDOW_S"
 DONE_ENV: Final = "STICKYWS_MIGRATION_DONE_CONNECTIONS"
 #: ``DrainNotice.source`` of every notice this hook writes.
 SOURCE: Final = "ecs-deployment-migration"
-#: The stage this hook acts at; at any other stage it answers SUCCEEDED and does nothing.
+#: The stage this hook moves blue's clients at (the production shift to green is complete).
 STAGE: Final = "POST_PRODUCTION_TRAFFIC_SHIFT"
+#: The stage a rollback runs hooks at; the hook moves green's clients back there during a rollback only.
+ROLLBACK_STAGE: Final = "PRODUCTION_TRAFFIC_SHIFT"
+#: Every stage the hook is installed at; at any other stage it answers SUCCEEDED and does nothing.
+STAGES: Final = (STAGE, ROLLBACK_STAGE)
+#: ECS's status of a service deployment that is being rolled back.
+ROLLBACK_IN_PROGRESS: Final = "ROLLBACK_IN_PROGRESS"
+#: botocore's timeouts (s) and attempts for ECS calls: a slow call ends this invocation as IN_PROGRESS long before
+#: the function's own timeout, which ECS would take as a failure and roll the deployment back.
+ECS_CONNECT_TIMEOUT_S: Final = 5
+ECS_READ_TIMEOUT_S: Final = 15
+ECS_MAX_ATTEMPTS: Final = 3
 #: ``DescribeTasks`` takes at most this many tasks per call.
 DESCRIBE_BATCH: Final = 100
 #: ECS error codes that no retry cures: the hook answers FAILED on them.
@@ -93,12 +129,21 @@ class Unavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Target:
-    """The service being deployed and its target (green) revision, from the hook event."""
+    """The service being deployed and its target (green) revision, from the hook event.
+
+    ``rollback``: the revision is the one a rollback deploys, and the tasks to move are green's.
+    """
 
     region: str
     cluster: str
     service_name: str
     revision_id: str
+    rollback: bool = False
+
+    @property
+    def reason(self) -> str:
+        """``DrainNotice.reason`` of this target's notices."""
+        return f"{'rollback' if self.rollback else 'deployment'} to revision {self.revision_id}"
 
 
 @dataclass(frozen=True)
@@ -217,9 +262,65 @@ def read_heartbeats(client: redis.Redis | redis.RedisCluster, server_ids: Iterab
 
 
 def _ecs_client(region: str) -> Any:
+    import botocore.config
     import botocore.session
 
-    return botocore.session.get_session().create_client("ecs", region_name=region)
+    config = botocore.config.Config(
+        connect_timeout=ECS_CONNECT_TIMEOUT_S,
+        read_timeout=ECS_READ_TIMEOUT_S,
+        retries={"max_attempts": ECS_MAX_ATTEMPTS, "mode": "standard"},
+    )
+    return botocore.session.get_session().create_client("ecs", region_name=region, config=config)
+
+
+def production_revision(event: Any) -> str | None:
+    """The service revision ARN that ``event``'s ``productionTrafficWeights`` give 100 %, else ``None`` (pure)."""
+    if not isinstance(event, Mapping):
+        return None
+    details = event.get("executionDetails")
+    source: Mapping[str, Any] = details if isinstance(details, Mapping) else event
+    weights = source.get("productionTrafficWeights", event.get("productionTrafficWeights"))
+    if not isinstance(weights, Mapping):
+        return None
+    whole = [str(arn) for arn, weight in weights.items() if isinstance(weight, (int, float)) and weight >= 100]
+    return whole[0] if len(whole) == 1 else None
+
+
+def rollback_revision(ecs: Any, target: Target) -> str | None:
+    """The ARN of the revision a rollback of ``target``'s service deploys (a ``ROLLBACK_IN_PROGRESS`` deployment's
+    ``rollback.serviceRevisionArn``), else ``None``. Raises botocore's errors."""
+    listed = ecs.list_service_deployments(
+        cluster=target.cluster, service=target.service_name, status=[ROLLBACK_IN_PROGRESS]
+    )
+    deployments = listed.get("serviceDeployments", [])
+    arns = [str(d["serviceDeploymentArn"]) for d in deployments if d.get("serviceDeploymentArn")]
+    if not arns:
+        return None
+    described = ecs.describe_service_deployments(serviceDeploymentArns=arns[:1]).get("serviceDeployments", [])
+    revision = (described[0].get("rollback") or {}).get("serviceRevisionArn") if described else None
+    return str(revision) if revision else None
+
+
+def rollback_target(event: Any, target: Target, ecs_client: Callable[[str], Any] = _ecs_client) -> Target | str:
+    """At :data:`ROLLBACK_STAGE`: ``target`` with the revision a rollback has sent production back to, or why
+    there is nothing to move (see "Rollback" in the module docstring)."""
+    import botocore.exceptions
+
+    production = production_revision(event)
+    if production is None:
+        return "production traffic is not wholly on one revision: nothing to move"
+    try:
+        back_to = rollback_revision(ecs_client(target.region), target)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        return (
+            f"cannot read the deployments of service {target.service_name} ({type(exc).__name__}: {exc}): nothing "
+            "moved; the function's role needs ecs:ListServiceDeployments and ecs:DescribeServiceDeployments"
+        )
+    if back_to is None:
+        return "no deployment of the service is rolling back (a forward traffic shift): nothing to move"
+    if back_to != production:
+        return f"the rollback deploys {back_to} while production is on {production}: nothing moved"
+    return replace(target, revision_id=back_to.rsplit("/", 1)[-1], rollback=True)
 
 
 def find_fleet(target: Target, ecs_client: Callable[[str], Any] = _ecs_client) -> Fleet:
@@ -281,14 +382,35 @@ def handler(
     clock: Callable[[], float] | None = None,
     ecs_client: Callable[[str], Any] = _ecs_client,
 ) -> dict[str, Any]:
-    """Lambda entry point: one call of the lifecycle hook (see the module docstring). Never raises."""
+    """Lambda entry point: one call of the lifecycle hook (see the module docstring). Never raises.
+
+    At :data:`ROLLBACK_STAGE` it never answers ``FAILED``: what a failed hook does to a rollback is not
+    documented, and a forward shift must not be failed by the rollback check; the reason is logged and the
+    answer is ``SUCCEEDED``.
+    """
+    response = _handle(event, clock=clock, ecs_client=ecs_client)
+    stage = event.get("lifecycleStage") if isinstance(event, Mapping) else None
+    if stage == ROLLBACK_STAGE and response.get("hookStatus") == "FAILED":
+        log.error(json.dumps({"hookStatus": "SUCCEEDED", "note": f"stage {stage}: the failure above moves nothing"}))
+        return {"hookStatus": "SUCCEEDED"}
+    return response
+
+
+def _handle(event: Any, *, clock: Callable[[], float] | None, ecs_client: Callable[[str], Any]) -> dict[str, Any]:
     details = event.get("hookDetails") if isinstance(event, Mapping) else None
-    if isinstance(event, Mapping) and event.get("lifecycleStage") not in (None, STAGE):
-        log.info(json.dumps({"hookStatus": "SUCCEEDED", "note": f"stage {event.get('lifecycleStage')}: nothing to do"}))
+    stage = event.get("lifecycleStage") if isinstance(event, Mapping) else None
+    if stage not in (None, *STAGES):
+        log.info(json.dumps({"hookStatus": "SUCCEEDED", "note": f"stage {stage}: nothing to do"}))
         return {"hookStatus": "SUCCEEDED"}
     target = parse_event(event)
     if isinstance(target, str):
         return failed(f"cannot tell which service to migrate: {target}", details)
+    if stage == ROLLBACK_STAGE:
+        rolled = rollback_target(event, target, ecs_client)
+        if isinstance(rolled, str):
+            log.info(json.dumps({"hookStatus": "SUCCEEDED", "note": f"stage {stage}: {rolled}"}))
+            return {"hookStatus": "SUCCEEDED"}
+        target = rolled
     try:
         config = config_from_env(os.environ)
         migration = Migration(config) if clock is None else Migration(config, clock=clock)
@@ -347,9 +469,7 @@ def _step(
     decision = decide(config, state, blue, now_s=now_s)
     written: set[str] = set()
     for slot in decision.notices:
-        notice = DrainNotice(
-            server_id=slot.server_id, source=SOURCE, reason=f"deployment to revision {target.revision_id}"
-        )
+        notice = DrainNotice(server_id=slot.server_id, source=SOURCE, reason=target.reason)
         try:
             drain_notifier.publish(client, notice)
         except redis.RedisError as exc:

@@ -70,6 +70,18 @@ Added for server push (v1-compatible: a client that ignores unknown frame types 
       that number messages ignore it for ``lastSeq``).
     * Close 1013 (:data:`CLOSE_TRY_AGAIN_LATER`) with reason ``slow consumer``: the connection's unsent
       output passed ``max_output_bytes``; the client resumes and gets the rest from its seq and offsets.
+Added for deployments (v1-compatible: a client that ignores ``avoid`` reconnects as before)
+    * A draining server with a revision adds ``"avoid":"<revision>"`` to its ``reconnect`` frames
+      (reason :data:`RECONNECT_DRAINING`). The client drops its load balancer stickiness cookies
+      (``AWSALB*``), as after any drain, and adds ``avoid=<revision>`` (:data:`AVOID_QUERY`) to the query
+      of its next handshake.
+    * A server whose revision equals the handshake's ``avoid``, while the registry shows a live server
+      that is not draining and has another revision, accepts the upgrade and at once sends ``reconnect``
+      with reason :data:`RECONNECT_SEND_ON`, the same ``avoid`` and ``retryAfterMs`` at most
+      :data:`SEND_ON_MAX_RETRY_MS`, then closes with 1012; it sends no ``connected`` and opens no
+      session. Otherwise (no other revision live: a scale-in, a stop) it admits the handshake.
+    * A client stops adding ``avoid`` after :data:`MAX_AVOID_HOPS` sends-on in a row (no ``connected``
+      in between), so a fleet of one revision can never bounce it for ever.
 """
 
 from __future__ import annotations
@@ -90,6 +102,17 @@ LAST_SEQ_QUERY = "lastSeq"
 SINCE_QUERY = "since"
 #: Longest ``since`` query value the server reads (bytes of JSON); topics beyond it resubscribe by frame.
 MAX_SINCE_BYTES = 8192
+#: The handshake query naming the revision a client moved by a drain wants to avoid.
+AVOID_QUERY = "avoid"
+#: Longest revision the server reads from ``avoid`` (a longer one is ignored).
+MAX_AVOID_CHARS = 256
+#: Sends-on in a row after which a client stops avoiding (and takes any server).
+MAX_AVOID_HOPS = 8
+#: Largest ``retryAfterMs`` of a send-on: the client goes on at once, with a little jitter.
+SEND_ON_MAX_RETRY_MS = 100
+#: ``reconnect`` reasons: the server is draining; the server sends the client on to another revision.
+RECONNECT_DRAINING = "server_draining"
+RECONNECT_SEND_ON = "send_on"
 WS_PATH = "/ws"
 HEALTH_PATH = "/health"
 
@@ -340,6 +363,17 @@ def error(code: str, text: str, msg_id: int | None = None) -> str:
     return dumps(body)
 
 
-def reconnect(reason: str, retry_after_ms: int) -> str:
-    """Tell the client to reconnect after ``retry_after_ms``."""
-    return dumps({"type": "reconnect", "reason": reason, "retryAfterMs": retry_after_ms})
+def reconnect(reason: str, retry_after_ms: int, *, avoid: str = "") -> str:
+    """Tell the client to reconnect after ``retry_after_ms``; ``avoid`` (when not empty): the revision its
+    next handshake should avoid."""
+    body: dict[str, Any] = {"type": "reconnect", "reason": reason, "retryAfterMs": retry_after_ms}
+    if avoid:
+        body["avoid"] = avoid
+    return dumps(body)
+
+
+def parse_avoid(raw: str | None) -> str:
+    """The ``avoid`` query value as a revision, or "" when absent, empty or longer than :data:`MAX_AVOID_CHARS`."""
+    if not raw or len(raw) > MAX_AVOID_CHARS:
+        return ""
+    return raw

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from stickyws import keys, protocol
+from stickyws.client.cookies import STICKY_COOKIE_PREFIX
 from stickyws.drain_notifier import SOURCE as NOTIFIER_SOURCE
 from stickyws.settings import Settings, env_name
 from stickyws.settings.model import FIELDS
@@ -93,11 +94,30 @@ def test_the_doc_names_the_sources_and_close_codes_the_code_uses() -> None:
     assert f"({protocol.CLOSE_SERVICE_RESTART}, or {protocol.CLOSE_GOING_AWAY} Going Away)" in TEXT
 
 
-def test_the_reconnect_frame_in_the_doc_is_the_protocols() -> None:
-    """The doc's reconnect frame has the fields and values of stickyws.protocol.reconnect."""
+def test_the_reconnect_frames_in_the_doc_are_the_protocols() -> None:
+    """The doc's reconnect frames (plain drain, drain with avoid, send-on) are what stickyws.protocol.reconnect
+    writes, field for field and in order."""
     frames = re.findall(r'`(\{"type":"reconnect","reason".*?\})`', TEXT)
-    assert len(frames) == 1
-    assert json.loads(frames[0].replace(":N}", ":0}")) == json.loads(protocol.reconnect("server_draining", 0))
+    revision = "<revision>"
+    expected = [
+        protocol.reconnect(protocol.RECONNECT_DRAINING, 0),
+        protocol.reconnect(protocol.RECONNECT_DRAINING, 0, avoid=revision),
+        protocol.reconnect(protocol.RECONNECT_SEND_ON, 0, avoid=revision),
+    ]
+    assert [f.replace(":N,", ":0,").replace(":N}", ":0}") for f in frames] == expected
+
+
+def test_the_avoid_section_states_the_constants_the_code_uses() -> None:
+    """The query name, send-on reason and jitter, hop limit, heartbeat field and cookie prefix in the doc are
+    the code's."""
+    flat = " ".join(TEXT.split())
+    assert f"adds `{protocol.AVOID_QUERY}=<revision>` to the query of its next handshake" in flat
+    assert f"with `N` at most {protocol.SEND_ON_MAX_RETRY_MS} (milliseconds), then closes with 1012" in flat
+    assert f"gives up avoiding after {protocol.MAX_AVOID_HOPS} sends-on in a row" in flat
+    assert f"(`{keys.heartbeat_key('<serverId>')}`, JSON field `{keys.HEARTBEAT_REVISION}`" in flat
+    assert f"every cookie whose name starts with `{STICKY_COOKIE_PREFIX}`" in flat
+    assert "`drain-pace-within-deregistration-delay`" in flat
+    assert "drain-pace-within-deregistration-delay" in RULES
 
 
 def test_the_settings_table_names_real_settings_variables_and_rules() -> None:
@@ -106,6 +126,8 @@ def test_the_settings_table_names_real_settings_variables_and_rules() -> None:
     assert [row[0].strip("`") for row in rows] == [
         "deregistration_delay_s",
         "drain_window_s",
+        "drain_pace_per_s",
+        "revision",
         "shutdown_timeout_s",
         "stop_timeout_s",
         "health_check_path",

@@ -39,6 +39,7 @@ def test_no_command_module_imports_the_dispatcher() -> None:
     assert commands == [
         "stickyws.audit.cli",
         "stickyws.client.cli",
+        "stickyws.k8s.cli",
         "stickyws.publish.cli",
         "stickyws.server.cli",
         "stickyws.twin.cli",
@@ -47,6 +48,7 @@ def test_no_command_module_imports_the_dispatcher() -> None:
     assert {m for m in commands if "stickyws.cli_errors" in graph[m]} == {
         "stickyws.audit.cli",
         "stickyws.client.cli",
+        "stickyws.k8s.cli",
         "stickyws.twin.cli",
     }
     assert graph["stickyws.cli_errors"] == {"stickyws.errors"}

@@ -1,11 +1,12 @@
-"""``stickyws audit``: check a template or a live load balancer against the settings model's rules.
+"""``stickyws audit``: check a template, a live load balancer or Kubernetes manifests against the settings model's
+rules.
 
 The report lists failures and warnings with their fixes and counts the rest; ``--verbose`` lists
 every row, ``--json`` prints every row as data.
 
 Exit codes: 0 every check passed (warnings allowed), 1 a check failed, 2 the deployment could
-not be read (unreadable template, bad ARN, missing permission or credentials); the reason is
-printed as one line on stderr.
+not be read (unreadable template or manifests, bad ARN, missing permission or credentials); the
+reason is printed as one line on stderr.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ sources (exactly one):
   --stack-name NAME                                       a deployed CloudFormation stack
   --load-balancer-arn ARN [--target-group-arn ARN]        any Application Load Balancer
   --target-group-arn ARN                                  a target group and its load balancer
+  --k8s FILE [FILE ...]                                   Kubernetes manifests (kubectl get -o yaml, helm
+                                                          template, kustomize build; - reads stdin), offline
 report: failures and warnings with their fixes; passes and skipped checks counted (--verbose lists them)
 exit codes: 0 all pass, 1 a check failed, 2 could not read
 """
@@ -32,9 +35,9 @@ def register(subparsers: Any) -> None:
     """Add ``stickyws audit`` to the CLI."""
     parser = subparsers.add_parser(
         "audit",
-        help="check a template or a live ALB/target group/ECS service against the stickyws rules",
-        description="Check a synthesized template or a live ALB, target group and ECS service against the "
-        "settings model's rules and the deployment checks; print a table (or JSON).",
+        help="check a template, a live ALB/target group/ECS service or Kubernetes manifests against the stickyws rules",
+        description="Check a synthesized template, a live ALB, target group and ECS service, or Kubernetes "
+        "manifests against the settings model's rules and the deployment checks; print a table (or JSON).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -45,6 +48,13 @@ def register(subparsers: Any) -> None:
     source.add_argument("--stack-name", metavar="NAME", help="deployed CloudFormation stack")
     source.add_argument("--load-balancer-arn", metavar="ARN", help="any Application Load Balancer")
     source.add_argument("--target-group-arn", metavar="ARN", help="target group (with or without --load-balancer-arn)")
+    source.add_argument(
+        "--k8s",
+        metavar="FILE",
+        nargs="+",
+        help="Kubernetes manifests: the workload, its Service and Ingress or Gateway API objects (multi-document "
+        "YAML as kubectl get -o yaml, helm template or kustomize build print it; - reads standard input)",
+    )
     source.add_argument(
         "--registry-id",
         metavar="ID",
@@ -91,12 +101,31 @@ def run(args: argparse.Namespace) -> int:
         Settings().with_overrides(assume)
     except SettingsError as exc:
         raise CommandError("--assume: " + "; ".join(f.render() for f in exc.findings)) from None
-    result = audit(_read(args), assume)
+    result = _audit_manifests(args, assume) if args.k8s else audit(_read(args), assume)
     if args.json:
         print(json.dumps(to_json(result), indent=2))
     else:
         print(render_table(result, verbose=args.verbose))
     return result.exit_code
+
+
+def _audit_manifests(args: argparse.Namespace, assume: dict[str, str]) -> Any:
+    """The audit of the manifests ``--k8s`` names (no AWS call: the files alone)."""
+    # Only for --k8s: it loads PyYAML.
+    from stickyws.audit.k8s import ManifestError, audit_manifests
+
+    others = [args.template, args.stack_name, args.load_balancer_arn, args.target_group_arn]
+    if any(others):
+        raise CommandError(
+            "pass exactly one source: --template PATH, --stack-name NAME, --load-balancer-arn/--target-group-arn "
+            "ARN, or --k8s FILE..."
+        )
+    if args.region or args.profile or args.registry_id:
+        raise CommandError("--region/--profile/--registry-id apply to live sources, not to --k8s")
+    try:
+        return audit_manifests(args.k8s, assume)
+    except ManifestError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _read(args: argparse.Namespace) -> Any:
@@ -107,7 +136,8 @@ def _read(args: argparse.Namespace) -> Any:
     chosen = [bool(args.template), bool(args.stack_name), bool(args.load_balancer_arn or args.target_group_arn)]
     if sum(chosen) != 1:
         raise CommandError(
-            "pass exactly one source: --template PATH, --stack-name NAME, or --load-balancer-arn/--target-group-arn ARN"
+            "pass exactly one source: --template PATH, --stack-name NAME, --load-balancer-arn/--target-group-arn "
+            "ARN, or --k8s FILE..."
         )
     if args.registry_id and not (args.load_balancer_arn or args.target_group_arn):
         raise CommandError(

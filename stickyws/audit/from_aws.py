@@ -17,7 +17,8 @@ as :class:`ReadError` with a one-line reason (``stickyws audit`` exits 2); nothi
 IAM permissions used (all read-only): ``cloudformation:ListStackResources``,
 ``elasticloadbalancing:DescribeLoadBalancers``, ``DescribeLoadBalancerAttributes``,
 ``DescribeListeners``, ``DescribeRules``, ``DescribeTargetGroups``,
-``DescribeTargetGroupAttributes``, ``ecs:ListClusters``, ``ecs:ListServices``,
+``DescribeTargetGroupAttributes``, ``DescribeTargetHealth`` (best effort: without it the targets are
+not counted and a note says so), ``ecs:ListClusters``, ``ecs:ListServices``,
 ``ecs:DescribeServices``, ``ecs:DescribeTaskDefinition`` (the server container's environment and its
 ``stickyws.*`` Docker labels), ``ec2:DescribeSecurityGroups``, and for
 the connection registry ``elasticache:DescribeReplicationGroups``, ``DescribeServerlessCaches``,
@@ -433,7 +434,19 @@ class _Reader:
             ),
             attributes={a["Key"]: a["Value"] for a in attrs},
             target_control_port=data.get("TargetControlPort"),
+            **self.target_counts(arn),
         )
+
+    def target_counts(self, arn: str) -> dict[str, int]:
+        """``registered_targets`` and ``healthy_targets`` of target group ``arn``; empty (with a note) if unreadable."""
+        try:
+            with aws_errors(f"read the target health of target group {arn}"):
+                health = self.client("elbv2").describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
+        except ReadError as exc:
+            self.notes.append(f"targets of {arn} not counted: {exc}")
+            return {}
+        states = [str((h.get("TargetHealth") or {}).get("State", "")) for h in health]
+        return {"registered_targets": len(states), "healthy_targets": states.count("healthy")}
 
     # -- ECS --------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ PART_NAMES = {
     Scope.SERVICE: "ECS service",
     Scope.SERVER: "server",
     Scope.REGISTRY: "registry",
+    Scope.KUBERNETES: "Kubernetes workload",
 }
 
 #: Names of every scope in the catalog: the parts, and the two that follow from the server mode.

@@ -229,6 +229,10 @@ class TargetGroup:
     attributes: Mapping[str, str] = field(default_factory=dict)
     #: ``TargetControlPort``: set when the ALB target optimizer is on (it can only be set at creation).
     target_control_port: int | None = None
+    #: Targets registered with the group and those of them ``healthy`` (``DescribeTargetHealth``): a live read only;
+    #: ``None`` when not read (a template, or no permission).
+    registered_targets: int | None = None
+    healthy_targets: int | None = None
 
 
 @dataclass(frozen=True)

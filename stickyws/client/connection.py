@@ -14,10 +14,13 @@ Thin adapter around the pure core (:mod:`~stickyws.client.backoff`, :mod:`~stick
 Each connection: handshake with the token, the resume token (after the first ``connected``) and
 the endpoint's cookies (``AWSALB``...); store the cookies the answer sets; on ``connected``,
 retransmit the outbox above ``lastClientId``; then read frames until the connection ends and ask
-:mod:`~stickyws.client.policy` what to do. A server that does not speak ``stickyws.v1`` (its upgrade
-answer lacks the subprotocol, or no ``connected`` frame comes within ``connect_timeout_s``) stops
-the client for good with a reason that says so: reconnecting cannot fix it. ``close()`` is
-idempotent: it stops reconnecting, closes the socket with 1000 and waits for the loop to end.
+:mod:`~stickyws.client.policy` what to do. A ``reconnect`` frame drops the load balancer's stickiness
+cookies and, when it names a revision to ``avoid``, puts ``avoid=<revision>`` in the next handshake's
+query (:mod:`~stickyws.client.avoid`: given up after ``MAX_AVOID_HOPS`` sends-on in a row). A server
+that does not speak ``stickyws.v1`` (its upgrade answer lacks the subprotocol, or no ``connected`` frame
+comes within ``connect_timeout_s``) stops the client for good with a reason that says so: reconnecting
+cannot fix it. ``close()`` is idempotent: it stops reconnecting, closes the socket with 1000 and waits
+for the loop to end.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import aiohttp
 
 from stickyws import protocol
 from stickyws.client import policy
+from stickyws.client.avoid import Avoid
 from stickyws.client.backoff import Backoff, parse_retry_after
 from stickyws.client.cookies import CookieJar
 from stickyws.client.events import EVENT_KINDS, ClientStats, Event, peak_rate_per_s
@@ -117,6 +121,8 @@ class StickyClient:
         #: Topics this client subscribed to, and the position (offset, epoch) it holds in each.
         self.topics: set[str] = set()
         self.positions: dict[str, tuple[int, str]] = {}
+        #: The revision the next handshake avoids (set by a drain's ``reconnect`` frame).
+        self.avoid = Avoid()
         self.stop_reason: str | None = None
         self._session = session
         self._own_session = session is None
@@ -272,7 +278,7 @@ class StickyClient:
     def _handshake_url(self) -> str:
         """The upgrade URL: only what is not a credential (the token and the resume token travel in
         headers, see :meth:`_handshake_headers`, so they stay out of access logs)."""
-        params: dict[str, str] = {}
+        params: dict[str, str] = self.avoid.query()
         if self.resume_token:
             params[protocol.LAST_SEQ_QUERY] = str(self.last_seq)
             positions = {t: p for t, p in self.positions.items() if t in self.topics}
@@ -428,10 +434,16 @@ class StickyClient:
                     self._emit("error", code=frame.get("code"), message=frame.get("message"), id=frame.get("id"))
                 elif kind == "reconnect":
                     self.stats.reconnect_frames += 1
+                    if frame.get("reason") == protocol.RECONNECT_SEND_ON:
+                        self.stats.sends_on += 1
+                    self.avoid.on_reconnect_frame(frame)
+                    if self.use_cookies:
+                        self.jar.drop_sticky(self.url)
                     decision = policy.on_reconnect_frame(frame)
                     self._emit(
-                        "reconnect_requested", reason=frame.get("reason"), retry_after_ms=frame.get("retryAfterMs")
-                    )
+                        "reconnect_requested", reason=frame.get("reason"), retry_after_ms=frame.get("retryAfterMs"),
+                        avoid=self.avoid.revision,
+                    )  # fmt: skip
                     await ws.close(code=protocol.CLOSE_GOING_AWAY)
                     break
         except (aiohttp.ClientError, OSError):
@@ -468,6 +480,7 @@ class StickyClient:
         if self._lost_at is not None:
             self.stats.max_outage_s = max(self.stats.max_outage_s, now - self._lost_at)
             self._lost_at = None
+        self.avoid.on_connected()
         self.server_id = str(frame.get("serverId"))
         self.session_id = str(frame.get("sessionId"))
         token = frame.get("resumeToken")

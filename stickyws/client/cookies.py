@@ -8,6 +8,11 @@ which is what makes a reconnect land on the same task.
 
 An endpoint is ``scheme://host:port`` with ``ws``/``http`` and ``wss``/``https`` treated alike, so a
 cookie set on ``wss://example.com/ws`` is sent to ``wss://example.com:443/ws?resume=...`` too.
+
+After a drain's ``reconnect`` frame the client drops the load balancer's stickiness cookies
+(:meth:`CookieJar.drop_sticky`: every name starting with :data:`STICKY_COOKIE_PREFIX`, i.e. ``AWSALB``,
+``AWSALBCORS``, ``AWSALBAPP-*``, ``AWSALBTG*``), so the next handshake is balanced afresh instead of
+following a cookie that names the server it is leaving (or one that sent it on).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+#: Every cookie the ALB sets for stickiness starts with this (``AWSALB``, ``AWSALBAPP-0``, ``AWSALBTG`` ...).
+STICKY_COOKIE_PREFIX = "AWSALB"
 _SECURE = {"wss": "https", "https": "https", "ws": "http", "http": "http"}
 _DEFAULT_PORT = {"https": 443, "http": 80}
 
@@ -108,6 +115,14 @@ class CookieJar:
         """The ``Cookie`` request header for ``url``, or ``None`` when the jar holds nothing for it."""
         items = self.cookies(url)
         return "; ".join(f"{k}={v}" for k, v in items.items()) or None
+
+    def drop_sticky(self, url: str) -> list[str]:
+        """Forget the load balancer's stickiness cookies of ``url``'s endpoint; returns the names dropped."""
+        store = self._jar.get(endpoint_of(url), {})
+        dropped = sorted(name for name in store if name.startswith(STICKY_COOKIE_PREFIX))
+        for name in dropped:
+            del store[name]
+        return dropped
 
     def clear(self, url: str | None = None) -> None:
         """Forget the cookies of ``url``'s endpoint, or of every endpoint."""

@@ -46,6 +46,8 @@ class ClientStats:
     close_codes: Counter[int] = field(default_factory=Counter)
     handshake_statuses: Counter[int] = field(default_factory=Counter)
     reconnect_frames: int = 0
+    #: ``reconnect`` frames with reason ``send_on`` (a server of the revision the client avoids sent it on).
+    sends_on: int = 0
     connect_errors: int = 0
     #: Server id of every connection, in order.
     servers: list[str] = field(default_factory=list)

@@ -286,6 +286,10 @@ class Liveness(Protocol):
         """The stored drain notice for ``server_id``, if any (malformed ones are ignored)."""
         ...
 
+    async def server_heartbeats(self) -> dict[str, str]:
+        """Every stored heartbeat value, by server id (those whose TTL has not run out)."""
+        ...
+
 
 class Bus(Protocol):
     """Pub/sub between servers and backends, delivered as typed events (:mod:`stickyws.registry.wire`)."""

@@ -253,6 +253,10 @@ class InMemoryRegistry:
     async def heartbeat(self, server_id: str, body: str, ttl_s: int) -> None:
         self._set(keys.heartbeat_key(server_id), body, ttl_s)
 
+    async def server_heartbeats(self) -> dict[str, str]:
+        found = {sid: self._get(k) for k in list(self._values) if (sid := keys.heartbeat_server_id(k)) is not None}
+        return {sid: body for sid, body in found.items() if body is not None}
+
     async def drain_notice(self, server_id: str) -> keys.DrainNotice | None:
         text = self._get(keys.drain_key(server_id))
         if text is None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import time
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
@@ -349,7 +350,31 @@ class RedisStore(RedisConnection):
         return [r.user_id for r, ok in zip(records, replies, strict=True) if not ok]
 
     async def heartbeat(self, server_id: str, body: str, ttl_s: int) -> None:
-        await self._call(lambda: self._client.set(keys.heartbeat_key(server_id), body, ex=ttl_s))
+        async def write() -> None:
+            await self._client.set(keys.heartbeat_key(server_id), body, ex=ttl_s)
+            # The index lets readers find every heartbeat without scanning the keyspace. Its TTL only ever
+            # grows (a 1 s "stopped" beat must not shorten it for the others): it outlives its last writer by
+            # that writer's ttl_s at most.
+            index = keys.heartbeat_index_key()
+            pipe = self._client.pipeline(transaction=False)
+            pipe.zadd(index, {server_id: int(time.time() * 1000)})
+            pipe.expire(index, ttl_s, nx=True)
+            pipe.expire(index, ttl_s, gt=True)
+            await pipe.execute()
+
+        await self._call(write)
+
+    async def server_heartbeats(self) -> dict[str, str]:
+        async def read() -> dict[str, str]:
+            index = keys.heartbeat_index_key()
+            ids = [as_text(m) for m in await self._client.zrange(index, 0, -1)]
+            values = await asyncio.gather(*(self._client.get(keys.heartbeat_key(sid)) for sid in ids))
+            gone = [sid for sid, v in zip(ids, values, strict=True) if v is None]
+            if gone:
+                await self._client.zrem(index, *gone)
+            return {sid: as_text(v) for sid, v in zip(ids, values, strict=True) if v is not None}
+
+        return await self._call(read)
 
     async def drain_notice(self, server_id: str) -> keys.DrainNotice | None:
         text = await self._call(lambda: self._client.get(keys.drain_key(server_id)))

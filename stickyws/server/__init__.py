@@ -5,7 +5,8 @@ Modules, pure core first:
 * :mod:`~stickyws.server.auth`: JWT verification, resume tokens, token/origin extraction.
 * :mod:`~stickyws.server.session`: the connection's mirror of its session (the record and its rules are
   :mod:`stickyws.registry.records`).
-* :mod:`~stickyws.server.drain`: the drain planner (jittered schedule, deadline).
+* :mod:`~stickyws.server.drain`: the drain planner (jittered schedule at the pace, deadline).
+* :mod:`~stickyws.server.send_on`: which handshakes are sent on to another revision (``avoid``).
 * :mod:`~stickyws.server.delivery`: in-order, exactly-once cursors per connection (seq, topic offsets).
 * :mod:`~stickyws.server.handler`: the application handler interface (plug your own here).
 * :mod:`~stickyws.server.core_types`: what the adapter and the core exchange (requests, admissions,
@@ -18,8 +19,12 @@ Modules, pure core first:
 * :mod:`~stickyws.server.inbound`: client frames, the handler, the commit (the hot path).
 * :mod:`~stickyws.server.core`: the server core: the parts wired, lifecycle, the pub/sub listener.
 * :mod:`~stickyws.server.metrics`: EMF lines and the audit log.
-* :mod:`~stickyws.server.identity`: the server id (ECS task id).
+* :mod:`~stickyws.server.identity`: the server id (ECS task id) and revision (task definition).
 * :mod:`~stickyws.server.triggers`: drain triggers (task metadata, DescribeTargetHealth).
+* :mod:`~stickyws.server.prestop`: the Kubernetes preStop drain (``stickyws server drain-self`` and its
+  loopback-only endpoint).
+* :mod:`~stickyws.server.protection`: task scale-in protection, the policy (who protects, renewal, release);
+  :mod:`~stickyws.server.task_protection`, its calls to the ECS agent endpoint.
 * :mod:`~stickyws.server.ws_adapter`: the WebSocket adapter's listener, and
   :mod:`~stickyws.server.ws_connection`, its asyncio protocol per connection (the only modules that touch
   client sockets), on :mod:`~stickyws.server.http_head` (request heads), :mod:`~stickyws.server.preflight`

@@ -1,7 +1,9 @@
 """Admission: the handshake's decision, the welcome and replay of an opened connection, its end.
 
 * :meth:`Admissions.admit` checks a handshake (state, capacity, origin, token, resume token: the pure
-  :meth:`Admissions.checks`), then claims the user's route and session in the registry.
+  :meth:`Admissions.checks`), sends on a client that avoids this server's revision while another
+  revision is live (:mod:`stickyws.server.send_on`), else claims the user's route and session in the
+  registry.
 * :meth:`Admissions.open` registers the upgraded connection and welcomes it: ``connected``, then what the
   client missed (the outbox after its ``lastSeq`` or a ``gap``, pushes that came during the handshake,
   each topic from its ``since`` position), then live traffic.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import random
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -38,6 +41,7 @@ from stickyws.server.core_types import (
 )
 from stickyws.server.metrics import Metrics
 from stickyws.server.outbound import Outbound
+from stickyws.server.send_on import RevisionView, wants_send_on
 from stickyws.server.session import SessionState
 from stickyws.server.topics import Topics
 from stickyws.server.upkeep import Upkeep
@@ -103,6 +107,9 @@ class Admissions:
         self._tell_reconnect = tell_reconnect
         self._on_violation = on_violation
         self._clock = clock
+        self._rng = random.Random()
+        #: The registry's revisions, read for handshakes that avoid this server's revision.
+        self.revisions = RevisionView(registry.server_heartbeats, clock=clock)
         #: Handshakes admitted whose socket is not open yet (they count against ``max_connections``).
         self.pending = 0
         #: Pushes that arrived for users whose handshake is in flight (applied when the socket opens).
@@ -152,6 +159,9 @@ class Admissions:
             r = checked
             return self._reject(req, r.status, r.code, r.message, user=detail, retry=r.retry_after_s is not None)
         user_id, resumed_id = checked, detail
+        avoid = protocol.parse_avoid(req.query.get(protocol.AVOID_QUERY))
+        if wants_send_on(avoid, self.server.revision) and await self.revisions.other_live(avoid):
+            return self._send_on(req, user_id, avoid)
         resume = resumed_id is not None
         session_id = resumed_id if resumed_id is not None else new_session_id()
         seen = last_seq(req.query.get(protocol.LAST_SEQ_QUERY)) if resume else None
@@ -203,6 +213,16 @@ class Admissions:
             seen if result.resumed else None, since, result.replay_confirmed,
         )  # fmt: skip
 
+    def _send_on(self, req: HandshakeRequest, user_id: str, avoid: str) -> Admission:
+        """Admit the upgrade only to send the client on (see :meth:`open`); nothing is claimed or opened."""
+        self.pending += 1
+        self.metrics.count("SendsOn")
+        self.metrics.audit(
+            "route", decision="send_on", reason="avoid_revision", user=user_id, server=self.server_id,
+            revision=avoid, remote=req.remote,
+        )  # fmt: skip
+        return Admission(user_id, SessionRecord("", user_id), False, None, req.remote, send_on=avoid)
+
     def preflight(self, req: HandshakeRequest) -> Rejection | None:
         """What :meth:`admit` would answer now, without claiming a route or opening a session (see
         :meth:`stickyws.server.core.ServerCore.preflight`)."""
@@ -222,6 +242,8 @@ class Admissions:
     async def abandon(self, admission: Admission) -> None:
         """The upgrade failed after :meth:`admit`: free the slot and the route."""
         self.pending -= 1
+        if admission.send_on:
+            return
         self.admitting.pop(admission.user_id, None)
         if admission.user_id not in self.by_user:
             await self.upkeep.release(admission.user_id)
@@ -230,9 +252,18 @@ class Admissions:
 
     async def open(self, admission: Admission, transport: Transport) -> Connection:
         """Register an upgraded connection, send ``connected``, then what the client missed (see
-        :meth:`stickyws.server.core.ServerCore.open` for the order)."""
+        :meth:`stickyws.server.core.ServerCore.open` for the order); a send-on gets only ``reconnect``
+        (reason ``send_on``, the same ``avoid``, ``retryAfterMs`` at most ``SEND_ON_MAX_RETRY_MS``) and 1012,
+        and is never registered."""
         self.pending -= 1
         now = self._clock()
+        if admission.send_on:
+            conn = Connection(f"c{next(self._ids)}", SessionState.from_record(admission.session), transport,
+                              admission.remote, now, now)  # fmt: skip
+            retry_ms = self._rng.randint(0, protocol.SEND_ON_MAX_RETRY_MS)
+            self.outbound.write(conn, protocol.reconnect(protocol.RECONNECT_SEND_ON, retry_ms, avoid=admission.send_on))
+            self._spawn(conn.close(protocol.CLOSE_SERVICE_RESTART, "sent on to another revision"))
+            return conn
         record = admission.session
         mirror = record._replace(outbox=mirror_tail(record.outbox))
         conn = Connection(

@@ -23,7 +23,13 @@ from stickyws.registry.memory import InMemoryRegistry
 from stickyws.server.auth import TokenVerifier, generate_dev_secret
 from stickyws.server.core import ServerCore
 from stickyws.server.handler import Handler, echo_handler
-from stickyws.server.identity import ENV_ECS_METADATA, fetch_task_metadata, resolve_server_id, task_ip
+from stickyws.server.identity import (
+    ENV_ECS_METADATA,
+    fetch_task_metadata,
+    resolve_revision,
+    resolve_server_id,
+    task_ip,
+)
 from stickyws.server.metrics import Metrics
 from stickyws.server.triggers import watch_target_health, watch_task_metadata
 from stickyws.server.ws_adapter import RunningServer
@@ -70,6 +76,9 @@ def config_from_env(env: Mapping[str, str], *, dev: bool = False) -> ServerConfi
     except SettingsError as exc:
         problems = "; ".join(f.render() for f in exc.findings)
         raise StartupError(f"invalid settings: {problems}") from None
+    revision = resolve_revision(settings.server.revision, env)
+    if revision != settings.server.revision:
+        settings = settings.with_overrides({"revision": revision})
     secret = env.get(ENV_JWT_SECRET, "")
     dev_key = False
     if not secret:

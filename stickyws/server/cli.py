@@ -1,4 +1,4 @@
-"""``stickyws serve`` and ``stickyws token``: the reference server's commands.
+"""``stickyws serve``, ``stickyws token`` and ``stickyws server drain-self``: the reference server's commands.
 
 Heavy imports (aiohttp, redis, jwt) happen inside the ``run`` functions so ``stickyws --help`` stays fast.
 """
@@ -18,7 +18,7 @@ DEFAULT_HOST = "127.0.0.1"
 
 
 def register(subparsers: Any) -> None:
-    """Add ``serve`` and ``token`` to the ``stickyws`` parser."""
+    """Add ``serve``, ``token`` and ``server drain-self`` to the ``stickyws`` parser."""
     serve = subparsers.add_parser(
         "serve",
         help="run the reference sticky WebSocket server",
@@ -59,6 +59,32 @@ def register(subparsers: Any) -> None:
     token.add_argument("--user", required=True, help="user id (the token's sub)")
     token.add_argument("--ttl-s", type=int, default=3600, help="lifetime in seconds (default 3600)")
     token.set_defaults(run=run_token)
+
+    group = subparsers.add_parser(
+        "server",
+        help="act on the reference server running beside this command (drain-self: the Kubernetes preStop hook)",
+        description="Commands for the reference server running in the same container or host.",
+    )
+    commands = group.add_subparsers(dest="server_command", metavar="SERVER_COMMAND", required=True)
+    drain_self = commands.add_parser(
+        "drain-self",
+        help="the preStop hook: ask the server on 127.0.0.1 to drain after pre_stop_delay_s; returns when it ended",
+        description="Ask the reference server on 127.0.0.1 to wait pre_stop_delay_s (it keeps serving), then "
+        "drain as for any other stop cause, and return once the drain has ended (at most "
+        "termination_grace_period_s). Settings come from STICKYWS_* variables, as the server's do. Prints one "
+        "line; exit code 0 once drained.",
+    )
+    drain_self.add_argument(
+        "--port", type=int, default=None, help="the server's port (default: the `port` setting, 8080)"
+    )
+    drain_self.add_argument(
+        "--delay-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds the server keeps serving before it drains (default: the server's `pre_stop_delay_s`)",
+    )
+    drain_self.set_defaults(run=run_drain_self)
 
 
 def _fail(message: str) -> int:
@@ -108,3 +134,25 @@ def run_token(args: argparse.Namespace) -> int:
         return _fail("; ".join(f.render() for f in exc.findings))
     print(TokenVerifier(secret, audience).issue(args.user, args.ttl_s))
     return 0
+
+
+def run_drain_self(args: argparse.Namespace) -> int:
+    """``stickyws server drain-self`` (:mod:`stickyws.server.prestop`)."""
+    from stickyws.server.prestop import CLIENT_MARGIN_S, DrainSelfError, drain_self, prestop_timing
+
+    try:
+        settings = from_env(os.environ)
+    except SettingsError as exc:
+        return _fail("; ".join(f.render() for f in exc.findings))
+    port = settings["port"] if args.port is None else args.port
+    if not 0 < port <= 65535:
+        return _fail("--port must be a port number, the one the server listens on")
+    _, grace_s = prestop_timing(settings)
+    if args.delay_s is not None and not 0 <= args.delay_s <= grace_s:
+        return _fail(f"--delay-s must be from 0 to termination_grace_period_s ({grace_s:g} s)")
+    try:
+        result = drain_self(port, grace_s + CLIENT_MARGIN_S, delay_s=args.delay_s)
+    except DrainSelfError as exc:
+        return _fail(f"drain-self: {exc}")
+    print(result.line(), flush=True)
+    return 0 if result.status == 200 else 1

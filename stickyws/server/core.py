@@ -70,6 +70,8 @@ from stickyws.server.handler import Handler, echo_handler
 from stickyws.server.inbound import Inbound
 from stickyws.server.metrics import Metrics
 from stickyws.server.outbound import Outbound
+from stickyws.server.protection import ProtectionPolicy
+from stickyws.server.task_protection import TaskProtection
 from stickyws.server.topics import TopicHub, Topics
 from stickyws.server.upkeep import Upkeep
 from stickyws.settings import Settings
@@ -174,6 +176,16 @@ class ServerCore:
             upkeep=self.upkeep, spawn=spawn, clock=clock,
         )  # fmt: skip
 
+        task = settings.task
+        #: Task scale-in protection (:mod:`stickyws.server.task_protection`): active with ``ECS_AGENT_URI``.
+        self.protection = TaskProtection(
+            policy=ProtectionPolicy(server_id=server_id, expires_min=task.scale_in_protection_expires_min,
+                                    unprotected_percent=task.scale_in_unprotected_percent, clock=clock),
+            agent_uri=TaskProtection.agent_uri_from_env(), enabled=task.scale_in_protection,
+            heartbeats=lambda: registry.server_heartbeats(), connections=lambda: len(self.connections),
+            draining=lambda: self.draining, interval_s=self.sv.heartbeat_interval_s,
+        )  # fmt: skip
+
         #: Handle one client text frame (:meth:`stickyws.server.inbound.Inbound.on_text`, the hot path: the
         #: adapter calls the part's own method, no call in between).
         self.on_text: Callable[[Connection, str | bytes], Coroutine[Any, Any, None]] = self.inbound.on_text
@@ -189,6 +201,8 @@ class ServerCore:
             return
         self._loops.append(asyncio.create_task(self.upkeep.loop(), name="stickyws-heartbeat"))
         self._loops.append(asyncio.create_task(self._listen(), name="stickyws-listen"))
+        if self.protection.active:
+            self._loops.append(asyncio.create_task(self.protection.loop(), name="stickyws-scale-in-protection"))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(LISTEN_READY_S):
                 await self._listening.wait()
@@ -244,6 +258,7 @@ class ServerCore:
         self.state = ServerState.DRAINING
         self.metrics.audit("drain_start", server=self.server_id, source=source, reason=reason, sigterm=sigterm)
         self.drainer.begin(source)
+        self._spawn(self.protection.release())
 
     async def wait_stopped(self) -> None:
         """Return once SIGTERM has come AND the drain has finished (the moment to exit 0)."""
@@ -287,6 +302,7 @@ class ServerCore:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=LOOP_STOP_TIMEOUT_S)
+        await self.protection.shutdown()
         with contextlib.suppress(RegistryUnavailable):
             await self.upkeep.write_heartbeat("stopped", ttl_s=1)
         await self.registry.close()

@@ -118,6 +118,9 @@ class Admission:
     since: Mapping[str, tuple[int, str]] = field(default_factory=dict)
     #: False when the replayed outbox is not confirmed on the replicas yet: it is read again, not shown.
     replay_confirmed: bool = True
+    #: Not empty: a send-on (:mod:`stickyws.server.send_on`): the revision the client avoids; the connection
+    #: gets ``reconnect`` (reason ``send_on``) and a close, no session (``session`` is a placeholder, not stored).
+    send_on: str = ""
 
 
 class SharedFrame:

@@ -1,9 +1,11 @@
 """The drain as it runs: tell each client to reconnect at its moment, then close what is left.
 
 :mod:`stickyws.server.drain` plans the moments; :class:`DrainSchedule` follows the plan as time
-passes (pure: every method takes the time, monotonic seconds) and squeezes what is left into
-``shutdown_timeout_s`` when SIGTERM comes; :class:`Drainer` runs it: waits, sends each ``reconnect``
-frame and closes with 1012, and at the deadline closes every connection still open.
+passes (pure: every method takes the time, monotonic seconds), at most ``drain_pace_per_s``
+instructions a second, and squeezes what is left into ``shutdown_timeout_s`` when SIGTERM comes;
+:class:`Drainer` runs it for every stop cause: waits, sends each ``reconnect`` frame (with ``avoid``, the
+server's revision, when it has one) and closes with 1012, and at the deadline closes every connection
+still open.
 """
 
 from __future__ import annotations
@@ -40,8 +42,10 @@ class DrainRun:
 class DrainSchedule:
     """The drain plan as time passes: the next step's delay, the deadline, the squeeze after SIGTERM.
 
-    Built from the connections open when the drain starts at ``started_at``; with ``sigterm`` the
-    plan fits ``shutdown_timeout_s`` from the start (:func:`stickyws.server.drain.effective_window_s`).
+    Built from the connections open when the drain starts at ``started_at``, spread over
+    ``max(drain_window_s, n / pace_per_s)`` with no two instructions closer than ``1 / pace_per_s``
+    (``pace_per_s`` 0: no pace); with ``sigterm`` the plan fits ``shutdown_timeout_s`` from the start
+    (:func:`stickyws.server.drain.effective_window_s`).
     """
 
     def __init__(
@@ -53,13 +57,16 @@ class DrainSchedule:
         shutdown_timeout_s: float,
         rng: random.Random,
         sigterm: bool,
+        pace_per_s: float = 0.0,
     ) -> None:
         self._drain_window_s = drain_window_s
         self._shutdown_timeout_s = shutdown_timeout_s
+        self._pace_per_s = pace_per_s
         self._rng = rng
         #: True once the plan fits the SIGTERM deadline.
         self.sigterm = sigterm
-        plan = drain_plan.plan(list(conn_ids), self._window(), rng)
+        ids = list(conn_ids)
+        plan = drain_plan.plan(ids, self._window(len(ids)), rng, min_gap_s=drain_plan.min_gap_s(pace_per_s))
         #: When the plan's times count from (monotonic seconds).
         self.start = started_at
         #: When every connection still open is closed (monotonic seconds).
@@ -67,8 +74,10 @@ class DrainSchedule:
         #: The steps not taken yet, in time order.
         self.steps: list[DrainStep] = list(plan.steps)
 
-    def _window(self) -> float:
-        return drain_plan.effective_window_s(self._drain_window_s, self._shutdown_timeout_s, sigterm=self.sigterm)
+    def _window(self, n: int) -> float:
+        return drain_plan.effective_window_s(
+            self._drain_window_s, self._shutdown_timeout_s, sigterm=self.sigterm, n=n, pace_per_s=self._pace_per_s
+        )
 
     def delay(self, now: float) -> float | None:
         """Seconds from ``now`` until the next step is due (zero or less: due), ``None`` when none is left."""
@@ -84,14 +93,17 @@ class DrainSchedule:
         """SIGTERM came at ``now``: spread the steps left over the window the SIGTERM deadline leaves, from
         ``now``; the deadline only ever moves earlier."""
         self.sigterm = True
-        plan = drain_plan.plan([s.conn_id for s in self.steps], self._window(), self._rng)
+        ids = [s.conn_id for s in self.steps]
+        gap = drain_plan.min_gap_s(self._pace_per_s)
+        plan = drain_plan.plan(ids, self._window(len(ids)), self._rng, min_gap_s=gap)
         self.start = now
         self.deadline = min(self.deadline, now + plan.deadline_s)
         self.steps = list(plan.steps)
 
 
 class Drainer:
-    """Runs drains (see the module docstring); ``announce`` writes the heartbeat that says ``draining``."""
+    """Runs drains (see the module docstring); ``announce`` writes the heartbeat that says ``draining``;
+    the server's ``revision`` setting ("" for none) goes into every ``reconnect`` frame as ``avoid``."""
 
     def __init__(
         self,
@@ -131,10 +143,10 @@ class Drainer:
         return run
 
     async def tell_reconnect(self, conn: Connection, retry_after_ms: int) -> None:
-        """Send ``reconnect`` (``retryAfterMs``), close with 1012, then tell the user's other tabs or
-        processes by the user's reconnect channel."""
+        """Send ``reconnect`` (``retryAfterMs``, and ``avoid`` when the server has a revision), close with
+        1012, then tell the user's other tabs or processes by the user's reconnect channel."""
         self.reconnects_sent.append((self._clock(), conn.conn_id))
-        self._write(conn, protocol.reconnect("server_draining", retry_after_ms))
+        self._write(conn, protocol.reconnect(protocol.RECONNECT_DRAINING, retry_after_ms, avoid=self.server.revision))
         await conn.close(protocol.CLOSE_SERVICE_RESTART, "server draining")
         with contextlib.suppress(RegistryUnavailable):  # after the close: a slow registry must not delay it
             await self.registry.publish(
@@ -161,6 +173,7 @@ class Drainer:
         schedule = DrainSchedule(
             self.connections, run.started_at, drain_window_s=self.server.drain_window_s,
             shutdown_timeout_s=self.server.shutdown_timeout_s, rng=self.rng, sigterm=self.sigterm.is_set(),
+            pace_per_s=self.server.drain_pace_per_s,
         )  # fmt: skip
         while (delay := schedule.delay(self._clock())) is not None:
             if delay > 0 and not schedule.sigterm:

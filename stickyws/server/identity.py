@@ -1,7 +1,9 @@
-"""Which server this is: ``STICKYWS_SERVER_ID``, else the ECS task id, else ``hostname-pid``.
+"""Which server this is: ``STICKYWS_SERVER_ID``, else the ECS task id, else ``hostname-pid``; and which
+revision it runs: the ``revision`` setting, else the task definition's ``family:revision``, else none.
 
 On ECS the id is the task id (the last part of the task ARN from the task metadata endpoint v4),
-so the drain notifier, which sees ECS task events, can address this server.
+so the drain notifier, which sees ECS task events, can address this server. The revision comes from
+the same endpoint (``Family`` and ``Revision``): every task of one deployment shares it.
 """
 
 from __future__ import annotations
@@ -57,3 +59,25 @@ def resolve_server_id(env: Mapping[str, str]) -> str:
         except (OSError, ValueError):
             pass
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def revision_from_metadata(metadata: Mapping[str, Any]) -> str:
+    """``Family:Revision`` of the task definition in task metadata, or "" when either is missing."""
+    family, revision = metadata.get("Family"), metadata.get("Revision")
+    if not family or revision in (None, ""):
+        return ""
+    return f"{family}:{revision}"
+
+
+def resolve_revision(configured: str, env: Mapping[str, str]) -> str:
+    """The server's revision: ``configured`` (the ``revision`` setting) when not empty, else the ECS task
+    definition's ``family:revision`` when the task metadata endpoint is set and answers, else ""; never raises."""
+    if configured.strip():
+        return configured.strip()
+    base = env.get(ENV_ECS_METADATA)
+    if not base:
+        return ""
+    try:
+        return revision_from_metadata(fetch_task_metadata(base))
+    except (OSError, ValueError):
+        return ""

@@ -38,6 +38,8 @@ COUNTERS = (
     "SlowConsumerCloses",
     "RecoveryFailures",
     "ReplayGaps",
+    # Handshakes sent on to another revision (a client moved by a drain avoids this server's revision).
+    "SendsOn",
 )
 #: Publish-to-send lag samples kept per flush (EMF carries them as one array; CloudWatch computes percentiles).
 LAG_SAMPLES = 100

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from stickyws import protocol
+from stickyws import keys, protocol
 from stickyws.registry.errors import NotYetReplicated, RegistryUnavailable
 from stickyws.registry.interfaces import Registry
 from stickyws.server.core_types import Connection, RegistryBacklog, Spawn, reraise_if_cancelling
@@ -32,9 +32,11 @@ log = logging.getLogger("stickyws.server")
 REFRESH_SHARE = 1 / 3
 
 
-def heartbeat_body(server_id: str, connections: int, status: str, ts_ms: int) -> str:
-    """The heartbeat value: ``{"serverId", "connections", "status", "ts"}`` (compact JSON)."""
-    body = {"serverId": server_id, "connections": connections, "status": status, "ts": ts_ms}
+def heartbeat_body(server_id: str, connections: int, status: str, ts_ms: int, revision: str = "") -> str:
+    """The heartbeat value: ``{"serverId", "connections", "status", "ts", "revision"}`` (compact JSON; the
+    revision field is :data:`stickyws.keys.HEARTBEAT_REVISION`, "" for a server without one)."""
+    body = {"serverId": server_id, "connections": connections, "status": status, "ts": ts_ms,
+            keys.HEARTBEAT_REVISION: revision}  # fmt: skip
     return json.dumps(body, separators=(",", ":"))
 
 
@@ -42,7 +44,7 @@ class Upkeep:
     """The heartbeat and what it keeps right in the registry (see the module docstring).
 
     ``status`` names the heartbeat's status (``serving`` or ``draining``); ``on_drain_notice`` is called
-    with ``(source, reason)`` of a stored drain notice.
+    with ``(source, reason)`` of a stored drain notice. Every heartbeat carries the ``revision`` setting.
     """
 
     def __init__(
@@ -89,7 +91,9 @@ class Upkeep:
     def body(self, status: str | None = None) -> str:
         """This server's heartbeat value now (``status`` defaults to serving or draining)."""
         ts_ms = int(self._wall_clock() * 1000)
-        return heartbeat_body(self.server_id, len(self.connections), status or self._status(), ts_ms)
+        return heartbeat_body(
+            self.server_id, len(self.connections), status or self._status(), ts_ms, self.server.revision
+        )
 
     # ------------------------------------------------------------------ the registry
 

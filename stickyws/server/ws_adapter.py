@@ -11,7 +11,8 @@ the WebSocket layer's objects were most of the memory per idle connection).
 
 Routes (one port): ``GET /ws`` with an upgrade (admit, 101 or the core's 4xx/5xx), ``GET
 /ws?preflight=1`` without one (what the upgrade would get), other ``GET /ws`` 426, ``OPTIONS /ws``
-(CORS), the files of :data:`STATIC_FILES`, ``GET <health_check_path>``. Plain responses close the
+(CORS), the files of :data:`STATIC_FILES`, ``GET <health_check_path>``, ``POST /stickyws/drain-self``
+from a loopback peer (the Kubernetes preStop drain, :mod:`stickyws.server.prestop`). Plain responses close the
 connection. ``HEAD`` is answered like ``GET`` without the body.
 
 Deliberate choices

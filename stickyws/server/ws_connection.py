@@ -21,6 +21,14 @@ from stickyws.server import http_head, ws_frames
 from stickyws.server.core import Admission, Connection, HandshakeRequest, Rejection, SharedFrame
 from stickyws.server.http_head import BadRequest, RequestHead
 from stickyws.server.preflight import PREFLIGHT_QUERY, cors_preflight_headers, preflight_response
+from stickyws.server.prestop import (
+    DELAY_QUERY,
+    PRESTOP_PATH,
+    drain_after_delay,
+    is_loopback_peer,
+    prestop_timing,
+    requested_delay_s,
+)
 from stickyws.server.ws_frames import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, FrameError, MessageTooBig
 
 if TYPE_CHECKING:
@@ -192,8 +200,33 @@ class WebSocketConnection(asyncio.Protocol):
             self._respond(http_head.json_response(status, health), head_only=method == "HEAD")
         elif path == ctx.health_path or path in ctx.static:
             self._respond(http_head.response(405, headers={"Allow": "GET, HEAD"}))
+        elif path == PRESTOP_PATH:
+            self._prestop(head)
         else:
             self._respond(http_head.json_response(404, {"error": "not_found", "message": f"no route {path[:64]}"}))
+
+    def _prestop(self, head: RequestHead) -> None:
+        """``POST`` :data:`PRESTOP_PATH` from a loopback peer: the preStop drain, answered when it ends
+        (:mod:`stickyws.server.prestop`); any other peer gets 403, any other method 405."""
+        if head.method != "POST":
+            self._respond(http_head.response(405, headers={"Allow": "POST"}))
+            return
+        if not is_loopback_peer(self.remote):
+            log.info("refused a preStop drain request from %s: not a loopback peer", self.remote)
+            body = {"error": "forbidden", "message": "the preStop drain answers loopback peers only"}
+            self._respond(http_head.json_response(403, body))
+            return
+        default_s, grace_s = prestop_timing(self._ctx.core.settings)
+        try:
+            delay_s = requested_delay_s(head.query.get(DELAY_QUERY), default_s, grace_s)
+        except ValueError as exc:
+            raise BadRequest(400, str(exc)) from None
+        self.state = _ADMITTING  # no second request on this connection; the answer closes it
+        self._ctx.spawn(self._drain_self(delay_s, grace_s))
+
+    async def _drain_self(self, delay_s: float, grace_s: float) -> None:
+        result = await drain_after_delay(self._ctx.core, delay_s, grace_s)
+        self._respond(http_head.json_response(result.status, result.as_json()))
 
     def _start_upgrade(self, head: RequestHead) -> None:
         headers = head.headers

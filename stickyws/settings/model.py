@@ -2,7 +2,7 @@
 HAProxy twin and the auditor all render or read.
 
 Settings are grouped by what they configure (load balancer, target group, server, client,
-delivery, task, deployment, registry). Every field name is unique across the groups, so a setting
+delivery, task, deployment, registry, kubernetes). Every field name is unique across the groups, so a setting
 has one flat name that is used everywhere: CDK context (``cdk synth -c idle_timeout_s=300``), settings files, the
 container environment (``STICKYWS_IDLE_TIMEOUT_S``) and the auditor's report.
 
@@ -43,6 +43,8 @@ MIB = 1024 * 1024
 INBOUND_DELIVERY_MODES = ("exactly_once", "at_most_once")
 DEPLOYMENT_STRATEGIES = ("rolling", "blue_green", "linear", "canary")
 FARGATE_CPU_UNITS = ("256", "512", "1024", "2048", "4096", "8192", "16384")
+K8S_APIS = ("ingress", "gateway")
+K8S_TARGET_TYPES = ("ip", "instance")
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,16 @@ class LoadBalancerSettings:
         "defensive",
         "`routing.http.desync_mitigation_mode`: how the ALB treats requests that may smuggle.",
         choices=DESYNC_MODES,
+    )
+    capacity_reservation_lcu: int = setting(
+        0,
+        "Load balancer Capacity Units reserved as the ALB's floor (`MinimumLoadBalancerCapacity.CapacityUnits`); "
+        "0 reserves none. AWS: at least 100 when set, at most 15,000 per load balancer (default quota), applied "
+        "within minutes to hours, lowered at most twice a day, billed while reserved. One LCU is 25 new "
+        "connections per second: size it for the reconnect pace of a deployment (`migration_pace_per_s`).",
+        unit="LCU",
+        lo=0,
+        hi=15_000,
     )
 
 
@@ -185,6 +197,23 @@ class ServerSettings:
         lo=0,
         hi=3600,
         source="stickyws",
+    )
+    drain_pace_per_s: float = setting(
+        250.0,
+        "Most reconnect instructions per second one draining server sends: n connections are spread over "
+        "max(drain_window_s, n / drain_pace_per_s) until SIGTERM squeezes the rest into shutdown_timeout_s. "
+        "0: no limit. The default lets a full server (max_connections=10000) drain within the default window.",
+        unit="reconnects/s",
+        lo=0,
+        hi=100_000,
+        source="stickyws",
+    )
+    revision: str = setting(
+        "",
+        "The server's deployment revision, written to its heartbeat and sent as `avoid` in its drain `reconnect` "
+        "frames: a client that lands on another server of the same revision while one of another revision is "
+        "live is sent on. Empty: the ECS task definition's `family:revision` from the task metadata endpoint, "
+        "else none.",
     )
     shutdown_timeout_s: float = setting(
         10.0,
@@ -441,6 +470,34 @@ class TaskSettings:
         hi=86_400,
     )
     scale_out_cooldown_s: int = setting(60, "Cooldown after a scale-out.", unit="s", lo=0, hi=86_400)
+    availability_zone_rebalancing: bool = setting(
+        True,
+        "ECS availability zone rebalancing (`AvailabilityZoneRebalancing`): ECS starts tasks in the emptier zone and "
+        "stops tasks in the fuller one; each stop goes through the same drain as any other task stop.",
+    )
+    scale_in_protection: bool = setting(
+        True,
+        "Task scale-in protection held by busy tasks (ECS agent endpoint `task-protection/v1/state`), so a "
+        "scale-in stops the tasks with the fewest connections; released at drain. Needs "
+        "`ecs:UpdateTaskProtection` on the task role (the stack grants it).",
+    )
+    scale_in_protection_expires_min: int = setting(
+        15,
+        "`ExpiresInMinutes` of each protection: renewed at half of it, so a task that stops renewing "
+        "is unprotected within this time.",
+        unit="min",
+        lo=1,
+        hi=2880,
+    )
+    scale_in_unprotected_percent: int = setting(
+        25,
+        "Share of the live tasks, those with the fewest connections, left unprotected (at least one task): "
+        "what a scale-in may stop.",
+        unit="%",
+        lo=1,
+        hi=100,
+        source="stickyws",
+    )
 
 
 @dataclass(frozen=True)
@@ -499,6 +556,12 @@ class DeploymentSettings:
         lo=0,
         hi=1_000_000,
         source="stickyws",
+    )
+    migration_hook: bool = setting(
+        True,
+        "Blue/green, linear and canary: install the migration hook, the lifecycle hook that moves blue's open "
+        "WebSockets to green at `migration_pace_per_s` after the production shift (and green's back to blue when a "
+        "rollback shifts production back).",
     )
 
 
@@ -586,6 +649,102 @@ class RegistrySettings:
     )
 
 
+@dataclass(frozen=True)
+class KubernetesSettings:
+    """The Kubernetes workload on EKS behind the AWS Load Balancer Controller: names, counts, rollout and stop.
+
+    On Kubernetes the pod's deletion sends SIGTERM (after the preStop hook) while the controller deregisters
+    its target at the same time; the deregistration reaches the ALB seconds later. So the preStop hook waits
+    first, and the grace period covers the wait, the drain and the shutdown (no 120 s cap as on Fargate).
+    """
+
+    k8s_namespace: str = setting(
+        "stickyws",
+        "Namespace of every rendered object (a DNS label: lower-case letters, digits and `-`, at most 63).",
+        source="Kubernetes",
+    )
+    k8s_api: str = setting(
+        "ingress",
+        "How the ALB is asked for: `ingress` (an Ingress with `alb.ingress.kubernetes.io/*` annotations) or "
+        "`gateway` (Gateway API: Gateway, HTTPRoute and the controller's LoadBalancerConfiguration and "
+        "TargetGroupConfiguration, controller v3.0 or later).",
+        choices=K8S_APIS,
+        source="Kubernetes",
+    )
+    k8s_target_type: str = setting(
+        "ip",
+        "Target type of the controller's target group: `ip` (pods are the targets, stickiness reaches the pod) "
+        "or `instance` (nodes are the targets and kube-proxy picks the pod, so the ALB cookie pins a node only).",
+        choices=K8S_TARGET_TYPES,
+        source="Kubernetes",
+    )
+    replicas: int = setting(2, "Pods of the Deployment at apply time.", unit="pods", lo=1, hi=10_000, source="stickyws")
+    min_replicas: int = setting(
+        2, "HorizontalPodAutoscaler `minReplicas`.", unit="pods", lo=1, hi=10_000, source="stickyws"
+    )
+    max_replicas: int = setting(
+        10, "HorizontalPodAutoscaler `maxReplicas`.", unit="pods", lo=1, hi=10_000, source="stickyws"
+    )
+    termination_grace_period_s: int = setting(
+        90,
+        "Pod `terminationGracePeriodSeconds`: from the pod's deletion to SIGKILL, preStop hook included "
+        "(no 120 s cap as on Fargate).",
+        unit="s",
+        lo=1,
+        hi=86_400,
+        source="stickyws",
+    )
+    pre_stop_delay_s: int = setting(
+        15,
+        "How long the preStop hook waits before the server drains (the reference server's "
+        "`stickyws server drain-self`, or a `sleep` action for your own server, which drains on the SIGTERM "
+        "that follows), so the deregistration reaches the ALB first.",
+        unit="s",
+        lo=0,
+        hi=3600,
+        source="stickyws",
+    )
+    deregistration_propagation_s: int = setting(
+        10,
+        "How long after a pod starts terminating the controller and the ALB may still send it new requests "
+        "(the deregistration's way to the ALB).",
+        unit="s",
+        lo=0,
+        hi=600,
+        source="stickyws",
+    )
+    readiness_gate: bool = setting(
+        True,
+        "Label the namespace `elbv2.k8s.aws/pod-readiness-gate-inject: enabled`: a rollout waits until each new "
+        "pod is a healthy ALB target before it stops an old one (ip targets).",
+    )
+    pdb_max_unavailable: int = setting(
+        1,
+        "PodDisruptionBudget `maxUnavailable`: pods a voluntary disruption (node drain, upgrade) may stop at once.",
+        unit="pods",
+        lo=0,
+        hi=10_000,
+        source="stickyws",
+    )
+    max_surge_percent: int = setting(
+        25,
+        "Deployment rolling update `maxSurge`: new pods started above `replicas` during a rollout.",
+        unit="%",
+        lo=0,
+        hi=100,
+        source="stickyws",
+    )
+    max_unavailable_percent: int = setting(
+        0,
+        "Deployment rolling update `maxUnavailable`: pods that may be missing during a rollout; 0 starts each "
+        "replacement before an old pod drains.",
+        unit="%",
+        lo=0,
+        hi=100,
+        source="Kubernetes",
+    )
+
+
 GROUPS: tuple[tuple[str, type[Any]], ...] = (
     ("load_balancer", LoadBalancerSettings),
     ("target_group", TargetGroupSettings),
@@ -595,6 +754,7 @@ GROUPS: tuple[tuple[str, type[Any]], ...] = (
     ("task", TaskSettings),
     ("deployment", DeploymentSettings),
     ("registry", RegistrySettings),
+    ("kubernetes", KubernetesSettings),
 )
 
 
@@ -630,6 +790,7 @@ class Settings:
     task: TaskSettings = dataclasses.field(default_factory=TaskSettings)
     deployment: DeploymentSettings = dataclasses.field(default_factory=DeploymentSettings)
     registry: RegistrySettings = dataclasses.field(default_factory=RegistrySettings)
+    kubernetes: KubernetesSettings = dataclasses.field(default_factory=KubernetesSettings)
 
     fields_index: ClassVar[Mapping[str, FieldInfo]] = FIELDS
 

@@ -1,8 +1,13 @@
 """Which parts of a deployment a rule speaks of, and which settings a deployment's server is told.
 
 A rule carries the :class:`Scope` values it needs. A caller names the *parts* it has in front of it
-(a load balancer, an ECS service, a server, a registry); the rules whose scopes are all present run,
-and the others are skipped with a reason (see :func:`stickyws.settings.rules.plan`).
+(a load balancer, an ECS service, a server, a registry, a Kubernetes workload); the rules whose scopes
+are all present run, and the others are skipped with a reason (see :func:`stickyws.settings.rules.plan`).
+
+A deployment runs on ECS (``SERVICE``) or on Kubernetes (``KUBERNETES``). The Kubernetes rules are left
+out of a plan whose parts do not name ``KUBERNETES`` (neither run nor listed as skipped), so an ECS stack,
+its audit and its annotations never speak of Kubernetes; a Kubernetes deployment names ``KUBERNETES``
+and not ``SERVICE``, so the ECS rules (the Fargate stop timeout cap, task sizes, ...) are skipped there.
 
 Two scopes are never passed in, they follow from the server mode (the setting ``server_mode``):
 
@@ -40,11 +45,18 @@ class Scope(enum.Enum):
     CLIENT = "client"
     #: The ElastiCache connection registry the stack creates.
     REGISTRY = "registry"
+    #: The Kubernetes workload on EKS: Deployment (preStop, grace period, rollout), PodDisruptionBudget,
+    #: HorizontalPodAutoscaler, and the AWS Load Balancer Controller's target type and readiness gate.
+    KUBERNETES = "kubernetes"
 
 
 #: The parts a caller may name; ``REFERENCE_SERVER`` and ``CLIENT`` follow from the server mode.
-PARTS: Final = frozenset({Scope.LOAD_BALANCER, Scope.SERVICE, Scope.SERVER, Scope.REGISTRY})
-#: Every scope: what a whole reference stack has.
+PARTS: Final = frozenset({Scope.LOAD_BALANCER, Scope.SERVICE, Scope.SERVER, Scope.REGISTRY, Scope.KUBERNETES})
+#: What the reference (ECS) stack has, and what a plan judges when no parts are named.
+STACK_PARTS: Final = frozenset({Scope.LOAD_BALANCER, Scope.SERVICE, Scope.SERVER, Scope.REGISTRY})
+#: Parts whose rules are in a plan only when the caller names the part (else left out, not skipped).
+OPT_IN_PARTS: Final = frozenset({Scope.KUBERNETES})
+#: Every scope.
 ALL_SCOPES: Final = frozenset(Scope)
 
 #: The scope of each settings group.
@@ -57,6 +69,7 @@ GROUP_SCOPES: Final[Mapping[str, Scope]] = {
     "task": Scope.SERVICE,
     "deployment": Scope.SERVICE,
     "registry": Scope.REGISTRY,
+    "kubernetes": Scope.KUBERNETES,
 }
 #: Groups whose settings describe the server's behaviour: for your own server, only those it is told count.
 SERVER_SIDE_GROUPS: Final = frozenset({"server", "client", "delivery"})

@@ -5,6 +5,11 @@ export declare const BEARER_PREFIX: "stickyws.bearer.";
 export declare const PREFLIGHT_QUERY: "preflight";
 export declare const RECONNECT_CLOSE_CODES: readonly number[];
 export declare const RETRY_STATUSES: readonly number[];
+export declare const AVOID_QUERY: "avoid";
+export declare const MAX_AVOID_HOPS: 8;
+export declare const STICKY_COOKIE_PREFIX: "AWSALB";
+/** Expire every AWSALB* cookie the document shows (default: globalThis.document); returns the names dropped. */
+export declare function dropStickyCookies(doc?: { cookie: string }): string[];
 
 export interface StickyClientOptions {
   /** The connection JWT, or a function returning one (called before every connection attempt). */
@@ -32,6 +37,8 @@ export interface StickyClientOptions {
   autoConnect?: boolean;
   /** Random source for the jitter (tests). */
   random?: () => number;
+  /** Called on every reconnect frame to drop the load balancer's stickiness cookies (default: dropStickyCookies()). */
+  dropStickyCookies?: () => unknown;
 }
 
 export interface Position {
@@ -128,6 +135,8 @@ export declare class StickyClient extends EventTarget {
   /** Highest message seq received in this session. */
   readonly lastSeq: number;
   readonly connects: number;
+  /** The revision the next handshake avoids (a drain's reconnect frame named it), or null. */
+  readonly avoid: string | null;
   /** Subscribed topics and their last seen position (null until known). */
   readonly topics: ReadonlyMap<string, Position | null>;
   connect(): void;

@@ -16,10 +16,22 @@
 // (?preflight=1): 401/403 stop for good with one "error" event naming the reason, 503 waits for
 // Retry-After, 409 retries. After maxRetries consecutive failures the client gives up with an
 // "error" event (code "retry_budget_exhausted") and a "close" event.
+//
+// Deployments: a reconnect frame drops the load balancer's stickiness cookies the page can see
+// (AWSALB*, through document.cookie), and when it names a revision to avoid ("avoid"), the next
+// handshake carries avoid=<revision>, so a server of that revision sends the client on (reason
+// "send_on") while another revision is live. After MAX_AVOID_HOPS sends-on in a row the client stops
+// avoiding; a "connected" frame ends it.
 
 export const PROTOCOL = "stickyws.v1";
 export const BEARER_PREFIX = "stickyws.bearer.";
 export const PREFLIGHT_QUERY = "preflight";
+/** Handshake query naming the revision to avoid (stickyws.protocol.AVOID_QUERY). */
+export const AVOID_QUERY = "avoid";
+/** Sends-on in a row after which the client stops avoiding (stickyws.protocol.MAX_AVOID_HOPS). */
+export const MAX_AVOID_HOPS = 8;
+/** Every stickiness cookie of the ALB starts with this (AWSALB, AWSALBCORS, AWSALBAPP-0, AWSALBTG...). */
+export const STICKY_COOKIE_PREFIX = "AWSALB";
 
 /** Close codes after which the client reconnects (stickyws.protocol.RECONNECT_CLOSE_CODES). */
 export const RECONNECT_CLOSE_CODES = Object.freeze([1001, 1006, 1011, 1012, 1013]);
@@ -71,6 +83,17 @@ export function parseRetryAfter(value, nowMs = Date.now()) {
   return Number.isNaN(at) ? null : Math.max(0, at - nowMs);
 }
 
+/** Expire every AWSALB* cookie `doc` (a page's document) shows; returns the names dropped. */
+export function dropStickyCookies(doc = globalThis.document) {
+  if (!doc || typeof doc.cookie !== "string") return [];
+  const names = doc.cookie
+    .split(";")
+    .map((pair) => pair.split("=")[0].trim())
+    .filter((name) => name.startsWith(STICKY_COOKIE_PREFIX));
+  for (const name of names) doc.cookie = `${name}=; Max-Age=0; Path=/`;
+  return names;
+}
+
 /** Full-jitter backoff: hint + uniform(0, min(cap, base * 2**attempt)), in milliseconds. */
 export function backoffDelayMs(attempt, { baseMs, capMs, hintMs = 0, random = Math.random }) {
   const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 52));
@@ -98,6 +121,10 @@ export class StickyClient extends EventTarget {
     this.resumeToken = null;
     this.lastSeq = 0;
     this.connects = 0;
+    /** The revision the next handshake avoids (set by a drain's reconnect frame), or null. */
+    this.avoid = null;
+    this._sendsOn = 0; // sends-on in a row
+    this._dropCookies = options.dropStickyCookies || (() => dropStickyCookies());
     /** topic -> {offset, epoch} or null (subscribed, position not known yet) */
     this.topics = new Map();
     this._nextId = 1;
@@ -223,6 +250,7 @@ export class StickyClient extends EventTarget {
       for (const [topic, pos] of this.topics) if (pos) since[topic] = [pos.offset, pos.epoch];
       if (Object.keys(since).length) u.searchParams.set("since", JSON.stringify(since));
     }
+    if (this.avoid) u.searchParams.set(AVOID_QUERY, this.avoid);
     for (const [k, v] of Object.entries(extra)) u.searchParams.set(k, v);
     return u.toString();
   }
@@ -269,6 +297,8 @@ export class StickyClient extends EventTarget {
         this._emit("gap", { fromSeq: frame.fromSeq, toSeq: frame.toSeq });
         break;
       case "reconnect":
+        this._noteAvoid(frame);
+        this._dropCookies();
         this._hintMs = Math.max(0, Number(frame.retryAfterMs) || 0);
         this._failures = 0;
         this._planned = frame.reason || "server asked to reconnect";
@@ -282,8 +312,20 @@ export class StickyClient extends EventTarget {
     }
   }
 
+  _noteAvoid(frame) {
+    if (typeof frame.avoid !== "string" || !frame.avoid || frame.avoid.length > 256) {
+      this.avoid = null;
+      this._sendsOn = 0;
+      return;
+    }
+    this._sendsOn = frame.reason === "send_on" ? this._sendsOn + 1 : 0;
+    this.avoid = this._sendsOn < MAX_AVOID_HOPS ? frame.avoid : null;
+  }
+
   _onConnected(frame) {
     clearTimeout(this._connectTimer);
+    this.avoid = null;
+    this._sendsOn = 0;
     const resumed = Boolean(frame.resumed);
     this._connected = true;
     this.state = "open";

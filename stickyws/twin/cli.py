@@ -8,12 +8,19 @@ URL (by address and by the name ``localhost``), a token and client command per d
 demo page link (the servers allow the twin's own page origins), and one status line per server,
 then reads commands on stdin (one per line):
 
-``status`` | ``deregister NAME`` | ``kill NAME`` | ``add`` | ``deploy`` | ``deploy-no-drain`` |
+``status`` | ``deregister NAME`` | ``kill NAME`` | ``add`` | ``scale-in [N]`` | ``deploy`` | ``deploy-no-drain`` |
 ``deploy blue_green|linear|canary`` | ``token USER`` | ``help`` | ``quit``
 
-``deploy STRATEGY`` runs an ECS blue/green, linear or canary deployment with the settings'
-``traffic_step_percent``, and ``bake_time_min`` and ``step_bake_time_min`` scaled by
-``--time-scale`` (:mod:`stickyws.twin.blue_green`), and prints its report.
+With ``--platform eks`` (:mod:`stickyws.twin.kubernetes`): ``delete NAME`` deletes a pod in
+Kubernetes' order, ``deploy`` is a Deployment's rollout and ``deploy-no-prestop`` the same rollout
+with a preStop delay of 0.
+
+``deploy STRATEGY [--no-hook] [--rollback] [--probes N]`` runs an ECS blue/green, linear or
+canary deployment with the settings' ``traffic_step_percent``, and ``bake_time_min`` and
+``step_bake_time_min`` scaled by ``--time-scale`` (:mod:`stickyws.twin.blue_green`), and prints its
+report. The migration hook moves blue's clients at ``migration_pace_per_s`` unless ``--no-hook``
+(what ECS does alone: cleanup cuts them); ``--rollback`` rolls back during the bake; ``--probes N``
+runs N probe clients through it, for the lost and doubled counts.
 
 Ctrl-C, SIGTERM and ``quit`` stop every process the twin started, by PID, before anything is
 reported: a closed stdout (nobody reads the output any more) cannot keep them running. The end of
@@ -46,6 +53,14 @@ DEMO_OVERRIDES: dict[str, Any] = {
     "heartbeat_interval_s": 2,
     "heartbeat_ttl_s": 6,
 }
+#: On ``--platform eks``, on top: a preStop wait (3 s) beyond the propagation (2 s), inside the grace period
+#: (20 s) with the drain window and the shutdown, and ending with the drain window before the delay.
+EKS_DEMO_OVERRIDES: dict[str, Any] = {
+    "pre_stop_delay_s": 3,
+    "deregistration_propagation_s": 2,
+    "termination_grace_period_s": 20,
+    "replicas": 3,
+}
 #: Health checks every 30 s x 0.05 = 1.5 s: a new server is healthy after ~3 s.
 DEMO_TIME_SCALE = 0.05
 DEMO_USERS = ("alice", "bob")
@@ -55,11 +70,22 @@ HELP = """commands:
   deregister NAME      the ECS stop sequence: drain notice, maint, deregistration delay, cut, SIGTERM
   kill NAME            SIGKILL (a crashed task); reports how long its sticky clients got 503
   add                  start one more server and register it once healthy
+  scale-in [N]         stop N servers (default 1) as an ECS scale-in does: servers holding scale-in protection
+                       are skipped, the rest chosen by zone balance, then at random; each stopped as deregister
   deploy               rolling deployment, minimum healthy 100 % (with the drain notice)
   deploy-no-drain      the same without the drain notice: clients are cut (1006) at the end of the delay
-  deploy STRATEGY      blue_green, linear or canary: green servers behind the alternate backend, production
-                       weights shifted (new handshakes only), bake, then every blue server stopped together:
-                       blue's open sockets are cut at cleanup
+  deploy STRATEGY [--no-hook] [--rollback] [--probes N]
+                       blue_green, linear or canary: green servers behind the alternate backend, production
+                       weights shifted (new handshakes only), the migration hook moving blue's clients at
+                       migration_pace_per_s, bake, then every blue server stopped together.
+                       --no-hook: no migration (ECS alone: blue's open sockets are cut at cleanup);
+                       --rollback: weights back to blue during the bake, green's clients moved back;
+                       --probes N: N probe clients through the deployment (counts lost and doubled messages)
+  delete NAME          (--platform eks) delete a pod: preStop hook and deregistration together, SIGTERM when the
+                       hook returns, SIGKILL at termination_grace_period_s
+  deploy               (--platform eks) a rollout under maxSurge/maxUnavailable, each new pod ready before an
+                       old one is deleted
+  deploy-no-prestop    (--platform eks) the same rollout with a preStop delay of 0
   token USER           print a connection token for USER
   quit                 stop everything (also Ctrl-C / SIGTERM)"""
 
@@ -116,11 +142,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="keep the work directory (server logs, haproxy.cfg, haproxy.log) when the twin stops or fails to start",
     )
+    up.add_argument(
+        "--platform",
+        choices=("ecs", "eks"),
+        default="ecs",
+        help="ecs (default): deregister and deploy follow the ECS stop sequence; eks: 'delete NAME' and 'deploy' "
+        "follow Kubernetes (preStop and deregistration together, SIGTERM when the hook returns)",
+    )
     up.set_defaults(run=run_up)
 
 
 def _settings(args: argparse.Namespace) -> Any:
     settings = Settings().with_overrides(DEMO_OVERRIDES)
+    if args.platform == "eks":
+        settings = settings.with_overrides(EKS_DEMO_OVERRIDES)
     if args.settings_file:
         settings = settings.with_overrides(load_file(args.settings_file))
     pairs = {}
@@ -169,6 +204,7 @@ def run_up(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | 
             allow_rules=tuple(args.allow_rule),
             keep_workdir=args.keep_workdir,
             server_start_timeout_s=start_timeout_s,
+            platform=args.platform,
         )
     except (TwinError, SettingsError) as exc:
         raise CommandError(str(exc)) from None
@@ -284,6 +320,10 @@ def execute(cluster: Any, words: list[str], say: Callable[[str], None]) -> str:
             say(cluster.kill(rest[0]).render())
     elif command == "add" and not rest:
         cluster.add()
+    elif command == "scale-in" and len(rest) <= 1 and all(w.isdigit() and int(w) > 0 for w in rest):
+        say(cluster.scale_in(int(rest[0]) if rest else 1).render())
+    elif _eks_command(command, rest) and cluster.platform == "eks":
+        _execute_eks(cluster, command, rest)
     elif command in ("deploy", "deploy-no-drain") and not rest:
         started = time.monotonic()
         reports = cluster.rolling_deploy(drain_notice=command == "deploy")
@@ -295,10 +335,52 @@ def execute(cluster: Any, words: list[str], say: Callable[[str], None]) -> str:
             f"deploy: replaced {len(reports)} servers in {time.monotonic() - started:.1f} s, "
             f"{cut} connections cut, {told} told to reconnect"
         )
-    elif command == "deploy" and len(rest) == 1 and rest[0] in SHIFT_STRATEGIES:
-        say(cluster.deploy(rest[0]).render())
+    elif command == "deploy" and rest and rest[0] in SHIFT_STRATEGIES:
+        options = deploy_options(rest[1:])
+        if isinstance(options, str):
+            say(f"deploy {rest[0]}: {options}\n{HELP}")
+        else:
+            say(cluster.deploy(rest[0], **options).render())
     elif command == "token" and len(rest) == 1:
         say(cluster.token(rest[0]))
     else:
         say(f"unknown command {' '.join(words)!r}\n{HELP}")
     return "ok"
+
+
+def deploy_options(words: list[str]) -> dict[str, Any] | str:
+    """The keyword arguments of ``TwinCluster.deploy`` that ``words`` ask for, or what is wrong with them.
+
+    ``--no-hook`` (``hook=None``), ``--rollback``, ``--probes N`` (N >= 1).
+    """
+    options: dict[str, Any] = {}
+    rest = list(words)
+    while rest:
+        word = rest.pop(0)
+        if word == "--no-hook":
+            options["hook"] = None
+        elif word == "--rollback":
+            options["rollback"] = True
+        elif word == "--probes":
+            value = rest.pop(0) if rest else ""
+            if not value.isdigit() or int(value) < 1:
+                return f"--probes takes a number of clients, e.g. --probes 20 (got {value or 'nothing'!r})"
+            options["probes"] = int(value)
+        else:
+            return f"unknown option {word!r}: use --no-hook, --rollback or --probes N"
+    return options
+
+
+def _eks_command(command: str, rest: list[str]) -> bool:
+    """Whether the words are a command of ``--platform eks``: ``delete NAME``, ``deploy``, ``deploy-no-prestop``."""
+    return (command == "delete" and len(rest) == 1) or (command in ("deploy", "deploy-no-prestop") and not rest)
+
+
+def _execute_eks(cluster: Any, command: str, rest: list[str]) -> None:
+    """``delete NAME``, ``deploy`` and ``deploy-no-prestop`` of a twin on ``--platform eks``."""
+    from stickyws.twin import kubernetes
+
+    if command == "delete":
+        kubernetes.delete(cluster, rest[0])  # each step, and the report, go to the twin's log
+    else:
+        kubernetes.rollout(cluster, pre_stop_delay_s=0 if command == "deploy-no-prestop" else None)

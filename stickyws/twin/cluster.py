@@ -34,8 +34,9 @@ Operations, in the order AWS performs them (the steps of ``deregister`` and the 
     wait until it is healthy, then deregister the old server.
 ``deploy(strategy)``
     ``blue_green``, ``linear`` or ``canary``: green servers behind the other backend (the alternate
-    target group), the production rule's weights shifted step by step, an optional hook, the
-    bake, then every blue server stopped together (:mod:`stickyws.twin.blue_green`); returns a
+    target group), the production rule's weights shifted step by step, the migration hook (by
+    default; :mod:`stickyws.twin.migration`), the bake (or a rollback during it), then every blue
+    server stopped together (:mod:`stickyws.twin.blue_green`); returns a
     :class:`~stickyws.twin.blue_green.DeployReport`. ``rolling`` is :meth:`rolling_deploy`.
 
 HAProxy has two backends, :data:`~stickyws.twin.haproxy_config.BACKEND` and
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -76,8 +78,9 @@ from stickyws.localproc import (
     wait_for_http,
     wait_for_port,
 )
+from stickyws.server.task_protection import ENV_ECS_AGENT_URI
 from stickyws.settings import ENV_JWT_SECRET, Scope, Settings, SettingsError, Severity
-from stickyws.twin import blue_green, haproxy_config, operations
+from stickyws.twin import blue_green, haproxy_config, operations, scale_in
 from stickyws.twin.blue_green import DeployReport, Hook
 from stickyws.twin.haproxy_config import ALTERNATE_WEIGHT_KEY, BACKEND, Layout, Slot
 from stickyws.twin.kill_report import KillReport
@@ -102,6 +105,8 @@ from stickyws.twin.processes import (
     spawn,
 )
 from stickyws.twin.runtime_api import RuntimeApi, RuntimeApiError, ServerState
+from stickyws.twin.scale_in import ScaleInReport
+from stickyws.twin.task_agent import TaskAgent
 
 __all__ = [
     "DRAIN_SOURCE",
@@ -133,6 +138,8 @@ MIN_CAPACITY = 16
 
 #: What the twin stands for: a load balancer, tasks and their servers (its redis-server is no ElastiCache registry).
 TWIN_PARTS: Final = frozenset({Scope.LOAD_BALANCER, Scope.SERVICE, Scope.SERVER})
+#: The same on ``platform="eks"``: pods of a Kubernetes workload instead of ECS tasks.
+EKS_TWIN_PARTS: Final = frozenset({Scope.LOAD_BALANCER, Scope.KUBERNETES, Scope.SERVER})
 
 
 @dataclass
@@ -166,9 +173,14 @@ class TwinCluster:
     registry_url: str | None = None
     keep_workdir: bool = False
     server_start_timeout_s: float = SERVER_START_TIMEOUT_S
+    #: ``ecs`` or ``eks`` (pods deleted and rolled out in Kubernetes' order: :mod:`stickyws.twin.kubernetes`).
+    platform: str = "ecs"
 
     def __post_init__(self) -> None:
-        errors = [f for f in self.settings.validate(TWIN_PARTS) if f.severity is Severity.ERROR]
+        if self.platform not in ("ecs", "eks"):
+            raise ValueError(f"platform must be ecs or eks, not {self.platform!r}")
+        parts = TWIN_PARTS if self.platform == "ecs" else EKS_TWIN_PARTS
+        errors = [f for f in self.settings.validate(parts) if f.severity is Severity.ERROR]
         refused = [f for f in errors if f.rule not in self.allow_rules]
         if refused:
             raise SettingsError(refused)
@@ -196,6 +208,8 @@ class TwinCluster:
         self.api = RuntimeApi(self.stats_socket)
         self.procs: dict[str, ServerProcess] = {}
         self.haproxy: subprocess.Popen[bytes] | None = None
+        #: The ECS agent's scale-in protection endpoint, one path per server (``ECS_AGENT_URI``).
+        self.task_agent = TaskAgent()
         self._slots = haproxy_config.slot_names(self.capacity)
         self._lock = threading.RLock()
         self._started = False
@@ -246,6 +260,7 @@ class TwinCluster:
         """Start redis, the servers and HAProxy; returns once every server is healthy behind HAProxy."""
         try:
             self.redis.start()
+            self.task_agent.start()
             for name in self._slots[: self.servers]:
                 self._spawn(name)
             for name in list(self.procs):
@@ -284,6 +299,7 @@ class TwinCluster:
             for proc in self.procs.values():
                 proc.exit_code = proc.proc.returncode
             self.redis.__exit__(None, None, None)
+            self.task_agent.stop()
             if not self.keeps_workdir:
                 shutil.rmtree(self.dir, ignore_errors=True)
             elif self._started:
@@ -371,21 +387,32 @@ class TwinCluster:
         self,
         strategy: str = "rolling",
         *,
-        hook: Hook | None = None,
+        hook: Hook | blue_green.Paced | None = blue_green.PACED,
         bake_s: float | None = None,
         step_bake_s: float | None = None,
         drain_notice: bool = True,
+        rollback: bool = False,
+        probes: int = 0,
     ) -> DeployReport | list[DeregisterReport]:
         """Deploy a new revision with ``strategy`` (see the module doc).
 
         ``rolling`` runs :meth:`rolling_deploy` (with ``drain_notice``) and returns its reports;
         ``blue_green``, ``linear`` and ``canary`` run :func:`stickyws.twin.blue_green.deploy` with
-        ``hook``, ``bake_s`` and ``step_bake_s`` (default: the settings' minutes scaled by
-        ``time_scale``) and return its :class:`DeployReport`.
+        ``hook`` (default: the migration hook; ``None``: none), ``bake_s`` and ``step_bake_s``
+        (default: the settings' minutes scaled by ``time_scale``), ``rollback`` and ``probes``, and
+        return its :class:`DeployReport`.
         """
         if strategy == "rolling":
             return self.rolling_deploy(drain_notice=drain_notice)
-        return blue_green.deploy(self, strategy, hook=hook, bake_s=bake_s, step_bake_s=step_bake_s)
+        return blue_green.deploy(
+            self, strategy, hook=hook, bake_s=bake_s, step_bake_s=step_bake_s, rollback=rollback, probes=probes
+        )
+
+    def scale_in(self, count: int = 1, *, seed: int | None = None) -> ScaleInReport:
+        """Lower the service by ``count`` servers as ECS does: protected servers are skipped, the rest chosen
+        by zone balance, then at random (``seed``); each goes through :meth:`deregister`
+        (:mod:`stickyws.twin.scale_in`)."""
+        return scale_in.scale_in(self, count, rng=random.Random(seed))
 
     def say(self, line: str) -> None:
         """Send one line to the twin's ``log`` (if any)."""
@@ -472,7 +499,7 @@ class TwinCluster:
             self._free_port(),
             settings=self.settings,
             command=self._command,
-            server_env=self.server_env,
+            server_env={**self.server_env, ENV_ECS_AGENT_URI: literal(self.task_agent.uri(name))},
             redis_url=self.redis.url,
             jwt_secret=self.jwt_secret,
             workdir=self.dir,

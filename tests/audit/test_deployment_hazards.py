@@ -57,7 +57,11 @@ def test_blue_green_template_reads_both_target_groups_and_the_rules(blue_green: 
     assert view.target_group.id.startswith("LoadBalancerTargetGroup")
     assert view.alternate_target_group.id.startswith("LoadBalancerAlternateTargetGroup")
     assert view.service is not None
-    assert (view.service.strategy, view.service.bake_time_min, view.service.lifecycle_stages) == ("BLUE_GREEN", 15, ())
+    assert (view.service.strategy, view.service.bake_time_min, view.service.lifecycle_stages) == (
+        "BLUE_GREEN",
+        15,
+        ("POST_PRODUCTION_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT"),
+    )
     (shift,) = view.service.shift_targets
     assert shift.production_rule is not None
     assert shift.production_rule.startswith("LoadBalancerProductionRule")
@@ -65,19 +69,29 @@ def test_blue_green_template_reads_both_target_groups_and_the_rules(blue_green: 
     assert shift.test_rule.startswith("LoadBalancerTestRule")
 
 
-def test_blue_green_template_passes_the_layout_checks_and_warns_on_blue_sockets(blue_green: dict[str, Any]) -> None:
-    """As synthesized: forward-only rules, no group stickiness, no optimizer; blue's sockets warn (no hook moves
-    them); the rolling-only circuit breaker is skipped, not failed."""
+def test_blue_green_template_passes_the_layout_checks_and_the_hook(blue_green: dict[str, Any]) -> None:
+    """As synthesized: forward-only rules, no group stickiness, no optimizer, the migration hook after the production
+    shift; the rolling-only circuit breaker is skipped, not failed."""
     rows = _rows(blue_green)
     assert {k: rows[k][0] for k in NEW_CHECKS} == {
         "weighted-forward-not-sticky": Status.PASS,
         "production-rule-forward-only": Status.PASS,
         "target-optimizer-off": Status.PASS,
-        "deployment-moves-blue-sockets": Status.WARN,
+        "deployment-moves-blue-sockets": Status.PASS,
     }
-    assert "cuts every one of those sockets at once" in rows["deployment-moves-blue-sockets"][1]
+    assert "a lifecycle hook runs at POST_PRODUCTION_TRAFFIC_SHIFT" in rows["deployment-moves-blue-sockets"][1]
     assert rows["deployment-circuit-breaker"][0] is Status.SKIP
     assert rows["upgrade-rule"] == (Status.PASS, "HTTPS:443: priority 2 (the production rule)")
+
+
+def test_blue_green_template_without_the_hook_warns_on_blue_sockets(blue_green: dict[str, Any]) -> None:
+    """With the lifecycle hooks taken out (migration_hook=false), blue's sockets warn: nothing moves them."""
+    template = copy.deepcopy(blue_green)
+    (service,) = [r["Properties"] for r in template["Resources"].values() if r["Type"] == SERVICE]
+    del service["DeploymentConfiguration"]["LifecycleHooks"]
+    status, found = _rows(template)["deployment-moves-blue-sockets"]
+    assert status is Status.WARN
+    assert "cuts every one of those sockets at once" in found
 
 
 def test_rolling_reference_passes_the_new_checks(reference_template_json: dict[str, Any]) -> None:

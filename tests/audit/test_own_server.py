@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from stickyws.audit.checks import CHECKS, Status, audit
+from stickyws.audit.checks import CHECKS, Status, audit, catalog
 from stickyws.audit.from_template import view_from_template
 from stickyws.cli import main
 from stickyws.settings import RULES, Scope, Settings
@@ -27,9 +27,12 @@ NODE = Settings().with_overrides(
 STRAY = {"STICKYWS_DRAIN_WINDOW_S": "500", "STICKYWS_PING_INTERVAL_S": "100"}
 NODE_SKIPPED = {
     "drain-within-deregistration-delay": "your server is not told drain_window_s (add it to server_env)",
+    "drain-pace-within-deregistration-delay": "your server is not told drain_pace_per_s, max_connections (add it to "
+    "server_env)",
     "stop-timeout-covers-shutdown": "your server is not told shutdown_timeout_s (add it to server_env)",
     "registry-ttl-order": "the server is your own (server_mode=own), not the reference server",
     "scaling-below-limit": "your server is not told max_connections (add it to server_env)",
+    "scale-in-protection-renewal": "the server is your own (server_mode=own), not the reference server",
     "topic-retention-covers-reconnect": "the server is your own (server_mode=own), not the reference server",
     "output-bound-fits-messages": "the server is your own (server_mode=own), not the reference server",
     "publish-port-apart": "the server is your own (server_mode=own), not the reference server",
@@ -82,7 +85,7 @@ def test_own_server_is_judged_on_what_it_is_told_only() -> None:
 
 def test_default_report_is_short(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The default report shows the failures and warnings with their fixes and counts the passes and the skipped
-    rows in one line each: 19 lines for 30 rows, where --verbose takes over 80."""
+    rows in one line each: 19 lines for 41 rows, where --verbose takes over 80."""
     template = set_lb_attribute(_node_template(), "access_logs.s3.enabled", "false")
     path = _write(tmp_path, template)
     code, out = _run(["--template", path, "--assume", "ping_interval_s=120"], capsys)
@@ -105,9 +108,9 @@ def test_default_report_is_short(tmp_path: Path, capsys: pytest.CaptureFixture[s
         "--assume ping_interval_s=120 overrides 30 from container variable WS_PING_S",
         "note: no ElastiCache replication group or Serverless cache in the template (registry not read)",
         "",
-        "22 passed (--verbose lists them)",
-        "13 skipped: parts this deployment does not have, or settings its server is not told (--verbose lists why)",
-        "22 pass, 1 warn, 1 fail (exit 1)",
+        "24 passed (--verbose lists them)",
+        "15 skipped: parts this deployment does not have, or settings its server is not told (--verbose lists why)",
+        "24 pass, 1 warn, 1 fail (exit 1)",
     ]
     assert max(len(line) for line in out.splitlines()[1:]) <= 110  # the first names the (temporary) path
     shown = (Path(__file__).parents[2] / "docs" / "audit.md").read_text(encoding="utf-8")
@@ -133,9 +136,9 @@ def test_verbose_lists_every_row_with_the_reasons_for_skipping(
         assert f"skip {rule}: {summary} skipped: {reason}" in text
     assert "found: ServiceSecurityGroup: tcp 3000 from sg:LoadBalancerSecurityGroup" in text
     assert lines[-3:] == [
-        "24 passed",
-        "13 skipped: parts this deployment does not have, or settings its server is not told",
-        "24 pass, 0 warn, 0 fail (exit 0)",
+        "26 passed",
+        "15 skipped: parts this deployment does not have, or settings its server is not told",
+        "26 pass, 0 warn, 0 fail (exit 0)",
     ]
 
 
@@ -144,8 +147,8 @@ def test_json_holds_every_row_the_parts_and_the_server(tmp_path: Path, capsys: p
     code, out = _run(["--template", _write(tmp_path, _node_template()), "--json"], capsys)
     report = json.loads(out)
     assert code == 0
-    assert report["summary"] == {"pass": 24, "warn": 0, "fail": 0, "skip": 13}
-    assert len(report["results"]) == len(RULES) + len(CHECKS)  # every rule and check has its row
+    assert report["summary"] == {"pass": 26, "warn": 0, "fail": 0, "skip": 15}
+    assert len(report["results"]) == len(catalog())  # every rule and check the audit runs has its row
     assert {r["rule"]: r["found"] for r in report["results"] if r["status"] == "skip"} == NODE_SKIPPED
     topic = next(r for r in report["results"] if r["rule"] == "topic-retention-covers-reconnect")
     assert topic["scopes"] == ["client", "reference_server"]

@@ -89,7 +89,11 @@ def test_service_deploys_with_the_strategy_and_bake_time(shifted: StrategySynth)
         expected["LinearConfiguration"] = {"StepPercent": 10, "StepBakeTimeInMinutes": 6}
     if shifted.strategy == "canary":
         expected["CanaryConfiguration"] = {"CanaryPercent": 10, "CanaryBakeTimeInMinutes": 6}
-    assert props["DeploymentConfiguration"] == expected
+    config = dict(props["DeploymentConfiguration"])
+    assert [h["LifecycleStages"] for h in config.pop("LifecycleHooks")] == [
+        ["POST_PRODUCTION_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT"]
+    ]  # the migration hook (tests/cdk/test_migration_hook.py)
+    assert config == expected
     assert props["DeploymentController"] == {"Type": "ECS"}
 
 
@@ -205,14 +209,14 @@ def test_traffic_shifting_stack_passes_cdk_nag(shifted: StrategySynth) -> None:
     assert "/Service/DeploymentRole" in acknowledged[0]["acknowledgedAt"]
 
 
-def test_traffic_shifting_stack_warns_that_blue_sockets_are_cut(shifted: StrategySynth) -> None:
-    """The synth carries the settings rule's warning that ECS stops all blue tasks together, and not aws-cdk-lib's
-    circuit-breaker warning."""
+def test_traffic_shifting_stack_has_no_circuit_breaker_warning(shifted: StrategySynth) -> None:
+    """The synth does not carry aws-cdk-lib's circuit-breaker warning (acknowledged: the breaker is rolling-only), nor,
+    with the migration hook installed (tests/cdk/test_migration_hook.py), the warning that blue's sockets are cut."""
     warnings = [
         str(m.data) for node in shifted.stack.node.find_all() for m in node.node.metadata if m.type == "aws:cdk:warning"
     ]
-    assert any("deployment-moves-connections" in w and "stops all blue tasks together" in w for w in warnings)
     assert not any("shouldUseCircuitBreaker" in w for w in warnings)
+    assert not any("stops all blue tasks together" in w for w in warnings)
 
 
 # -- the constructs on their own ------------------------------------------------------------------

@@ -19,7 +19,12 @@ from typing import Any
 
 import pytest
 
-from constructs_lib.service import CONTAINER_NAME, container_environment, health_check_command
+from constructs_lib.service import (
+    CONTAINER_NAME,
+    TASK_PROTECTION_ACTIONS,
+    container_environment,
+    health_check_command,
+)
 from stickyws.settings import (
     ENV_JWT_SECRET,
     ENV_REDIS_URL,
@@ -490,7 +495,9 @@ def test_grant_describe_target_health() -> None:
         for r in v.json["Resources"].values()
         if r["Type"] == "AWS::IAM::Policy" and {"Ref": role_id} in r["Properties"]["Roles"]
     ]
-    assert policies == [[{"Action": "elasticloadbalancing:DescribeTargetHealth", "Effect": "Allow", "Resource": "*"}]]
+    describe = {"Action": "elasticloadbalancing:DescribeTargetHealth", "Effect": "Allow", "Resource": "*"}
+    # The other statement is scale-in protection's (tests/cdk/test_scale_in_protection.py).
+    assert [[st for st in p if st["Action"] != list(TASK_PROTECTION_ACTIONS)] for p in policies] == [[describe]]
 
 
 def test_extra_environment_cannot_override_rendered_names() -> None:

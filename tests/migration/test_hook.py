@@ -281,3 +281,148 @@ def test_unknown_cluster_fails(client: redis.Redis, ecs: Any) -> None:
 
     assert migration_hook.handler(hook_event(serviceArn=arn), None, clock=FakeClock()) == {"hookStatus": "FAILED"}
     assert noticed(client) == set()
+
+
+# -- rollback: PRODUCTION_TRAFFIC_SHIFT ---------------------------------------------------------------
+
+BLUE_REVISION = "1111111111111111111"
+BLUE_REVISION_ARN = f"arn:aws:ecs:{REGION}:123456789012:service-revision/{CLUSTER}/{SERVICE}/{BLUE_REVISION}"
+ROLLBACK_DEPLOYMENT_ARN = f"arn:aws:ecs:{REGION}:123456789012:service-deployment/{CLUSTER}/{SERVICE}/rb1"
+
+
+class DeploymentsOf:
+    """moto's ECS client plus the two service-deployment calls moto lacks, answering with ``deployments``."""
+
+    def __init__(self, ecs: Any, deployments: list[dict[str, Any]]) -> None:
+        self.ecs = ecs
+        self.deployments = deployments
+        self.listed: list[dict[str, Any]] = []
+
+    def __call__(self, _region: str) -> Any:
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ecs, name)
+
+    def list_service_deployments(self, **kwargs: Any) -> dict[str, Any]:
+        self.listed.append(kwargs)
+        wanted = set(kwargs.get("status") or [])
+        found = [d for d in self.deployments if not wanted or d["status"] in wanted]
+        return {"serviceDeployments": [{"serviceDeploymentArn": d["serviceDeploymentArn"]} for d in found]}
+
+    def describe_service_deployments(self, serviceDeploymentArns: list[str]) -> dict[str, Any]:
+        return {
+            "serviceDeployments": [d for d in self.deployments if d["serviceDeploymentArn"] in serviceDeploymentArns]
+        }
+
+
+def rolling_back(to: str = BLUE_REVISION_ARN) -> dict[str, Any]:
+    """A service deployment that ECS is rolling back to revision ``to``."""
+    return {
+        "serviceDeploymentArn": ROLLBACK_DEPLOYMENT_ARN,
+        "status": "ROLLBACK_IN_PROGRESS",
+        "rollback": {"serviceRevisionArn": to},
+    }
+
+
+def shift_event(weights: dict[str, int], details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A call at PRODUCTION_TRAFFIC_SHIFT with these production weights."""
+    event = hook_event(details, productionTrafficWeights=weights)
+    event["lifecycleStage"] = "PRODUCTION_TRAFFIC_SHIFT"
+    return event
+
+
+@pytest.fixture
+def green_fleet(ecs: Any, client: redis.Redis) -> dict[str, Any]:
+    """Two blue tasks of revision 111..., two green tasks of revision 222...; every heartbeat written."""
+    blue = run_tasks(ecs, 2, started_by=f"ecs-svc/{BLUE_REVISION}")
+    few, many = run_tasks(ecs, 2, started_by=f"ecs-svc/{GREEN_REVISION}")
+    beat(client, {blue[0]: 100, blue[1]: 100, few: 60, many: 300})
+    return {"blue": set(blue), "few": few, "many": many}
+
+
+def test_rollback_moves_greens_clients_back_to_blue(client: redis.Redis, ecs: Any, green_fleet: dict[str, Any]) -> None:
+    """During a rollback whose weights put production back on blue's revision, the hook drains green's servers at the
+    pace, with a rollback reason, and never blue's."""
+    deployments = DeploymentsOf(ecs, [rolling_back()])
+
+    response = migration_hook.handler(
+        shift_event({BLUE_REVISION_ARN: 100, REVISION_ARN: 0}), None, clock=FakeClock(), ecs_client=deployments
+    )
+
+    assert response["hookStatus"] == "IN_PROGRESS"
+    assert noticed(client) == {green_fleet["few"], green_fleet["many"]}
+    notice = DrainNotice.from_json(client.get(drain_key(green_fleet["few"])) or "")
+    assert notice.reason == f"rollback to revision {BLUE_REVISION}"
+    assert deployments.listed == [{"cluster": CLUSTER, "service": SERVICE, "status": ["ROLLBACK_IN_PROGRESS"]}]
+
+
+@pytest.mark.parametrize(
+    ("weights", "deployments"),
+    [
+        ({BLUE_REVISION_ARN: 100, REVISION_ARN: 0}, []),
+        ({REVISION_ARN: 100}, []),
+        ({BLUE_REVISION_ARN: 50, REVISION_ARN: 50}, [rolling_back()]),
+        ({REVISION_ARN: 100, BLUE_REVISION_ARN: 0}, [rolling_back()]),
+    ],
+    ids=["forward-before-shift", "forward-after-shift", "rollback-split", "rollback-not-yet-back"],
+)
+def test_production_shift_without_a_completed_rollback_does_nothing(
+    client: redis.Redis,
+    ecs: Any,
+    green_fleet: dict[str, Any],
+    weights: dict[str, int],
+    deployments: list[dict[str, Any]],
+) -> None:
+    """At PRODUCTION_TRAFFIC_SHIFT the hook answers SUCCEEDED and drains nothing unless a rollback is in progress and
+    the weights already put all production on the revision it deploys."""
+    response = migration_hook.handler(
+        shift_event(weights), None, clock=FakeClock(), ecs_client=DeploymentsOf(ecs, deployments)
+    )
+
+    assert response == {"hookStatus": "SUCCEEDED"}
+    assert noticed(client) == set()
+
+
+def test_unreadable_deployments_never_hold_a_production_shift(
+    client: redis.Redis, ecs: Any, green_fleet: dict[str, Any]
+) -> None:
+    """When ECS refuses ListServiceDeployments the shift goes on (SUCCEEDED) and nothing is drained."""
+    from botocore.exceptions import ClientError
+
+    class Refusing(DeploymentsOf):
+        def list_service_deployments(self, **kwargs: Any) -> dict[str, Any]:
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "ListServiceDeployments")
+
+    response = migration_hook.handler(
+        shift_event({BLUE_REVISION_ARN: 100}), None, clock=FakeClock(), ecs_client=Refusing(ecs, [rolling_back()])
+    )
+
+    assert response == {"hookStatus": "SUCCEEDED"}
+    assert noticed(client) == set()
+
+
+def test_production_revision_reads_the_whole_weight_only() -> None:
+    """The revision holding 100 % of production is found in executionDetails; split or missing weights give none."""
+    assert migration_hook.production_revision(shift_event({BLUE_REVISION_ARN: 100, REVISION_ARN: 0})) == (
+        BLUE_REVISION_ARN
+    )
+    assert migration_hook.production_revision(shift_event({BLUE_REVISION_ARN: 90, REVISION_ARN: 10})) is None
+    assert migration_hook.production_revision({"executionDetails": {}}) is None
+    assert migration_hook.STAGES == ("POST_PRODUCTION_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT")
+
+
+def test_rollback_stage_never_fails(client: redis.Redis, ecs: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At PRODUCTION_TRAFFIC_SHIFT an event without a service, or a rollback with an unusable setting, answers
+    SUCCEEDED (logged) instead of FAILED, and drains nothing."""
+    broken = shift_event({BLUE_REVISION_ARN: 100})
+    broken["executionDetails"]["serviceArn"] = "not-an-arn"
+    assert migration_hook.handler(broken, None, clock=FakeClock()) == {"hookStatus": "SUCCEEDED"}
+
+    run_tasks(ecs, 1, started_by=f"ecs-svc/{GREEN_REVISION}")
+    monkeypatch.setenv(migration_hook.PACE_ENV, "fast")
+    response = migration_hook.handler(
+        shift_event({BLUE_REVISION_ARN: 100}), None, clock=FakeClock(), ecs_client=DeploymentsOf(ecs, [rolling_back()])
+    )
+    assert response == {"hookStatus": "SUCCEEDED"}
+    assert noticed(client) == set()

@@ -52,13 +52,13 @@ def test_live_service_shows_the_strategy_and_its_steps(deployed: dict[str, MotoD
     if strategy != "blue_green":
         assert (audit.observed["traffic_step_percent"].text, audit.observed["step_bake_time_min"].text) == ("10", "6")
     assert audit.result("deployment-plan").status is Status.PASS
-    assert audit.result("deployment-moves-connections").status is Status.WARN
+    assert audit.result("deployment-moves-connections").status is Status.PASS  # migration_hook=true
 
 
 @pytest.mark.parametrize("strategy", SHIFTING_STRATEGIES)
 def test_live_layout_passes_the_blue_green_checks(deployed: dict[str, MotoDeployment], strategy: str) -> None:
     """The deployed layout passes the forward-only, no-group-stickiness and Upgrade checks, skips the circuit breaker
-    and warns that no hook moves blue's sockets."""
+    and passes the blue-sockets check: the migration hook runs after the production shift."""
     audit = deployed[strategy].audit()
     rows = {r.rule: r.status for r in audit.results}
     assert {k: rows[k] for k in ("production-rule-forward-only", "weighted-forward-not-sticky", "upgrade-rule")} == {
@@ -67,8 +67,19 @@ def test_live_layout_passes_the_blue_green_checks(deployed: dict[str, MotoDeploy
         "upgrade-rule": Status.PASS,
     }
     assert rows["deployment-circuit-breaker"] is Status.SKIP
-    assert rows["deployment-moves-blue-sockets"] is Status.WARN
+    assert rows["deployment-moves-blue-sockets"] is Status.PASS
     assert "the production rule" in audit.result("upgrade-rule").found
+    service = (
+        deployed[strategy]
+        .session.client("ecs")
+        .describe_services(
+            cluster=deployed[strategy].physical_id("AWS::ECS::Cluster"),
+            services=[deployed[strategy].physical_id("AWS::ECS::Service")],
+        )["services"][0]
+    )
+    (hook,) = service["deploymentConfiguration"]["lifecycleHooks"]
+    assert hook["lifecycleStages"] == ["POST_PRODUCTION_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT"]
+    assert ":function:" in hook["hookTargetArn"]
 
 
 def test_live_group_stickiness_on_the_production_rule_fails(deployed: dict[str, MotoDeployment]) -> None:
@@ -84,24 +95,26 @@ def test_live_group_stickiness_on_the_production_rule_fails(deployed: dict[str, 
     assert "AWSALBTG" in row.found
 
 
-def test_live_lifecycle_hook_after_the_production_shift_passes(deployed: dict[str, MotoDeployment]) -> None:
-    """A lifecycle hook at POST_PRODUCTION_TRAFFIC_SHIFT, added live, turns the blue-sockets warning into a pass."""
+def test_live_hook_moved_off_the_production_shift_warns(deployed: dict[str, MotoDeployment]) -> None:
+    """The live hook moved to another stage (none left after the production shift) turns the blue-sockets pass into a
+    warning naming the stages found."""
     deployment = deployed["linear"]
     ecs = deployment.session.client("ecs")
     cluster = deployment.physical_id("AWS::ECS::Cluster")
     service_arn = deployment.physical_id("AWS::ECS::Service")
+    assert deployment.audit().result("deployment-moves-blue-sockets").status is Status.PASS
     config = ecs.describe_services(cluster=cluster, services=[service_arn])["services"][0]["deploymentConfiguration"]
     config["lifecycleHooks"] = [
         {
-            "hookTargetArn": f"arn:aws:lambda:{REGION}:123456789012:function:move-blue-clients",
+            "hookTargetArn": f"arn:aws:lambda:{REGION}:123456789012:function:smoke-test",
             "roleArn": "arn:aws:iam::123456789012:role/ecs-hooks",
-            "lifecycleStages": ["POST_PRODUCTION_TRAFFIC_SHIFT"],
+            "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
         }
     ]
     ecs.update_service(cluster=cluster, service=service_arn, deploymentConfiguration=config)
     row = deployment.audit().result("deployment-moves-blue-sockets")
-    assert row.status is Status.PASS
-    assert "POST_PRODUCTION_TRAFFIC_SHIFT" in row.found
+    assert row.status is Status.WARN
+    assert "(hooks: POST_TEST_TRAFFIC_SHIFT)" in row.found
 
 
 def test_live_rule_bypassing_the_production_rule_fails(deployed: dict[str, MotoDeployment]) -> None:

@@ -187,7 +187,8 @@ def test_moto_applies_service_deployment_configuration(raw: Raw) -> None:
 
 @canary("service-deployment-strategy", "linear_deployments")
 def test_moto_applies_service_deployment_strategy(raw_linear: Raw) -> None:
-    """moto's CloudFormation keeps a linear service's strategy, bake time and linear configuration."""
+    """moto's CloudFormation keeps a linear service's strategy, bake time, linear configuration and lifecycle hooks
+    (the migration hook's stages)."""
     wanted = only(raw_linear.template, "AWS::ECS::Service")["DeploymentConfiguration"]
     config = raw_linear.service.get("deploymentConfiguration") or {}
     assert (config.get("strategy"), config.get("bakeTimeInMinutes"), config.get("linearConfiguration")) == (
@@ -198,6 +199,9 @@ def test_moto_applies_service_deployment_strategy(raw_linear: Raw) -> None:
             "stepBakeTimeInMinutes": wanted["LinearConfiguration"]["StepBakeTimeInMinutes"],
         },
     )
+    assert [h.get("lifecycleStages") for h in config.get("lifecycleHooks") or []] == [
+        h["LifecycleStages"] for h in wanted["LifecycleHooks"]
+    ]
 
 
 @canary("service-advanced-configuration", "linear_deployments")

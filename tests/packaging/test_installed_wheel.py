@@ -63,7 +63,7 @@ def test_wheel_holds_both_packages_the_data_and_the_metadata(wheel: Path) -> Non
     assert "Project-URL: Source, " in metadata
     assert "Classifier: Typing :: Typed" in metadata
     assert {line.split(": ", 1)[1] for line in metadata.splitlines() if line.startswith("Provides-Extra: ")} == {
-        "server", "cdk", "testing", "dev", "bench", "examples",
+        "server", "cdk", "testing", "k8s", "dev", "bench", "examples",
     }  # fmt: skip
     assert "[pytest11]\nstickyws = stickyws.testing.plugin" in entry_points
 

@@ -165,10 +165,12 @@ def test_heartbeat_refreshes_only_the_routes_idle_for_a_third_of_the_shorter_ttl
 
 
 def test_heartbeat_body_is_compact_json_with_the_status_and_wall_time() -> None:
-    """The heartbeat value names the server, its connections, its status and the time in ms."""
+    """The heartbeat value names the server, its connections, its status, the time in ms and its revision."""
     assert (
-        heartbeat_body("s1", 3, "draining", 1234) == '{"serverId":"s1","connections":3,"status":"draining","ts":1234}'
+        heartbeat_body("s1", 3, "draining", 1234)
+        == '{"serverId":"s1","connections":3,"status":"draining","ts":1234,"revision":""}'
     )
+    assert heartbeat_body("s1", 0, "serving", 5, "web:7").endswith(',"ts":5,"revision":"web:7"}')
 
 
 def test_a_write_past_max_output_bytes_closes_a_slow_consumer_with_1013_and_drops_its_topics() -> None:

@@ -37,6 +37,11 @@ BROKEN = [
     ("stickiness", {"stickiness_type": "app_cookie"}, "stickiness_type=app_cookie needs app_cookie_name"),
     ("stickiness", {"stickiness_type": "app_cookie", "app_cookie_name": "AWSALBAPP-x"}, "reserves"),
     ("stickiness", {"stickiness_duration_s": 20}, "stickiness_duration_s=20 < reconnect_cap_s=30"),
+    (
+        "capacity-reservation",
+        {"capacity_reservation_lcu": 99},
+        "capacity_reservation_lcu=99: an Application Load Balancer reserves at least 100 LCU",
+    ),
     ("registry-ttl-order", {"routing_ttl_s": 30}, "routing_ttl_s=30 <= heartbeat_ttl_s=30"),
     ("registry-ttl-order", {"heartbeat_ttl_s": 10}, "heartbeat_ttl_s=10 <= heartbeat_interval_s=10"),
     ("fargate-task-size", {"task_memory_mib": 512}, "task_memory_mib=512 is not valid with task_cpu=512"),
@@ -110,9 +115,19 @@ BROKEN = [
         {"registry_mode": "serverless", "max_count": 1001},
         "max_count=1001 tasks x 65 registry connections = 65065 > 65000",
     ),
+    (
+        "scale-in-protection-renewal",
+        {"scale_in_protection_expires_min": 1, "heartbeat_interval_s": 30},
+        "heartbeat_interval_s=30 >= half of scale_in_protection_expires_min=1 (30 s)",
+    ),
 ]
 
 WARNED = [
+    (
+        "drain-pace-within-deregistration-delay",
+        {"drain_pace_per_s": 100},
+        "max_connections=10000 at drain_pace_per_s=100 take 100 s to drain, more than deregistration_delay_s=60",
+    ),
     (
         "migration-pace-covers-fleet",
         {"deployment_strategy": "blue_green", "migration_pace_per_s": 10},
@@ -120,8 +135,8 @@ WARNED = [
     ),
     (
         "deployment-moves-connections",
-        {"deployment_strategy": "blue_green"},
-        "deployment_strategy=blue_green: the traffic shift moves new handshakes only",
+        {"deployment_strategy": "blue_green", "migration_hook": False},
+        "deployment_strategy=blue_green with migration_hook=false: the traffic shift moves new handshakes only",
     ),
     ("registry-auth", {"registry_auth": "none"}, "registry_auth=none: any client the registry's security group"),
     (
@@ -164,8 +179,12 @@ def test_rule_reports_broken_setting(rule_id: str, overrides: dict[str, object],
 
 
 def test_every_rule_has_a_failing_case() -> None:
-    """No rule goes untested: each registered rule appears in BROKEN."""
-    assert {rule_id for rule_id, _, _ in BROKEN + WARNED} == set(RULES)
+    """No rule goes untested: each registered rule appears in BROKEN (the Kubernetes rules, which judge only a
+    Kubernetes deployment, in tests/settings/test_kubernetes_rules.py)."""
+    from tests.settings.test_kubernetes_rules import BROKEN_K8S
+
+    k8s = {rule_id for rule_id, _, _, _ in BROKEN_K8S}
+    assert {rule_id for rule_id, _, _ in BROKEN + WARNED} == set(RULES) - k8s
 
 
 def test_pings_off_is_a_warning_not_an_error() -> None:

@@ -72,6 +72,7 @@ ORDER = (
     "app-settings-match",
     "weighted-forward-not-sticky",
     "production-rule-forward-only",
+    "production-weights-follow-tasks",
     "target-optimizer-off",
     "deployment-moves-blue-sockets",
 )

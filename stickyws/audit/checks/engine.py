@@ -17,6 +17,7 @@ from stickyws.audit.mapping import Observation
 from stickyws.audit.view import DeploymentView
 from stickyws.rulebook import Rulebook
 from stickyws.settings import RULES, Scope, Settings, Severity
+from stickyws.settings.scopes import OPT_IN_PARTS
 
 
 class Status(enum.Enum):
@@ -172,8 +173,12 @@ def define_check(check_id: str, summary: str, *scopes: Scope) -> Callable[[Check
 
 
 def catalog() -> list[tuple[str, str, str]]:
-    """``(id, kind, summary)`` of every rule and check the audit runs, in report order."""
-    rows = [(r.id, "setting", r.summary) for r in RULES.values()]
+    """``(id, kind, summary)`` of every rule and check the audit runs, in report order.
+
+    The rules of a part that is judged only when named (:data:`stickyws.settings.scopes.OPT_IN_PARTS`, the
+    Kubernetes rules) are not listed: no source the audit reads names that part.
+    """
+    rows = [(r.id, "setting", r.summary) for r in RULES.values() if not r.scopes & OPT_IN_PARTS]
     return rows + [(c.id, "deployment", c.summary) for c in CHECKS.values()]
 
 

@@ -1,5 +1,6 @@
 """Deployment checks of the load balancer and its listener rules: the Upgrade rule, TLS, header dropping,
-access logs, and the rules ECS shifts in a blue/green, linear or canary deployment.
+access logs, and the rules ECS shifts in a blue/green, linear or canary deployment (their actions, and whether
+the production rule's live weights point at the target group that holds the service's tasks).
 """
 
 from __future__ import annotations
@@ -240,3 +241,80 @@ def _production_rule(ctx: Context) -> Outcome:
             "through the production rule (StickyWebSocketLoadBalancer lays the rules out so)",
         )
     return Status.PASS, "; ".join(found), ""
+
+
+@define_check(
+    "production-weights-follow-tasks",
+    "A blue/green, linear or canary service's production rule sends its traffic to the target group that holds the "
+    "service's tasks (a stack update can write the coded weights back after ECS shifted production).",
+    LB,
+    SERVICE,
+)
+def _weights_follow_tasks(ctx: Context) -> Outcome:
+    lb, svc = ctx.view.load_balancer, ctx.view.service
+    if lb is None or svc is None:
+        return Status.WARN, "no load balancer or ECS service read", "audit the stack (--stack-name)"
+    if not svc.shifts_traffic:
+        return Status.PASS, f"deployment_strategy={svc.strategy_setting}: one target group, no weights", ""
+    groups = {g.id: g for g in ctx.view.target_groups}
+    if not groups or any(g.registered_targets is None for g in groups.values()):
+        return (
+            Status.SKIP,
+            "the targets of the service's target groups were not counted (a template, or no "
+            "elasticloadbalancing:DescribeTargetHealth): read a live stack with stickyws audit --stack-name",
+            "",
+        )
+    problems, fixes, empty, found = [], [], [], []
+    for target in svc.shift_targets:
+        located = find_rule(lb, target.production_rule or "")
+        if located is None:
+            continue  # production-rule-forward-only reports a production rule that is not on the listeners
+        listener, rule = located
+        for action in rule.actions:
+            heavy = action.heaviest_target_group()
+            if action.type != "forward" or heavy is None or heavy not in groups:
+                continue
+            weights = [w if w is not None else 1 for w in action.weights] or [1] * len(action.target_groups)
+            total = sum(weights)
+            share = dict(zip(action.target_groups, weights, strict=False))
+            percent = round(100 * share.get(heavy, 0) / total) if total else 0
+            served = groups[heavy]
+            where = f"the production rule ({listener.label} priority {rule.priority})"
+            holders = [
+                groups[g] for g in action.target_groups if g != heavy and g in groups and groups[g].registered_targets
+            ]
+            if served.healthy_targets:
+                found.append(
+                    f"{where}: {percent}% to {short_name(heavy)}, {served.healthy_targets} healthy of "
+                    f"{served.registered_targets} registered"
+                )
+            elif holders:
+                holder = holders[0]
+                problems.append(
+                    f"{where} sends {percent}% of new requests to {short_name(heavy)}, which has no healthy target "
+                    f"({served.registered_targets} registered), while {short_name(holder.id)} holds the service's "
+                    f"{holder.registered_targets} target(s) ({holder.healthy_targets} healthy)"
+                )
+                fixes.append(
+                    f"aws elbv2 modify-rule --rule-arn {rule.id} --actions 'Type=forward,ForwardConfig={{TargetGroups="
+                    f"[{{TargetGroupArn={holder.id},Weight=100}},{{TargetGroupArn={heavy},Weight=0}}]}}'"
+                )
+            else:
+                empty.append(f"{where}: {percent}% to {short_name(heavy)}, and no target group of it has a target")
+    if problems:
+        return (
+            Status.FAIL,
+            "; ".join(problems),
+            "point the production rule back at the target group that holds the tasks, before the next deployment ("
+            + "; ".join(fixes)
+            + "). A stack update (cdk deploy) writes the rule's coded weights back after ECS shifted production to the "
+            "other target group, and ECS does not check the weights before it shifts again: audit the live stack "
+            "after every cdk deploy",
+        )
+    if empty:
+        return (
+            Status.WARN,
+            "; ".join(empty),
+            "check the service's running tasks and their registration (desired count, health checks)",
+        )
+    return Status.PASS, "; ".join(found) or "no weighted production forward read", ""

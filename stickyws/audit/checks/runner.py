@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 
-from stickyws.audit.checks.engine import CHECKS, Audit, CheckResult, Context, Override, Status, status_of
+from stickyws.audit.checks.engine import (
+    CHECKS,
+    Audit,
+    CheckResult,
+    Context,
+    DeploymentCheck,
+    Override,
+    Status,
+    status_of,
+)
 from stickyws.audit.mapping import Observation, observe
 from stickyws.audit.view import DeploymentView
 from stickyws.settings import (
@@ -120,9 +129,19 @@ def variable_of(settings: Settings, name: str) -> str:
     return settings.told_env().get(name) or env_name(name)
 
 
-def audit(view: DeploymentView, assume: Mapping[str, str] | None = None) -> Audit:
+def audit(
+    view: DeploymentView,
+    assume: Mapping[str, str] | None = None,
+    *,
+    observed: Mapping[str, Observation] | None = None,
+    parts: frozenset[Scope] | None = None,
+    checks: Iterable[DeploymentCheck] | None = None,
+) -> Audit:
     """Judge ``view``; ``assume`` gives settings that win over what the deployment shows.
 
+    Another source than AWS (Kubernetes manifests) passes what it read itself: ``observed`` (default
+    :func:`~stickyws.audit.mapping.observe` of ``view``), ``parts`` (default :func:`parts_of`) and the
+    deployment ``checks`` to run (default :data:`CHECKS`).
     Raises :class:`stickyws.settings.UnknownSettingError` for an unknown name in ``assume``.
     """
     assume = dict(assume or {})
@@ -130,13 +149,13 @@ def audit(view: DeploymentView, assume: Mapping[str, str] | None = None) -> Audi
     problems: list[str] = []
     unread: set[str] = set()
     app_settings, read = _read_server(view, assume, problems)
-    observed = observe(view)
+    observed = observe(view) if observed is None else observed
     infra_settings = _apply(app_settings, {n: o.text for n, o in observed.items()}, problems, unread, "deployment")
     settings = infra_settings.with_overrides(assume)
     overrides = tuple(_overrides(assume, infra_settings, read, observed))
     settings = _told_assumed(settings, assume)
 
-    parts = parts_of(view, assume)
+    parts = parts_of(view, assume) if parts is None else parts
     plan = settings.plan(parts)
     from_container = frozenset(read) - unread
     ctx = Context(view, settings, app_settings, from_container, observed, infra_settings)
@@ -145,7 +164,7 @@ def audit(view: DeploymentView, assume: Mapping[str, str] | None = None) -> Audi
     from_labels = {"server_mode", "server_env"} if container is not None else set()
     known = (set(observed) | set(read) | set(assume) | from_labels) - unread
     results = list(_rule_results(settings, plan, parts, known))
-    for check in CHECKS.values():
+    for check in CHECKS.values() if checks is None else checks:
         missing = check.scopes - plan.scopes
         if missing:
             results.append(_skipped(check.id, check.summary, _absent_reason(missing), check.scopes, "deployment"))
@@ -215,7 +234,10 @@ def _rule_results(
 ) -> Iterator[CheckResult]:
     findings = settings.validate(parts)
     skipped = {s.rule.id: s.reason for s in plan.skipped}
+    left_out = {r.id for r in plan.left_out}  # rules of a part this deployment cannot have
     for rule in RULES.values():
+        if rule.id in left_out:
+            continue
         if rule.id in skipped:
             yield _skipped(rule.id, rule.summary, skipped[rule.id], rule.scopes, "setting")
             continue

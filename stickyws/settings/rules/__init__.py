@@ -9,7 +9,7 @@ or a template, for the parts that deployment has. A rule's id is its public name
 Modules: ``engine`` (what a rule is, :data:`RULES`, :func:`plan`, :func:`validate`,
 :func:`settings_read_by`), then the rules by the part they speak of: ``ranges`` (any part),
 ``load_balancer``, ``service`` (the task and its deployments), ``server`` (your own and the
-reference server) and ``registry``. Add a rule with
+reference server), ``registry`` and ``kubernetes`` (the workload on EKS). Add a rule with
 :func:`~stickyws.settings.rules.engine.define_rule` in the module of its part and its id in
 :data:`ORDER`: this package registers the defined rules in :data:`RULES` in that order, the order of
 reports and of the README's rules table, whatever module each lives in. :func:`rule` registers a
@@ -18,7 +18,7 @@ rule directly, after those.
 
 from __future__ import annotations
 
-from stickyws.settings.rules import load_balancer, ranges, registry, server, service
+from stickyws.settings.rules import kubernetes, load_balancer, ranges, registry, server, service
 from stickyws.settings.rules.engine import (
     DEFINED,
     RULES,
@@ -30,6 +30,11 @@ from stickyws.settings.rules.engine import (
     rule,
     settings_read_by,
     validate,
+)
+from stickyws.settings.rules.load_balancer import (
+    CAPACITY_RESERVATION_LCU,
+    NEW_CONNECTIONS_PER_LCU,
+    capacity_reservation_for,
 )
 from stickyws.settings.rules.registry import (
     DEFAULT_ENGINE_VERSIONS,
@@ -55,9 +60,11 @@ ORDER = (
     "http2-off",
     "ping-within-idle-timeout",
     "drain-within-deregistration-delay",
+    "drain-pace-within-deregistration-delay",
     "stop-timeout-covers-shutdown",
     "health-check-timing",
     "stickiness",
+    "capacity-reservation",
     "registry-ttl-order",
     "fargate-task-size",
     "task-counts",
@@ -66,6 +73,7 @@ ORDER = (
     "migration-pace-covers-fleet",
     "deployment-moves-connections",
     "scaling-below-limit",
+    "scale-in-protection-renewal",
     "topic-retention-covers-reconnect",
     "output-bound-fits-messages",
     "publish-port-apart",
@@ -75,6 +83,15 @@ ORDER = (
     "registry-auth",
     "registry-pubsub-backlog",
     "registry-serverless-clients",
+    "k8s-names",
+    "k8s-prestop-covers-propagation",
+    "k8s-grace-covers-drain",
+    "k8s-drain-within-deregistration-delay",
+    "k8s-target-type",
+    "k8s-readiness-gate",
+    "k8s-replica-counts",
+    "k8s-pdb-keeps-pods",
+    "k8s-rollout",
 )
 
 
@@ -82,11 +99,13 @@ RULES.add_in_order(DEFINED, ORDER, listed_in="ORDER of stickyws/settings/rules/_
 
 __all__ = [
     "CANARY_STEP_PERCENT",
+    "CAPACITY_RESERVATION_LCU",
     "DEFAULT_ENGINE_VERSIONS",
     "IAM_AUTH_SINCE",
     "LINEAR_STEP_PERCENT",
     "MAX_CLUSTER_NODES",
     "MAX_DEPLOYMENT_PLAN_MIN",
+    "NEW_CONNECTIONS_PER_LCU",
     "ORDER",
     "REGISTRY_CONNECTIONS_PER_SERVER",
     "RULES",
@@ -98,8 +117,10 @@ __all__ = [
     "Rule",
     "RulePlan",
     "Skipped",
+    "capacity_reservation_for",
     "deployment_plan_min",
     "engine_version",
+    "kubernetes",
     "load_balancer",
     "plan",
     "ranges",

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any, cast
 
 from stickyws.rulebook import Rulebook
 from stickyws.settings.findings import Finding, Severity
-from stickyws.settings.scopes import ALWAYS_KNOWN, GROUP_SCOPES, PARTS, SERVER_SIDE_GROUPS, Scope
+from stickyws.settings.scopes import (
+    ALWAYS_KNOWN,
+    GROUP_SCOPES,
+    OPT_IN_PARTS,
+    PARTS,
+    SERVER_SIDE_GROUPS,
+    STACK_PARTS,
+    Scope,
+)
 
 if TYPE_CHECKING:
     from stickyws.settings.model import Settings
@@ -24,13 +32,14 @@ if TYPE_CHECKING:
 
 CheckFn = Callable[["Settings"], Iterable[Finding]]
 
-LB, SERVICE, SERVER, REFERENCE, CLIENT, REGISTRY = (
+LB, SERVICE, SERVER, REFERENCE, CLIENT, REGISTRY, KUBERNETES = (
     Scope.LOAD_BALANCER,
     Scope.SERVICE,
     Scope.SERVER,
     Scope.REFERENCE_SERVER,
     Scope.CLIENT,
     Scope.REGISTRY,
+    Scope.KUBERNETES,
 )
 
 
@@ -82,12 +91,15 @@ class RulePlan:
 
     ``known`` holds the settings that describe this deployment: a finding that names any other
     setting (a reference-server setting of your own server's deployment, say) is not reported.
+    ``left_out`` holds the rules of a part that is in a plan only when named
+    (:data:`~stickyws.settings.scopes.OPT_IN_PARTS`: the Kubernetes rules of an ECS deployment).
     """
 
     applied: tuple[Rule, ...]
     skipped: tuple[Skipped, ...]
     scopes: frozenset[Scope]
     known: frozenset[str]
+    left_out: tuple[Rule, ...] = ()
 
     def describe_skipped(self) -> list[str]:
         """One line per skipped rule: ``rule-id: reason``."""
@@ -95,14 +107,16 @@ class RulePlan:
 
 
 def plan(settings: Settings, parts: Iterable[Scope] | None = None) -> RulePlan:
-    """The rules that apply to a deployment with ``parts`` (default: every part), given its server mode.
+    """The rules that apply to a deployment with ``parts`` (default: the reference ECS stack's parts), given its
+    server mode.
 
-    ``parts`` are taken from :data:`~stickyws.settings.scopes.PARTS`; ``REFERENCE_SERVER`` and
-    ``CLIENT`` are added when ``SERVER`` is there and ``server_mode`` is ``reference``. For your own
-    server a rule about the server runs only when every server-side setting it reads is told to your
-    server (``server_env``).
+    ``parts`` are taken from :data:`~stickyws.settings.scopes.PARTS` (default
+    :data:`~stickyws.settings.scopes.STACK_PARTS`); ``REFERENCE_SERVER`` and ``CLIENT`` are added when
+    ``SERVER`` is there and ``server_mode`` is ``reference``. For your own server a rule about the server
+    runs only when every server-side setting it reads is told to your server (``server_env``). A rule of an
+    opt-in part (``KUBERNETES``) that ``parts`` do not name is left out: neither applied nor skipped.
     """
-    given = PARTS if parts is None else frozenset(parts)
+    given = STACK_PARTS if parts is None else frozenset(parts)
     if not given <= PARTS:
         raise ValueError(f"parts are {sorted(p.value for p in PARTS)}, not {sorted(p.value for p in given - PARTS)}")
     reference = not settings.own_server
@@ -110,7 +124,11 @@ def plan(settings: Settings, parts: Iterable[Scope] | None = None) -> RulePlan:
     known = frozenset(name for name in settings.fields_index if _known(settings, name, scopes, reference))
     applied: list[Rule] = []
     skipped: list[Skipped] = []
+    left_out: list[Rule] = []
     for r in RULES.values():
+        if r.scopes & (OPT_IN_PARTS - given):
+            left_out.append(r)
+            continue
         missing = r.scopes - scopes
         if missing:
             skipped.append(Skipped(r, _missing_reason(missing, SERVER in given)))
@@ -121,7 +139,7 @@ def plan(settings: Settings, parts: Iterable[Scope] | None = None) -> RulePlan:
                 skipped.append(Skipped(r, f"your server is not told {', '.join(untold)} (add it to server_env)"))
                 continue
         applied.append(r)
-    return RulePlan(tuple(applied), tuple(skipped), scopes, known)
+    return RulePlan(tuple(applied), tuple(skipped), scopes, known, tuple(left_out))
 
 
 def validate(
@@ -158,6 +176,7 @@ _PART_NAMES = {
     SERVICE: "no ECS service",
     SERVER: "no server",
     REGISTRY: "no registry it creates",
+    KUBERNETES: "no Kubernetes workload",
 }
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from stickyws.settings.findings import Finding
-from stickyws.settings.rules.engine import LB, SERVER, _error, _info, _warning, define_rule
+from stickyws.settings.rules.engine import LB, SERVER, SERVICE, _error, _info, _warning, define_rule
 
 if TYPE_CHECKING:
     from stickyws.settings.model import Settings
@@ -134,3 +134,59 @@ def _stickiness(s: Settings) -> Iterator[Finding]:
             "stickiness_duration_s",
             "reconnect_cap_s",
         )
+
+
+#: New connections per second one ALB Load balancer Capacity Unit covers (AWS: Elastic Load Balancing pricing).
+NEW_CONNECTIONS_PER_LCU = 25
+#: AWS's bounds on an ALB's LCU reservation: aws-cdk-lib refuses fewer than 100 ("must be ... greater than or
+#: equal to 100 for Application Load Balancer"); 15,000 reserved LCUs per load balancer is the default quota
+#: (Quotas for your Application Load Balancers).
+CAPACITY_RESERVATION_LCU = (100, 15_000)
+
+
+def capacity_reservation_for(s: Settings) -> int:
+    """The LCU reservation that covers ``migration_pace_per_s`` new connections per second, at least AWS's minimum.
+
+    ``ceil(migration_pace_per_s / 25)``, raised to 100: what a deployment's reconnect wave asks of the load
+    balancer at its own pace, on top of nothing else (add the steady traffic's LCUs to it).
+    """
+    needed = -(-s.deployment.migration_pace_per_s // NEW_CONNECTIONS_PER_LCU)
+    return max(CAPACITY_RESERVATION_LCU[0], int(needed))
+
+
+@define_rule(
+    "capacity-reservation",
+    "An LCU reservation is one AWS accepts and covers the migration's reconnect pace.",
+    LB,
+    SERVICE,
+)
+def _capacity_reservation(s: Settings) -> Iterator[Finding]:
+    lcu = s.load_balancer.capacity_reservation_lcu
+    lo, hi = CAPACITY_RESERVATION_LCU
+    if lcu == 0:
+        return
+    if lcu < lo:
+        yield _error(
+            "capacity-reservation",
+            f"capacity_reservation_lcu={lcu}: an Application Load Balancer reserves at least {lo} LCU",
+            f"set capacity_reservation_lcu to 0 (no reservation) or {lo}-{hi}",
+            "capacity_reservation_lcu",
+        )
+        return
+    d = s.deployment
+    covered = lcu * NEW_CONNECTIONS_PER_LCU
+    if d.deployment_strategy != "rolling" and d.migration_hook and covered < d.migration_pace_per_s:
+        yield _warning(
+            "capacity-reservation",
+            f"capacity_reservation_lcu={lcu} covers {covered} new connections/s, below migration_pace_per_s="
+            f"{d.migration_pace_per_s:g}: the migration's reconnects wait for the load balancer to scale",
+            f"set capacity_reservation_lcu >= {capacity_reservation_for(s)} or lower migration_pace_per_s",
+            "capacity_reservation_lcu",
+            "migration_pace_per_s",
+        )
+    yield _info(
+        "capacity-reservation",
+        f"capacity_reservation_lcu={lcu} reserves {covered} new connections/s as the load balancer's floor; AWS "
+        "applies a reservation within minutes to hours, lowers it at most twice a day, and bills it while it stands",
+        "capacity_reservation_lcu",
+    )

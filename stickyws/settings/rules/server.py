@@ -1,14 +1,15 @@
-"""Rules of the server: the reference server's registry TTLs, topic history, output bounds and publish
-port, and what your own server is told (``server_env``).
+"""Rules of the server: the drain pace against the deregistration delay, the reference server's registry
+TTLs, topic history, output bounds and publish port, and what your own server is told (``server_env``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from stickyws.settings.findings import Finding
-from stickyws.settings.rules.engine import CLIENT, REFERENCE, SERVER, _error, _info, _warning, define_rule
+from stickyws.settings.rules.engine import CLIENT, LB, REFERENCE, SERVER, _error, _info, _warning, define_rule
 
 if TYPE_CHECKING:
     from stickyws.settings.model import Settings
@@ -36,6 +37,31 @@ def _ttl_order(s: Settings) -> Iterator[Finding]:
             f"set heartbeat_ttl_s > {sv.heartbeat_interval_s:g} (3 x is usual)",
             "heartbeat_ttl_s",
             "heartbeat_interval_s",
+        )
+
+
+@define_rule(
+    "drain-pace-within-deregistration-delay",
+    "A full server's paced drain tells its last client to reconnect before the ALB cuts it.",
+    LB,
+    SERVER,
+)
+def _drain_pace(s: Settings) -> Iterator[Finding]:
+    sv, dereg = s.server, s.target_group.deregistration_delay_s
+    if sv.drain_pace_per_s <= 0:
+        return
+    paced_s = sv.max_connections / sv.drain_pace_per_s
+    if paced_s > dereg:
+        yield _warning(
+            "drain-pace-within-deregistration-delay",
+            f"max_connections={sv.max_connections} at drain_pace_per_s={sv.drain_pace_per_s:g} take {paced_s:g} s "
+            f"to drain, more than deregistration_delay_s={dereg}: the ALB cuts the clients of a full server that "
+            "are told last",
+            f"set drain_pace_per_s >= {math.ceil(sv.max_connections / max(dereg, 1))} or deregistration_delay_s "
+            f">= {math.ceil(paced_s)}",
+            "drain_pace_per_s",
+            "max_connections",
+            "deregistration_delay_s",
         )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from stickyws.settings.findings import Finding
-from stickyws.settings.rules.engine import SERVER, SERVICE, _error, _info, _warning, define_rule
+from stickyws.settings.rules.engine import REFERENCE, SERVER, SERVICE, _error, _info, _warning, define_rule
 
 if TYPE_CHECKING:
     from stickyws.settings.model import Settings
@@ -185,14 +185,17 @@ def _migration_pace(s: Settings) -> Iterator[Finding]:
 )
 def _deployment_moves_connections(s: Settings) -> Iterator[Finding]:
     strategy = s.deployment.deployment_strategy
-    if strategy != "rolling":
+    if strategy != "rolling" and not s.deployment.migration_hook:
         yield _warning(
             "deployment-moves-connections",
-            f"deployment_strategy={strategy}: the traffic shift moves new handshakes only; every open WebSocket "
-            f"stays on blue until ECS stops all blue tasks together after bake_time_min={s.deployment.bake_time_min}, "
-            "and then every one of them reconnects at once",
-            "use deployment_strategy=rolling, whose drain notice moves the clients of one task at a time",
+            f"deployment_strategy={strategy} with migration_hook=false: the traffic shift moves new handshakes only; "
+            "every open WebSocket stays on blue until ECS stops all blue tasks together after "
+            f"bake_time_min={s.deployment.bake_time_min}, and then every one of them reconnects at once",
+            "set migration_hook=true (the migration hook moves blue's clients at migration_pace_per_s after the "
+            "production shift), or use deployment_strategy=rolling, whose drain notice moves the clients of one task "
+            "at a time",
             "deployment_strategy",
+            "migration_hook",
         )
 
 
@@ -207,4 +210,27 @@ def _scaling(s: Settings) -> Iterator[Finding]:
             f"set target_connections_per_task below {limit} (about 70 % of it)",
             "target_connections_per_task",
             "max_connections",
+        )
+
+
+@define_rule(
+    "scale-in-protection-renewal",
+    "Scale-in protection outlasts the heartbeats that renew it.",
+    SERVICE,
+    REFERENCE,
+)
+def _scale_in_protection_renewal(s: Settings) -> Iterator[Finding]:
+    if not s.task.scale_in_protection:
+        return
+    half_s = s.task.scale_in_protection_expires_min * 60 / 2
+    beat_s = s.server.heartbeat_interval_s
+    if beat_s >= half_s:
+        yield _error(
+            "scale-in-protection-renewal",
+            f"heartbeat_interval_s={beat_s:g} >= half of scale_in_protection_expires_min="
+            f"{s.task.scale_in_protection_expires_min} ({half_s:g} s): the server renews protection on a heartbeat "
+            "once half of it has passed, so it would lapse between renewals",
+            f"set scale_in_protection_expires_min >= {int(2 * beat_s // 60) + 1} or lower heartbeat_interval_s",
+            "scale_in_protection_expires_min",
+            "heartbeat_interval_s",
         )

@@ -4,7 +4,13 @@ import assert from "node:assert/strict";
 import { afterEach, beforeEach, test } from "node:test";
 import WebSocket from "ws";
 
-import { StickyClient, backoffDelayMs, parseRetryAfter } from "../../../stickyws/static/stickyws-client.js";
+import {
+  MAX_AVOID_HOPS,
+  StickyClient,
+  backoffDelayMs,
+  dropStickyCookies,
+  parseRetryAfter,
+} from "../../../stickyws/static/stickyws-client.js";
 import { FakeServer, connected, next, record, until } from "./fake_server.mjs";
 
 let server;
@@ -208,6 +214,56 @@ test("the reconnect instruction closes and waits retryAfterMs before the next at
   const planAt = seen.find((e) => e.type === "reconnecting").at;
   const reopenedAt = seen.filter((e) => e.type === "open")[1].at;
   assert.ok(reopenedAt - planAt >= 150, `reopened after ${reopenedAt - planAt} ms`);
+});
+
+test("a drain's avoid goes into the next handshake only, and every reconnect frame drops the sticky cookies", async () => {
+  let round = 0;
+  server.onConnection = (ws) => {
+    round += 1;
+    ws.sendJson(connected());
+    if (round === 1) ws.sendJson({ type: "reconnect", reason: "server_draining", retryAfterMs: 0, avoid: "web:1" });
+    if (round === 2) ws.sendJson({ type: "reconnect", reason: "server_draining", retryAfterMs: 0 });
+  };
+  let dropped = 0;
+  const c = client({ dropStickyCookies: () => (dropped += 1) });
+  const seen = record(c);
+  await until(() => seen.of("open").length === 3);
+  const avoids = server.handshakes.map((h) => h.url.searchParams.get("avoid"));
+  assert.deepEqual(avoids, [null, "web:1", null]);
+  assert.equal(dropped, 2);
+  assert.equal(c.avoid, null);
+  const writes = [];
+  const doc = {
+    get cookie() {
+      return "AWSALB=s1|x; theme=dark; AWSALBCORS=s1|x";
+    },
+    set cookie(value) {
+      writes.push(value);
+    },
+  };
+  assert.deepEqual(dropStickyCookies(doc), ["AWSALB", "AWSALBCORS"]);
+  assert.deepEqual(writes, ["AWSALB=; Max-Age=0; Path=/", "AWSALBCORS=; Max-Age=0; Path=/"]);
+});
+
+test("after MAX_AVOID_HOPS sends-on in a row the next handshake avoids nothing", async () => {
+  let round = 0;
+  server.onConnection = (ws) => {
+    round += 1;
+    if (round === 1) {
+      ws.sendJson(connected());
+      ws.sendJson({ type: "reconnect", reason: "server_draining", retryAfterMs: 0, avoid: "web:1" });
+    } else if (round <= 1 + MAX_AVOID_HOPS) {
+      ws.sendJson({ type: "reconnect", reason: "send_on", retryAfterMs: 0, avoid: "web:1" });
+    } else {
+      ws.sendJson(connected());
+    }
+  };
+  const c = client({ dropStickyCookies: () => {} });
+  const seen = record(c);
+  await until(() => seen.of("open").length === 2);
+  const avoids = server.handshakes.map((h) => h.url.searchParams.get("avoid"));
+  assert.equal(MAX_AVOID_HOPS, 8);
+  assert.deepEqual(avoids, [null, ...Array(MAX_AVOID_HOPS).fill("web:1"), null]);
 });
 
 test("a refused handshake is explained by the pre-flight: 403 stops with one error event and no retry", async () => {
