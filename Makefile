@@ -60,11 +60,13 @@ format: setup  ## Apply ruff's fixes and formatting.
 	$(BIN)/ruff check --fix stickyws constructs_lib stacks tests scripts app.py
 	$(BIN)/ruff format stickyws constructs_lib stacks tests scripts app.py
 
-# Two workers: the process fleets (tests/e2e + tests/twin, tests/browser) each stay on one worker while
-# the other takes the rest (tests/conftest.py groups them). PYTEST_ARGS="-n 0" runs everything in one process.
-PYTEST_ARGS ?= -n 2 --dist loadgroup
+# Three workers on two cores: the suite waits more than it computes (at -n 2 it kept 1.1 of the 2 cores
+# busy and took 290 s; at -n 3, 1.2-1.5 cores and 253 s). The process fleets (tests/e2e + tests/twin, the
+# deployment proofs, tests/browser) each stay on one worker, in order (tests/conftest.py groups them).
+# PYTEST_ARGS="-n 0" runs everything in one process.
+PYTEST_ARGS ?= -n 3 --dist loadgroup
 
-pytest: setup system-deps  ## The test suite alone (two workers; PYTEST_ARGS="-n 0" for one).
+pytest: setup system-deps  ## The test suite alone (three workers; PYTEST_ARGS="-n 0" for one).
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: setup system-deps lint pytest  ## Everything CI runs: setup, Debian packages, lint, types, tests.

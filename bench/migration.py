@@ -22,7 +22,7 @@ that moved more than once, and messages lost (:func:`bench.storm.losses`).
 from __future__ import annotations
 
 import asyncio
-import os
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 
 from bench import report
-from bench.storm import SEND_EVERY_S, connect_clients, losses, stream
+from bench.storm import SEND_EVERY_S, connect_clients, losses, on_twin, stream
 from stickyws.client.connection import peak_rate_per_s
 from stickyws.settings import Settings
 from stickyws.twin.cluster import TwinCluster
@@ -58,7 +58,6 @@ VARIANTS = ("paced", "unpaced", "no_hook")
 UNBOUNDED_PACE_PER_S = 1e9
 #: The peak may exceed the pace by this share (the target's margin, :data:`bench.report.MIGRATION_PACE_MARGIN`).
 PACE_MARGIN = report.MIGRATION_PACE_MARGIN
-TIME_SCALE = 0.05
 #: Seconds of bake after the hook (the twin's bake is not what is measured here).
 BAKE_S = 1.0
 #: Bound on one variant.
@@ -120,21 +119,9 @@ def run_migration(base: Settings, clients_n: int, server_core: int | None, clien
     settings = base.with_overrides(MIGRATION_OVERRIDES)
     results = []
     for variant in VARIANTS:
-        before = os.sched_getaffinity(0)
-        if server_core is not None:
-            os.sched_setaffinity(0, {server_core})
-        try:
-            with TwinCluster(settings, servers=3, time_scale=TIME_SCALE) as twin:
-                if client_core is not None:
-                    os.sched_setaffinity(0, {client_core})
-
-                async def bounded(twin: TwinCluster = twin, variant: str = variant) -> dict[str, Any]:
-                    async with asyncio.timeout(VARIANT_TIMEOUT_S):
-                        return await _migrate(twin, settings, variant, clients_n, say)
-
-                result = asyncio.run(bounded())
-        finally:
-            os.sched_setaffinity(0, before)
+        result = on_twin(settings, server_core, client_core, VARIANT_TIMEOUT_S,
+                         functools.partial(_migrate, settings=settings, variant=variant, clients_n=clients_n,
+                                           say=say))  # fmt: skip
         say(f"  migration {variant}: {result['moved']} of {clients_n} clients moved "
             f"({result['moved_more_than_once']} more than once) in {result['all_moved_s']:.1f} s, peak "
             f"{result['peak_handshakes_per_s']:.0f} handshakes/s, {result['cut']} cut, "

@@ -20,8 +20,8 @@ import contextlib
 import os
 import random
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import aiohttp
 import redis
@@ -31,6 +31,8 @@ from stickyws.client.backoff import Backoff
 from stickyws.client.connection import Event, StickyClient, peak_rate_per_s
 from stickyws.settings import Settings
 from stickyws.twin.cluster import TwinCluster
+
+T = TypeVar("T")
 
 #: The storm's settings: short but inside the AWS ranges; the target is drain window + max backoff.
 STORM_OVERRIDES: dict[str, Any] = {
@@ -170,10 +172,10 @@ async def _storm(twin: TwinCluster, settings: Settings, clients_n: int, client_c
         return result
 
 
-def run_storm(base: Settings, clients_n: int, server_core: int | None, client_core: int | None,
-              say: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
-    """Start the twin (its processes on ``server_core``), run the storm from ``client_core``, stop the twin."""
-    settings = base.with_overrides(STORM_OVERRIDES)
+def on_twin(settings: Settings, server_core: int | None, client_core: int | None, timeout_s: float,
+            scenario: Callable[[TwinCluster], Coroutine[Any, Any, T]]) -> T:  # fmt: skip
+    """Start a 3-server twin (its processes on ``server_core``), run ``scenario`` on it from ``client_core``
+    within ``timeout_s``, stop the twin; this process's CPU affinity is restored."""
     before = os.sched_getaffinity(0)
     if server_core is not None:
         os.sched_setaffinity(0, {server_core})
@@ -182,13 +184,21 @@ def run_storm(base: Settings, clients_n: int, server_core: int | None, client_co
             if client_core is not None:
                 os.sched_setaffinity(0, {client_core})
 
-            async def bounded() -> dict[str, Any]:
-                async with asyncio.timeout(STORM_TIMEOUT_S):
-                    return await _storm(twin, settings, clients_n, client_core, say)
+            async def bounded() -> T:
+                async with asyncio.timeout(timeout_s):
+                    return await scenario(twin)
 
-            result = asyncio.run(bounded())
+            return asyncio.run(bounded())
     finally:
         os.sched_setaffinity(0, before)
+
+
+def run_storm(base: Settings, clients_n: int, server_core: int | None, client_core: int | None,
+              say: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+    """Start the twin (its processes on ``server_core``), run the storm from ``client_core``, stop the twin."""
+    settings = base.with_overrides(STORM_OVERRIDES)
+    result = on_twin(settings, server_core, client_core, STORM_TIMEOUT_S,
+                     lambda twin: _storm(twin, settings, clients_n, client_core, say))  # fmt: skip
     say(f"  storm: {result['moved']} clients moved off {result['victim']}, all back after "
         f"{result['all_back_s']:.2f} s (target {result['target_s']:g} s), peak "
         f"{result['peak_handshakes_per_s']:.0f} handshakes/s on the survivors, {result['sent']} messages sent, "

@@ -30,8 +30,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from constructs_lib.bundling import HANDLER, LAMBDA_RUNTIME, drain_notifier_code
-from constructs_lib.nag import acknowledge
+from constructs_lib.bundling import HANDLER, drain_notifier_code
+from constructs_lib.registry_function import registry_function
 from stickyws.settings import ENV_REDIS_URL
 
 #: ``source`` and ``detail-type`` of the events the rule matches.
@@ -109,28 +109,17 @@ class DrainNotifier(Construct):
         )
         # cdk-nag's SQS3 (queue without a DLQ) recognises this queue as a dead-letter queue: nothing to acknowledge.
 
-        self._security_group = ec2.SecurityGroup(
+        self._function, self._security_group = registry_function(
             self,
-            "SecurityGroup",
             vpc=vpc,
-            description="stickyws drain notifier Lambda: no ingress, egress to the connection registry",
-            allow_all_outbound=True,
-        )
-        log_group = logs.LogGroup(self, "LogGroup", retention=log_retention)
-        self._function = lambda_.Function(
-            self,
-            "Function",
             description="Publishes a stickyws drain notice when ECS starts to stop a service task",
-            runtime=LAMBDA_RUNTIME,
-            architecture=lambda_.Architecture.ARM_64,
+            security_group_description="stickyws drain notifier Lambda: no ingress, egress to the connection registry",
             handler=HANDLER,
             code=drain_notifier_code(),
-            timeout=FUNCTION_TIMEOUT,
-            memory_size=FUNCTION_MEMORY_MIB,
-            vpc=vpc,
-            security_groups=[self._security_group],
             environment={ENV_REDIS_URL: registry_url},
-            log_group=log_group,
+            timeout=FUNCTION_TIMEOUT,
+            memory_mib=FUNCTION_MEMORY_MIB,
+            log_retention=log_retention,
             retry_attempts=retry_attempts,
             max_event_age=MAX_EVENT_AGE,
             dead_letter_queue=self._dlq,
@@ -139,18 +128,6 @@ class DrainNotifier(Construct):
         if role is not None:
             # Lambda's own dead-letter grant is sqs:SendMessage only; a KMS-encrypted queue also needs the key.
             self._dlq_key.grant(role, "kms:GenerateDataKey", "kms:Decrypt")
-            for policy in ("AWSLambdaBasicExecutionRole", "AWSLambdaVPCAccessExecutionRole"):
-                acknowledge(
-                    role,
-                    f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/{policy}]",
-                    f"{policy} is the AWS-maintained minimum for a Lambda function that logs and runs in a VPC.",
-                )
-        acknowledge(
-            self._function,
-            "AwsSolutions-L1",
-            f"{LAMBDA_RUNTIME.name} is the runtime this handler and its bundled redis-py are tested for; "
-            "the runtime is one constant in constructs_lib/bundling.py.",
-        )
 
         rule_name = Names.unique_resource_name(self, max_length=64, separator="-")
         self._rule = events.Rule(

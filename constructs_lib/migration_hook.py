@@ -33,8 +33,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from constructs_lib.bundling import LAMBDA_RUNTIME, MIGRATION_HOOK_HANDLER, migration_hook_code
+from constructs_lib.bundling import MIGRATION_HOOK_HANDLER, migration_hook_code
 from constructs_lib.nag import acknowledge
+from constructs_lib.registry_function import registry_function
 from stickyws.settings import ENV_REDIS_URL, Settings, env_name, render_value
 
 #: The settings the handler reads (as ``STICKYWS_<NAME>``; stickyws.migration_hook names the same variables).
@@ -104,43 +105,19 @@ class MigrationHook(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         super().__init__(scope, id_)
-        self._security_group = ec2.SecurityGroup(
+        self._function, self._security_group = registry_function(
             self,
-            "SecurityGroup",
             vpc=vpc,
-            description="stickyws migration hook Lambda: no ingress, egress to the registry and ECS",
-            allow_all_outbound=True,
-        )
-        self._function = lambda_.Function(
-            self,
-            "Function",
             description="Moves blue's WebSocket clients to green after an ECS production traffic shift",
-            runtime=LAMBDA_RUNTIME,
-            architecture=lambda_.Architecture.ARM_64,
+            security_group_description="stickyws migration hook Lambda: no ingress, egress to the registry and ECS",
             handler=MIGRATION_HOOK_HANDLER,
             code=migration_hook_code(),
-            timeout=FUNCTION_TIMEOUT,
-            memory_size=FUNCTION_MEMORY_MIB,
-            vpc=vpc,
-            security_groups=[self._security_group],
             environment=hook_environment(settings, registry_url),
-            log_group=logs.LogGroup(self, "LogGroup", retention=log_retention),
+            timeout=FUNCTION_TIMEOUT,
+            memory_mib=FUNCTION_MEMORY_MIB,
+            log_retention=log_retention,
         )
         self._grant_ecs(cluster, service_name)
-        role = self._function.role
-        if role is not None:
-            for policy in ("AWSLambdaBasicExecutionRole", "AWSLambdaVPCAccessExecutionRole"):
-                acknowledge(
-                    role,
-                    f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/{policy}]",
-                    f"{policy} is the AWS-maintained minimum for a Lambda function that logs and runs in a VPC.",
-                )
-        acknowledge(
-            self._function,
-            "AwsSolutions-L1",
-            f"{LAMBDA_RUNTIME.name} is the runtime this handler and its bundled redis-py are tested for; "
-            "the runtime is one constant in constructs_lib/bundling.py.",
-        )
         # ECS calls the hook with this role; it may invoke the function's unqualified ARN, the hook's target.
         self._invoke_role = iam.Role(
             self,

@@ -17,9 +17,18 @@ from tests.cdk_reference import ReferenceSynth, load_cdk_context, synthesize_ref
 pytest_plugins = ("pytester",)
 
 
-#: Folders whose tests run real process fleets (twins, browsers); with ``pytest -n 2 --dist loadgroup``
-#: (``make test``) each group runs on one worker, in order, while the other worker takes the rest.
+#: Folders whose tests run real process fleets (twins, browsers); with ``pytest -n 3 --dist loadgroup``
+#: (``make test``) each group runs on one worker, in order, while the other workers take the rest.
 XDIST_GROUPS = {"e2e": "fleet", "twin": "fleet", "browser": "browser"}
+#: Fleet files of their own group (the deployments' end-to-end proofs), so that the fleet's serial time
+#: is shared between two workers; a file here wins over its folder.
+XDIST_FILE_GROUPS = {
+    "test_deploy_migration.py": "deployments",
+    "test_eks_rollout.py": "deployments",
+    "test_scale_in.py": "deployments",
+    "test_rolling_no_double_move.py": "deployments",
+    "test_twin_blue_green.py": "deployments",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -27,7 +36,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     root = Path(__file__).parent
     for item in items:
         parts = Path(str(item.fspath)).relative_to(root).parts
-        group = XDIST_GROUPS.get(parts[0]) if parts else None
+        group = (XDIST_FILE_GROUPS.get(parts[-1]) or XDIST_GROUPS.get(parts[0])) if parts else None
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
 

@@ -34,7 +34,8 @@ controller's and the Gateway API's CRD schemas, pinned, for the rest).
 """
 
 from stickyws.k8s.app import DEFAULT_GATEWAY_CLASS, DEFAULT_IMAGE, WebSocketApp
-from stickyws.k8s.render import K8S_PARTS, Rendered, render, render_yaml
+from stickyws.k8s.render import Rendered, render, render_yaml
+from stickyws.settings.scopes import K8S_PARTS
 
 __all__ = [
     "DEFAULT_GATEWAY_CLASS",

@@ -11,18 +11,16 @@ HTTPRoute). :func:`render_yaml` prints them as multi-document YAML.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from stickyws.k8s.app import WebSocketApp
 from stickyws.k8s.gateway import objects as gateway_objects
 from stickyws.k8s.ingress import objects as ingress_objects
 from stickyws.k8s.workload import autoscaler, deployment, namespace, pod_disruption_budget, service
 from stickyws.k8s.yaml_io import dump_documents
-from stickyws.settings import Finding, Scope, Severity
+from stickyws.settings import Finding, Severity
 from stickyws.settings.rules.kubernetes import DNS_LABEL
-
-#: The parts of a Kubernetes deployment, for :meth:`stickyws.settings.Settings.check`.
-K8S_PARTS: Final = frozenset({Scope.LOAD_BALANCER, Scope.KUBERNETES, Scope.SERVER})
+from stickyws.settings.scopes import K8S_PARTS
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import secrets
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 from stickyws.errors import ReferenceServerError
 from stickyws.registry.interfaces import Registry
@@ -44,6 +44,7 @@ from stickyws.settings import (
     env_name,
     from_env,
 )
+from stickyws.settings.scopes import K8S_PARTS, STACK_PARTS, Scope
 
 
 class StartupError(ReferenceServerError):
@@ -68,11 +69,23 @@ class ServerConfig:
     registry_credentials: Any = None
 
 
+#: Set by Kubernetes in every pod's environment: the server runs on Kubernetes, not on ECS.
+KUBERNETES_ENV: Final = "KUBERNETES_SERVICE_HOST"
+
+
+def platform_parts(env: Mapping[str, str]) -> frozenset[Scope]:
+    """The parts the server's settings are judged for at start-up: a Kubernetes deployment's in a pod
+    (:data:`KUBERNETES_ENV` set; no ECS service rule, such as Fargate's 120 s stop timeout, applies there),
+    else the ECS stack's."""
+    return K8S_PARTS if env.get(KUBERNETES_ENV) else STACK_PARTS
+
+
 def config_from_env(env: Mapping[str, str], *, dev: bool = False) -> ServerConfig:
-    """Resolve and check the configuration; raises :class:`StartupError` with a one-line message."""
+    """Resolve and check the configuration (for the platform's parts, :func:`platform_parts`); raises
+    :class:`StartupError` with a one-line message."""
     try:
         settings = from_env(env)
-        settings.check()
+        settings.check(platform_parts(env))
     except SettingsError as exc:
         problems = "; ".join(f.render() for f in exc.findings)
         raise StartupError(f"invalid settings: {problems}") from None

@@ -129,8 +129,8 @@ class DrainSelfResult:
                 f"with {self.left} connection(s) open"
             )
         return (
-            f"drain-self: drained ({self.source}) in {self.drained_s:.1f} s after a {self.delay_s:g} s preStop delay, "
-            f"{self.left} connection(s) left"
+            f"drain-self: drained ({self.source}) in {self.drained_s:.1f} s after a {round(self.delay_s, 1):g} s "
+            f"preStop delay, {self.left} connection(s) left"
         )
 
 

@@ -54,6 +54,8 @@ class Scope(enum.Enum):
 PARTS: Final = frozenset({Scope.LOAD_BALANCER, Scope.SERVICE, Scope.SERVER, Scope.REGISTRY, Scope.KUBERNETES})
 #: What the reference (ECS) stack has, and what a plan judges when no parts are named.
 STACK_PARTS: Final = frozenset({Scope.LOAD_BALANCER, Scope.SERVICE, Scope.SERVER, Scope.REGISTRY})
+#: What a Kubernetes deployment behind the AWS Load Balancer Controller has (the registry is the user's own).
+K8S_PARTS: Final = frozenset({Scope.LOAD_BALANCER, Scope.KUBERNETES, Scope.SERVER})
 #: Parts whose rules are in a plan only when the caller names the part (else left out, not skipped).
 OPT_IN_PARTS: Final = frozenset({Scope.KUBERNETES})
 #: Every scope.

@@ -7,6 +7,7 @@ interval and timeout are shortened by the twin's time scale (5 s x 0.05 = 250 ms
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -86,3 +87,27 @@ def session_field(registry: Any, client: Any, name: str) -> str | None:
     user = jwt.decode(client.token, options={"verify_signature": False})["sub"]
     sid, value = registry.hmget(keys.session_key(user), ["sid", name])
     return value if sid == client.session_id else None
+
+
+def started_clients(twin: Any, session: aiohttp.ClientSession, settings: Settings, user_prefix: str, count: int,
+                    rng: random.Random) -> list[Any]:  # fmt: skip
+    """``count`` reference clients of users ``{user_prefix}{i}`` through ``twin``, started (not yet connected)."""
+    from stickyws.client.backoff import Backoff
+    from stickyws.client.connection import StickyClient
+
+    clients = [
+        StickyClient(twin.url, twin.token(f"{user_prefix}{i}"), backoff=Backoff.from_settings(settings),
+                     session=session, rng=random.Random(rng.random()))
+        for i in range(count)
+    ]  # fmt: skip
+    for c in clients:
+        c.start()
+    return clients
+
+
+async def send_numbered(client: Any, stop: asyncio.Event, rng: random.Random, every_s: float) -> None:
+    """Send a numbered message every ``every_s`` (from a random start within it) until ``stop`` is set."""
+    await asyncio.sleep(rng.uniform(0, every_s))
+    while not stop.is_set():
+        client.send({"n": client.outbox.next_id})
+        await asyncio.sleep(every_s)

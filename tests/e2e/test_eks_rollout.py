@@ -21,13 +21,22 @@ from dataclasses import dataclass
 import pytest
 import redis
 
-from stickyws.client.backoff import Backoff
 from stickyws.client.connection import StickyClient
 from stickyws.localproc import pid_alive
 from stickyws.twin import kubernetes
 from stickyws.twin.cluster import TwinCluster
 from stickyws.twin.kubernetes import RolloutReport
-from tests.e2e.support import E2E_SETTINGS, SERVERS, TIME_SCALE, client_session, require_binaries, run, session_field
+from tests.e2e.support import (
+    E2E_SETTINGS,
+    SERVERS,
+    TIME_SCALE,
+    client_session,
+    require_binaries,
+    run,
+    send_numbered,
+    session_field,
+    started_clients,
+)
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.redis]
 
@@ -93,28 +102,10 @@ def _rollout_under_load(twin: TwinCluster, *, label: str, pre_stop_delay_s: floa
     async def scenario() -> RolloutRun:
         async with client_session() as session:
             rng = random.Random(21)
-            clients = [
-                StickyClient(
-                    twin.url,
-                    twin.token(f"eks-{label}-{i}"),
-                    backoff=Backoff.from_settings(EKS_SETTINGS),
-                    session=session,
-                    rng=random.Random(rng.random()),
-                )
-                for i in range(CLIENTS)
-            ]
-            for c in clients:
-                c.start()
+            clients = started_clients(twin, session, EKS_SETTINGS, f"eks-{label}-", CLIENTS, rng)
             await asyncio.gather(*(c.wait_connected(30) for c in clients))
             stop = asyncio.Event()
-
-            async def stream(c: StickyClient) -> None:
-                await asyncio.sleep(rng.uniform(0, SEND_EVERY_S))
-                while not stop.is_set():
-                    c.send({"n": c.outbox.next_id})
-                    await asyncio.sleep(SEND_EVERY_S)
-
-            senders = [asyncio.create_task(stream(c)) for c in clients]
+            senders = [asyncio.create_task(send_numbered(c, stop, rng, SEND_EVERY_S)) for c in clients]
             await asyncio.sleep(0.5)
             report = await asyncio.to_thread(kubernetes.rollout, twin, pre_stop_delay_s=pre_stop_delay_s)
             stop.set()

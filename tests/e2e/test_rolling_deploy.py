@@ -19,10 +19,9 @@ from dataclasses import dataclass
 import pytest
 import redis
 
-from stickyws.client.backoff import Backoff
 from stickyws.client.connection import StickyClient, peak_rate_per_s
 from stickyws.twin.cluster import TwinCluster
-from tests.e2e.support import E2E_SETTINGS, client_session, run, session_field
+from tests.e2e.support import E2E_SETTINGS, client_session, run, send_numbered, session_field, started_clients
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.redis]
 
@@ -68,28 +67,10 @@ def _deploy_under_load(twin: TwinCluster, *, drain_notice: bool) -> DeployRun:
     async def scenario() -> DeployRun:
         async with client_session() as session:
             rng = random.Random(42)
-            clients = [
-                StickyClient(
-                    twin.url,
-                    twin.token(f"deploy-{int(drain_notice)}-{i}"),
-                    backoff=Backoff.from_settings(E2E_SETTINGS),
-                    session=session,
-                    rng=random.Random(rng.random()),
-                )
-                for i in range(CLIENTS)
-            ]
-            for c in clients:
-                c.start()
+            clients = started_clients(twin, session, E2E_SETTINGS, f"deploy-{int(drain_notice)}-", CLIENTS, rng)
             await asyncio.gather(*(c.wait_connected(30) for c in clients))
             stop = asyncio.Event()
-
-            async def stream(c: StickyClient) -> None:
-                await asyncio.sleep(rng.uniform(0, SEND_EVERY_S))
-                while not stop.is_set():
-                    c.send({"n": c.outbox.next_id})
-                    await asyncio.sleep(SEND_EVERY_S)
-
-            senders = [asyncio.create_task(stream(c)) for c in clients]
+            senders = [asyncio.create_task(send_numbered(c, stop, rng, SEND_EVERY_S)) for c in clients]
             await asyncio.sleep(1.0)
             started = time.monotonic()
             reports = await asyncio.to_thread(twin.rolling_deploy, drain_notice=drain_notice)

@@ -176,7 +176,8 @@ def catalog() -> list[tuple[str, str, str]]:
     """``(id, kind, summary)`` of every rule and check the audit runs, in report order.
 
     The rules of a part that is judged only when named (:data:`stickyws.settings.scopes.OPT_IN_PARTS`, the
-    Kubernetes rules) are not listed: no source the audit reads names that part.
+    Kubernetes rules) are not listed: only ``--k8s`` (:mod:`stickyws.audit.k8s`) names that part, and
+    docs/eks.md lists them.
     """
     rows = [(r.id, "setting", r.summary) for r in RULES.values() if not r.scopes & OPT_IN_PARTS]
     return rows + [(c.id, "deployment", c.summary) for c in CHECKS.values()]
