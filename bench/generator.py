@@ -117,6 +117,12 @@ class IdleSession:
             self.proc.kill()
             self.proc.wait(5)
 
+    def kill(self) -> None:
+        """Stop the generator if it still runs (a failed stage: the ``finally`` of every caller)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
 
 class FanoutSession:
     """``loadgen -mode fanout``: subscribers plus a publisher child; one report per phase.

@@ -91,11 +91,13 @@ def start(
     tag: str,
     registry: str = "redis",
     extra_env: dict[str, str] | None = None,
+    python: str | None = None,
 ) -> Server:
     """Start ``peer`` on a free port, pinned to ``core``; returns once its /health answers 200.
 
     ``registry="memory"`` starts the reference server without ``REDIS_URL`` (its in-memory registry);
-    ``extra_env`` is added to the server's environment (a ``PYTHONPATH`` in it goes first on the path).
+    ``extra_env`` is added to the server's environment (a ``PYTHONPATH`` in it goes first on the path);
+    ``python`` runs the reference server with another interpreter (one with the server's dependencies).
     """
     port = free_port()
     server_id = f"{peer}-{tag}"
@@ -109,7 +111,8 @@ def start(
             ENV_SERVER_ID: server_id,
         }
         # -P: the working directory does not shadow a PYTHONPATH tree (the ``baseline`` variant).
-        args = [sys.executable, "-P", "-m", "stickyws.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        interpreter = python or sys.executable
+        args = [interpreter, "-P", "-m", "stickyws.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
         health = settings["health_check_path"]
     elif peer == "node":
         sv = settings.server

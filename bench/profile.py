@@ -34,7 +34,7 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
     ("JSON (json/orjson)", r"(^|/)(json/|orjson)|stickyws/(json_)?codec\.py"),
     (
         "registry commit (lane, hiredis, registry module)",
-        r"(^|/)(redis/|hiredis)|stickyws/server/(redis_registry|registry|redis_lane|cluster_lanes)\.py",
+        r"(^|/)(redis/|hiredis)|stickyws/registry/|stickyws/server/(redis_registry|registry|redis_lane|cluster_lanes)\.py",
     ),
     (
         "WebSocket layer (adapter, frames, HTTP head)",

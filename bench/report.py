@@ -66,6 +66,8 @@ TARGETS: dict[str, Target] = {
                                 "message with one Lua call", ECHO_MIN_RATIO, "x", True),
     "echo_at_most_once": Target("2. `inbound_delivery=at_most_once` echo round trips/s, reference / plain Node peer",
                                 ECHO_MIN_RATIO, "x", True),
+    "echo_memory": Target("2. exactly-once echo round trips/s, the server on its in-memory registry (`stickyws serve` "
+                          "without `REDIS_URL`) / the same server on the Redis registry", ECHO_MIN_RATIO, "x", True),
     "echo_p99": Target("2. echo p99 latency at a fixed message rate, reference / the committing Node peer",
                        P99_MAX_RATIO, "x", False),
     "idle_memory": Target(f"3. memory per idle connection at {IDLE_TARGET_CONNS:,} connections (server RSS + "
@@ -200,6 +202,38 @@ def gen_core_load(records: list[dict[str, Any]], scenario: str, peer: str) -> fl
     return statistics.median(values) if values else 0.0
 
 
+def rate_cell(traffic: list[dict[str, Any]], scenario: str, peer: str) -> tuple[float, str]:
+    """The median rate of ``peer`` in ``scenario`` and its cell: ``at least`` when the generator was near
+    saturation, and the generator's CPU."""
+    value = median_of(traffic, scenario, peer, "rate_per_s")
+    gen = median_of(traffic, scenario, peer, "gen_cpu_cores")
+    low = AT_LEAST if gen >= GEN_SATURATED_CORES else ""
+    return value, f"{low}{value:,.0f} (gen {gen:.2f} cores)"
+
+
+def memory_rows(traffic: list[dict[str, Any]]) -> list[Row]:
+    """The exactly-once echo on the in-memory registry against the same server on Redis, from one run: the
+    ``reference-redis`` records where ``bench.run --only memory-echo`` measured the pair, else ``reference``.
+    Empty for a run without the in-memory variant."""
+    redis_side = "reference-redis" if any(r["peer"] == "reference-redis" for r in traffic) else "reference"
+    try:
+        mine, mine_text = rate_cell(traffic, "echo", "reference-memory")
+        theirs, theirs_text = rate_cell(traffic, "echo", redis_side)
+    except ValueError:
+        return []
+    note = "the same server on the Redis registry"
+    when = next((r["measured_at"] for r in traffic if r["peer"] == redis_side and "measured_at" in r), None)
+    if when:
+        rounds = len({r["round"] for r in traffic if r["peer"] == redis_side and r["scenario"] == "echo"})
+        note += f"; measured on its own, {rounds} alternated rounds, {when}: `python -m bench.run --only memory-echo`"
+    if AT_LEAST in mine_text + theirs_text:
+        note += "; generator near saturation: the ratio is a bound"
+    t = TARGETS["echo_memory"]
+    return [Row("2. echo round trips/s, exactly once, in-memory registry (vs the same server on Redis)", mine_text,
+                theirs_text, mine / theirs, t.bound, t.at_least, t.text, note=note,
+                short="echo exactly once, in-memory / Redis registry", judged_by="echo_memory")]  # fmt: skip
+
+
 def fanout_rows(fan: list[dict[str, Any]]) -> list[Row]:
     """Scenarios 5-6: the reference server against the socket.io peer."""
     out: list[Row] = []
@@ -257,10 +291,7 @@ def rows(traffic: list[dict[str, Any]], idle: list[dict[str, Any]], storm: dict[
     if traffic:
 
         def rate(scenario: str, peer: str) -> tuple[float, str]:
-            value = median_of(traffic, scenario, peer, "rate_per_s")
-            gen = median_of(traffic, scenario, peer, "gen_cpu_cores")
-            low = AT_LEAST if gen >= GEN_SATURATED_CORES else ""
-            return value, f"{low}{value:,.0f} (gen {gen:.2f} cores)"
+            return rate_cell(traffic, scenario, peer)
 
         ref, ref_text = rate("handshake", "reference")
         node, node_text = rate("handshake", "node")
@@ -285,7 +316,8 @@ def rows(traffic: list[dict[str, Any]], idle: list[dict[str, Any]], storm: dict[
                 t = TARGETS[key]
                 out.append(Row(metric, a_text, c_text, a / c, t.bound, t.at_least, t.text, note=note, short=short,
                                judged_by=key))  # fmt: skip
-        rate_target = traffic[-1].get("target_rate_per_s", 0)
+        out += memory_rows(traffic)
+        rate_target = next((r["target_rate_per_s"] for r in traffic if "target_rate_per_s" in r), 0)
         peer = (
             "node-commit" if any(r["peer"] == "node-commit" and r["scenario"] == "latency" for r in traffic) else "node"
         )

@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.run [--rounds 5] [--memory-rounds 3] [--duration-s 3] [--storm-clients 3000]
                                   [--fanout-rounds 3] [--fanout-subscribers 10000] [--fanout-rate 1000]
                                   [--synth-rounds 3] [--make-test auto|run|recorded|skip] [--quick]
-                                  [--skip traffic,idle,fanout,storm,migration,shards,synth]
-                                  [--shard-rounds 3] [--shard-servers 3] [--only shards|migration]
+                                  [--skip traffic,idle,fanout,storm,migration,shards,growth,synth]
+                                  [--shard-rounds 3] [--shard-servers 3] [--only shards|migration|growth|memory-echo]
+                                  [--growth-rounds 3] [--growth-parts server,memory,fleet]
                                   [--migration-clients 3000]
 
 A run that skips stages keeps those stages' results from the last stored run on the page (a note says so).
@@ -30,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cost, fanout, migration, report, scenarios, shards, storm, variants
+from bench import capacity, cost, fanout, growth, migration, report, scenarios, shards, storm, variants
 from bench import generator as loadgen
 from bench.host import FD_SPARE, GEN_CORE, SERVER_CORE, raise_nofile, redis_on
 from bench.peers import BENCH_DIR
@@ -110,12 +111,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fanout-reps", type=int, default=10, help="publications to all subscribers (scenario 5)")
     p.add_argument("--fanout-rate", type=float, default=1000.0, help="publications/s of the steady stream")
     p.add_argument("--fanout-duration-s", type=float, default=5.0, help="seconds of the steady stream")
-    p.add_argument("--skip", default="", help="comma-separated: traffic,idle,fanout,storm,migration,shards,synth")
+    p.add_argument(
+        "--skip", default="", help="comma-separated: traffic,idle,fanout,storm,migration,shards,growth,synth"
+    )
     p.add_argument("--shard-rounds", type=int, default=3, help="rounds of the registry-shards scenario (alternated)")
     p.add_argument("--shard-servers", type=int, default=3, help="reference servers per registry in that scenario")
     p.add_argument(
-        "--only", choices=("shards", "migration"), help="run only this scenario; it replaces its part of the last run"
+        "--only",
+        choices=("shards", "migration", "growth", "memory-echo"),
+        help="run only this scenario; it replaces its part of the last run",
     )
+    p.add_argument("--growth-rounds", type=int, default=3, help="rounds of the growth scenario")
+    p.add_argument("--growth-parts", default="server,memory,fleet", help="growth parts to run (comma-separated)")
     p.add_argument("--quick", action="store_true", help="tiny run for development (not for the page)")
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     p.add_argument(
@@ -131,6 +138,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.fanout_rounds, args.fanout_subscribers, args.fanout_topics, args.fanout_reps = 1, 1000, 100, 3
         args.fanout_duration_s = 1.0
         args.shard_rounds = 1
+        args.growth_rounds = 1
     return args
 
 
@@ -146,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         return _only_shards(args)
     if args.only == "migration":
         return _only_migration(args)
+    if args.only == "growth":
+        return _only_growth(args)
+    if args.only == "memory-echo":
+        return _only_memory_echo(args)
     started = time.monotonic()
     skip = set(filter(None, args.skip.split(",")))
     commands: list[str] = []
@@ -228,6 +240,11 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             shard_records, shard_meta = _shards(args, settings, workdir)
             timings["shards"] = time.monotonic() - t0
+        growth_stored: dict[str, Any] | None = None
+        if "growth" not in skip:
+            t0 = time.monotonic()
+            growth_stored = _growth(args, settings, workdir, nofile)
+            timings["growth"] = time.monotonic() - t0
     if "synth" not in skip:
         t0 = time.monotonic()
         say(f"synth cost: make synth vs the minimal pattern app, {args.synth_rounds} rounds alternated")
@@ -235,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         timings["synth"] = time.monotonic() - t0
     test = _make_test(args, started, say)
     rs = report.rows(traffic, idle, storm_result, synth, test, fan) + migration.rows(migration_records)
-    rs += shards.rows(shard_records)
+    rs += shards.rows(shard_records) + growth.rows(growth_stored)
     say("")
     say(report.table(rs))
     say("")
@@ -260,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         "migration": migration_records,
         "synth": synth,
         "shards": shard_records,
+        "growth": growth_stored,
         "shards_meta": shard_meta,
         "make_test": test,
         "timings_s": timings,
@@ -284,6 +302,7 @@ STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "storm": ("storm", ("storm_clients",)),
     "migration": ("migration", ("migration_clients",)),
     "synth": ("synth", ("synth_rounds",)),
+    "growth": ("growth", ("growth_rounds",)),
 }
 
 
@@ -330,7 +349,12 @@ def result_rows(stored: dict[str, Any]) -> list[report.Row]:
     """The results table's rows from one run's stored results."""
     rs = report.rows(stored["traffic"], stored["idle"], stored["storm"], stored["synth"], stored["make_test"],
                      stored.get("fanout", []))  # fmt: skip
-    return rs + migration.rows(stored.get("migration")) + shards.rows(stored.get("shards"))
+    return (
+        rs
+        + migration.rows(stored.get("migration"))
+        + shards.rows(stored.get("shards"))
+        + growth.rows(stored.get("growth"))
+    )
 
 
 def render(stored: dict[str, Any]) -> str:
@@ -349,6 +373,12 @@ def write_outputs(stored: dict[str, Any]) -> None:
         say(f"bench: the targets table of {FINDINGS.relative_to(ROOT)} was not written: {exc}")
     else:
         say(f"wrote the targets table of {FINDINGS.relative_to(ROOT)}")
+    try:
+        capacity.write_doc(stored)
+    except (OSError, ValueError) as exc:
+        say(f"bench: the capacity table of {capacity.DOC.relative_to(ROOT)} was not written: {exc}")
+    else:
+        say(f"wrote the capacity table of {capacity.DOC.relative_to(ROOT)}")
     try:
         report.chart(result_rows(stored), CHART)
     except ModuleNotFoundError as exc:
@@ -399,6 +429,56 @@ def _only_migration(args: argparse.Namespace) -> int:
     stored["migration"] = records
     stored.setdefault("args", {})["migration_clients"] = args.migration_clients
     stored.setdefault("stage_runs", {})["migration"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    RESULTS.write_text(json.dumps(stored, indent=1) + "\n")
+    write_outputs(stored)
+    return 0
+
+
+def _growth(args: argparse.Namespace, settings: Settings, workdir: Path, nofile: int) -> dict[str, Any]:
+    """The growth scenario's parts named by ``--growth-parts`` (stored as ``growth.run_parts`` returns them)."""
+    parts = set(filter(None, args.growth_parts.split(",")))
+    return growth.run_parts(
+        settings, secrets.token_urlsafe(32), workdir, parts=parts, rounds=args.growth_rounds, quick=args.quick,
+        nofile=nofile, fd_spare=FD_SPARE, server_core=SERVER_CORE, gen_core=GEN_CORE, say=say,
+    )  # fmt: skip
+
+
+def _only_growth(args: argparse.Namespace) -> int:
+    """``--only growth``: run its parts and put them into the last run's results (other parts kept) and the page."""
+    nofile = raise_nofile()
+    loadgen.ensure_built([])
+    with tempfile.TemporaryDirectory(prefix="stickyws-bench-") as tmp:
+        new = _growth(args, Settings().with_overrides(BENCH_OVERRIDES), Path(tmp), nofile)
+    say("")
+    say(report.table(growth.rows(new)))
+    if args.quick or args.no_write:
+        return 0
+    if not RESULTS.exists():
+        say(f"bench: no {RESULTS.relative_to(ROOT)} to add the growth scenario to: run make bench for the whole page")
+        return 0
+    stored = json.loads(RESULTS.read_text())
+    stored["growth"] = growth.merge(stored.get("growth"), new)
+    stored.setdefault("args", {})["growth_rounds"] = args.growth_rounds
+    stored.setdefault("stage_runs", {})["growth"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    RESULTS.write_text(json.dumps(stored, indent=1) + "\n")
+    write_outputs(stored)
+    return 0
+
+
+def _only_memory_echo(args: argparse.Namespace) -> int:
+    """``--only memory-echo``: the in-memory registry's row (``bench.variants.run_memory_echo``, ``--rounds``), put
+    into the last run's traffic and the page."""
+    raise_nofile()
+    loadgen.ensure_built([])
+    say(f"exactly-once echo, in-memory registry and Redis: {args.rounds} rounds, {args.duration_s:g} s each")
+    with tempfile.TemporaryDirectory(prefix="stickyws-bench-") as tmp:
+        records = variants.run_memory_echo(Settings().with_overrides(BENCH_OVERRIDES), Path(tmp), args.rounds,
+                                           args.duration_s, args.conc, say)  # fmt: skip
+    say("")
+    say(report.table(report.memory_rows(records)))
+    if args.quick or args.no_write or not RESULTS.exists():
+        return 0
+    stored = variants.merge_memory_echo(json.loads(RESULTS.read_text()), records)
     RESULTS.write_text(json.dumps(stored, indent=1) + "\n")
     write_outputs(stored)
     return 0
@@ -486,7 +566,8 @@ def page(rs: list[report.Row], stored: dict[str, Any]) -> str:
         f"![ratios against their targets](bench/{CHART.name})",
         "",
         f"{sum(r.passed for r in judged)} of {len(judged)} judged rows pass. Ratios are reference / peer (rows "
-        "5-6: the socket.io peer; row 7: the same deploy with no hook); the memory, storm, migration and "
+        "5-6: the socket.io peer; row 7: the same deploy with no hook; the in-memory registry's row: the same "
+        "server on Redis); the memory, storm, migration and "
         '`make test` rows read measured / target ("of target"). '
         'Memory cells read `total (server RSS + registry in Redis)` per connection. "at least": see *Method*.',
         "",
@@ -585,6 +666,7 @@ def page(rs: list[report.Row], stored: dict[str, Any]) -> str:
         samples = ", ".join(f"{k}: {' / '.join(f'{v:.1f}' for v in vs)} s" for k, vs in synth["samples"].items())
         out += ["## Synth samples", "", samples, ""]
     out += shards.section(stored.get("shards"), stored.get("shards_meta"))
+    out += growth.section(stored.get("growth"))
     out += [
         "## Commands",
         "",

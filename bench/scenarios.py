@@ -87,6 +87,7 @@ TRAFFIC_PLAN: dict[str, list[str]] = {
     "node": ["handshake", "echo", "latency"],
     "reference-amo": ["echo"],
     "node-commit": ["echo", "latency"],
+    "reference-memory": ["echo"],
 }
 
 
@@ -140,9 +141,7 @@ def run_idle(b: Bench, rounds: int, stages: list[int], conc: int, say: Callable[
                         session.proceed()
                     session.finish(timeout_s=60)
                 finally:
-                    if session.proc.poll() is None:
-                        session.proc.kill()
-                        session.proc.wait(5)
+                    session.kill()
                     server.stop()
                     client.close()
     return records

@@ -42,6 +42,8 @@ class Variant:
     registry: str = "redis"
     extra_env: dict[str, str] = field(default_factory=dict)
     doc: str = ""
+    #: The interpreter of the reference server (default: this one's); it needs the server's dependencies.
+    python: str | None = None
 
 
 _NO_ORJSON = {"PYTHONPATH": str(BENCH_DIR / "shadow" / "no-orjson")}
@@ -58,11 +60,27 @@ VARIANTS: dict[str, Variant] = {
             doc="at_most_once with the standard json",
         ),
         Variant("reference-memory", registry="memory", doc="in-memory registry (no Redis)"),
+        Variant("reference-redis", doc="as reference: the in-memory registry's row (`bench.run --only memory-echo`)"),
         Variant(
             "baseline",
             extra_env={"PYTHONPATH": os.environ.get("BENCH_BASELINE_TREE", "")},
             doc="the reference server from the tree in $BENCH_BASELINE_TREE (`git archive` of another commit, "
             "unpacked): before and after in one run",
+        ),
+        Variant(
+            "baseline-memory",
+            registry="memory",
+            extra_env={"PYTHONPATH": os.environ.get("BENCH_BASELINE_TREE", "")},
+            doc="as baseline, on the in-memory registry",
+        ),
+        *(
+            Variant(
+                f"reference-py{v}",
+                python=os.environ.get(f"BENCH_PYTHON_{v}"),
+                doc=f"as reference, on CPython {v[0]}.{v[1:]} ($BENCH_PYTHON_{v}: an interpreter with the server's "
+                "dependencies)",
+            )
+            for v in ("312", "313")
         ),
         Variant("proto-aiohttp", peer="proto-aiohttp", doc="the frames on aiohttp + uvloop alone, no registry"),
         Variant("proto-picows", peer="proto-picows", doc="the frames on picows + uvloop alone, no registry"),
@@ -86,7 +104,8 @@ def start(variant: Variant, b: scenarios.Bench, tag: str) -> Server:
     """Start ``variant`` pinned to the server core."""
     settings = b.settings.with_overrides(variant.overrides) if variant.overrides else b.settings
     return peers.start(variant.peer, settings=settings, secret=b.secret, redis_url=b.redis_url, core=b.server_core,
-                       workdir=b.workdir, tag=tag, registry=variant.registry, extra_env=variant.extra_env)  # fmt: skip
+                       workdir=b.workdir, tag=tag, registry=variant.registry, extra_env=variant.extra_env,
+                       python=variant.python)  # fmt: skip
 
 
 def run(
@@ -145,6 +164,32 @@ def run_traffic(b: scenarios.Bench, rounds: int, duration_s: float, conc: int, l
                plan=scenarios.TRAFFIC_PLAN)  # fmt: skip
 
 
+#: The in-memory registry's row (:func:`bench.report.memory_rows`) as ``bench.run --only memory-echo`` measures it:
+#: the server on the in-memory registry, and the same server on Redis (a full run pairs it with ``reference``).
+MEMORY_ECHO = ("reference-memory", "reference-redis")
+
+
+def run_memory_echo(
+    settings: Settings, workdir: Path, rounds: int, duration_s: float, conc: int, say: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """The exactly-once echo on the in-memory registry and on a Redis registry (on the generator core), the same
+    server pinned alike, alternated: one record per round and variant (:data:`MEMORY_ECHO`), each with the time
+    of the run (``measured_at``, UTC)."""
+    with redis_on(GEN_CORE) as redis_server:
+        secret = secrets.token_urlsafe(32)
+        tokens = scenarios.write_tokens(settings, secret, workdir, conc + 100)
+        b = scenarios.Bench(settings, secret, redis_server.url, tokens, SERVER_CORE, GEN_CORE, workdir)
+        records = run(b, [VARIANTS[n] for n in MEMORY_ECHO], ["echo"], rounds, duration_s, conc, 0.0, say)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return [{**r, "measured_at": when} for r in records]
+
+
+def merge_memory_echo(stored: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """``stored`` (a run's results) with ``records`` (:func:`run_memory_echo`) in place of its earlier ones."""
+    kept = [r for r in stored.get("traffic", []) if r["peer"] not in MEMORY_ECHO]
+    return {**stored, "traffic": kept + records}
+
+
 def run_idle(
     b: scenarios.Bench, variants: list[Variant], rounds: int, conns: int, say: Callable[[str], None]
 ) -> list[dict[str, Any]]:
@@ -178,9 +223,7 @@ def run_idle(
                         session.proceed()
                     session.finish(timeout_s=60)
                 finally:
-                    if session.proc.poll() is None:
-                        session.proc.kill()
-                        session.proc.wait(5)
+                    session.kill()
                     server.stop()
                     client.close()
             (rss0, used0, open0, _), (rss1, used1, open1, gen_s) = readings
