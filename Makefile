@@ -77,7 +77,7 @@ clean:  ## Remove cdk.out and caches (keeps .venv and node_modules).
 twin: setup system-deps  ## Local ALB twin: HAProxy + 3 servers + redis on loopback (type help; Ctrl-C stops).
 	$(BIN)/stickyws twin up --servers 3
 
-bench: setup system-deps  ## Benchmarks vs the article's Node.js server and socket.io; writes BENCHMARKS.md + bench/ratios.png (about 30 min).
+bench: setup system-deps  ## Benchmarks vs the article's Node.js server and socket.io; writes BENCHMARKS.md + bench/ratios.png (about 20 min).
 	$(BIN)/python -c 'import matplotlib' 2>/dev/null || \
 	  $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[bench]'
 	cd bench/node-peer && npm ci --no-audit --no-fund --loglevel=error
