@@ -31,24 +31,17 @@ from typing import Any
 import aiohttp
 
 from bench import report
-from bench.storm import SEND_EVERY_S, connect_clients, losses, on_twin, stream
+from bench.storm import SEND_EVERY_S, STORM_OVERRIDES, connect_clients, losses, on_twin, stream
 from stickyws.client.connection import peak_rate_per_s
 from stickyws.settings import Settings
 from stickyws.twin.cluster import TwinCluster
 
-#: The migration's settings: short but inside the AWS ranges. Each blue server holds about a third of
-#: the clients and spreads them over its 8 s drain window, 125 reconnects/s for 1,000 clients: under
-#: the 150/s pace one server drains at a time.
+#: The migration's settings: the storm's (short but inside the AWS ranges) and a blue/green deployment.
+#: Each blue server holds about a third of the clients and spreads them over its 8 s drain window, 125
+#: reconnects/s for 1,000 clients: under the 150/s pace one server drains at a time.
 MIGRATION_OVERRIDES: dict[str, Any] = {
+    **STORM_OVERRIDES,
     "deployment_strategy": "blue_green",
-    "deregistration_delay_s": 20,
-    "drain_window_s": 8,
-    "shutdown_timeout_s": 3,
-    "stop_timeout_s": 5,
-    "heartbeat_interval_s": 1,
-    "heartbeat_ttl_s": 3,
-    "reconnect_base_ms": 500,
-    "reconnect_cap_s": 5,
     "migration_pace_per_s": 150,
     "migration_window_s": 120,
 }
