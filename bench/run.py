@@ -35,6 +35,7 @@ from bench import capacity, cost, fanout, growth, migration, report, scenarios, 
 from bench import generator as loadgen
 from bench.host import FD_SPARE, GEN_CORE, SERVER_CORE, raise_nofile, redis_on
 from bench.peers import BENCH_DIR
+from stickyws import compiled
 from stickyws.settings import Settings
 
 ROOT = BENCH_DIR.parent
@@ -77,7 +78,8 @@ def machine() -> dict[str, str]:
         mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
     return {
         "machine": f"{cpu}, {os.cpu_count()} cores, {mem_kb / 1024 / 1024:.1f} GiB, {platform.platform()}",
-        "python": f"{platform.python_version()}; uvloop {version('uvloop')}, orjson {version('orjson')}, "
+        "python": f"{platform.python_version()}, the server's per-message path {compiled.state().describe()}; "
+        f"uvloop {version('uvloop')}, orjson {version('orjson')}, "
         f"hiredis {version('hiredis')}, websockets {version('websockets')} (its mask helper), "
         f"redis-py {version('redis')}, PyJWT {version('PyJWT')}, aiohttp {version('aiohttp')} (the publish "
         "endpoint)",

@@ -4,11 +4,12 @@
 assembled by copying files from the current Python environment, wherever the packages come from
 (an installed wheel, or a checkout on ``sys.path``); nothing is read relative to a repository:
 
-* the source files of the modules ``stickyws``, ``stickyws.keys``, ``stickyws.registry_auth`` and
+* the source files of the modules ``stickyws``, ``stickyws.compiled`` (which the package imports
+  first; in the bundle it finds no compiled build), ``stickyws.keys``, ``stickyws.registry_auth`` and
   ``stickyws.drain_notifier`` (the handler, its registry credentials and the key schema it imports;
   NOT the rest of the package, never aiohttp), found with ``importlib.util.find_spec`` and copied
-  as ``stickyws/__init__.py``, ``stickyws/keys.py``, ``stickyws/registry_auth.py`` and
-  ``stickyws/drain_notifier.py``, and
+  as ``stickyws/__init__.py``, ``stickyws/compiled.py``, ``stickyws/keys.py``,
+  ``stickyws/registry_auth.py`` and ``stickyws/drain_notifier.py``, and
 * the installed ``redis`` package directory (redis-py is pure Python, so the copy made from this
   environment runs on the Lambda runtime; ``__pycache__`` is left out).
 
@@ -36,10 +37,17 @@ from aws_cdk import aws_lambda as lambda_
 #: Runtime of the drain-notifier function; its SAM build image is the (never pulled) bundling image.
 LAMBDA_RUNTIME: Final = lambda_.Runtime.PYTHON_3_13
 #: Modules whose source files are copied, each to its package-relative path (:func:`bundle_path`).
-HANDLER_MODULES: Final = ("stickyws", "stickyws.keys", "stickyws.registry_auth", "stickyws.drain_notifier")
+HANDLER_MODULES: Final = (
+    "stickyws",
+    "stickyws.compiled",
+    "stickyws.keys",
+    "stickyws.registry_auth",
+    "stickyws.drain_notifier",
+)
 #: Where those modules land in the bundle.
 HANDLER_FILES: Final = (
     "stickyws/__init__.py",
+    "stickyws/compiled.py",
     "stickyws/keys.py",
     "stickyws/registry_auth.py",
     "stickyws/drain_notifier.py",

@@ -23,6 +23,7 @@ import atexit
 import base64
 import functools
 import hashlib
+import importlib.machinery
 import importlib.metadata
 import shutil
 import tempfile
@@ -34,6 +35,7 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 
 import stickyws
+from stickyws.compiled import MANIFEST
 
 #: The packaged build context: one Dockerfile that pip-installs ``STICKYWS_REQUIREMENT``.
 PACKAGED_CONTEXT: Final = Path(__file__).resolve().parent / "container"
@@ -47,6 +49,10 @@ SERVER_EXTRA: Final = "server"
 PLATFORM: Final = ecr_assets.Platform.LINUX_AMD64
 #: Files an installer writes into the ``.dist-info`` folder, which are not part of the wheel.
 INSTALLER_FILES: Final = frozenset({"INSTALLER", "REQUESTED", "direct_url.json", "RECORD"})
+#: The tag of a pure-Python wheel.
+PURE_TAG: Final = "py3-none-any"
+#: The tag of a compiled stickyws the image's interpreter (``python:3.11-slim``, linux/amd64) can install.
+IMAGE_COMPILED_TAG: Final = "cp311-cp311-linux_x86_64"
 #: Timestamp of every member of the re-packed wheel, so the same installation stages the same bytes
 #: (the image asset's hash follows the content).
 ZIP_TIMESTAMP: Final = (1980, 1, 1, 0, 0, 0)
@@ -83,7 +89,21 @@ def _wheel_tag(dist: importlib.metadata.Distribution) -> str:
     """The tag of the wheel the distribution was installed from (``py3-none-any`` unless WHEEL names one)."""
     wheel = dist.read_text("WHEEL") or ""
     tags = [line.split(":", 1)[1].strip() for line in wheel.splitlines() if line.startswith("Tag:")]
-    return tags[0] if len(tags) == 1 else "py3-none-any"
+    return tags[0] if len(tags) == 1 else PURE_TAG
+
+
+def _is_compiled_file(posix: str) -> bool:
+    """An extension module or the compiled build's record (``stickyws.compiled``)."""
+    return posix.startswith("stickyws/") and (
+        posix == f"stickyws/{MANIFEST}" or posix.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+    )
+
+
+def _pure_wheel_line(line: str) -> str:
+    """A line of a compiled wheel's WHEEL file as a pure wheel states it."""
+    if line.startswith("Tag:"):
+        return f"Tag: {PURE_TAG}\n"
+    return "Root-Is-Purelib: true\n" if line.startswith("Root-Is-Purelib:") else line
 
 
 def _record_line(name: str, data: bytes) -> str:
@@ -96,8 +116,11 @@ def repack_installed(directory: Path) -> Path:
 
     The wheel holds every file the installation's RECORD lists inside site-packages (both packages
     and the ``.dist-info`` metadata: METADATA with the extras, entry points, license), except
-    compiled ``.pyc`` files and the installer's own files; RECORD is written anew. Members are
-    sorted and time-stamped :data:`ZIP_TIMESTAMP`, so the same installation gives the same bytes.
+    compiled ``.pyc`` files and the installer's own files; RECORD is written anew. A compiled build
+    (``stickyws.compiled``) keeps its extension modules when its tag is :data:`IMAGE_COMPILED_TAG`;
+    built for another interpreter or platform, they are left out and the wheel is ``py3-none-any``
+    (the image then runs the Python sources). Members are sorted and time-stamped
+    :data:`ZIP_TIMESTAMP`, so the same installation gives the same bytes.
     Raises :class:`InstalledPackageError` when stickyws is not such an installation, or a listed
     file is missing.
     """
@@ -105,11 +128,15 @@ def repack_installed(directory: Path) -> Path:
     meta = dist.metadata
     name, version = meta["Name"].replace("-", "_").lower(), meta["Version"]
     info = f"{name}-{version}.dist-info"
+    tag = _wheel_tag(dist)
+    keep_compiled = tag == IMAGE_COMPILED_TAG
     members: dict[str, bytes] = {}
     for file in dist.files or ():
         posix = file.as_posix()
         if posix.startswith(("..", "/")) or "__pycache__" in file.parts or file.suffix == ".pyc":
             continue  # console scripts (the installer writes them from entry_points.txt) and compiled files
+        if not keep_compiled and _is_compiled_file(posix):
+            continue  # built for another interpreter or platform than the image's
         if posix.startswith(f"{info}/") and posix.removeprefix(f"{info}/") in INSTALLER_FILES:
             continue
         path = Path(str(dist.locate_file(file)))
@@ -120,9 +147,14 @@ def repack_installed(directory: Path) -> Path:
                 f"cannot stage the default server image: {path} of the installed stickyws is unreadable ({exc}); "
                 "reinstall stickyws, or pass image= to WebSocketFargateService"
             ) from None
+    if not keep_compiled and tag != PURE_TAG:  # the sources alone: a pure wheel
+        wheel_file = f"{info}/WHEEL"
+        lines = members.get(wheel_file, b"").decode().splitlines(keepends=True)
+        members[wheel_file] = "".join(_pure_wheel_line(line) for line in lines).encode()
+        tag = PURE_TAG
     record = [_record_line(n, members[n]) for n in sorted(members)] + [f"{info}/RECORD,,"]
     members[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
-    wheel = directory / f"{name}-{version}-{_wheel_tag(dist)}.whl"
+    wheel = directory / f"{name}-{version}-{tag}.whl"
     # The wheel convention: packages first, the .dist-info last with RECORD at its end.
     order = sorted(members, key=lambda n: (n.startswith(f"{info}/"), n == f"{info}/RECORD", n))
     with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_DEFLATED) as archive:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests run for real (redis-server, haproxy, and chromium +
-# chromium-driver for the browser tests) when they are missing.
+# chromium-driver for the browser tests) and the compiled build needs (gcc, libc6-dev, python3-dev)
+# when they are missing.
 # Needs root or passwordless sudo; otherwise says what to install and fails.
 set -euo pipefail
 missing=()
@@ -10,6 +11,12 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# The compiled build (make compiled): a C compiler, the C library's headers and Python's headers.
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+[ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
+python=${STICKYWS_PYTHON:-python3}
+"$python" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  2>/dev/null || missing+=(python3-dev)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

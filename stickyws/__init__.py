@@ -6,3 +6,8 @@ imports ``aws_cdk``; the CDK constructs live in ``constructs_lib`` and import fr
 """
 
 __version__ = "0.1.0"
+
+from stickyws import compiled as _compiled
+
+# Decide before any module of the hot path is imported: the compiled build only while its sources are unchanged.
+_compiled.choose()

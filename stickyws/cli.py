@@ -13,7 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from stickyws import __version__
+from stickyws import __version__, compiled
 from stickyws.cli_errors import CommandError
 from stickyws.settings import SettingsError
 
@@ -49,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stickyws", description="Sticky WebSocket services behind an AWS Application Load Balancer."
     )
     parser.add_argument(
-        "--version", action="version", version=f"stickyws {__version__}", help="print the installed version and exit"
+        "--version",
+        action="version",
+        version=f"stickyws {__version__} ({compiled.state().describe()})",
+        help="print the installed version and the build of the per-message path (compiled or pure Python), and exit",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

@@ -9,13 +9,15 @@ import sys
 import pytest
 
 import stickyws
+from stickyws import compiled
 from stickyws.cli import main
 
 
 def test_version_prints_the_package_version_and_exits_0() -> None:
-    """`stickyws --version` (the program as users run it) prints `stickyws <__version__>` alone and exits 0."""
+    """`stickyws --version` (the program as users run it) prints `stickyws <__version__> (<build>)` and exits 0."""
     result = subprocess.run([sys.executable, "-m", "stickyws", "--version"], capture_output=True, text=True, timeout=30)
-    assert (result.returncode, result.stdout, result.stderr) == (0, f"stickyws {stickyws.__version__}\n", "")
+    build = compiled.state().describe()
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"stickyws {stickyws.__version__} ({build})\n", "")
 
 
 def test_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[str]) -> None:
@@ -23,4 +25,5 @@ def test_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[st
     with pytest.raises(SystemExit) as exited:
         main(["--version"])
     assert exited.value.code == 0
-    assert capsys.readouterr().out == f"stickyws {importlib.metadata.version('stickyws')}\n"
+    out = capsys.readouterr().out
+    assert out == f"stickyws {importlib.metadata.version('stickyws')} ({compiled.state().describe()})\n"

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypedDict, TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -80,16 +80,6 @@ def reraise_if_cancelling() -> None:
 def as_text(value: Any) -> str:
     """A reply's bytes (or anything else) as text."""
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-class ConnectionOptions(TypedDict, total=False):
-    """The keyword options of :class:`RedisConnection` (and of the registry classes built on it)."""
-
-    pool_size: int
-    credential_provider: CredentialProvider | None
-    cluster: bool | None
-    ack_wait_replicas: int
-    ack_wait_timeout_ms: int
 
 
 class RedisConnection:

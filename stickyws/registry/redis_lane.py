@@ -124,7 +124,12 @@ class RedisLane:
         connect_timeout_s: float = 1.0,
         reply_timeout_s: float = 2.0,
         keepalive_options: Mapping[int, int] | None = None,
+        _endpoint: _Endpoint | None = None,
     ) -> None:
+        if _endpoint is not None:  # :meth:`at`: another node of the same deployment
+            self._ep = _endpoint
+            self._init_state()
+            return
         parsed = urlparse(url)
         if parsed.scheme not in ("redis", "rediss", "unix"):
             raise ValueError(f"registry URL must start with redis://, rediss:// or unix://, not {url!r}")
@@ -145,17 +150,10 @@ class RedisLane:
         )
         self._init_state()
 
-    @classmethod
-    def _of(cls, endpoint: _Endpoint) -> RedisLane:
-        lane = cls.__new__(cls)
-        lane._ep = endpoint
-        lane._init_state()
-        return lane
-
     def at(self, host: str, port: int) -> RedisLane:
         """A new lane to ``host:port`` with this one's TLS, credentials and timeouts (a cluster's other
         nodes; database 0, the only one a cluster has)."""
-        return RedisLane._of(dataclasses.replace(self._ep, host=host, port=port, path="", db=0))
+        return RedisLane("", _endpoint=dataclasses.replace(self._ep, host=host, port=port, path="", db=0))
 
     def _init_state(self) -> None:
         self._reply_timeout_s = self._ep.reply_timeout_s

@@ -49,8 +49,24 @@ class RedisSubscriber(RedisLane):
     socket (Redis then buffers, up to its pub/sub output limit) until :meth:`messages` catches up.
     """
 
-    def __init__(self, url: str, *, max_buffered: int = 10_000, **kwargs: Any) -> None:
-        super().__init__(url, **kwargs)
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_buffered: int = 10_000,
+        credential_provider: Any = None,
+        connect_timeout_s: float = 1.0,
+        reply_timeout_s: float = 2.0,
+        keepalive_options: Mapping[int, int] | None = None,
+    ) -> None:
+        # The lane's options spelled out: the compiled build mis-passes ``**kwargs`` on to ``__init__``.
+        super().__init__(
+            url,
+            credential_provider=credential_provider,
+            connect_timeout_s=connect_timeout_s,
+            reply_timeout_s=reply_timeout_s,
+            keepalive_options=keepalive_options,
+        )
         self._max_buffered = max_buffered
         self._inbox: deque[tuple[bytes, bytes]] = deque()
         self._wakeup: asyncio.Future[None] | None = None
@@ -265,9 +281,13 @@ class ClusterListener:
                 await self._broken.wait()
             except (*DOWN_ERRORS, aioredis.RedisError):  # any Redis error ends the round too
                 pass
-            finally:
+            except BaseException as exc:  # cancelled: close the nodes' connections, then go on ending
+                # Not a ``finally`` with an await: the compiled build loses the exception across it.
                 self.live = False
                 await self._close_nodes()
+                raise exc
+            self.live = False
+            await self._close_nodes()
             with contextlib.suppress(Exception):
                 await self.cluster.nodes_manager.initialize()
             await asyncio.sleep(backoff_s)

@@ -4,16 +4,17 @@
 :class:`~stickyws.registry.redis_store.RedisStore` and the pub/sub of
 :class:`~stickyws.registry.redis_bus.RedisBus`, both on the connections, mode and down-error mapping of
 :class:`~stickyws.registry.redis_connection.RedisConnection`. Composed by inheritance, not delegation:
-a commit per message goes straight to the store's method (no extra call, await or lookup).
+a commit per message goes straight to the store's method (no extra call, await or lookup). The line is
+single (:class:`RedisRegistry` <- :class:`~stickyws.registry.redis_bus.RedisBus` <- ``RedisStore`` <-
+``RedisConnection``), as the compiled build requires.
 """
 
 from __future__ import annotations
 
 from stickyws.registry.redis_bus import RedisBus
-from stickyws.registry.redis_store import RedisStore
 
 
-class RedisRegistry(RedisStore, RedisBus):
+class RedisRegistry(RedisBus):
     """:class:`~stickyws.registry.interfaces.Registry` on Redis (see the module docstring).
 
     ``url``: ``redis://``, ``rediss://`` or ``unix://``; the options are those of

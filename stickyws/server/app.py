@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final, TextIO
 
+from stickyws import compiled
 from stickyws.errors import ReferenceServerError
 from stickyws.registry.interfaces import Registry
 from stickyws.registry.memory import InMemoryRegistry
@@ -271,7 +272,8 @@ async def serve(
             _say(f"drain_poll_target_health is on but {ENV_TARGET_GROUP_ARN} or the task IP is unknown: poller off")
     _say(
         f"serving ws://{host}:{port}/ws as server {config.server_id} "
-        f"(registry: {'redis' if config.redis_url else 'in-memory, single instance'})"
+        f"(registry: {'redis' if config.redis_url else 'in-memory, single instance'}; "
+        f"build: {compiled.state().describe()})"
     )
     if config.publish_key and server.publish_port:
         _say(f"publish endpoint: POST {http_url(host, server.publish_port, '/v1/publish')}")

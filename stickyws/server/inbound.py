@@ -97,8 +97,8 @@ class Inbound:
                              frozenset(session.subscriptions))  # fmt: skip
         try:
             outputs = tuple(map(protocol.dumps_value, await self.handler(ctx, data)))
-        except HandlerError as exc:
-            self._write(conn, protocol.error(exc.code, str(exc), msg_id))
+        except HandlerError as refused:
+            self._write(conn, protocol.error(refused.code, str(refused), msg_id))
             return
         except Exception:
             log.exception("handler failed on message %s of session %s", msg_id, session.session_id)

@@ -46,7 +46,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from importlib import resources
 from typing import Any
 
@@ -208,9 +208,9 @@ class _Pinger:
         self.awaiting.clear()
 
 
-def warn_about_origins(core: ServerCore, host: str) -> None:
+def warn_about_origins(allowed_origins: Sequence[str], host: str) -> None:
     """Log :func:`~stickyws.server.core.origin_warning` once at startup when it applies."""
-    text = origin_warning(core.sv.allowed_origins, host)
+    text = origin_warning(allowed_origins, host)
     if text is not None:
         log.warning(text)
 
@@ -263,11 +263,11 @@ class RunningServer:
 
                 self._publish = PublishListener(self.core, self.publish_key, self.host, self.publish_port)
                 await self._publish.start()
-        except BaseException:
+        except BaseException as exc:
             await self._close_listeners()
             await self.core.close()
-            raise
-        warn_about_origins(self.core, self.host)
+            raise exc  # named: the compiled build loses a bare raise's exception across an await
+        warn_about_origins(self.core.sv.allowed_origins, self.host)
         return self
 
     async def _close_listeners(self) -> None:

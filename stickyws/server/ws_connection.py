@@ -271,7 +271,6 @@ class WebSocketConnection(asyncio.Protocol):
         transport.write(http_head.switching_protocols(accept, extra))
         self.state = _OPEN
         self._reader = ws_frames.FrameReader(self._ctx.max_message_bytes, self._deflate)
-        del head, offered, extra
         self.conn = conn = await core.open(decision, self)  # a fault in it closes with 1011 (core.open)
         early, self._received = self._received, b""
         if self.state == _CLOSED:  # the socket is gone
@@ -386,7 +385,7 @@ class WebSocketConnection(asyncio.Protocol):
                 if not self._inbox:
                     # Wait for the next message rather than end: a task per message costs more than a
                     # future. An idle connection's worker is let go when it is pinged or closes.
-                    self._inbox = None
+                    self._drop_inbox()  # a method: the compiled build must not assume it stays None past the await
                     wake = self._wake = self._ctx.loop.create_future()
                     item = await wake
                     if item is not None:
@@ -407,6 +406,9 @@ class WebSocketConnection(asyncio.Protocol):
             self._wake = None
             if self._inbox is not None and not self._inbox:
                 self._inbox = None
+
+    def _drop_inbox(self) -> None:
+        self._inbox = None
 
     def release_worker(self) -> None:
         """End the worker that waits for a next message (an idle connection holds no task)."""

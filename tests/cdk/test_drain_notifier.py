@@ -214,6 +214,7 @@ def test_bundle_holds_exactly_the_handler_and_redis(
     assert files == set(HANDLER_FILES) | redis_files
     assert set(HANDLER_FILES) == {
         "stickyws/__init__.py",
+        "stickyws/compiled.py",
         "stickyws/keys.py",
         "stickyws/registry_auth.py",
         "stickyws/drain_notifier.py",

@@ -92,11 +92,12 @@ def test_synth_stages_the_lambda_from_the_installed_packages(installed: Venv, us
     handler = bundles[0] / "stickyws"
     assert sorted(p.name for p in handler.iterdir()) == [
         "__init__.py",
+        "compiled.py",
         "drain_notifier.py",
         "keys.py",
         "registry_auth.py",
     ]
-    for name in ("__init__.py", "drain_notifier.py", "keys.py", "registry_auth.py"):
+    for name in ("__init__.py", "compiled.py", "drain_notifier.py", "keys.py", "registry_auth.py"):
         assert (handler / name).read_bytes() == (installed.site_packages / "stickyws" / name).read_bytes()
     assert (bundles[0] / "redis" / "__init__.py").is_file()
 
@@ -167,7 +168,10 @@ def test_the_staged_wheel_is_the_same_on_every_synth_and_pip_installs(
     version = subprocess.run(
         [str(venv / "bin" / "stickyws"), "--version"], capture_output=True, text=True, timeout=TIMEOUT_S, check=False
     )
-    assert (version.returncode, version.stdout) == (0, f"stickyws {stickyws.__version__}\n")
+    assert (version.returncode, version.stdout) == (
+        0,
+        f"stickyws {stickyws.__version__} (pure Python (not compiled))\n",
+    )
 
 
 def test_the_template_passes_stickyws_audit(user_app: Synth) -> None:

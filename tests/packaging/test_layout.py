@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import ast
 import functools
+import importlib.machinery
+import importlib.metadata
 import inspect
 import json
 import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -198,3 +201,52 @@ def test_the_settings_file_example_of_docs_iac_reads_in_the_cdk_app_the_twin_and
     assert twin.settings_file == "websocket.toml"
     audit = parser.parse_args(["audit", "--template", "t.json", "--assume", "ping_interval_s=25"])
     assert audit.assume == ["ping_interval_s=25"]
+
+
+def _fake_installation(root: Path, tag: str) -> importlib.metadata.Distribution:
+    """An installed stickyws under ``root`` (a site-packages) with one module, its compiled extension, the
+    compiled build's record and a dist-info whose WHEEL names ``tag``."""
+    (root / "stickyws").mkdir(parents=True)
+    files = {
+        "stickyws/__init__.py": b"",
+        "stickyws/protocol.py": b"X = 1\n",
+        f"stickyws/protocol{importlib.machinery.EXTENSION_SUFFIXES[0]}": b"\x7fELF",
+        "stickyws/compiled.json": b"{}",
+        "stickyws-0.1.0.dist-info/METADATA": b"Metadata-Version: 2.4\nName: stickyws\nVersion: 0.1.0\n",
+        "stickyws-0.1.0.dist-info/WHEEL": f"Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: {tag}\n".encode(),
+    }
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    rows = [f"{name},," for name in [*files, "stickyws-0.1.0.dist-info/RECORD"]]
+    (root / "stickyws-0.1.0.dist-info/RECORD").write_text("\n".join(rows) + "\n")
+    return importlib.metadata.PathDistribution(root / "stickyws-0.1.0.dist-info")
+
+
+@pytest.mark.parametrize(
+    ("tag", "staged_tag", "compiled_kept"),
+    [
+        ("cp311-cp311-linux_x86_64", "cp311-cp311-linux_x86_64", True),
+        ("cp312-cp312-macosx_11_0_arm64", "py3-none-any", False),
+    ],
+)
+def test_a_compiled_installation_is_staged_compiled_only_for_the_images_interpreter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tag: str, staged_tag: str, compiled_kept: bool
+) -> None:
+    """The staged wheel keeps the extension modules of a compiled stickyws built for the image's interpreter and
+    platform; built for another, it is a pure wheel of the sources, which the image runs as they are."""
+    from constructs_lib import image
+
+    dist = _fake_installation(tmp_path / "site", tag)
+    monkeypatch.setattr(image, "_installed_distribution", lambda: dist)
+    (tmp_path / "out").mkdir()
+    wheel = image.repack_installed(tmp_path / "out")
+    assert wheel.name == f"stickyws-0.1.0-{staged_tag}.whl"
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        wheel_file = archive.read("stickyws-0.1.0.dist-info/WHEEL").decode()
+    compiled_files = {f"stickyws/protocol{importlib.machinery.EXTENSION_SUFFIXES[0]}", "stickyws/compiled.json"}
+    assert compiled_files <= names if compiled_kept else not compiled_files & names
+    assert {"stickyws/__init__.py", "stickyws/protocol.py"} <= names
+    assert f"Tag: {staged_tag}\n" in wheel_file
+    assert ("Root-Is-Purelib: true" in wheel_file) is not compiled_kept

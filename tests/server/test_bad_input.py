@@ -15,8 +15,9 @@ import pytest
 
 from stickyws import keys, protocol
 from stickyws.publish import Publisher
+from stickyws.server import app
 from stickyws.server.handler import HandlerContext, HandlerError
-from tests.server.helpers import connect, eventually, fast, recv_json, run, send, server
+from tests.server.helpers import SECRET, connect, eventually, fast, recv_json, run, send, server
 from tests.server.registries import Admin
 
 #: User ids and topic names a client or a backend may send that look like hash tags, key separators or escapes.
@@ -236,8 +237,6 @@ def test_ids_and_topics_shaped_like_hash_tags_keep_to_their_own_keys(registry_ur
 
 def test_pinger_keeps_connections_in_due_order_and_pings_only_the_due_ones() -> None:
     """The pinger pings the connections whose time has come, oldest first, and a pong sends one to the back."""
-    from types import SimpleNamespace
-
     from stickyws.server.ws_adapter import _Pinger
 
     class FakeConnection:
@@ -250,8 +249,8 @@ def test_pinger_keeps_connections_in_due_order_and_pings_only_the_due_ones() -> 
             self.pings += 1
 
     async def go() -> None:
-        core: Any = SimpleNamespace(sv=SimpleNamespace(ping_interval_s=1.0, ping_timeout_s=5.0))
-        pinger = _Pinger(core)
+        config = app.ServerConfig(fast(ping_interval_s=1.0, ping_timeout_s=5.0), SECRET, None, "srv-a", None, False)
+        pinger = _Pinger(app.build_core(config))
         transports = [FakeConnection() for _ in range(3)]
         for i, t in enumerate(transports):
             if i:

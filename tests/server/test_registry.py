@@ -147,13 +147,13 @@ def test_closing_a_taken_over_connection_keeps_the_new_route(registry_url: str, 
         ):
             r = admin.client
             closed_on_a = asyncio.Event()
-            on_closed = a.core.on_closed
+            closed = a.core.admissions.closed
 
-            async def on_closed_then_tell(conn: Connection) -> None:
-                await on_closed(conn)
+            async def closed_then_tell(conn: Connection) -> None:
+                await closed(conn)
                 closed_on_a.set()
 
-            a.core.on_closed = on_closed_then_tell  # type: ignore[method-assign]
+            a.core.admissions.closed = closed_then_tell  # type: ignore[method-assign]
             old, _ = await connect(http, a, "alice")
             new, _ = await connect(http, b, "alice")
             closing = await old.receive(timeout=3)
