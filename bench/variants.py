@@ -59,6 +59,11 @@ VARIANTS: dict[str, Variant] = {
             extra_env=_NO_ORJSON,
             doc="at_most_once with the standard json",
         ),
+        Variant(
+            "reference-pure",
+            extra_env={"STICKYWS_PURE_PYTHON": "1"},
+            doc="as reference, on the Python sources of the compiled modules (the compiled build side by side)",
+        ),
         Variant("reference-memory", registry="memory", doc="in-memory registry (no Redis)"),
         Variant("reference-redis", doc="as reference: the in-memory registry's row (`bench.run --only memory-echo`)"),
         Variant(
@@ -66,6 +71,11 @@ VARIANTS: dict[str, Variant] = {
             extra_env={"PYTHONPATH": os.environ.get("BENCH_BASELINE_TREE", "")},
             doc="the reference server from the tree in $BENCH_BASELINE_TREE (`git archive` of another commit, "
             "unpacked): before and after in one run",
+        ),
+        Variant(
+            "baseline-pure",
+            extra_env={"PYTHONPATH": os.environ.get("BENCH_BASELINE_TREE", ""), "STICKYWS_PURE_PYTHON": "1"},
+            doc="as baseline, on the Python sources of its compiled modules",
         ),
         Variant(
             "baseline-memory",

@@ -23,7 +23,6 @@ import atexit
 import base64
 import functools
 import hashlib
-import importlib.machinery
 import importlib.metadata
 import shutil
 import tempfile
@@ -35,7 +34,7 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 
 import stickyws
-from stickyws.compiled import MANIFEST
+from stickyws.compiled import is_build_file
 
 #: The packaged build context: one Dockerfile that pip-installs ``STICKYWS_REQUIREMENT``.
 PACKAGED_CONTEXT: Final = Path(__file__).resolve().parent / "container"
@@ -92,13 +91,6 @@ def _wheel_tag(dist: importlib.metadata.Distribution) -> str:
     return tags[0] if len(tags) == 1 else PURE_TAG
 
 
-def _is_compiled_file(posix: str) -> bool:
-    """An extension module or the compiled build's record (``stickyws.compiled``)."""
-    return posix.startswith("stickyws/") and (
-        posix == f"stickyws/{MANIFEST}" or posix.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
-    )
-
-
 def _pure_wheel_line(line: str) -> str:
     """A line of a compiled wheel's WHEEL file as a pure wheel states it."""
     if line.startswith("Tag:"):
@@ -135,7 +127,7 @@ def repack_installed(directory: Path) -> Path:
         posix = file.as_posix()
         if posix.startswith(("..", "/")) or "__pycache__" in file.parts or file.suffix == ".pyc":
             continue  # console scripts (the installer writes them from entry_points.txt) and compiled files
-        if not keep_compiled and _is_compiled_file(posix):
+        if not keep_compiled and is_build_file(posix):
             continue  # built for another interpreter or platform than the image's
         if posix.startswith(f"{info}/") and posix.removeprefix(f"{info}/") in INSTALLER_FILES:
             continue

@@ -10,7 +10,6 @@ stay in ``build/``, so a rebuild after a small change recompiles only what chang
 from __future__ import annotations
 
 import argparse
-import importlib.machinery
 import os
 import subprocess
 import sys
@@ -19,14 +18,10 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a file: the checkout's stickyws, not an installed one
+from stickyws.compiled import is_build_file  # noqa: E402 - after the path
+
 OUT = ROOT / "build" / "compiled"
-MANIFEST = "stickyws/compiled.json"
-
-
-def _is_compiled_file(name: str) -> bool:
-    return name.startswith("stickyws/") and (
-        name == MANIFEST or name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
-    )
 
 
 def build_wheel() -> Path:
@@ -46,10 +41,10 @@ def build_wheel() -> Path:
 def put_in_place(wheel: Path) -> int:
     """Replace the checkout's compiled files with the wheel's; returns how many were written."""
     for stale in (ROOT / "stickyws").rglob("*"):
-        if _is_compiled_file(stale.relative_to(ROOT).as_posix()):
+        if is_build_file(stale.relative_to(ROOT).as_posix()):
             stale.unlink()
     with zipfile.ZipFile(wheel) as archive:
-        names = [n for n in archive.namelist() if _is_compiled_file(n)]
+        names = [n for n in archive.namelist() if is_build_file(n)]
         for name in names:
             (ROOT / name).write_bytes(archive.read(name))
     return len(names)

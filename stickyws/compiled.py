@@ -41,7 +41,14 @@ MODULES: Final = (
     "stickyws.registry.redis_registry",
     "stickyws.registry.redis_store",
     "stickyws.registry.wire",
+    "stickyws.server.admission",
+    "stickyws.server.auth",
     "stickyws.server.core",
+    "stickyws.server.core_types",
+    "stickyws.server.http_head",
+    "stickyws.server.jwt_hs256",
+    "stickyws.server.metrics",
+    "stickyws.server.upkeep",
     "stickyws.server.delivery",
     "stickyws.server.inbound",
     "stickyws.server.outbound",
@@ -90,6 +97,14 @@ def manifest(compiler: str, package_dir: Path = PACKAGE_DIR) -> dict[str, object
         "compiler": compiler,
         "sources": {m: source_digest(source_path(m, package_dir)) for m in MODULES},
     }
+
+
+def is_build_file(posix: str) -> bool:
+    """Whether ``posix`` (a path relative to site-packages, a wheel's root or the project, ``/``-separated)
+    is a file the compiled build adds: an extension module under ``stickyws/`` or :data:`MANIFEST`."""
+    return posix.startswith("stickyws/") and (
+        posix == f"stickyws/{MANIFEST}" or posix.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+    )
 
 
 def _extension(stem: Path) -> Path | None:

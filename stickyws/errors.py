@@ -27,6 +27,7 @@ Hierarchy (the concrete errors live next to the code that raises them)::
     ├── CommandError                            stickyws.cli_errors: a command line the user can fix
     ├── ReferenceServerError                    stickyws.server
     │   ├── AuthError                           stickyws.server.auth
+    │   ├── InvalidToken, TokenExpired          stickyws.server.jwt_hs256
     │   ├── BadRequest                          stickyws.server.http_head
     │   ├── FrameError, MessageTooBig           stickyws.server.ws_frames
     │   ├── HandlerError                        stickyws.server.handler

@@ -113,3 +113,19 @@ def test_the_modules_this_process_runs_are_the_build_its_state_names() -> None:
     assert {m: f.endswith(SUFFIX) for m, f in files.items()} == dict.fromkeys(compiled.MODULES, state.compiled)
     if os.environ.get("STICKYWS_EXPECT_COMPILED") == "1":
         assert state.compiled, f"make test runs the compiled build, but this process runs {state.describe()}"
+
+
+def test_the_build_files_are_the_extension_modules_under_the_package_and_the_manifest() -> None:
+    """What a compiled wheel adds to a pure one: extension modules under stickyws/ and the manifest, nothing else."""
+    names = [
+        f"stickyws/protocol{SUFFIX}",
+        f"stickyws/native__mypyc{SUFFIX}",
+        f"stickyws/server/core{SUFFIX}",
+        f"stickyws/{compiled.MANIFEST}",
+        "stickyws/protocol.py",
+        "stickyws/compiled.py",
+        f"stickyws/server/{compiled.MANIFEST}",
+        f"constructs_lib/native{SUFFIX}",
+        f"stickyws-0.1.0.dist-info/{compiled.MANIFEST}",
+    ]
+    assert [n for n in names if compiled.is_build_file(n)] == names[:4]

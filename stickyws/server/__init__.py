@@ -2,7 +2,8 @@
 
 Modules, pure core first:
 
-* :mod:`~stickyws.server.auth`: JWT verification, resume tokens, token/origin extraction.
+* :mod:`~stickyws.server.auth`: JWT verification, resume tokens, token/origin extraction; the token check
+  itself is :mod:`~stickyws.server.jwt_hs256` (HS256 with the standard library).
 * :mod:`~stickyws.server.session`: the connection's mirror of its session (the record and its rules are
   :mod:`stickyws.registry.records`).
 * :mod:`~stickyws.server.drain`: the drain planner (jittered schedule at the pace, deadline).

@@ -18,15 +18,14 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-
-import jwt
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 from stickyws import protocol
 from stickyws.errors import ReferenceServerError
+from stickyws.server import jwt_hs256
 
-ALGORITHM = "HS256"
+ALGORITHM = jwt_hs256.ALGORITHM
 #: Clock skew tolerated on ``exp``/``nbf``/``iat``.
 LEEWAY_S = 5
 _RESUME_KEY_LABEL = b"stickyws resume-token v1"
@@ -46,6 +45,8 @@ class TokenVerifier:
 
     secret: str
     audience: str
+    #: Wall-clock seconds (``exp``, ``nbf`` and ``iat`` are compared with it).
+    clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
     def verify(self, token: str | None) -> str:
         """The ``sub`` of a valid token; raises :class:`AuthError` otherwise (never logs the token)."""
@@ -54,17 +55,12 @@ class TokenVerifier:
                 "missing", "no token: pass ?token=, Authorization: Bearer, or a stickyws.bearer.* subprotocol"
             )
         try:
-            claims = jwt.decode(
-                token,
-                self.secret,
-                algorithms=[ALGORITHM],
-                audience=self.audience,
-                leeway=LEEWAY_S,
-                options={"require": ["exp", "aud", "sub"]},
+            claims = jwt_hs256.decode(
+                token, self.secret.encode(), audience=self.audience, leeway_s=LEEWAY_S, now_s=self.clock()
             )
-        except jwt.ExpiredSignatureError:
+        except jwt_hs256.TokenExpired:
             raise AuthError("invalid", "token expired") from None
-        except jwt.InvalidTokenError as exc:
+        except jwt_hs256.InvalidToken as exc:
             raise AuthError("invalid", f"invalid token: {exc}") from None
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub or len(sub) > 256:
@@ -73,8 +69,10 @@ class TokenVerifier:
 
     def issue(self, user_id: str, ttl_s: int = 3600, now_s: float | None = None) -> str:
         """A token for ``user_id`` valid for ``ttl_s`` seconds (for ``stickyws token`` and tests)."""
-        now = int(now_s if now_s is not None else time.time())
+        now = int(now_s if now_s is not None else self.clock())
         claims = {"sub": user_id, "aud": self.audience, "iat": now, "exp": now + ttl_s}
+        import jwt  # PyJWT issues (the handshake verifies with jwt_hs256): loaded only by what issues tokens
+
         return jwt.encode(claims, self.secret, algorithm=ALGORITHM)
 
     def _resume_mac(self, user_id: str, session_id: str) -> str:

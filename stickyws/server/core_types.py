@@ -13,7 +13,7 @@ import contextlib
 import enum
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from stickyws import protocol
 from stickyws.registry.records import SessionRecord
@@ -79,14 +79,24 @@ class ServerState(enum.Enum):
     CLOSED = "closed"
 
 
-@dataclass(frozen=True)
 class HandshakeRequest:
-    """What the core needs from an upgrade request (``headers`` must be case-insensitive)."""
+    """What the core needs from an upgrade request (``headers`` must be case-insensitive); read-only.
 
-    query: Mapping[str, str]
-    headers: Mapping[str, str]
-    subprotocols: tuple[str, ...] = ()
-    remote: str | None = None
+    A plain class, as every class here built per handshake: a dataclass's generated ``__init__`` runs
+    interpreted in the compiled build (docs/server.md, *The compiled build*).
+    """
+
+    def __init__(
+        self,
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        subprotocols: tuple[str, ...] = (),
+        remote: str | None = None,
+    ) -> None:
+        self.query: Final = query
+        self.headers: Final = headers
+        self.subprotocols: Final = subprotocols
+        self.remote: Final = remote
 
 
 @dataclass(frozen=True)
@@ -103,24 +113,38 @@ class Rejection:
         return protocol.dumps({"error": self.code, "message": self.message})
 
 
-@dataclass(frozen=True)
 class Admission:
-    """An accepted handshake, waiting for the upgrade to complete."""
+    """An accepted handshake, waiting for the upgrade to complete (read-only).
 
-    user_id: str
-    session: SessionRecord
-    resumed: bool
-    previous_owner: str | None
-    remote: str | None
-    #: The client's last seen server seq (``lastSeq`` query) on resume: later outbox messages are replayed.
-    last_seq: int | None = None
-    #: The client's topic positions (``since`` query) on resume.
-    since: Mapping[str, tuple[int, str]] = field(default_factory=dict)
-    #: False when the replayed outbox is not confirmed on the replicas yet: it is read again, not shown.
-    replay_confirmed: bool = True
-    #: Not empty: a send-on (:mod:`stickyws.server.send_on`): the revision the client avoids; the connection
-    #: gets ``reconnect`` (reason ``send_on``) and a close, no session (``session`` is a placeholder, not stored).
-    send_on: str = ""
+    ``last_seq``: the client's last seen server seq (``lastSeq`` query) on resume: later outbox messages
+    are replayed. ``since``: the client's topic positions (``since`` query) on resume.
+    ``replay_confirmed``: false when the replayed outbox is not confirmed on the replicas yet: it is read
+    again, not shown. ``send_on`` not empty: a send-on (:mod:`stickyws.server.send_on`), the revision the
+    client avoids; the connection gets ``reconnect`` (reason ``send_on``) and a close, no session
+    (``session`` is a placeholder, not stored).
+    """
+
+    def __init__(
+        self,
+        user_id: str,
+        session: SessionRecord,
+        resumed: bool,
+        previous_owner: str | None,
+        remote: str | None,
+        last_seq: int | None = None,
+        since: Mapping[str, tuple[int, str]] | None = None,
+        replay_confirmed: bool = True,
+        send_on: str = "",
+    ) -> None:
+        self.user_id: Final = user_id
+        self.session: Final = session
+        self.resumed: Final = resumed
+        self.previous_owner: Final = previous_owner
+        self.remote: Final = remote
+        self.last_seq: Final = last_seq
+        self.since: Final[Mapping[str, tuple[int, str]]] = {} if since is None else since
+        self.replay_confirmed: Final = replay_confirmed
+        self.send_on: Final = send_on
 
 
 class SharedFrame:
@@ -152,25 +176,33 @@ class Transport(Protocol):
         ...
 
 
-@dataclass(eq=False, slots=True)
 class Connection:
-    """A live connection: its transport and its session mirror."""
+    """A live connection: its transport and its session mirror (equal only to itself)."""
 
-    conn_id: str
-    session: SessionState
-    transport: Transport
-    remote: str | None
-    opened_at: float
-    route_refreshed_at: float
-    closing: bool = False
-    #: The session's messages written to this socket (see :mod:`stickyws.server.delivery`).
-    cursor: SeqCursor = field(default_factory=SeqCursor)
-    #: Position per subscribed topic.
-    topics: dict[str, TopicCursor] = field(default_factory=dict)
-    #: True while a read of missing messages is in flight.
-    filling: bool = False
-    #: Highest seq the registry was seen to hold that this socket still lacks (read again until written).
-    fill_through: int = 0
+    def __init__(
+        self,
+        conn_id: str,
+        session: SessionState,
+        transport: Transport,
+        remote: str | None,
+        opened_at: float,
+        route_refreshed_at: float,
+    ) -> None:
+        self.conn_id: Final = conn_id
+        self.session = session
+        self.transport: Final = transport
+        self.remote: Final = remote
+        self.opened_at: Final = opened_at
+        self.route_refreshed_at = route_refreshed_at
+        self.closing = False
+        #: The session's messages written to this socket (see :mod:`stickyws.server.delivery`).
+        self.cursor = SeqCursor()
+        #: Position per subscribed topic.
+        self.topics: dict[str, TopicCursor] = {}
+        #: True while a read of missing messages is in flight.
+        self.filling = False
+        #: Highest seq the registry was seen to hold that this socket still lacks (read again until written).
+        self.fill_through = 0
 
     @property
     def user_id(self) -> str:

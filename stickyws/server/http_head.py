@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from stickyws import json_codec
@@ -70,15 +70,16 @@ class Headers(Mapping[str, str]):
         return tuple(t.strip() for t in self.get(name, "").split(",") if t.strip())
 
 
-@dataclass(frozen=True, slots=True)
 class RequestHead:
-    """One parsed request head."""
+    """One parsed request head (read-only; a plain class: a dataclass's generated ``__init__`` stays
+    interpreted in the compiled build)."""
 
-    method: str
-    path: str
-    query: Mapping[str, str]
-    version: str
-    headers: Headers
+    def __init__(self, method: str, path: str, query: Mapping[str, str], version: str, headers: Headers) -> None:
+        self.method: Final = method
+        self.path: Final = path
+        self.query: Final = query
+        self.version: Final = version
+        self.headers: Final = headers
 
     @property
     def wants_upgrade(self) -> bool:

@@ -43,6 +43,9 @@ COUNTERS = (
 )
 #: Publish-to-send lag samples kept per flush (EMF carries them as one array; CloudWatch computes percentiles).
 LAG_SAMPLES = 100
+#: One encoder each, made once (``json.dumps`` with options builds a new encoder per call).
+_COMPACT_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_AUDIT_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
 def emf_line(
@@ -68,7 +71,7 @@ def emf_line(
         **dimensions,
         **values,
     }
-    return json.dumps(doc, separators=(",", ":"))
+    return _COMPACT_ENCODER.encode(doc)
 
 
 class Metrics:
@@ -176,4 +179,4 @@ class Metrics:
     def audit(self, event: str, **fields: Any) -> None:
         """One audit line (``event`` plus fields; callers never pass tokens)."""
         body = {"log": "audit", "ts": self._clock_ms(), "event": event, **fields}
-        self._write(json.dumps(body, separators=(",", ":"), default=str))
+        self._write(_AUDIT_ENCODER.encode(body))

@@ -9,7 +9,7 @@ written back when it returns). The mirror keeps fewer messages than the registry
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Final
 
 from stickyws.registry.records import (
     Commit,
@@ -21,25 +21,44 @@ from stickyws.registry.records import (
 )
 
 
-@dataclass(slots=True)
 class SessionState:
-    """The connection's mirror of its session."""
+    """The connection's mirror of its session (a plain class: built per handshake, and a dataclass's
+    generated ``__init__`` stays interpreted in the compiled build)."""
 
-    session_id: str
-    user_id: str
-    last_client_id: int = 0
-    last_server_seq: int = 0
-    subscriptions: set[str] = field(default_factory=set)
-    outbox: tuple[OutboxEntry, ...] = ()
-    #: True while local changes have not reached the registry (it was down).
-    dirty: bool = False
-    #: ``outbox_chars`` of the record last adopted, valid while ``outbox`` is that record's tuple.
-    _chars: int = -1
-    _chars_of: tuple[OutboxEntry, ...] | None = None
-    #: The last seq the registry confirmed (see :attr:`SessionRecord.synced_seq`).
-    synced_seq: int = -1
-    #: The record last adopted by :meth:`sync`: :meth:`record` hands it back while the state still matches it.
-    _adopted: SessionRecord | None = field(default=None, repr=False, compare=False)
+    def __init__(
+        self,
+        session_id: str,
+        user_id: str,
+        last_client_id: int = 0,
+        last_server_seq: int = 0,
+        subscriptions: set[str] | None = None,
+        outbox: tuple[OutboxEntry, ...] = (),
+        *,
+        outbox_chars: int = -1,
+        synced_seq: int = -1,
+    ) -> None:
+        self.session_id: Final = session_id
+        self.user_id: Final = user_id
+        self.last_client_id = last_client_id
+        self.last_server_seq = last_server_seq
+        self.subscriptions: set[str] = set() if subscriptions is None else subscriptions
+        self.outbox = outbox
+        #: True while local changes have not reached the registry (it was down).
+        self.dirty = False
+        #: ``outbox_chars`` of the record last adopted, valid while ``outbox`` is that record's tuple.
+        self._chars = outbox_chars
+        self._chars_of: tuple[OutboxEntry, ...] | None = outbox if outbox_chars >= 0 else None
+        #: The last seq the registry confirmed (see :attr:`SessionRecord.synced_seq`).
+        self.synced_seq = synced_seq
+        #: The record last adopted by :meth:`sync`: :meth:`record` hands it back while the state still matches it.
+        self._adopted: SessionRecord | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"SessionState(session_id={self.session_id!r}, user_id={self.user_id!r}, "
+            f"last_client_id={self.last_client_id}, last_server_seq={self.last_server_seq}, "
+            f"subscriptions={sorted(self.subscriptions)!r}, outbox={len(self.outbox)} entries, dirty={self.dirty})"
+        )
 
     @classmethod
     def from_record(cls, record: SessionRecord) -> SessionState:
@@ -51,8 +70,7 @@ class SessionState:
             record.last_server_seq,
             set(record.subscriptions),
             record.outbox,
-            _chars=record.outbox_chars,
-            _chars_of=record.outbox,
+            outbox_chars=record.outbox_chars,
             synced_seq=record.last_server_seq,
         )
 

@@ -237,6 +237,9 @@ def test_ids_and_topics_shaped_like_hash_tags_keep_to_their_own_keys(registry_ur
 
 def test_pinger_keeps_connections_in_due_order_and_pings_only_the_due_ones() -> None:
     """The pinger pings the connections whose time has come, oldest first, and a pong sends one to the back."""
+    from stickyws.registry.records import SessionRecord
+    from stickyws.server.core_types import Connection
+    from stickyws.server.session import SessionState
     from stickyws.server.ws_adapter import _Pinger
 
     class FakeConnection:
@@ -255,7 +258,10 @@ def test_pinger_keeps_connections_in_due_order_and_pings_only_the_due_ones() -> 
         for i, t in enumerate(transports):
             if i:
                 await asyncio.sleep(0.4)  # the claim needs due times 0.4 s apart (the pinger reads the loop's clock)
-            pinger.add(t, cast(Any, object()))
+            conn = Connection(
+                f"c{i}", SessionState.from_record(SessionRecord(f"s{i}", f"u{i}")), cast(Any, t), None, 0, 0
+            )
+            pinger.add(t, conn)
         assert list(pinger.idle) == transports
         await eventually(lambda: transports[0] in pinger.awaiting)  # the first one has been pinged
         assert [t.pings for t in transports] == [1, 0, 0]
