@@ -1,7 +1,7 @@
 # The reference sticky WebSocket server, as the Fargate service runs it.
 # Build context: the repository root, narrowed by .dockerignore to what the image needs.
 FROM python:3.11-slim AS build
-# A C compiler for the compiled build of the per-message path (mypyc; setup.py, STICKYWS_MYPYC=1).
+# A C compiler for the compiled build of the hot path (mypyc; setup.py, STICKYWS_MYPYC=1).
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml setup.py README.md LICENSE constraints.txt ./

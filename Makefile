@@ -60,9 +60,10 @@ format: setup  ## Apply ruff's fixes and formatting.
 	$(BIN)/ruff check --fix stickyws constructs_lib stacks tests scripts app.py setup.py
 	$(BIN)/ruff format stickyws constructs_lib stacks tests scripts app.py setup.py
 
-# The compiled build of the per-message path (stickyws/compiled.py names its modules; setup.py compiles them
-# with mypyc): scripts/build_compiled.py builds the platform wheel the image installs into build/compiled/
-# and puts its extension modules beside their sources, so the suite runs on the build the image ships.
+# The compiled build of the hot path, per message and per handshake (stickyws/compiled.py names its
+# modules; setup.py compiles them with mypyc): scripts/build_compiled.py builds the platform wheel the
+# image installs into build/compiled/ and puts its extension modules beside their sources, so the suite
+# runs on the build the image ships.
 # Rebuilt when one of those sources, setup.py or the pins change; until then stickyws.compiled runs the
 # sources (never a stale extension; `stickyws --version` says which build runs).
 COMPILED_SOURCES := $(shell $(PYTHON) -c 'import runpy; print(*runpy.run_path("stickyws/compiled.py")["SOURCES"])')
@@ -70,7 +71,7 @@ COMPILED_SOURCES := $(shell $(PYTHON) -c 'import runpy; print(*runpy.run_path("s
 stickyws/compiled.json: setup.py stickyws/compiled.py constraints.txt $(COMPILED_SOURCES) | $(VENV)/.installed system-deps
 	$(BIN)/python scripts/build_compiled.py
 
-compiled: setup system-deps stickyws/compiled.json  ## Compile the per-message path with mypyc (the image's build) and run this checkout on it.
+compiled: setup system-deps stickyws/compiled.json  ## Compile the hot path with mypyc (the image's build) and run this checkout on it.
 
 # The suite runs on the compiled build; then the suites of the compiled modules (server, registry, client,
 # cluster) run again on their Python sources (STICKYWS_PURE_PYTHON=1), the fallback of a platform without

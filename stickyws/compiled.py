@@ -1,7 +1,8 @@
 """Which build of the hot path runs: the modules compiled by mypyc, or their Python sources.
 
-The server's per-message path (:data:`MODULES`) can be compiled by mypyc into C extensions (the wheel
-built with ``STICKYWS_MYPYC=1``, the container image, ``make compiled`` in a checkout; see setup.py).
+The server's hot path, per message and per handshake (:data:`MODULES`), can be compiled by mypyc into C
+extensions (the wheel built with ``STICKYWS_MYPYC=1``, the container image, ``make compiled`` in a
+checkout; see setup.py).
 The build writes :data:`MANIFEST` next to this module: the SHA-256 of every compiled module's source.
 Python would import an extension module in preference to the ``.py`` beside it, also when the source
 has changed since the build; :func:`choose`, run once when ``stickyws`` is imported, prevents that:
@@ -29,7 +30,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Final, NamedTuple
 
-#: The modules of the per-message path that the compiled build compiles (measured in bench/findings.md).
+#: The modules of the hot path (per message and per handshake) that the compiled build compiles (measured in
+#: bench/findings.md).
 MODULES: Final = (
     "stickyws.protocol",
     "stickyws.registry.memory",
